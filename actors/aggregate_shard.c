@@ -1,0 +1,710 @@
+/*  aggregate_shard.c: decides the commands of the aggregates hashed to
+    this shard. Each aggregate lives in exactly one shard, so its state
+    needs no lock.
+
+    DESIGN
+    1.  An aggregate is loaded once (latest snapshot with the right schema,
+        then the stream's later events through evolve) and cached; the
+        cache is an LRU bounded by the `cache` setting.
+    2.  Decisions are pipelined: a decided command's events are applied to
+        the cached state at once (so the next command sees them) and the
+        command goes to the log writer; the aggregate stays pinned in the
+        cache until the writer's answer comes back (DONE).
+    3.  A failed commit drops every aggregate it touched from the cache
+        (they reload from the store, which has none of the failed events)
+        and raises the shard's generation: the writer fails every batch of
+        an older generation, so no command decided on a dropped state can
+        commit (see log_writer.c).
+    4.  Deduplication: an id in flight here makes its retry wait for the
+        first attempt's outcome; otherwise the store is asked. Only
+        successful commands are remembered.
+    5.  Replies for outcomes decided here (rejected, conflict, invalid,
+        duplicate) go straight back to the router, per round.
+*/
+#include "zcq_actors.h"
+#include <stdio.h>
+#include <string.h>
+
+struct zcq_cached_t {
+    zcq_cached_t *prev;          //  LRU list: head = most recent
+    zcq_cached_t *next;
+    const zcq_aggregate_def_t *def;
+    char *stream;
+    uint64_t version;
+    uint32_t inflight;           //  commands with the writer (DESIGN 2)
+    bool dead;                   //  dropped from the map, freed when idle
+    void *state;
+};
+
+typedef struct {
+    const zcq_node_env_t *env;
+    zsock_t *pipe;
+    zsock_t *router;             //  PAIR, commands in and replies out
+    zsock_t *log;                //  PAIR to the log writer
+    uint32_t shard;
+    uint32_t generation;
+    zhashx_t *cache;             //  stream -> zcq_cached_t
+    zcq_cached_t *lru_head;
+    zcq_cached_t *lru_tail;
+    size_t cache_size;           //  live entries in the map
+    zhashx_t *pending;           //  command id -> zcq_command_t in flight
+    zcq_decide_t *decide;
+    zcq_doc_t *doc;              //  decodes events and snapshots
+    zcq_event_t event;
+    zcq_writer_t *events;        //  [u32 length][body]... of one command
+    zcq_writer_t *body;
+    zcq_fields_t *snapshot;
+    bool terminated;
+} self_t;
+
+//  --------------------------------------------------------------------------
+//  Cache (DESIGN 1)
+
+static void
+s_lru_unlink (self_t *self, zcq_cached_t *cached)
+{
+    if (cached->prev)
+        cached->prev->next = cached->next;
+    else
+        self->lru_head = cached->next;
+    if (cached->next)
+        cached->next->prev = cached->prev;
+    else
+        self->lru_tail = cached->prev;
+    cached->prev = cached->next = NULL;
+}
+
+static void
+s_lru_push (self_t *self, zcq_cached_t *cached)
+{
+    cached->prev = NULL;
+    cached->next = self->lru_head;
+    if (self->lru_head)
+        self->lru_head->prev = cached;
+    self->lru_head = cached;
+    if (!self->lru_tail)
+        self->lru_tail = cached;
+}
+
+static zcq_cached_t *
+s_cached_new (const zcq_aggregate_def_t *def, const char *stream)
+{
+    size_t header = (sizeof (zcq_cached_t) + 15) & ~(size_t) 15;
+    zcq_cached_t *cached = calloc (1, header + def->state_size);
+    if (!cached)
+        return NULL;
+    cached->stream = strdup (stream);
+    if (!cached->stream) {
+        free (cached);
+        return NULL;
+    }
+    cached->def = def;
+    cached->state = (char *) cached + header;
+    if (def->init)
+        def->init (cached->state);
+    return cached;
+}
+
+static void
+s_cached_free (zcq_cached_t **cached_p)
+{
+    zcq_cached_t *cached = *cached_p;
+    if (!cached)
+        return;
+    if (cached->def->release)
+        cached->def->release (cached->state);
+    free (cached->stream);
+    free (cached);
+    *cached_p = NULL;
+}
+
+//  Reset a state to the one of a new stream.
+static void
+s_state_reset (zcq_cached_t *cached)
+{
+    if (cached->def->release)
+        cached->def->release (cached->state);
+    memset (cached->state, 0, cached->def->state_size);
+    if (cached->def->init)
+        cached->def->init (cached->state);
+    cached->version = 0;
+}
+
+//  Drop an aggregate from the cache; freed now or when its last command
+//  in flight comes back (DESIGN 3).
+static void
+s_drop (self_t *self, zcq_cached_t *cached)
+{
+    if (!cached->dead) {
+        zhashx_delete (self->cache, cached->stream);
+        self->cache_size--;
+        cached->dead = true;
+    }
+    if (cached->inflight == 0) {
+        s_lru_unlink (self, cached);
+        s_cached_free (&cached);
+    }
+}
+
+//  Evict idle aggregates beyond the cache bound, least recent first.
+static void
+s_evict (self_t *self)
+{
+    zcq_cached_t *cached = self->lru_tail;
+    while (cached && self->cache_size > self->env->config->cache) {
+        zcq_cached_t *previous = cached->prev;
+        if (cached->inflight == 0 && !cached->dead)
+            s_drop (self, cached);
+        cached = previous;
+    }
+}
+
+//  Apply one recorded event body to a cached state.
+static zcq_err_t
+s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
+{
+    zcq_err_t err = zcq_doc_decode (self->doc, body, len, NULL);
+    if (err == ZCQ_OK)
+        err = zcq_event_parse (&self->event, zcq_doc_root (self->doc));
+    if (err != ZCQ_OK)
+        return ZCQ_CORRUPT;
+    const zcq_event_def_t *handler = zcq_domain_event (cached->def, self->event.type);
+    if (handler && handler->evolve)
+        handler->evolve (cached->state, &self->event);
+    return ZCQ_OK;
+}
+
+typedef struct {
+    self_t *self;
+    zcq_cached_t *cached;
+    zcq_err_t err;
+} s_replay_t;
+
+static int
+s_replay_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    s_replay_t *replay = arg;
+    if (version != replay->cached->version + 1) {
+        zsys_error ("shard: stream %s jumps from version %llu to %llu", replay->cached->stream,
+                    (unsigned long long) replay->cached->version, (unsigned long long) version);
+        replay->err = ZCQ_CORRUPT;
+        return 1;
+    }
+    replay->err = s_evolve (replay->self, replay->cached, body, len);
+    if (replay->err != ZCQ_OK)
+        return 1;
+    replay->cached->version = version;
+    return 0;
+}
+
+//  Restore from the latest snapshot, when it has the current schema.
+static void
+s_restore_snapshot (self_t *self, zcq_cached_t *cached)
+{
+    uint32_t schema;
+    uint64_t version;
+    void *bytes;
+    size_t len;
+    if (zcq_store_snapshot (self->env->store, cached->stream, &schema, &version, &bytes, &len)
+        != ZCQ_OK)
+        return;
+    const zcq_aggregate_def_t *def = cached->def;
+    bool restored = false;
+    if (schema == def->schema) {
+        if (def->snapshot_decode) {
+            if (zcq_doc_decode (self->doc, bytes, len, NULL) == ZCQ_OK
+                && def->snapshot_decode (cached->state, zcq_doc_root (self->doc)) == ZCQ_OK)
+                restored = true;
+        }
+        else if (len == def->state_size) {
+            memcpy (cached->state, bytes, len);
+            restored = true;
+        }
+    }
+    free (bytes);
+    if (restored)
+        cached->version = version;
+    else
+        s_state_reset (cached);
+}
+
+//  Find an aggregate in the cache or load it (DESIGN 1).
+static zcq_err_t
+s_load (self_t *self, zcq_command_t *command, zcq_cached_t **cached_p)
+{
+    zcq_cached_t *cached = zhashx_lookup (self->cache, command->stream);
+    if (cached) {
+        if (cached != self->lru_head) {
+            s_lru_unlink (self, cached);
+            s_lru_push (self, cached);
+        }
+        *cached_p = cached;
+        return ZCQ_OK;
+    }
+    cached = s_cached_new (command->aggregate, command->stream);
+    if (!cached)
+        return ZCQ_NOMEM;
+    s_restore_snapshot (self, cached);
+    s_replay_t replay = { self, cached, ZCQ_OK };
+    zcq_err_t err = zcq_store_read_stream (self->env->store, cached->stream, cached->version + 1,
+                                           0, s_replay_event, &replay);
+    if (err == ZCQ_OK)
+        err = replay.err;
+    if (err != ZCQ_OK) {
+        s_cached_free (&cached);
+        return err;
+    }
+    zhashx_insert (self->cache, cached->stream, cached);
+    self->cache_size++;
+    s_lru_push (self, cached);
+    ZCQ_STAT_ADD (self->env->stats, aggregates_loaded, 1);
+    s_evict (self);
+    *cached_p = cached;
+    return ZCQ_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Deciding
+
+//  Encode the decided events of a command: each body is the ZCQ/1 event
+//  map with position and time left to the writer.
+static zcq_err_t
+s_encode_events (self_t *self, zcq_command_t *command, uint64_t first_version)
+{
+    static const uint8_t stamps[ZCQ_EVENT_HEADER_SIZE - 1]
+        = { 0xa8, 'p', 'o', 's', 'i', 't', 'i', 'o', 'n', 0xcf, 0, 0, 0, 0, 0, 0, 0, 0,
+            0xa4, 't', 'i', 'm', 'e', 0xd3, 0, 0, 0, 0, 0, 0, 0, 0 };
+    zcq_decide_t *decide = self->decide;
+    const zcq_config_t *config = self->env->config;
+    size_t aggregate_len = strlen (command->aggregate->name);
+    zcq_writer_reset (self->events);
+    for (size_t index = 0; index < decide->event_count; index++) {
+        zcq_writer_t *body = self->body;
+        zcq_writer_reset (body);
+        zcq_writer_map (body, ZCQ_EVENT_FIELDS);
+        zcq_writer_raw (body, stamps, sizeof stamps);
+        zcq_writer_str (body, "node");
+        zcq_writer_str (body, config->node);
+        zcq_writer_str (body, "stream");
+        zcq_writer_strn (body, command->stream, command->stream_len);
+        zcq_writer_str (body, "aggregate");
+        zcq_writer_strn (body, command->stream, aggregate_len);
+        zcq_writer_str (body, "key");
+        zcq_writer_strn (body, command->key, command->key_len);
+        zcq_writer_str (body, "version");
+        zcq_writer_uint (body, first_version + index);
+        zcq_writer_str (body, "type");
+        zcq_writer_str (body, decide->events[index].type);
+        zcq_writer_str (body, "command");
+        zcq_writer_strn (body, command->id, command->id_len);
+        zcq_writer_str (body, "meta");
+        if (command->meta)
+            zcq_writer_value (body, command->meta);
+        else
+            zcq_writer_map (body, 0);
+        zcq_writer_str (body, "data");
+        zcq_fields_encode (decide->events[index].fields, body);
+        if (!zcq_writer_ok (body) || !zcq_fields_ok (decide->events[index].fields))
+            return ZCQ_NOMEM;
+        uint8_t length[4];
+        size_t size = zcq_writer_size (body);
+        length[0] = (uint8_t) (size >> 24);
+        length[1] = (uint8_t) (size >> 16);
+        length[2] = (uint8_t) (size >> 8);
+        length[3] = (uint8_t) size;
+        zcq_writer_raw (self->events, length, 4);
+        zcq_writer_raw (self->events, zcq_writer_data (body), size);
+    }
+    if (!zcq_writer_ok (self->events))
+        return ZCQ_NOMEM;
+    command->events_size = zcq_writer_size (self->events);
+    if (command->events_size) {
+        command->events = malloc (command->events_size);
+        if (!command->events)
+            return ZCQ_NOMEM;
+        memcpy (command->events, zcq_writer_data (self->events), command->events_size);
+    }
+    command->event_count = (uint32_t) decide->event_count;
+    return ZCQ_OK;
+}
+
+//  Apply a command's encoded events to the cached state.
+static zcq_err_t
+s_apply_events (self_t *self, zcq_command_t *command, zcq_cached_t *cached)
+{
+    size_t offset = 0, size;
+    const uint8_t *body;
+    while ((body = zcq_command_next_event (command, &offset, &size)))
+        ZCQ_TRY (s_evolve (self, cached, body, size));
+    return ZCQ_OK;
+}
+
+//  Encode a snapshot of the state when the command crossed a multiple of
+//  snapshot_every.
+static zcq_err_t
+s_snapshot (self_t *self, zcq_command_t *command, zcq_cached_t *cached, uint64_t before)
+{
+    const zcq_aggregate_def_t *def = cached->def;
+    uint32_t every = zcq_aggregate_snapshot_every (def);
+    if (before / every == cached->version / every)
+        return ZCQ_OK;
+    if (def->snapshot_encode) {
+        zcq_fields_reset (self->snapshot);
+        ZCQ_TRY (def->snapshot_encode (cached->state, self->snapshot));
+        zcq_writer_reset (self->body);
+        zcq_fields_encode (self->snapshot, self->body);
+        if (!zcq_writer_ok (self->body) || !zcq_fields_ok (self->snapshot))
+            return ZCQ_NOMEM;
+        command->snapshot_size = zcq_writer_size (self->body);
+        command->snapshot = malloc (command->snapshot_size);
+        if (!command->snapshot)
+            return ZCQ_NOMEM;
+        memcpy (command->snapshot, zcq_writer_data (self->body), command->snapshot_size);
+    }
+    else {
+        command->snapshot_size = def->state_size;
+        command->snapshot = malloc (def->state_size);
+        if (!command->snapshot)
+            return ZCQ_NOMEM;
+        memcpy (command->snapshot, cached->state, def->state_size);
+    }
+    command->snapshot_schema = def->schema;
+    ZCQ_STAT_ADD (self->env->stats, snapshots_written, 1);
+    return ZCQ_OK;
+}
+
+//  A stored result: [u64 version][u64 position][u32 events][stream]
+static bool
+s_parse_result (zcq_command_t *command, const uint8_t *result, size_t len)
+{
+    if (len < 20 || len - 20 > ZCQ_STREAM_MAX)
+        return false;
+    command->version = zcq_get_be64 (result);
+    command->position = zcq_get_be64 (result + 8);
+    command->event_count = (uint32_t) result[16] << 24 | (uint32_t) result[17] << 16
+                         | (uint32_t) result[18] << 8 | result[19];
+    memcpy (command->stream, result + 20, len - 20);
+    command->stream_len = len - 20;
+    command->stream[command->stream_len] = 0;
+    return true;
+}
+
+typedef enum { S_REPLY, S_COMMIT, S_WAIT } s_route_t;
+
+//  Decide one command: it is to be replied now, committed, or it waits for
+//  an attempt of the same id in flight.
+static s_route_t
+s_decide (self_t *self, zcq_command_t *command)
+{
+    //  DESIGN 4
+    zcq_command_t *first = zhashx_lookup (self->pending, command->id_copy);
+    if (first) {
+        command->next = first->waiters;
+        first->waiters = command;
+        return S_WAIT;
+    }
+    void *result;
+    size_t result_len;
+    zcq_err_t err = zcq_store_command (self->env->store, command->id, command->id_len, &result,
+                                       &result_len);
+    if (err == ZCQ_OK) {
+        bool parsed = s_parse_result (command, result, result_len);
+        free (result);
+        if (!parsed)
+            zcq_command_fail (command, ZCQ_INTERNAL, "stored result of %s is corrupt",
+                              command->id_copy);
+        else {
+            command->outcome = ZCQ_OK;
+            command->duplicate = true;
+        }
+        return S_REPLY;
+    }
+    if (err != ZCQ_NOT_FOUND) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "reading command ids: %s", zcq_strerror (err));
+        return S_REPLY;
+    }
+
+    zcq_cached_t *cached;
+    err = s_load (self, command, &cached);
+    if (err != ZCQ_OK) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "loading %s: %s", command->stream,
+                          zcq_strerror (err));
+        return S_REPLY;
+    }
+    if (command->expect >= 0 && (uint64_t) command->expect != cached->version) {
+        command->version = cached->version;
+        zcq_command_fail (command, ZCQ_CONFLICT, "stream %s is at version %llu, not %lld",
+                          command->stream, (unsigned long long) cached->version,
+                          (long long) command->expect);
+        return S_REPLY;
+    }
+    zcq_decide_t *decide = self->decide;
+    zcq_decide_reset (decide, command->data, command->meta, command->key, command->id_copy,
+                      cached->version);
+    err = command->handler->decide (decide, cached->state);
+    if (decide->nomem) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory deciding");
+        return S_REPLY;
+    }
+    if (err != ZCQ_OK) {
+        if (err != ZCQ_REJECTED && err != ZCQ_INVALID && err != ZCQ_CONFLICT && err != ZCQ_UNKNOWN
+            && err != ZCQ_DENIED && err != ZCQ_UNAVAILABLE)
+            err = ZCQ_INTERNAL;
+        zcq_command_fail (command, err, "%s",
+                          decide->message[0] ? decide->message : zcq_strerror (err));
+        return S_REPLY;
+    }
+    uint64_t before = cached->version;
+    err = s_encode_events (self, command, before + 1);
+    if (err == ZCQ_OK) {
+        err = s_apply_events (self, command, cached);
+        cached->version = before + decide->event_count;
+        if (err == ZCQ_OK)
+            err = s_snapshot (self, command, cached, before);
+        if (err != ZCQ_OK)
+            s_drop (self, cached);       //  the state may be half-evolved
+    }
+    if (err != ZCQ_OK) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "encoding events: %s", zcq_strerror (err));
+        return S_REPLY;
+    }
+    command->version = cached->version;
+    command->cached = cached;
+    cached->inflight++;
+    zhashx_insert (self->pending, command->id_copy, command);
+    return S_COMMIT;
+}
+
+//  --------------------------------------------------------------------------
+//  Handlers
+
+static void
+s_send_batch (self_t *self, zcq_cbatch_t **batch_p, zsock_t *socket)
+{
+    if (*batch_p && (*batch_p)->count)
+        zcq_cbatch_send (batch_p, socket);
+    else
+        zcq_cbatch_destroy (batch_p);
+}
+
+static void
+s_handle_commands (self_t *self, zcq_cbatch_t *batch)
+{
+    zcq_cbatch_t *commit = zcq_cbatch_new (ZCQ_BATCH_COMMIT, self->shard);
+    zcq_cbatch_t *replies = zcq_cbatch_new (ZCQ_BATCH_REPLIES, self->shard);
+    if (!commit || !replies) {
+        //  answer the whole batch: nothing was decided
+        for (size_t index = 0; index < batch->count; index++)
+            zcq_command_fail (batch->commands[index], ZCQ_INTERNAL, "out of memory");
+        batch->kind = ZCQ_BATCH_REPLIES;
+        zcq_cbatch_destroy (&commit);
+        zcq_cbatch_destroy (&replies);
+        zcq_cbatch_send (&batch, self->router);
+        return;
+    }
+    commit->generation = self->generation;
+    //  the batches hold at least as many commands as came in, so adding
+    //  cannot fail once they are sized
+    if (!zcq_cbatch_reserve (commit, batch->count) || !zcq_cbatch_reserve (replies, batch->count)) {
+        zcq_cbatch_destroy (&commit);
+        zcq_cbatch_destroy (&replies);
+        for (size_t index = 0; index < batch->count; index++)
+            zcq_command_fail (batch->commands[index], ZCQ_INTERNAL, "out of memory");
+        batch->kind = ZCQ_BATCH_REPLIES;
+        zcq_cbatch_send (&batch, self->router);
+        return;
+    }
+    for (size_t index = 0; index < batch->count; index++) {
+        zcq_command_t *command = batch->commands[index];
+        s_route_t route = s_decide (self, command);
+        if (route == S_COMMIT)
+            zcq_cbatch_add (commit, command);
+        else if (route == S_REPLY)
+            zcq_cbatch_add (replies, command);
+    }
+    batch->count = 0;
+    zcq_cbatch_destroy (&batch);
+    s_send_batch (self, &commit, self->log);
+    s_send_batch (self, &replies, self->router);
+}
+
+//  The writer's outcome came back through the router (DESIGN 2, 3).
+static void
+s_handle_done (self_t *self, zcq_cbatch_t *batch)
+{
+    zcq_cbatch_t *replies = NULL;
+    bool failed = false;
+    for (size_t index = 0; index < batch->count; index++) {
+        zcq_command_t *command = batch->commands[index];
+        if (zhashx_lookup (self->pending, command->id_copy) == command)
+            zhashx_delete (self->pending, command->id_copy);
+        while (command->waiters) {
+            zcq_command_t *waiter = command->waiters;
+            command->waiters = waiter->next;
+            waiter->next = NULL;
+            if (command->outcome == ZCQ_OK) {
+                waiter->outcome = ZCQ_OK;
+                waiter->duplicate = true;
+                waiter->version = command->version;
+                waiter->position = command->position;
+                waiter->event_count = command->event_count;
+            }
+            else
+                zcq_command_fail (waiter, command->outcome, "%s",
+                                  command->message ? command->message : "");
+            if (!replies)
+                replies = zcq_cbatch_new (ZCQ_BATCH_REPLIES, self->shard);
+            if (replies)
+                zcq_cbatch_add (replies, waiter);
+        }
+        zcq_cached_t *cached = command->cached;
+        if (cached) {
+            cached->inflight--;
+            if (command->outcome != ZCQ_OK)
+                failed = true;
+            if (command->outcome != ZCQ_OK || cached->dead)
+                s_drop (self, cached);
+        }
+    }
+    if (failed)
+        self->generation++;
+    zcq_cbatch_destroy (&batch);
+    s_evict (self);
+    if (replies)
+        s_send_batch (self, &replies, self->router);
+}
+
+static void
+s_handle_router (self_t *self)
+{
+    zcq_cbatch_t *batch;
+    while ((batch = zcq_cbatch_recv (self->router, ZMQ_DONTWAIT))) {
+        if (batch->kind == ZCQ_BATCH_COMMANDS)
+            s_handle_commands (self, batch);
+        else if (batch->kind == ZCQ_BATCH_DONE)
+            s_handle_done (self, batch);
+        else {
+            zsys_error ("shard %u: unexpected batch kind %d", self->shard, batch->kind);
+            zcq_cbatch_destroy (&batch);
+        }
+    }
+}
+
+static void
+s_handle_pipe (self_t *self)
+{
+    char *command = zstr_recv (self->pipe);
+    if (!command || streq (command, "$TERM"))
+        self->terminated = true;
+    else if (streq (command, "SYNC")) {
+        s_handle_router (self);
+        zsock_send (self->pipe, "i", 0);
+    }
+    else
+        zsys_error ("shard %u: unknown pipe command '%s'", self->shard, command);
+    zstr_free (&command);
+}
+
+//  --------------------------------------------------------------------------
+
+static void
+s_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->router)
+        zcq_cbatch_drain (self->router);
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->log);
+    zhashx_destroy (&self->pending);
+    zhashx_destroy (&self->cache);
+    zcq_cached_t *cached = self->lru_head;
+    while (cached) {
+        zcq_cached_t *next = cached->next;
+        s_cached_free (&cached);
+        cached = next;
+    }
+    zcq_decide_destroy (&self->decide);
+    zcq_doc_destroy (&self->doc);
+    zcq_event_release (&self->event);
+    zcq_writer_destroy (&self->events);
+    zcq_writer_destroy (&self->body);
+    zcq_fields_destroy (&self->snapshot);
+    free (self);
+    *self_p = NULL;
+}
+
+static self_t *
+s_new (zsock_t *pipe, const zcq_shard_args_t *args)
+{
+    self_t *self = calloc (1, sizeof (self_t));
+    if (!self) {
+        zcq_actor_failed (pipe, "out of memory");
+        return NULL;
+    }
+    self->env = args->env;
+    self->pipe = pipe;
+    self->shard = args->shard;
+    self->cache = zhashx_new ();
+    self->pending = zhashx_new ();
+    self->decide = zcq_decide_new ();
+    self->doc = zcq_doc_new ();
+    self->events = zcq_writer_new ();
+    self->body = zcq_writer_new ();
+    self->snapshot = zcq_fields_new ();
+    self->router = zsock_new (ZMQ_PAIR);
+    self->log = zsock_new (ZMQ_PAIR);
+    if (!self->cache || !self->pending || !self->decide || !self->doc || !self->events
+        || !self->body || !self->snapshot || !self->router || !self->log) {
+        zcq_actor_failed (pipe, "out of memory");
+        s_destroy (&self);
+        return NULL;
+    }
+    //  both maps use the key strings their values carry
+    zhashx_set_key_duplicator (self->cache, NULL);
+    zhashx_set_key_destructor (self->cache, NULL);
+    zhashx_set_key_duplicator (self->pending, NULL);
+    zhashx_set_key_destructor (self->pending, NULL);
+    char endpoint[128];
+    zcq_endpoint_shard (self->env, self->shard, endpoint, sizeof endpoint);
+    zsock_set_sndhwm (self->router, 0);
+    zsock_set_rcvhwm (self->router, 0);
+    if (zsock_bind (self->router, "%s", endpoint) < 0) {
+        zcq_actor_failed (pipe, "cannot bind %s", endpoint);
+        s_destroy (&self);
+        return NULL;
+    }
+    zcq_endpoint_shard_log (self->env, self->shard, endpoint, sizeof endpoint);
+    zsock_set_sndhwm (self->log, 0);
+    zsock_set_rcvhwm (self->log, 0);
+    if (zsock_connect (self->log, "%s", endpoint) < 0) {
+        zcq_actor_failed (pipe, "cannot connect %s", endpoint);
+        s_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+zcq_shard_actor (zsock_t *pipe, void *args)
+{
+    zsock_signal (pipe, 0);
+    self_t *self = s_new (pipe, args);
+    if (!self)
+        return;
+    zsock_send (pipe, "is", 0, "");
+    zmq_pollitem_t items[] = {
+        { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (self->router), 0, ZMQ_POLLIN, 0 },
+    };
+    while (!self->terminated) {
+        if (zmq_poll (items, 2, -1) < 0)
+            break;
+        if (items[0].revents & ZMQ_POLLIN)
+            s_handle_pipe (self);
+        if (items[1].revents & ZMQ_POLLIN)
+            s_handle_router (self);
+    }
+    s_destroy (&self);
+}

@@ -1,0 +1,213 @@
+/*  batch.c: commands and the batches that carry them between the actors
+    of a node, plus the small helpers every actor uses. */
+#include "zcq_actors.h"
+#include <stdarg.h>
+#include <stdio.h>
+
+zcq_command_t *
+zcq_command_new (void)
+{
+    zcq_command_t *self = calloc (1, sizeof (zcq_command_t));
+    if (!self)
+        return NULL;
+    self->expect = -1;
+    return self;
+}
+
+void
+zcq_command_destroy (zcq_command_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zcq_command_t *self = *self_p;
+    zmsg_destroy (&self->envelope);
+    zcq_doc_destroy (&self->doc);
+    zframe_destroy (&self->body);
+    free (self->message);
+    free (self->events);
+    free (self->snapshot);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+zcq_command_fail (zcq_command_t *self, zcq_err_t outcome, const char *format, ...)
+{
+    self->outcome = outcome;
+    free (self->message);
+    va_list args;
+    va_start (args, format);
+    if (vasprintf (&self->message, format, args) < 0)
+        self->message = NULL;
+    va_end (args);
+}
+
+uint8_t *
+zcq_command_next_event (const zcq_command_t *self, size_t *offset, size_t *size)
+{
+    if (*offset + 4 > self->events_size)
+        return NULL;
+    uint8_t *length = self->events + *offset;
+    *size = (size_t) length[0] << 24 | (size_t) length[1] << 16 | (size_t) length[2] << 8
+          | length[3];
+    if (*size > self->events_size - *offset - 4)
+        return NULL;
+    *offset += 4 + *size;
+    return length + 4;
+}
+
+zcq_cbatch_t *
+zcq_cbatch_new (zcq_batch_kind_t kind, uint32_t shard)
+{
+    zcq_cbatch_t *self = calloc (1, sizeof (zcq_cbatch_t));
+    if (!self)
+        return NULL;
+    self->kind = kind;
+    self->shard = shard;
+    return self;
+}
+
+void
+zcq_cbatch_destroy (zcq_cbatch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zcq_cbatch_t *self = *self_p;
+    for (size_t index = 0; index < self->count; index++)
+        zcq_command_destroy (&self->commands[index]);
+    free (self->commands);
+    free (self);
+    *self_p = NULL;
+}
+
+bool
+zcq_cbatch_reserve (zcq_cbatch_t *self, size_t count)
+{
+    if (count <= self->capacity)
+        return true;
+    zcq_command_t **commands = realloc (self->commands, count * sizeof (zcq_command_t *));
+    if (!commands)
+        return false;
+    self->commands = commands;
+    self->capacity = count;
+    return true;
+}
+
+bool
+zcq_cbatch_add (zcq_cbatch_t *self, zcq_command_t *command)
+{
+    if (self->count == self->capacity
+        && !zcq_cbatch_reserve (self, self->capacity ? self->capacity * 2 : 64))
+        return false;
+    self->commands[self->count++] = command;
+    return true;
+}
+
+int
+zcq_cbatch_send (zcq_cbatch_t **self_p, zsock_t *socket)
+{
+    zcq_cbatch_t *self = *self_p;
+    *self_p = NULL;
+    if (zmq_send (zsock_resolve (socket), &self, sizeof self, 0) != sizeof self) {
+        zsys_error ("batch: inproc send failed: %s", zmq_strerror (zmq_errno ()));
+        zcq_cbatch_destroy (&self);
+        return -1;
+    }
+    return 0;
+}
+
+zcq_cbatch_t *
+zcq_cbatch_recv (zsock_t *socket, int flags)
+{
+    zcq_cbatch_t *self = NULL;
+    int size = zmq_recv (zsock_resolve (socket), &self, sizeof self, flags);
+    if (size != sizeof self)
+        return NULL;
+    return self;
+}
+
+void
+zcq_cbatch_drain (zsock_t *socket)
+{
+    zcq_cbatch_t *batch;
+    while ((batch = zcq_cbatch_recv (socket, ZMQ_DONTWAIT)))
+        zcq_cbatch_destroy (&batch);
+}
+
+void
+zcq_endpoint_shard (const zcq_node_env_t *env, uint32_t shard, char *buffer, size_t size)
+{
+    snprintf (buffer, size, "inproc://%s-shard-%u", env->prefix, shard);
+}
+
+void
+zcq_endpoint_shard_log (const zcq_node_env_t *env, uint32_t shard, char *buffer, size_t size)
+{
+    snprintf (buffer, size, "inproc://%s-log-%u", env->prefix, shard);
+}
+
+void
+zcq_endpoint_acks (const zcq_node_env_t *env, char *buffer, size_t size)
+{
+    snprintf (buffer, size, "inproc://%s-acks", env->prefix);
+}
+
+void
+zcq_endpoint_events (const zcq_node_env_t *env, char *buffer, size_t size)
+{
+    snprintf (buffer, size, "inproc://%s-events", env->prefix);
+}
+
+void
+zcq_endpoint_sync (const zcq_node_env_t *env, char *buffer, size_t size)
+{
+    snprintf (buffer, size, "inproc://%s-sync", env->prefix);
+}
+
+void
+zcq_endpoint_host (const zcq_node_env_t *env, uint32_t host, char *buffer, size_t size)
+{
+    snprintf (buffer, size, "inproc://%s-host-%u", env->prefix, host);
+}
+
+zactor_t *
+zcq_actor_start (zactor_fn *actor, void *args, char *error, size_t size)
+{
+    zactor_t *self = zactor_new (actor, args);
+    if (!self) {
+        snprintf (error, size, "cannot start an actor thread");
+        return NULL;
+    }
+    int status = -1;
+    char *reason = NULL;
+    if (zsock_recv (self, "is", &status, &reason) != 0)
+        status = -1;
+    if (status != 0) {
+        snprintf (error, size, "%s", reason ? reason : "actor failed to start");
+        zactor_destroy (&self);
+    }
+    zstr_free (&reason);
+    return self;
+}
+
+void
+zcq_actor_failed (zsock_t *pipe, const char *format, ...)
+{
+    char reason[512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    zsock_send (pipe, "is", 1, reason);
+}
+
+uint64_t
+zcq_stream_hash (const char *stream, size_t len)
+{
+    uint64_t hash = 14695981039346656037ULL;
+    for (size_t index = 0; index < len; index++) {
+        hash ^= (uint8_t) stream[index];
+        hash *= 1099511628211ULL;
+    }
+    return hash;
+}

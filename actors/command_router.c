@@ -1,0 +1,592 @@
+/*  command_router.c: the command endpoint of a node (ZCQ/1 section 3).
+
+    A ROUTER socket takes commands from DEALER and REQ clients. The router
+    decodes and validates each request, answers malformed ones itself, and
+    routes the rest by a hash of the stream name to an aggregate shard. It
+    owns the client socket, so every reply leaves from here: the shards
+    send back what they decided, the log writer what it committed.
+
+    DESIGN
+    1.  Every command that reaches a shard gets exactly one reply; the
+        in-flight count rises on dispatch and falls on reply, and past
+        max-inflight new commands are answered `unavailable` at once.
+    2.  Replies never vanish silently: the ROUTER is mandatory (a reply to
+        a vanished peer is counted and dropped, since nobody can read it),
+        the send high-water mark is high, and a reply that meets a full
+        pipe waits in a bounded backlog, retried every loop.
+    3.  Requests are read in rounds of up to S_ROUND messages, and each
+        shard gets one batch per round, so that hops cost per round, not
+        per command.
+*/
+#include "zcq_actors.h"
+#include <stdio.h>
+#include <string.h>
+
+#define S_ROUND          512
+#define S_BACKLOG_MAX    200000
+#define S_SNDHWM         200000
+
+typedef struct {
+    const zcq_node_env_t *env;
+    zsock_t *pipe;
+    zsock_t *clients;            //  ROUTER, the command endpoint
+    zsock_t **shards;            //  PAIR per shard
+    zsock_t *acks;               //  PAIR from the log writer
+    uint32_t shard_count;
+    zcq_cbatch_t **round;        //  per shard, the batch being filled
+    zcq_writer_t *writer;
+    zlistx_t *backlog;           //  zmsg_t replies waiting for a full pipe
+    int64_t inflight;
+    bool draining;
+    bool terminated;
+    zcq_limits_t limits;
+    char endpoint[ZCQ_ENDPOINT_MAX];
+} self_t;
+
+static void
+s_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    for (uint32_t shard = 0; shard < self->shard_count; shard++) {
+        if (self->round)
+            zcq_cbatch_destroy (&self->round[shard]);
+        if (self->shards && self->shards[shard]) {
+            zcq_cbatch_drain (self->shards[shard]);
+            zsock_destroy (&self->shards[shard]);
+        }
+    }
+    if (self->acks)
+        zcq_cbatch_drain (self->acks);
+    free (self->round);
+    free (self->shards);
+    zsock_destroy (&self->clients);
+    zsock_destroy (&self->acks);
+    zcq_writer_destroy (&self->writer);
+    if (self->backlog) {
+        zmsg_t *reply;
+        while ((reply = zlistx_detach (self->backlog, NULL)))
+            zmsg_destroy (&reply);
+        zlistx_destroy (&self->backlog);
+    }
+    free (self);
+    *self_p = NULL;
+}
+
+static self_t *
+s_new (zsock_t *pipe, const zcq_node_env_t *env)
+{
+    self_t *self = calloc (1, sizeof (self_t));
+    if (!self) {
+        zcq_actor_failed (pipe, "out of memory");
+        return NULL;
+    }
+    self->env = env;
+    self->pipe = pipe;
+    self->shard_count = (uint32_t) env->config->shards;
+    self->limits.max_bytes = env->config->request_limit;
+    self->limits.max_depth = 32;
+    self->writer = zcq_writer_new ();
+    self->backlog = zlistx_new ();
+    self->shards = calloc (self->shard_count, sizeof (zsock_t *));
+    self->round = calloc (self->shard_count, sizeof (zcq_cbatch_t *));
+    self->clients = zsock_new (ZMQ_ROUTER);
+    if (!self->writer || !self->backlog || !self->shards || !self->round || !self->clients) {
+        zcq_actor_failed (pipe, "out of memory");
+        s_destroy (&self);
+        return NULL;
+    }
+    char endpoint[128];
+    for (uint32_t shard = 0; shard < self->shard_count; shard++) {
+        zcq_endpoint_shard (env, shard, endpoint, sizeof endpoint);
+        self->shards[shard] = zsock_new (ZMQ_PAIR);
+        if (!self->shards[shard] || zsock_connect (self->shards[shard], "%s", endpoint)) {
+            zcq_actor_failed (pipe, "cannot connect to shard %u", shard);
+            s_destroy (&self);
+            return NULL;
+        }
+        zsock_set_sndhwm (self->shards[shard], 0);
+        zsock_set_rcvhwm (self->shards[shard], 0);
+    }
+    zcq_endpoint_acks (env, endpoint, sizeof endpoint);
+    self->acks = zsock_new (ZMQ_PAIR);
+    if (!self->acks || zsock_bind (self->acks, "%s", endpoint) < 0) {
+        zcq_actor_failed (pipe, "cannot bind %s", endpoint);
+        s_destroy (&self);
+        return NULL;
+    }
+    zsock_set_rcvhwm (self->acks, 0);
+    zsock_set_sndhwm (self->acks, 0);
+
+    //  DESIGN 2: mandatory routing, deep send queues
+    zsock_set_router_mandatory (self->clients, 1);
+    zsock_set_sndhwm (self->clients, S_SNDHWM);
+    zsock_set_rcvhwm (self->clients, 100000);
+    zsock_set_linger (self->clients, 2000);
+    int64_t max_message = (int64_t) env->config->request_limit * 4;
+    if (max_message < (16 << 20))
+        max_message = 16 << 20;
+    zsock_set_maxmsgsize (self->clients, max_message);
+    const char *wanted = env->config->endpoints[ZCQ_ENDPOINT_COMMAND];
+    if (zsock_bind (self->clients, "%s", wanted) < 0) {
+        zcq_actor_failed (pipe, "cannot bind the command endpoint %s: %s", wanted,
+                          zmq_strerror (zmq_errno ()));
+        s_destroy (&self);
+        return NULL;
+    }
+    const char *bound = zsock_last_endpoint (self->clients);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
+    return self;
+}
+
+//  --------------------------------------------------------------------------
+//  Replies
+
+//  Encode the reply a command earned (ZCQ/1 section 3).
+static void
+s_encode_reply (self_t *self, const zcq_command_t *command)
+{
+    zcq_writer_t *writer = self->writer;
+    zcq_writer_reset (writer);
+    size_t mark = zcq_writer_map_open (writer);
+    size_t count = 0;
+    if (command->id) {
+        zcq_writer_str (writer, "id");
+        zcq_writer_strn (writer, command->id, command->id_len);
+        count++;
+    }
+    zcq_writer_str (writer, "ok");
+    zcq_writer_bool (writer, command->outcome == ZCQ_OK);
+    count++;
+    if (command->outcome == ZCQ_OK) {
+        zcq_writer_str (writer, "stream");
+        zcq_writer_strn (writer, command->stream, command->stream_len);
+        zcq_writer_str (writer, "version");
+        zcq_writer_uint (writer, command->version);
+        zcq_writer_str (writer, "position");
+        zcq_writer_uint (writer, command->position);
+        zcq_writer_str (writer, "events");
+        zcq_writer_uint (writer, command->event_count);
+        zcq_writer_str (writer, "duplicate");
+        zcq_writer_bool (writer, command->duplicate);
+        count += 5;
+    }
+    else {
+        zcq_writer_str (writer, "error");
+        zcq_writer_str (writer, zcq_err_code (command->outcome));
+        zcq_writer_str (writer, "message");
+        zcq_writer_str (writer, command->message ? command->message
+                                                 : zcq_strerror (command->outcome));
+        count += 2;
+        if (command->outcome == ZCQ_CONFLICT) {
+            zcq_writer_str (writer, "version");
+            zcq_writer_uint (writer, command->version);
+            count++;
+        }
+    }
+    zcq_writer_map_close (writer, mark, count);
+}
+
+//  Try to send a whole reply without blocking. 0 = sent, 1 = the peer's
+//  pipe is full (try later), -1 = the peer is gone.
+static int
+s_send (self_t *self, zmsg_t *envelope, const void *body, size_t size)
+{
+    void *socket = zsock_resolve (self->clients);
+    zframe_t *frame = zmsg_first (envelope);
+    bool first = true;
+    while (frame) {
+        int flags = ZMQ_SNDMORE | (first ? ZMQ_DONTWAIT : 0);
+        if (zmq_send (socket, zframe_data (frame), zframe_size (frame), flags) < 0) {
+            if (first && zmq_errno () == EAGAIN)
+                return 1;
+            return -1;
+        }
+        first = false;
+        frame = zmsg_next (envelope);
+    }
+    if (first)
+        return -1;            //  no envelope: nobody to answer
+    return zmq_send (socket, body, size, 0) < 0 ? -1 : 0;
+}
+
+static void
+s_count_outcome (self_t *self, const zcq_command_t *command)
+{
+    zcq_stats_t *stats = self->env->stats;
+    switch (command->outcome) {
+        case ZCQ_OK:
+            ZCQ_STAT_ADD (stats, commands_accepted, 1);
+            if (command->duplicate)
+                ZCQ_STAT_ADD (stats, commands_duplicate, 1);
+            break;
+        case ZCQ_REJECTED: ZCQ_STAT_ADD (stats, commands_rejected, 1); break;
+        case ZCQ_CONFLICT: ZCQ_STAT_ADD (stats, commands_conflict, 1); break;
+        case ZCQ_INVALID:
+        case ZCQ_UNKNOWN: ZCQ_STAT_ADD (stats, commands_invalid, 1); break;
+        case ZCQ_UNAVAILABLE: ZCQ_STAT_ADD (stats, commands_unavailable, 1); break;
+        default: ZCQ_STAT_ADD (stats, commands_failed, 1); break;
+    }
+}
+
+//  Reply to a command; the command keeps its envelope.
+static void
+s_reply (self_t *self, zcq_command_t *command)
+{
+    s_count_outcome (self, command);
+    s_encode_reply (self, command);
+    if (!zcq_writer_ok (self->writer)) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory encoding the reply");
+        s_encode_reply (self, command);
+    }
+    const void *body = zcq_writer_data (self->writer);
+    size_t size = zcq_writer_size (self->writer);
+    int rc = zlistx_size (self->backlog) ? 1 : s_send (self, command->envelope, body, size);
+    if (rc == 1 && zlistx_size (self->backlog) < S_BACKLOG_MAX) {
+        zmsg_t *reply = zmsg_dup (command->envelope);
+        if (reply && zmsg_addmem (reply, body, size) == 0) {
+            zlistx_add_end (self->backlog, reply);
+            return;
+        }
+        zmsg_destroy (&reply);
+    }
+    if (rc != 0) {
+        ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
+        zsys_warning ("router: reply to command %.*s dropped (%s)", (int) command->id_len,
+                      command->id ? command->id : "", rc < 0 ? "peer gone" : "backlog full");
+    }
+}
+
+//  Retry the replies that met a full pipe, oldest first.
+static void
+s_flush_backlog (self_t *self)
+{
+    zmsg_t *reply = zlistx_first (self->backlog);
+    while (reply) {
+        zframe_t *body = zmsg_last (reply);
+        zmsg_t *envelope = zmsg_dup (reply);
+        zframe_t *last = zmsg_last (envelope);
+        zmsg_remove (envelope, last);
+        zframe_destroy (&last);
+        int rc = s_send (self, envelope, zframe_data (body), zframe_size (body));
+        zmsg_destroy (&envelope);
+        if (rc == 1) {
+            reply = zlistx_next (self->backlog);
+            continue;
+        }
+        if (rc < 0)
+            ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
+        zmsg_t *sent = zlistx_detach_cur (self->backlog);
+        zmsg_destroy (&sent);
+        reply = zlistx_next (self->backlog);
+    }
+}
+
+//  Reply to a command that never reached a shard, and free it.
+static void
+s_reply_now (self_t *self, zcq_command_t **command_p)
+{
+    s_reply (self, *command_p);
+    zcq_command_destroy (command_p);
+}
+
+//  --------------------------------------------------------------------------
+//  Requests
+
+static bool
+s_valid_aggregate (const char *name, size_t len)
+{
+    if (len == 0 || len > ZCQ_AGGREGATE_MAX)
+        return false;
+    for (size_t index = 0; index < len; index++) {
+        char c = name[index];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.'
+              || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+//  Read a required string field of 1..max bytes.
+static bool
+s_field_str (zcq_command_t *command, const zcq_value_t *root, const char *name, size_t max,
+             const char **str, size_t *len)
+{
+    const zcq_value_t *value = zcq_value_get (root, name);
+    if (!value) {
+        zcq_command_fail (command, ZCQ_INVALID, "'%s' is required", name);
+        return false;
+    }
+    if (!zcq_value_str (value, str, len)) {
+        zcq_command_fail (command, ZCQ_INVALID, "'%s' must be a string", name);
+        return false;
+    }
+    if (*len == 0 || *len > max) {
+        zcq_command_fail (command, ZCQ_INVALID, "'%s' must be 1 to %zu bytes", name, max);
+        return false;
+    }
+    return true;
+}
+
+//  Decode and validate a command request; on failure the command holds
+//  the error outcome.
+static bool
+s_parse (self_t *self, zcq_command_t *command)
+{
+    command->doc = zcq_doc_new ();
+    if (!command->doc) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
+        return false;
+    }
+    size_t size = zframe_size (command->body);
+    if (size > self->limits.max_bytes) {
+        zcq_command_fail (command, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
+                          size, self->limits.max_bytes);
+        return false;
+    }
+    zcq_err_t err = zcq_doc_decode (command->doc, zframe_data (command->body), size, &self->limits);
+    if (err != ZCQ_OK) {
+        zcq_command_fail (command, err == ZCQ_NOMEM ? ZCQ_INTERNAL : ZCQ_INVALID, "%s",
+                          zcq_doc_error (command->doc));
+        return false;
+    }
+    const zcq_value_t *root = zcq_doc_root (command->doc);
+    if (zcq_value_type (root) != ZCQ_TYPE_MAP) {
+        zcq_command_fail (command, ZCQ_INVALID, "request must be a MessagePack map");
+        return false;
+    }
+    //  the id first, so that later errors can carry it
+    const zcq_value_t *id = zcq_value_get (root, "id");
+    if (zcq_value_str (id, &command->id, &command->id_len)) {
+        if (command->id_len == 0 || command->id_len > ZCQ_ID_MAX) {
+            zcq_command_fail (command, ZCQ_INVALID, "'id' must be 1 to %d bytes", ZCQ_ID_MAX);
+            return false;
+        }
+        if (memchr (command->id, 0, command->id_len)) {
+            zcq_command_fail (command, ZCQ_INVALID, "'id' must not contain NUL");
+            return false;
+        }
+        memcpy (command->id_copy, command->id, command->id_len);
+        command->id_copy[command->id_len] = 0;
+    }
+    else {
+        command->id = NULL;
+        zcq_command_fail (command, ZCQ_INVALID,
+                          id ? "'id' must be a string" : "'id' is required");
+        return false;
+    }
+    const char *aggregate;
+    size_t aggregate_len;
+    if (!s_field_str (command, root, "aggregate", ZCQ_AGGREGATE_MAX, &aggregate, &aggregate_len))
+        return false;
+    if (!s_valid_aggregate (aggregate, aggregate_len)) {
+        zcq_command_fail (command, ZCQ_INVALID, "'aggregate' must match [a-z0-9_.-]{1,64}");
+        return false;
+    }
+    if (!s_field_str (command, root, "key", ZCQ_KEY_MAX, &command->key, &command->key_len))
+        return false;
+    if (memchr (command->key, '/', command->key_len) || memchr (command->key, 0, command->key_len)) {
+        zcq_command_fail (command, ZCQ_INVALID, "'key' must not contain '/' or NUL");
+        return false;
+    }
+    if (!s_field_str (command, root, "type", ZCQ_TYPE_MAX, &command->type, &command->type_len))
+        return false;
+    const zcq_value_t *expect = zcq_value_get (root, "expect");
+    if (expect && zcq_value_type (expect) != ZCQ_TYPE_NIL) {
+        if (!zcq_value_int (expect, &command->expect) || command->expect < 0) {
+            zcq_command_fail (command, ZCQ_INVALID, "'expect' must be an integer >= 0");
+            return false;
+        }
+    }
+    command->data = zcq_value_get (root, "data");
+    const zcq_value_t *meta = zcq_value_get (root, "meta");
+    if (meta && zcq_value_type (meta) != ZCQ_TYPE_NIL && zcq_value_type (meta) != ZCQ_TYPE_MAP) {
+        zcq_command_fail (command, ZCQ_INVALID, "'meta' must be a map");
+        return false;
+    }
+    command->meta = zcq_value_type (meta) == ZCQ_TYPE_MAP ? meta : NULL;
+
+    //  stream name, NUL-terminated, with the key as its tail
+    memcpy (command->stream, aggregate, aggregate_len);
+    command->stream[aggregate_len] = '/';
+    memcpy (command->stream + aggregate_len + 1, command->key, command->key_len);
+    command->stream_len = aggregate_len + 1 + command->key_len;
+    command->stream[command->stream_len] = 0;
+    command->key = command->stream + aggregate_len + 1;
+
+    command->aggregate = zcq_domain_aggregate (self->env->domain, aggregate, aggregate_len);
+    if (!command->aggregate) {
+        zcq_command_fail (command, ZCQ_UNKNOWN, "unknown aggregate type '%.*s'",
+                          (int) aggregate_len, aggregate);
+        return false;
+    }
+    command->handler = zcq_domain_command (command->aggregate, command->type, command->type_len);
+    if (!command->handler) {
+        zcq_command_fail (command, ZCQ_UNKNOWN, "unknown command '%.*s' for aggregate '%s'",
+                          (int) command->type_len, command->type, command->aggregate->name);
+        return false;
+    }
+    command->shard = (uint32_t) (zcq_stream_hash (command->stream, command->stream_len)
+                                 % self->shard_count);
+    return true;
+}
+
+//  Read one request from the command socket and route it. Returns false
+//  when nothing was there.
+static bool
+s_take_request (self_t *self)
+{
+    zmsg_t *message = zmsg_new ();
+    void *socket = zsock_resolve (self->clients);
+    bool more = true;
+    //  read the frames; the last one is the body
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        if (zmq_msg_recv (&part, socket, zmsg_size (message) ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&part);
+            zmsg_destroy (&message);
+            return false;
+        }
+        more = zmq_msg_more (&part);
+        zframe_t *frame = zframe_new (zmq_msg_data (&part), zmq_msg_size (&part));
+        zmq_msg_close (&part);
+        zmsg_append (message, &frame);
+    }
+    ZCQ_STAT_ADD (self->env->stats, commands_received, 1);
+    zcq_command_t *command = zcq_command_new ();
+    if (!command) {
+        zmsg_destroy (&message);
+        return true;
+    }
+    command->body = zmsg_last (message);
+    zmsg_remove (message, command->body);
+    command->envelope = message;
+    if (!s_parse (self, command)) {
+        s_reply_now (self, &command);
+        return true;
+    }
+    if (self->draining) {
+        zcq_command_fail (command, ZCQ_UNAVAILABLE, "node is shutting down");
+        s_reply_now (self, &command);
+        return true;
+    }
+    if (self->inflight >= (int64_t) self->env->config->max_inflight) {
+        zcq_command_fail (command, ZCQ_UNAVAILABLE, "node is overloaded: %lld commands in flight",
+                          (long long) self->inflight);
+        s_reply_now (self, &command);
+        return true;
+    }
+    zcq_cbatch_t **round = &self->round[command->shard];
+    if (!*round)
+        *round = zcq_cbatch_new (ZCQ_BATCH_COMMANDS, command->shard);
+    if (!*round || !zcq_cbatch_add (*round, command)) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
+        s_reply_now (self, &command);
+        return true;
+    }
+    self->inflight++;
+    return true;
+}
+
+//  DESIGN 3: a round of requests, then one batch per shard.
+static void
+s_handle_clients (self_t *self)
+{
+    for (int count = 0; count < S_ROUND; count++)
+        if (!s_take_request (self))
+            break;
+    for (uint32_t shard = 0; shard < self->shard_count; shard++)
+        if (self->round[shard])
+            zcq_cbatch_send (&self->round[shard], self->shards[shard]);
+    atomic_store_explicit (&self->env->stats->commands_inflight, self->inflight,
+                           memory_order_relaxed);
+}
+
+//  A batch came back from a shard or the writer: reply to every command.
+static void
+s_handle_batch (self_t *self, zsock_t *socket)
+{
+    zcq_cbatch_t *batch;
+    while ((batch = zcq_cbatch_recv (socket, ZMQ_DONTWAIT))) {
+        for (size_t index = 0; index < batch->count; index++)
+            s_reply (self, batch->commands[index]);
+        self->inflight -= (int64_t) batch->count;
+        if (batch->kind == ZCQ_BATCH_COMMITTED) {
+            batch->kind = ZCQ_BATCH_DONE;
+            zcq_cbatch_send (&batch, self->shards[batch->shard]);
+        }
+        else
+            zcq_cbatch_destroy (&batch);
+    }
+    atomic_store_explicit (&self->env->stats->commands_inflight, self->inflight,
+                           memory_order_relaxed);
+}
+
+static void
+s_handle_pipe (self_t *self)
+{
+    char *command = zstr_recv (self->pipe);
+    if (!command) {
+        self->terminated = true;
+        return;
+    }
+    if (streq (command, "$TERM"))
+        self->terminated = true;
+    else if (streq (command, "ENDPOINT"))
+        zsock_send (self->pipe, "s", self->endpoint);
+    else if (streq (command, "DRAIN"))
+        self->draining = true;
+    else
+        zsys_error ("router: unknown pipe command '%s'", command);
+    zstr_free (&command);
+}
+
+void
+zcq_router_actor (zsock_t *pipe, void *args)
+{
+    zsock_signal (pipe, 0);
+    self_t *self = s_new (pipe, args);
+    if (!self)
+        return;
+    zsock_send (pipe, "is", 0, "");
+
+    size_t item_count = 3 + self->shard_count;
+    zmq_pollitem_t *items = calloc (item_count, sizeof (zmq_pollitem_t));
+    items[0] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
+    items[1] = (zmq_pollitem_t) { zsock_resolve (self->clients), 0, ZMQ_POLLIN, 0 };
+    items[2] = (zmq_pollitem_t) { zsock_resolve (self->acks), 0, ZMQ_POLLIN, 0 };
+    for (uint32_t shard = 0; shard < self->shard_count; shard++)
+        items[3 + shard]
+            = (zmq_pollitem_t) { zsock_resolve (self->shards[shard]), 0, ZMQ_POLLIN, 0 };
+    bool drain_reported = false;
+    int64_t drain_deadline = 0;
+    while (!self->terminated) {
+        long timeout = zlistx_size (self->backlog) ? 1 : (self->draining ? 10 : -1);
+        if (zmq_poll (items, (int) item_count, timeout) < 0)
+            break;
+        if (items[0].revents & ZMQ_POLLIN)
+            s_handle_pipe (self);
+        if (items[2].revents & ZMQ_POLLIN)
+            s_handle_batch (self, self->acks);
+        for (uint32_t shard = 0; shard < self->shard_count; shard++)
+            if (items[3 + shard].revents & ZMQ_POLLIN)
+                s_handle_batch (self, self->shards[shard]);
+        if (items[1].revents & ZMQ_POLLIN)
+            s_handle_clients (self);
+        if (zlistx_size (self->backlog))
+            s_flush_backlog (self);
+        if (self->draining && !drain_reported) {
+            if (!drain_deadline)
+                drain_deadline = zclock_mono () + 30000;
+            if ((self->inflight == 0 && zlistx_size (self->backlog) == 0)
+                || zclock_mono () > drain_deadline) {
+                zsock_send (pipe, "i", (int) self->inflight);
+                drain_reported = true;
+            }
+        }
+    }
+    free (items);
+    s_destroy (&self);
+}

@@ -1,0 +1,361 @@
+/*  log_writer.c: the node's single sequencer. It assigns log positions,
+    commits, and publishes what it committed.
+
+    DESIGN
+    1.  Positions are head + 1, head + 2, ... in the order batches are taken
+        and commands sit in them; no other thread assigns positions, so the
+        log has no holes and a total order.
+    2.  Group commit: everything waiting on the shard sockets is taken (up
+        to S_GROUP_MAX commands) and written as one WriteBatch with one
+        sync in fsync mode; while it is written, shards keep deciding and
+        their next batches queue up for the next group.
+    3.  A failed commit fails every command of the group with `internal`,
+        leaves the head where it was (so the next group reuses the same
+        positions: nothing of the failed one is stored) and poisons the
+        shards involved: any batch of theirs with an older generation than
+        the failure fails too, because it was decided on a state that
+        included the failed events (aggregate_shard.c, DESIGN 3).
+    4.  Events are published only after the commit returns, in position
+        order, on a PUB socket bound to the events endpoint and to an
+        inproc endpoint for the node's own projections. PUB drops for slow
+        subscribers; they fill gaps from the log (ZCQ/1 section 4).
+    5.  Publishing here rather than in a separate actor saves a thread hop
+        per group; a PUB send never blocks.
+*/
+#include "zcq_actors.h"
+#include <stdio.h>
+#include <string.h>
+
+#define S_GROUP_MAX     8192
+#define S_EXPIRE_MS     60000
+#define S_EXPIRE_BATCH  10000
+
+typedef struct {
+    const zcq_node_env_t *env;
+    zsock_t *pipe;
+    zsock_t **shards;            //  PAIR per shard: COMMIT batches in
+    zsock_t *acks;               //  PAIR to the router: COMMITTED out
+    zsock_t *publisher;          //  PUB: events and heartbeats
+    uint32_t shard_count;
+    uint32_t *poisoned_below;    //  per shard: generations below fail
+    uint64_t head;
+    zcq_batch_t *batch;
+    zcq_cbatch_t **group;
+    size_t group_count;
+    size_t group_capacity;
+    uint8_t *result;             //  scratch for a command's stored result
+    zcq_writer_t *heartbeat;
+    int64_t next_heartbeat;
+    int64_t next_expiry;
+    bool terminated;
+    char endpoint[ZCQ_ENDPOINT_MAX];
+} self_t;
+
+static void
+s_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    for (uint32_t shard = 0; self->shards && shard < self->shard_count; shard++) {
+        if (self->shards[shard])
+            zcq_cbatch_drain (self->shards[shard]);
+        zsock_destroy (&self->shards[shard]);
+    }
+    free (self->shards);
+    free (self->poisoned_below);
+    for (size_t index = 0; index < self->group_count; index++)
+        zcq_cbatch_destroy (&self->group[index]);
+    free (self->group);
+    zsock_destroy (&self->acks);
+    zsock_destroy (&self->publisher);
+    zcq_batch_destroy (&self->batch);
+    zcq_writer_destroy (&self->heartbeat);
+    free (self->result);
+    free (self);
+    *self_p = NULL;
+}
+
+static self_t *
+s_new (zsock_t *pipe, const zcq_node_env_t *env)
+{
+    self_t *self = calloc (1, sizeof (self_t));
+    if (!self) {
+        zcq_actor_failed (pipe, "out of memory");
+        return NULL;
+    }
+    self->env = env;
+    self->pipe = pipe;
+    self->shard_count = (uint32_t) env->config->shards;
+    self->head = zcq_store_head (env->store);
+    self->shards = calloc (self->shard_count, sizeof (zsock_t *));
+    self->poisoned_below = calloc (self->shard_count, sizeof (uint32_t));
+    self->batch = zcq_batch_new (env->store);
+    self->heartbeat = zcq_writer_new ();
+    self->result = malloc (20 + ZCQ_STREAM_MAX);
+    self->acks = zsock_new (ZMQ_PAIR);
+    self->publisher = zsock_new (ZMQ_PUB);
+    if (!self->shards || !self->poisoned_below || !self->batch || !self->heartbeat
+        || !self->result || !self->acks || !self->publisher) {
+        zcq_actor_failed (pipe, "out of memory");
+        s_destroy (&self);
+        return NULL;
+    }
+    char endpoint[128];
+    for (uint32_t shard = 0; shard < self->shard_count; shard++) {
+        zcq_endpoint_shard_log (env, shard, endpoint, sizeof endpoint);
+        self->shards[shard] = zsock_new (ZMQ_PAIR);
+        if (!self->shards[shard]) {
+            zcq_actor_failed (pipe, "out of memory");
+            s_destroy (&self);
+            return NULL;
+        }
+        zsock_set_sndhwm (self->shards[shard], 0);
+        zsock_set_rcvhwm (self->shards[shard], 0);
+        if (zsock_bind (self->shards[shard], "%s", endpoint) < 0) {
+            zcq_actor_failed (pipe, "cannot bind %s", endpoint);
+            s_destroy (&self);
+            return NULL;
+        }
+    }
+    //  committed batches go to the router, through the synchronous views
+    //  when the domain has some
+    if (env->synchronous_views)
+        zcq_endpoint_sync (env, endpoint, sizeof endpoint);
+    else
+        zcq_endpoint_acks (env, endpoint, sizeof endpoint);
+    zsock_set_sndhwm (self->acks, 0);
+    zsock_set_rcvhwm (self->acks, 0);
+    if (zsock_connect (self->acks, "%s", endpoint) < 0) {
+        zcq_actor_failed (pipe, "cannot connect %s", endpoint);
+        s_destroy (&self);
+        return NULL;
+    }
+    //  DESIGN 4: bounded queues per subscriber; drops are filled from the log
+    zsock_set_sndhwm (self->publisher, 100000);
+    zsock_set_linger (self->publisher, 0);
+    const char *wanted = env->config->endpoints[ZCQ_ENDPOINT_EVENTS];
+    if (zsock_bind (self->publisher, "%s", wanted) < 0) {
+        zcq_actor_failed (pipe, "cannot bind the events endpoint %s: %s", wanted,
+                          zmq_strerror (zmq_errno ()));
+        s_destroy (&self);
+        return NULL;
+    }
+    const char *bound = zsock_last_endpoint (self->publisher);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
+    zcq_endpoint_events (env, endpoint, sizeof endpoint);
+    if (zsock_bind (self->publisher, "%s", endpoint) < 0) {
+        zcq_actor_failed (pipe, "cannot bind %s", endpoint);
+        s_destroy (&self);
+        return NULL;
+    }
+    self->next_heartbeat = zclock_mono ();
+    self->next_expiry = zclock_mono () + S_EXPIRE_MS;
+    return self;
+}
+
+//  --------------------------------------------------------------------------
+
+//  Add a command to the WriteBatch: its events at the next positions, its
+//  snapshot and its id (DESIGN 1).
+static void
+s_stage (self_t *self, zcq_command_t *command, uint64_t *head, int64_t time)
+{
+    uint64_t version = command->version - command->event_count + 1;
+    size_t offset = 0, size;
+    uint8_t *body;
+    while ((body = (uint8_t *) zcq_command_next_event (command, &offset, &size))) {
+        ++*head;
+        zcq_put_be64 (body + ZCQ_EVENT_POSITION_OFFSET, *head);
+        zcq_put_be64 (body + ZCQ_EVENT_TIME_OFFSET, (uint64_t) time);
+        zcq_batch_event (self->batch, *head, command->stream, command->stream_len, version++, body,
+                         size);
+    }
+    command->position = *head;
+    if (command->snapshot)
+        zcq_batch_snapshot (self->batch, command->stream, command->stream_len,
+                            command->snapshot_schema, command->version, command->snapshot,
+                            command->snapshot_size);
+    uint8_t *result = self->result;
+    zcq_put_be64 (result, command->version);
+    zcq_put_be64 (result + 8, command->position);
+    result[16] = (uint8_t) (command->event_count >> 24);
+    result[17] = (uint8_t) (command->event_count >> 16);
+    result[18] = (uint8_t) (command->event_count >> 8);
+    result[19] = (uint8_t) command->event_count;
+    memcpy (result + 20, command->stream, command->stream_len);
+    zcq_batch_command (self->batch, command->id, command->id_len, time, result,
+                       20 + command->stream_len);
+}
+
+//  Publish the events of a committed command (DESIGN 4).
+static void
+s_publish (self_t *self, zcq_command_t *command)
+{
+    void *socket = zsock_resolve (self->publisher);
+    char topic[ZCQ_STREAM_MAX + 2];
+    memcpy (topic, command->stream, command->stream_len);
+    topic[command->stream_len] = '/';
+    size_t offset = 0, size;
+    const uint8_t *body;
+    while ((body = zcq_command_next_event (command, &offset, &size))) {
+        zmq_send (socket, topic, command->stream_len + 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (socket, body, size, ZMQ_DONTWAIT);
+    }
+}
+
+static void
+s_send_heartbeat (self_t *self)
+{
+    zcq_writer_t *writer = self->heartbeat;
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 3);
+    zcq_writer_str (writer, "node");
+    zcq_writer_str (writer, self->env->config->node);
+    zcq_writer_str (writer, "head");
+    zcq_writer_uint (writer, self->head);
+    zcq_writer_str (writer, "time");
+    zcq_writer_int (writer, zcq_now_us ());
+    void *socket = zsock_resolve (self->publisher);
+    zmq_send (socket, "$heartbeat", 10, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (socket, zcq_writer_data (writer), zcq_writer_size (writer), ZMQ_DONTWAIT);
+    self->next_heartbeat = zclock_mono () + self->env->config->heartbeat_ms;
+}
+
+//  Commit the group (DESIGN 2, 3), then hand every batch to the router.
+static void
+s_commit_group (self_t *self)
+{
+    zcq_stats_t *stats = self->env->stats;
+    int64_t time = zcq_now_us ();
+    uint64_t head = self->head;
+    size_t staged = 0;
+    zcq_batch_clear (self->batch);
+    for (size_t index = 0; index < self->group_count; index++) {
+        zcq_cbatch_t *batch = self->group[index];
+        bool poisoned = batch->generation < self->poisoned_below[batch->shard];
+        for (size_t command = 0; command < batch->count; command++) {
+            if (poisoned)
+                zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
+                                  "not written: an earlier commit failed");
+            else {
+                s_stage (self, batch->commands[command], &head, time);
+                staged++;
+            }
+        }
+    }
+    zcq_err_t err = staged ? zcq_store_commit (self->env->store, self->batch, head) : ZCQ_OK;
+    if (err != ZCQ_OK) {
+        ZCQ_STAT_ADD (stats, commit_failures, 1);
+        zsys_error ("writer: commit of %zu commands failed: %s", staged, zcq_strerror (err));
+    }
+    else if (staged) {
+        ZCQ_STAT_ADD (stats, commits, 1);
+        ZCQ_STAT_ADD (stats, events_written, head - self->head);
+        self->head = head;
+    }
+    for (size_t index = 0; index < self->group_count; index++) {
+        zcq_cbatch_t *batch = self->group[index];
+        bool poisoned = batch->generation < self->poisoned_below[batch->shard];
+        if (!poisoned && err != ZCQ_OK) {
+            for (size_t command = 0; command < batch->count; command++)
+                zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
+                                  "storage failure, nothing written: %s", zcq_strerror (err));
+            self->poisoned_below[batch->shard] = batch->generation + 1;
+        }
+        else if (!poisoned)
+            for (size_t command = 0; command < batch->count; command++)
+                s_publish (self, batch->commands[command]);
+        batch->kind = ZCQ_BATCH_COMMITTED;
+        zcq_cbatch_send (&self->group[index], self->acks);
+    }
+    self->group_count = 0;
+    if (self->head != head || err == ZCQ_OK)
+        self->next_heartbeat = zclock_mono () + self->env->config->heartbeat_ms;
+}
+
+//  Take every batch waiting on the shard sockets, up to S_GROUP_MAX
+//  commands.
+static void
+s_gather (self_t *self)
+{
+    size_t commands = 0;
+    bool more = true;
+    while (more && commands < S_GROUP_MAX) {
+        more = false;
+        for (uint32_t shard = 0; shard < self->shard_count; shard++) {
+            zcq_cbatch_t *batch = zcq_cbatch_recv (self->shards[shard], ZMQ_DONTWAIT);
+            if (!batch)
+                continue;
+            if (self->group_count == self->group_capacity) {
+                size_t capacity = self->group_capacity ? self->group_capacity * 2 : 64;
+                zcq_cbatch_t **group = realloc (self->group, capacity * sizeof (zcq_cbatch_t *));
+                if (!group) {
+                    //  cannot hold it: fail it back to the router
+                    for (size_t index = 0; index < batch->count; index++)
+                        zcq_command_fail (batch->commands[index], ZCQ_INTERNAL,
+                                          "out of memory");
+                    batch->kind = ZCQ_BATCH_COMMITTED;
+                    zcq_cbatch_send (&batch, self->acks);
+                    continue;
+                }
+                self->group = group;
+                self->group_capacity = capacity;
+            }
+            self->group[self->group_count++] = batch;
+            commands += batch->count;
+            more = true;
+        }
+    }
+}
+
+static void
+s_handle_pipe (self_t *self)
+{
+    char *command = zstr_recv (self->pipe);
+    if (!command || streq (command, "$TERM"))
+        self->terminated = true;
+    else if (streq (command, "ENDPOINT"))
+        zsock_send (self->pipe, "s", self->endpoint);
+    else if (streq (command, "HEAD"))
+        zsock_send (self->pipe, "8", self->head);
+    else
+        zsys_error ("writer: unknown pipe command '%s'", command);
+    zstr_free (&command);
+}
+
+void
+zcq_writer_actor (zsock_t *pipe, void *args)
+{
+    zsock_signal (pipe, 0);
+    self_t *self = s_new (pipe, args);
+    if (!self)
+        return;
+    zsock_send (pipe, "is", 0, "");
+    size_t item_count = 1 + self->shard_count;
+    zmq_pollitem_t *items = calloc (item_count, sizeof (zmq_pollitem_t));
+    items[0] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
+    for (uint32_t shard = 0; shard < self->shard_count; shard++)
+        items[1 + shard]
+            = (zmq_pollitem_t) { zsock_resolve (self->shards[shard]), 0, ZMQ_POLLIN, 0 };
+    while (!self->terminated) {
+        int64_t wait = self->next_heartbeat - zclock_mono ();
+        if (zmq_poll (items, (int) item_count, wait > 0 ? wait : 0) < 0)
+            break;
+        if (items[0].revents & ZMQ_POLLIN)
+            s_handle_pipe (self);
+        s_gather (self);
+        if (self->group_count)
+            s_commit_group (self);
+        int64_t now = zclock_mono ();
+        if (now >= self->next_heartbeat)
+            s_send_heartbeat (self);
+        if (now >= self->next_expiry) {
+            size_t expired = 0;
+            zcq_store_expire_commands (self->env->store, zcq_now_us (), S_EXPIRE_BATCH, &expired);
+            self->next_expiry = now + (expired == S_EXPIRE_BATCH ? 1000 : S_EXPIRE_MS);
+        }
+    }
+    free (items);
+    s_destroy (&self);
+}

@@ -1,0 +1,172 @@
+/*  node.c: a zcqrs node: the store and every actor, started in order and
+    stopped in reverse, with a graceful drain of the commands in flight.
+
+        start: store -> log writer -> shards -> projections -> query router
+               -> command router (last: commands arrive only when all the
+               rest is ready)
+        stop:  command router drains (new commands get `unavailable`, the
+               ones in flight are committed and answered) -> command router
+               -> shards -> log writer -> query side -> store
+*/
+#include "zcq_actors.h"
+#include "zcq_read.h"
+#include <stdio.h>
+#include <string.h>
+
+struct zcq_node_t {
+    zcq_config_t *config;
+    zcq_store_t *store;
+    zcq_stats_t stats;
+    zcq_node_env_t env;
+    zactor_t *writer;
+    zactor_t **shards;
+    zcq_shard_args_t *shard_args;
+    uint32_t shard_count;
+    zcq_reader_t *reader;          //  projections and the query router
+    zactor_t *router;
+    char endpoints[3][ZCQ_ENDPOINT_MAX];
+};
+
+static char *
+s_ask_endpoint (zactor_t *actor)
+{
+    char *endpoint = NULL;
+    zsock_send (actor, "s", "ENDPOINT");
+    zsock_recv (actor, "s", &endpoint);
+    return endpoint;
+}
+
+zcq_err_t
+zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domain_t *domain,
+                char *error, size_t size)
+{
+    char dummy[8];
+    if (!error) {
+        error = dummy;
+        size = sizeof dummy;
+    }
+    *node_p = NULL;
+    ZCQ_TRY (zcq_domain_check (domain, error, size));
+    zcq_node_t *self = calloc (1, sizeof (zcq_node_t));
+    if (!self || !(self->config = zcq_config_dup (config))) {
+        free (self);
+        snprintf (error, size, "out of memory");
+        return ZCQ_NOMEM;
+    }
+    self->shard_count = (uint32_t) self->config->shards;
+    self->env.config = self->config;
+    self->env.domain = domain;
+    self->env.stats = &self->stats;
+    self->env.started_us = zcq_now_us ();
+    snprintf (self->env.prefix, sizeof self->env.prefix, "zcq-%p", (void *) self);
+    for (size_t index = 0; domain->projections && domain->projections[index]; index++)
+        if (domain->projections[index]->synchronous)
+            self->env.synchronous_views = true;
+
+    zcq_err_t err = ZCQ_OK;
+    if (zsys_dir_create ("%s", self->config->data) != 0) {
+        snprintf (error, size, "cannot create the data dir %s: %s", self->config->data,
+                  strerror (errno));
+        err = ZCQ_IO;
+    }
+    if (err == ZCQ_OK) {
+        zcq_store_options_t options;
+        zcq_store_options_init (&options);
+        options.durability = self->config->durability;
+        options.dedup_window_s = self->config->dedup_window_s;
+        err = zcq_store_open (&self->store, self->config->data, &options, error, size);
+        self->env.store = self->store;
+    }
+    if (err == ZCQ_OK) {
+        self->writer = zcq_actor_start (zcq_writer_actor, &self->env, error, size);
+        if (!self->writer)
+            err = ZCQ_UNAVAILABLE;
+    }
+    if (err == ZCQ_OK) {
+        self->shards = calloc (self->shard_count, sizeof (zactor_t *));
+        self->shard_args = calloc (self->shard_count, sizeof (zcq_shard_args_t));
+        if (!self->shards || !self->shard_args) {
+            snprintf (error, size, "out of memory");
+            err = ZCQ_NOMEM;
+        }
+    }
+    for (uint32_t shard = 0; err == ZCQ_OK && shard < self->shard_count; shard++) {
+        self->shard_args[shard] = (zcq_shard_args_t) { &self->env, shard };
+        self->shards[shard] = zcq_actor_start (zcq_shard_actor, &self->shard_args[shard], error,
+                                               size);
+        if (!self->shards[shard])
+            err = ZCQ_UNAVAILABLE;
+    }
+    if (err == ZCQ_OK)
+        err = zcq_reader_start (&self->reader, &self->env, error, size);
+    if (err == ZCQ_OK) {
+        self->router = zcq_actor_start (zcq_router_actor, &self->env, error, size);
+        if (!self->router)
+            err = ZCQ_UNAVAILABLE;
+    }
+    if (err != ZCQ_OK) {
+        zcq_node_destroy (&self);
+        return err;
+    }
+    char *endpoint = s_ask_endpoint (self->router);
+    snprintf (self->endpoints[ZCQ_ENDPOINT_COMMAND], ZCQ_ENDPOINT_MAX, "%s", endpoint);
+    zstr_free (&endpoint);
+    endpoint = s_ask_endpoint (self->writer);
+    snprintf (self->endpoints[ZCQ_ENDPOINT_EVENTS], ZCQ_ENDPOINT_MAX, "%s", endpoint);
+    zstr_free (&endpoint);
+    snprintf (self->endpoints[ZCQ_ENDPOINT_QUERY], ZCQ_ENDPOINT_MAX, "%s",
+              zcq_reader_endpoint (self->reader));
+    *node_p = self;
+    return ZCQ_OK;
+}
+
+void
+zcq_node_destroy (zcq_node_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zcq_node_t *self = *self_p;
+    if (self->router) {
+        int left = 0;
+        zsock_send (self->router, "s", "DRAIN");
+        if (zsock_recv (self->router, "i", &left) == 0 && left)
+            zsys_warning ("node: %d commands still in flight at shutdown", left);
+        zactor_destroy (&self->router);
+    }
+    for (uint32_t shard = 0; self->shards && shard < self->shard_count; shard++) {
+        if (!self->shards[shard])
+            continue;
+        int status;
+        zsock_send (self->shards[shard], "s", "SYNC");
+        zsock_recv (self->shards[shard], "i", &status);
+        zactor_destroy (&self->shards[shard]);
+    }
+    free (self->shards);
+    free (self->shard_args);
+    zactor_destroy (&self->writer);
+    zcq_reader_destroy (&self->reader);
+    zcq_store_close (&self->store);
+    zcq_config_destroy (&self->config);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+zcq_node_endpoint (const zcq_node_t *self, zcq_endpoint_t which)
+{
+    if ((unsigned) which > ZCQ_ENDPOINT_QUERY)
+        return NULL;
+    return self->endpoints[which];
+}
+
+const char *
+zcq_node_id (const zcq_node_t *self)
+{
+    return self->config->node;
+}
+
+uint64_t
+zcq_node_head (const zcq_node_t *self)
+{
+    return zcq_store_head (self->store);
+}

@@ -1,0 +1,840 @@
+/*  projection.c: the view host, an actor that keeps views up to date and
+    answers their queries.
+
+    DESIGN
+    1.  A host is a catch-up subscription. On start it reads the log from
+        position 1 in chunks (status catching_up, still answering queries
+        between chunks), then follows the live events; a live event past
+        position + 1 means messages were dropped, and the missing range is
+        read from the log before the event is applied. Heartbeats carry the
+        head, so a drop at the end of a burst is found too. Every event is
+        applied exactly once, in position order.
+    2.  A synchronous host sits between the log writer and the command
+        router instead: it applies each committed batch, then passes it on,
+        so its views have the events before the commands are acknowledged.
+        It catches up completely before the node takes commands.
+    3.  A rebuild builds a new table from position 1 in chunks while the old
+        one keeps serving and following the live events; when the new one
+        reaches the live position the two swap, in this thread, between two
+        messages: no reader sees a half-built view.
+    4.  A query with min_position beyond the host's position is parked and
+        answered as soon as the position is reached, or with `timeout`.
+*/
+#include "zcq_read.h"
+#include <stdio.h>
+#include <string.h>
+
+#define S_CHUNK 8192
+
+typedef enum { S_NONE, S_UPSERT, S_PATCH } s_mode_t;
+
+//  What a projection handler works on.
+struct zcq_view_t {
+    zcq_viewtable_t *table;
+    zcq_fields_t *fields;
+    s_mode_t mode;
+    char *key;
+    size_t key_len;
+    size_t key_capacity;
+    zcq_doc_t *row_doc;
+    zcq_writer_t *merged;
+    bool failed;
+};
+
+typedef struct {
+    zcq_view_info_t *info;
+    const zcq_projection_def_t *def;
+    zcq_viewtable_t *table;
+    zcq_viewtable_t *rebuild;        //  DESIGN 3: the table being rebuilt
+    uint64_t rebuild_position;
+} s_view_t;
+
+typedef struct {
+    const zcq_node_env_t *env;
+    zsock_t *pipe;
+    zsock_t *queries;                //  PAIR with the query router
+    zsock_t *events;                 //  SUB (asynchronous host)
+    zsock_t *committed;              //  PAIR from the log writer (synchronous host)
+    zsock_t *acks;                   //  PAIR to the command router (synchronous host)
+    bool synchronous;
+    s_view_t *views;
+    size_t view_count;
+    uint64_t position;               //  last position applied to every view
+    uint64_t known_head;             //  from heartbeats
+    bool caught_up;
+    zcq_doc_t *doc;
+    zcq_event_t event;
+    struct zcq_view_t context;
+    zcq_query_t *parked;
+    zcq_writer_t *writer;
+    zcq_writer_t *value;
+    bool terminated;
+} self_t;
+
+//  --------------------------------------------------------------------------
+//  The handler API
+
+//  Apply the change a handler left pending on the context.
+static void
+s_flush (struct zcq_view_t *view)
+{
+    if (view->mode == S_NONE)
+        return;
+    s_mode_t mode = view->mode;
+    view->mode = S_NONE;
+    size_t row_len = 0;
+    const void *row = zcq_viewtable_get (view->table, view->key, view->key_len, &row_len);
+    if (!row && mode == S_PATCH)
+        return;
+    const zcq_value_t *old_row = NULL;
+    if (row) {
+        if (zcq_doc_decode (view->row_doc, row, row_len, NULL) != ZCQ_OK) {
+            view->failed = true;
+            return;
+        }
+        old_row = zcq_doc_root (view->row_doc);
+    }
+    zcq_writer_reset (view->merged);
+    zcq_fields_merge (view->fields, old_row, view->key, view->merged);
+    if (!zcq_writer_ok (view->merged) || !zcq_fields_ok (view->fields)
+        || zcq_viewtable_put (view->table, view->key, view->key_len, zcq_writer_data (view->merged),
+                              zcq_writer_size (view->merged))
+               != ZCQ_OK)
+        view->failed = true;
+}
+
+static zcq_fields_t *
+s_change (zcq_view_t *self, const char *key, s_mode_t mode)
+{
+    s_flush (self);
+    size_t len = strlen (key);
+    if (len + 1 > self->key_capacity) {
+        char *buffer = realloc (self->key, len + 1);
+        if (!buffer) {
+            self->failed = true;
+            return NULL;
+        }
+        self->key = buffer;
+        self->key_capacity = len + 1;
+    }
+    memcpy (self->key, key, len + 1);
+    self->key_len = len;
+    self->mode = mode;
+    zcq_fields_reset (self->fields);
+    return self->fields;
+}
+
+zcq_fields_t *
+zcq_view_upsert (zcq_view_t *self, const char *key)
+{
+    return s_change (self, key, S_UPSERT);
+}
+
+zcq_fields_t *
+zcq_view_patch (zcq_view_t *self, const char *key)
+{
+    return s_change (self, key, S_PATCH);
+}
+
+void
+zcq_view_delete (zcq_view_t *self, const char *key)
+{
+    s_flush (self);
+    zcq_viewtable_delete (self->table, key, strlen (key));
+}
+
+const zcq_value_t *
+zcq_view_row (zcq_view_t *self, const char *key)
+{
+    s_flush (self);
+    size_t row_len;
+    const void *row = zcq_viewtable_get (self->table, key, strlen (key), &row_len);
+    if (!row || zcq_doc_decode (self->row_doc, row, row_len, NULL) != ZCQ_OK)
+        return NULL;
+    return zcq_doc_root (self->row_doc);
+}
+
+//  --------------------------------------------------------------------------
+//  Applying events
+
+static const zcq_handler_def_t *
+s_handler (const zcq_projection_def_t *def, const zcq_event_t *event)
+{
+    for (const zcq_handler_def_t *handler = def->handlers; handler->type; handler++)
+        if (strcmp (handler->type, event->type) == 0
+            && (!handler->aggregate || strcmp (handler->aggregate, event->aggregate) == 0))
+            return handler;
+    return NULL;
+}
+
+//  Apply an event to one table of a view.
+static void
+s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table)
+{
+    const zcq_handler_def_t *handler = s_handler (view->def, &self->event);
+    if (!handler)
+        return;
+    self->context.table = table;
+    self->context.mode = S_NONE;
+    self->context.failed = false;
+    handler->apply (&self->context, &self->event);
+    s_flush (&self->context);
+    if (self->context.failed)
+        zsys_error ("view %s: event %llu could not be applied (out of memory or bad row)",
+                    view->def->view, (unsigned long long) self->event.position);
+    atomic_fetch_add_explicit (&view->info->applied, 1, memory_order_relaxed);
+}
+
+//  Decode an event body; false when it is not an event.
+static bool
+s_decode (self_t *self, const void *body, size_t len)
+{
+    if (zcq_doc_decode (self->doc, body, len, NULL) != ZCQ_OK
+        || zcq_event_parse (&self->event, zcq_doc_root (self->doc)) != ZCQ_OK) {
+        zsys_error ("view host: an event body does not decode; skipped");
+        return false;
+    }
+    return true;
+}
+
+//  Apply the event at the next position to every view's live table.
+static void
+s_apply (self_t *self, const void *body, size_t len, uint64_t position)
+{
+    if (s_decode (self, body, len))
+        for (size_t index = 0; index < self->view_count; index++)
+            s_apply_to (self, &self->views[index], self->views[index].table);
+    self->position = position;
+}
+
+static int
+s_apply_stored (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    self_t *self = arg;
+    if (position != self->position + 1) {
+        zsys_error ("view host: the log jumps from %llu to %llu",
+                    (unsigned long long) self->position, (unsigned long long) position);
+        return 1;
+    }
+    s_apply (self, body, len, position);
+    return 0;
+}
+
+//  Read and apply the log up to position `until` (inclusive), or at most
+//  `limit` events. Returns how many were applied.
+static uint64_t
+s_fill (self_t *self, uint64_t until, size_t limit)
+{
+    uint64_t before = self->position;
+    if (until <= before)
+        return 0;
+    uint64_t wanted = until - before;
+    if (limit && wanted > limit)
+        wanted = limit;
+    zcq_err_t err = zcq_store_read_log (self->env->store, before + 1, (size_t) wanted,
+                                        s_apply_stored, self);
+    if (err != ZCQ_OK)
+        zsys_error ("view host: reading the log: %s", zcq_strerror (err));
+    return self->position - before;
+}
+
+typedef struct {
+    self_t *self;
+    s_view_t *view;
+} s_rebuild_t;
+
+static int
+s_rebuild_stored (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    s_rebuild_t *rebuild = arg;
+    if (s_decode (rebuild->self, body, len))
+        s_apply_to (rebuild->self, rebuild->view, rebuild->view->rebuild);
+    rebuild->view->rebuild_position = position;
+    return 0;
+}
+
+//  Advance a rebuild by one chunk; swap when it has caught up (DESIGN 3).
+static void
+s_rebuild_step (self_t *self, s_view_t *view)
+{
+    if (view->rebuild_position < self->position) {
+        uint64_t wanted = self->position - view->rebuild_position;
+        s_rebuild_t rebuild = { self, view };
+        zcq_store_read_log (self->env->store, view->rebuild_position + 1,
+                            (size_t) (wanted < S_CHUNK ? wanted : S_CHUNK), s_rebuild_stored,
+                            &rebuild);
+    }
+    if (view->rebuild_position >= self->position) {
+        zcq_viewtable_destroy (&view->table);
+        view->table = view->rebuild;
+        view->rebuild = NULL;
+        atomic_store (&view->info->status, self->caught_up ? ZCQ_VIEW_LIVE : ZCQ_VIEW_CATCHING_UP);
+        zsys_info ("view %s: rebuilt to position %llu", view->def->view,
+                   (unsigned long long) self->position);
+    }
+}
+
+static zcq_err_t
+s_start_rebuild (self_t *self, s_view_t *view)
+{
+    if (view->rebuild)
+        return ZCQ_OK;
+    view->rebuild = zcq_viewtable_new (view->def->indexes);
+    if (!view->rebuild)
+        return ZCQ_NOMEM;
+    view->rebuild_position = 0;
+    atomic_store (&view->info->status, ZCQ_VIEW_REBUILDING);
+    return ZCQ_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Queries (DESIGN 4)
+
+typedef struct {
+    zcq_writer_t *writer;
+    const char *last_key;
+    size_t last_len;
+} s_page_t;
+
+static int
+s_add_row (void *arg, const char *key, size_t key_len, const void *row, size_t row_len)
+{
+    s_page_t *page = arg;
+    zcq_writer_raw (page->writer, row, row_len);
+    page->last_key = key;
+    page->last_len = key_len;
+    return 0;
+}
+
+static void
+s_reply_open_view (self_t *self, zcq_query_t *query, size_t *mark, size_t *count)
+{
+    *mark = zcq_query_reply_open (query, self->writer, count);
+    zcq_writer_str (self->writer, "position");
+    zcq_writer_uint (self->writer, self->position);
+    zcq_writer_str (self->writer, "head");
+    zcq_writer_uint (self->writer, zcq_store_head (self->env->store));
+    *count += 2;
+}
+
+//  The optional index + value of list and count; false when the query
+//  failed. *field is NULL when the query has no index.
+static bool
+s_index_args (self_t *self, s_view_t *view, zcq_query_t *query, const char **field, char *buffer,
+              size_t size)
+{
+    *field = NULL;
+    const zcq_value_t *index = zcq_value_get (query->root, "index");
+    if (!index || zcq_value_type (index) == ZCQ_TYPE_NIL)
+        return true;
+    if (!zcq_value_copy_str (index, buffer, size)) {
+        zcq_query_fail (query, ZCQ_INVALID, "'index' must be a string");
+        return false;
+    }
+    if (!zcq_viewtable_has_index (view->table, buffer)) {
+        zcq_query_fail (query, ZCQ_UNKNOWN, "view %s has no index '%s'", view->def->view, buffer);
+        return false;
+    }
+    const zcq_value_t *value = zcq_value_get (query->root, "value");
+    if (!value) {
+        zcq_query_fail (query, ZCQ_INVALID, "'value' is required with 'index'");
+        return false;
+    }
+    zcq_writer_reset (self->value);
+    zcq_writer_value (self->value, value);
+    *field = buffer;
+    return true;
+}
+
+static void
+s_op_get (self_t *self, s_view_t *view, zcq_query_t *query)
+{
+    const char *key;
+    size_t key_len;
+    const zcq_value_t *key_value = zcq_value_get (query->root, "key");
+    if (!zcq_value_str (key_value, &key, &key_len)) {
+        zcq_query_fail (query, ZCQ_INVALID,
+                        key_value ? "'key' must be a string" : "'key' is required");
+        return;
+    }
+    size_t mark, count, row_len;
+    s_reply_open_view (self, query, &mark, &count);
+    const void *row = zcq_viewtable_get (view->table, key, key_len, &row_len);
+    zcq_writer_str (self->writer, "row");
+    if (row)
+        zcq_writer_raw (self->writer, row, row_len);
+    else
+        zcq_writer_nil (self->writer);
+    zcq_query_reply_close (query, self->writer, mark, count + 1);
+}
+
+static void
+s_op_list (self_t *self, s_view_t *view, zcq_query_t *query)
+{
+    char buffer[256];
+    const char *field;
+    if (!s_index_args (self, view, query, &field, buffer, sizeof buffer))
+        return;
+    const zcq_value_t *limit_value = zcq_value_get (query->root, "limit");
+    int64_t limit = 100;
+    if (limit_value && zcq_value_type (limit_value) != ZCQ_TYPE_NIL
+        && (!zcq_value_int (limit_value, &limit) || limit < 1 || limit > 1000)) {
+        zcq_query_fail (query, ZCQ_INVALID, "'limit' must be an integer from 1 to 1000");
+        return;
+    }
+    const char *after = NULL;
+    size_t after_len = 0;
+    const zcq_value_t *after_value = zcq_value_get (query->root, "after");
+    if (after_value && zcq_value_type (after_value) != ZCQ_TYPE_NIL
+        && !zcq_value_str (after_value, &after, &after_len)) {
+        zcq_query_fail (query, ZCQ_INVALID, "'after' must be a cursor string");
+        return;
+    }
+    size_t mark, count;
+    s_reply_open_view (self, query, &mark, &count);
+    zcq_writer_str (self->writer, "rows");
+    size_t rows_mark = zcq_writer_array_open (self->writer);
+    s_page_t page = { self->writer, NULL, 0 };
+    bool more = false;
+    size_t rows;
+    if (field)
+        rows = zcq_viewtable_list_value (view->table, field, zcq_writer_data (self->value),
+                                         zcq_writer_size (self->value), after, after_len,
+                                         (size_t) limit, s_add_row, &page, &more);
+    else
+        rows = zcq_viewtable_list (view->table, after, after_len, (size_t) limit, s_add_row,
+                                   &page, &more);
+    zcq_writer_array_close (self->writer, rows_mark, rows);
+    zcq_writer_str (self->writer, "next");
+    if (more && page.last_key)
+        zcq_writer_strn (self->writer, page.last_key, page.last_len);
+    else
+        zcq_writer_nil (self->writer);
+    zcq_query_reply_close (query, self->writer, mark, count + 2);
+}
+
+static void
+s_op_count (self_t *self, s_view_t *view, zcq_query_t *query)
+{
+    char buffer[256];
+    const char *field;
+    if (!s_index_args (self, view, query, &field, buffer, sizeof buffer))
+        return;
+    size_t total = field ? zcq_viewtable_count_value (view->table, field,
+                                                      zcq_writer_data (self->value),
+                                                      zcq_writer_size (self->value))
+                         : zcq_viewtable_count (view->table);
+    size_t mark, count;
+    s_reply_open_view (self, query, &mark, &count);
+    zcq_writer_str (self->writer, "count");
+    zcq_writer_uint (self->writer, total);
+    zcq_query_reply_close (query, self->writer, mark, count + 1);
+}
+
+static void
+s_op_rebuild (self_t *self, s_view_t *view, zcq_query_t *query)
+{
+    zcq_err_t err = s_start_rebuild (self, view);
+    if (err != ZCQ_OK) {
+        zcq_query_fail (query, ZCQ_INTERNAL, "cannot start the rebuild: %s", zcq_strerror (err));
+        return;
+    }
+    size_t mark, count;
+    s_reply_open_view (self, query, &mark, &count);
+    zcq_writer_str (self->writer, "view");
+    zcq_writer_str (self->writer, view->def->view);
+    zcq_writer_str (self->writer, "status");
+    zcq_writer_str (self->writer, "rebuilding");
+    zcq_query_reply_close (query, self->writer, mark, count + 2);
+}
+
+static s_view_t *
+s_view_of (self_t *self, const zcq_query_t *query)
+{
+    for (size_t index = 0; index < self->view_count; index++)
+        if (self->views[index].info == query->view)
+            return &self->views[index];
+    return NULL;
+}
+
+static void
+s_answer (self_t *self, zcq_query_t *query, s_view_t *view)
+{
+    if (streq (query->op, "get"))
+        s_op_get (self, view, query);
+    else if (streq (query->op, "list"))
+        s_op_list (self, view, query);
+    else if (streq (query->op, "count"))
+        s_op_count (self, view, query);
+    else if (streq (query->op, "rebuild"))
+        s_op_rebuild (self, view, query);
+    else
+        zcq_query_fail (query, ZCQ_UNKNOWN, "unknown op '%s'", query->op);
+    zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
+}
+
+//  Send a timeout reply for a parked query.
+static void
+s_timeout (self_t *self, zcq_query_t *query)
+{
+    zcq_writer_t *writer = self->writer;
+    zcq_writer_reset (writer);
+    size_t mark = zcq_writer_map_open (writer);
+    size_t count = 5;
+    if (query->rid) {
+        zcq_writer_str (writer, "rid");
+        zcq_writer_value (writer, query->rid);
+        count++;
+    }
+    zcq_writer_str (writer, "ok");
+    zcq_writer_bool (writer, false);
+    zcq_writer_str (writer, "error");
+    zcq_writer_str (writer, "timeout");
+    zcq_writer_str (writer, "message");
+    zcq_writer_str (writer, "the view did not reach min_position in time");
+    zcq_writer_str (writer, "position");
+    zcq_writer_uint (writer, self->position);
+    zcq_writer_str (writer, "head");
+    zcq_writer_uint (writer, zcq_store_head (self->env->store));
+    zcq_query_reply_close (query, writer, mark, count);
+    zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
+}
+
+static void
+s_handle_query (self_t *self, zcq_query_t *query)
+{
+    s_view_t *view = s_view_of (self, query);
+    if (!view) {
+        zcq_query_fail (query, ZCQ_INTERNAL, "view is not kept by this host");
+        zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
+        return;
+    }
+    if (!streq (query->op, "rebuild") && query->min_position > self->position) {
+        query->next = self->parked;
+        self->parked = query;
+        return;
+    }
+    s_answer (self, query, view);
+}
+
+//  Answer parked queries whose position was reached or whose time ran out.
+static void
+s_check_parked (self_t *self)
+{
+    int64_t now = zclock_mono ();
+    zcq_query_t **link = &self->parked;
+    while (*link) {
+        zcq_query_t *query = *link;
+        if (query->min_position <= self->position) {
+            *link = query->next;
+            query->next = NULL;
+            s_answer (self, query, s_view_of (self, query));
+        }
+        else if (now >= query->deadline) {
+            *link = query->next;
+            query->next = NULL;
+            s_timeout (self, query);
+        }
+        else
+            link = &query->next;
+    }
+}
+
+static void
+s_handle_queries (self_t *self)
+{
+    zcq_query_t *query;
+    while (zmq_recv (zsock_resolve (self->queries), &query, sizeof query, ZMQ_DONTWAIT)
+           == sizeof query)
+        s_handle_query (self, query);
+}
+
+//  --------------------------------------------------------------------------
+//  Following the log
+
+//  Live events from the SUB socket (DESIGN 1).
+static void
+s_handle_events (self_t *self)
+{
+    void *socket = zsock_resolve (self->events);
+    for (int count = 0; count < S_CHUNK; count++) {
+        zmq_msg_t topic, body;
+        zmq_msg_init (&topic);
+        if (zmq_msg_recv (&topic, socket, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&topic);
+            break;
+        }
+        zmq_msg_init (&body);
+        if (!zmq_msg_more (&topic) || zmq_msg_recv (&body, socket, 0) < 0) {
+            zmq_msg_close (&topic);
+            zmq_msg_close (&body);
+            continue;
+        }
+        bool heartbeat = zmq_msg_size (&topic) == 10 && memcmp (zmq_msg_data (&topic), "$heartbeat", 10) == 0;
+        if (heartbeat) {
+            if (zcq_doc_decode (self->doc, zmq_msg_data (&body), zmq_msg_size (&body), NULL)
+                == ZCQ_OK) {
+                uint64_t head;
+                if (zcq_value_uint (zcq_value_get (zcq_doc_root (self->doc), "head"), &head)
+                    && head > self->known_head)
+                    self->known_head = head;
+            }
+        }
+        else if (zmq_msg_size (&body) >= ZCQ_EVENT_HEADER_SIZE) {
+            //  our own writer stamps the position at a fixed offset
+            uint64_t position
+                = zcq_get_be64 ((const uint8_t *) zmq_msg_data (&body) + ZCQ_EVENT_POSITION_OFFSET);
+            if (position > self->position + 1)
+                s_fill (self, position - 1, 0);
+            if (position == self->position + 1)
+                s_apply (self, zmq_msg_data (&body), zmq_msg_size (&body), position);
+            if (position > self->known_head)
+                self->known_head = position;
+        }
+        zmq_msg_close (&topic);
+        zmq_msg_close (&body);
+    }
+    //  a drop at the end of a burst shows in the heartbeat's head
+    if (self->known_head > self->position)
+        s_fill (self, self->known_head, 0);
+}
+
+//  Committed batches from the log writer (DESIGN 2).
+static void
+s_handle_committed (self_t *self)
+{
+    zcq_cbatch_t *batch;
+    while ((batch = zcq_cbatch_recv (self->committed, ZMQ_DONTWAIT))) {
+        for (size_t index = 0; index < batch->count; index++) {
+            zcq_command_t *command = batch->commands[index];
+            if (command->outcome != ZCQ_OK || !command->event_count)
+                continue;
+            size_t offset = 0, size;
+            const uint8_t *body;
+            uint64_t position = command->position - command->event_count;
+            while ((body = zcq_command_next_event (command, &offset, &size))) {
+                position++;
+                if (position > self->position + 1)
+                    s_fill (self, position - 1, 0);
+                if (position == self->position + 1)
+                    s_apply (self, body, size, position);
+            }
+        }
+        zcq_cbatch_send (&batch, self->acks);
+    }
+}
+
+static void
+s_publish_info (self_t *self)
+{
+    for (size_t index = 0; index < self->view_count; index++) {
+        s_view_t *view = &self->views[index];
+        atomic_store_explicit (&view->info->position, self->position, memory_order_relaxed);
+        atomic_store_explicit (&view->info->rows, zcq_viewtable_count (view->table),
+                               memory_order_relaxed);
+        atomic_store_explicit (&view->info->memory, zcq_viewtable_memory (view->table),
+                               memory_order_relaxed);
+    }
+}
+
+//  One step of catching up from the log (DESIGN 1).
+static void
+s_catch_up_step (self_t *self)
+{
+    uint64_t head = zcq_store_head (self->env->store);
+    uint64_t applied = s_fill (self, head, S_CHUNK);
+    if (self->position >= head || applied == 0) {
+        self->caught_up = true;
+        for (size_t index = 0; index < self->view_count; index++)
+            if (!self->views[index].rebuild)
+                atomic_store (&self->views[index].info->status, ZCQ_VIEW_LIVE);
+    }
+}
+
+static void
+s_handle_pipe (self_t *self)
+{
+    char *command = zstr_recv (self->pipe);
+    if (!command || streq (command, "$TERM"))
+        self->terminated = true;
+    else
+        zsys_error ("view host: unknown pipe command '%s'", command);
+    zstr_free (&command);
+}
+
+//  --------------------------------------------------------------------------
+
+static void
+s_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    while (self->parked) {
+        zcq_query_t *query = self->parked;
+        self->parked = query->next;
+        zcq_query_destroy (&query);
+    }
+    if (self->queries) {
+        zcq_query_t *query;
+        while (zmq_recv (zsock_resolve (self->queries), &query, sizeof query, ZMQ_DONTWAIT)
+               == sizeof query)
+            zcq_query_destroy (&query);
+    }
+    if (self->committed)
+        zcq_cbatch_drain (self->committed);
+    for (size_t index = 0; self->views && index < self->view_count; index++) {
+        zcq_viewtable_destroy (&self->views[index].table);
+        zcq_viewtable_destroy (&self->views[index].rebuild);
+    }
+    free (self->views);
+    zsock_destroy (&self->queries);
+    zsock_destroy (&self->events);
+    zsock_destroy (&self->committed);
+    zsock_destroy (&self->acks);
+    zcq_doc_destroy (&self->doc);
+    zcq_event_release (&self->event);
+    zcq_fields_destroy (&self->context.fields);
+    zcq_doc_destroy (&self->context.row_doc);
+    zcq_writer_destroy (&self->context.merged);
+    free (self->context.key);
+    zcq_writer_destroy (&self->writer);
+    zcq_writer_destroy (&self->value);
+    free (self);
+    *self_p = NULL;
+}
+
+static zsock_t *
+s_socket (self_t *self, int type, bool bind, const char *endpoint)
+{
+    zsock_t *socket = zsock_new (type);
+    if (!socket)
+        return NULL;
+    zsock_set_sndhwm (socket, 0);
+    if (type != ZMQ_SUB)
+        zsock_set_rcvhwm (socket, 0);
+    else
+        zsock_set_rcvhwm (socket, 100000);
+    int rc = bind ? zsock_bind (socket, "%s", endpoint) : zsock_connect (socket, "%s", endpoint);
+    if (rc < 0)
+        zsock_destroy (&socket);
+    return socket;
+}
+
+static self_t *
+s_new (zsock_t *pipe, const zcq_host_args_t *args)
+{
+    self_t *self = calloc (1, sizeof (self_t));
+    if (!self) {
+        zcq_actor_failed (pipe, "out of memory");
+        return NULL;
+    }
+    self->env = args->env;
+    self->pipe = pipe;
+    self->synchronous = args->synchronous;
+    self->view_count = args->view_count;
+    self->views = calloc (self->view_count ? self->view_count : 1, sizeof (s_view_t));
+    self->doc = zcq_doc_new ();
+    self->writer = zcq_writer_new ();
+    self->value = zcq_writer_new ();
+    self->context.fields = zcq_fields_new ();
+    self->context.row_doc = zcq_doc_new ();
+    self->context.merged = zcq_writer_new ();
+    bool ok = self->views && self->doc && self->writer && self->value && self->context.fields
+           && self->context.row_doc && self->context.merged;
+    for (size_t index = 0; ok && index < self->view_count; index++) {
+        s_view_t *view = &self->views[index];
+        view->info = args->views[index];
+        view->def = view->info->def;
+        view->table = zcq_viewtable_new (view->def->indexes);
+        ok = view->table != NULL;
+    }
+    if (!ok) {
+        zcq_actor_failed (pipe, "out of memory");
+        s_destroy (&self);
+        return NULL;
+    }
+    char endpoint[128];
+    zcq_endpoint_host (self->env, args->host, endpoint, sizeof endpoint);
+    self->queries = s_socket (self, ZMQ_PAIR, true, endpoint);
+    if (self->synchronous) {
+        zcq_endpoint_sync (self->env, endpoint, sizeof endpoint);
+        self->committed = s_socket (self, ZMQ_PAIR, true, endpoint);
+        zcq_endpoint_acks (self->env, endpoint, sizeof endpoint);
+        self->acks = s_socket (self, ZMQ_PAIR, false, endpoint);
+        ok = self->queries && self->committed && self->acks;
+    }
+    else {
+        zcq_endpoint_events (self->env, endpoint, sizeof endpoint);
+        self->events = s_socket (self, ZMQ_SUB, false, endpoint);
+        if (self->events)
+            zsock_set_subscribe (self->events, "");
+        ok = self->queries && self->events;
+    }
+    if (!ok) {
+        zcq_actor_failed (pipe, "cannot set up the view host's sockets");
+        s_destroy (&self);
+        return NULL;
+    }
+    //  DESIGN 2: a synchronous host is complete before commands flow
+    if (self->synchronous) {
+        while (!self->caught_up)
+            s_catch_up_step (self);
+        s_publish_info (self);
+    }
+    return self;
+}
+
+void
+zcq_host_actor (zsock_t *pipe, void *args)
+{
+    zsock_signal (pipe, 0);
+    self_t *self = s_new (pipe, args);
+    if (!self)
+        return;
+    zsock_send (pipe, "is", 0, "");
+    zmq_pollitem_t items[] = {
+        { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (self->queries), 0, ZMQ_POLLIN, 0 },
+        { zsock_resolve (self->synchronous ? self->committed : self->events), 0, ZMQ_POLLIN, 0 },
+    };
+    while (!self->terminated) {
+        bool rebuilding = false;
+        for (size_t index = 0; index < self->view_count; index++)
+            rebuilding |= self->views[index].rebuild != NULL;
+        long timeout = 1000;
+        if (!self->caught_up || rebuilding)
+            timeout = 0;
+        else if (self->parked) {
+            int64_t earliest = INT64_MAX;
+            for (zcq_query_t *query = self->parked; query; query = query->next)
+                if (query->deadline < earliest)
+                    earliest = query->deadline;
+            int64_t left = earliest - zclock_mono ();
+            timeout = left > 0 ? (long) (left < 1000 ? left : 1000) : 0;
+        }
+        //  while catching up, live events wait in the socket (DESIGN 1)
+        int item_count = self->caught_up ? 3 : 2;
+        if (zmq_poll (items, item_count, timeout) < 0)
+            break;
+        if (items[0].revents & ZMQ_POLLIN)
+            s_handle_pipe (self);
+        if (!self->caught_up)
+            s_catch_up_step (self);
+        else if (item_count == 3 && (items[2].revents & ZMQ_POLLIN)) {
+            if (self->synchronous)
+                s_handle_committed (self);
+            else
+                s_handle_events (self);
+        }
+        for (size_t index = 0; index < self->view_count; index++)
+            if (self->views[index].rebuild)
+                s_rebuild_step (self, &self->views[index]);
+        s_publish_info (self);
+        if (items[1].revents & ZMQ_POLLIN)
+            s_handle_queries (self);
+        if (self->parked)
+            s_check_parked (self);
+    }
+    s_destroy (&self);
+}

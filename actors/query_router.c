@@ -1,0 +1,718 @@
+/*  query_router.c: the query endpoint of a node (ZCQ/1 section 5), and the
+    reader that starts the view hosts and this router together.
+
+    DESIGN
+    1.  View queries (get, list, count, rebuild) go to the host of their
+        view and come back with their reply encoded; the host parks those
+        with a min_position it has not reached, so a waiting query never
+        holds up any other.
+    2.  Log reads (read, stream) and node queries (views, health, stats)
+        are answered here from the store and the counters; none of them
+        touches the write path.
+*/
+#include "zcq_read.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define S_READ_DEFAULT   1000
+#define S_READ_MAX       10000
+#define S_ROUND          256
+
+static const char *s_status_names[] = { "live", "catching_up", "rebuilding" };
+
+//  --------------------------------------------------------------------------
+//  Queries
+
+void
+zcq_query_destroy (zcq_query_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zcq_query_t *self = *self_p;
+    zmsg_destroy (&self->envelope);
+    zcq_doc_destroy (&self->doc);
+    zframe_destroy (&self->body);
+    free (self->reply);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_query_set_reply (zcq_query_t *self, zcq_writer_t *writer)
+{
+    free (self->reply);
+    self->reply = zcq_writer_take (writer, &self->reply_size);
+}
+
+void
+zcq_query_fail (zcq_query_t *self, zcq_err_t err, const char *format, ...)
+{
+    char message[512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    zcq_writer_t *writer = zcq_writer_new ();
+    if (!writer)
+        return;
+    size_t count = 3;
+    size_t mark = zcq_writer_map_open (writer);
+    if (self->rid) {
+        zcq_writer_str (writer, "rid");
+        zcq_writer_value (writer, self->rid);
+        count++;
+    }
+    zcq_writer_str (writer, "ok");
+    zcq_writer_bool (writer, false);
+    zcq_writer_str (writer, "error");
+    zcq_writer_str (writer, zcq_err_code (err));
+    zcq_writer_str (writer, "message");
+    zcq_writer_str (writer, message);
+    zcq_writer_map_close (writer, mark, count);
+    s_query_set_reply (self, writer);
+    zcq_writer_destroy (&writer);
+}
+
+size_t
+zcq_query_reply_open (zcq_query_t *self, zcq_writer_t *writer, size_t *count)
+{
+    zcq_writer_reset (writer);
+    size_t mark = zcq_writer_map_open (writer);
+    *count = 1;
+    zcq_writer_str (writer, "ok");
+    zcq_writer_bool (writer, true);
+    if (self->rid) {
+        zcq_writer_str (writer, "rid");
+        zcq_writer_value (writer, self->rid);
+        ++*count;
+    }
+    return mark;
+}
+
+void
+zcq_query_reply_close (zcq_query_t *self, zcq_writer_t *writer, size_t mark, size_t count)
+{
+    zcq_writer_map_close (writer, mark, count);
+    if (!zcq_writer_ok (writer)) {
+        zcq_query_fail (self, ZCQ_INTERNAL, "out of memory encoding the reply");
+        return;
+    }
+    s_query_set_reply (self, writer);
+}
+
+//  --------------------------------------------------------------------------
+//  The router
+
+typedef struct {
+    const zcq_node_env_t *env;
+    zsock_t *pipe;
+    zsock_t *clients;              //  ROUTER, the query endpoint
+    zsock_t **hosts;               //  PAIR per view host
+    uint32_t host_count;
+    zcq_view_info_t *views;
+    size_t view_count;
+    zcq_writer_t *writer;
+    zcq_limits_t limits;
+    bool terminated;
+    char endpoint[ZCQ_ENDPOINT_MAX];
+} self_t;
+
+static void
+s_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    for (uint32_t host = 0; self->hosts && host < self->host_count; host++) {
+        if (self->hosts[host]) {
+            zcq_query_t *query;
+            while (zmq_recv (zsock_resolve (self->hosts[host]), &query, sizeof query,
+                             ZMQ_DONTWAIT)
+                   == sizeof query)
+                zcq_query_destroy (&query);
+        }
+        zsock_destroy (&self->hosts[host]);
+    }
+    free (self->hosts);
+    zsock_destroy (&self->clients);
+    zcq_writer_destroy (&self->writer);
+    free (self);
+    *self_p = NULL;
+}
+
+static self_t *
+s_new (zsock_t *pipe, const zcq_query_args_t *args)
+{
+    self_t *self = calloc (1, sizeof (self_t));
+    if (!self) {
+        zcq_actor_failed (pipe, "out of memory");
+        return NULL;
+    }
+    self->env = args->env;
+    self->pipe = pipe;
+    self->views = args->views;
+    self->view_count = args->view_count;
+    self->host_count = args->host_count;
+    self->limits.max_bytes = args->env->config->request_limit;
+    self->limits.max_depth = 32;
+    self->writer = zcq_writer_new ();
+    self->hosts = calloc (self->host_count ? self->host_count : 1, sizeof (zsock_t *));
+    self->clients = zsock_new (ZMQ_ROUTER);
+    if (!self->writer || !self->hosts || !self->clients) {
+        zcq_actor_failed (pipe, "out of memory");
+        s_destroy (&self);
+        return NULL;
+    }
+    char endpoint[128];
+    for (uint32_t host = 0; host < self->host_count; host++) {
+        zcq_endpoint_host (self->env, host, endpoint, sizeof endpoint);
+        self->hosts[host] = zsock_new (ZMQ_PAIR);
+        if (!self->hosts[host] || zsock_connect (self->hosts[host], "%s", endpoint) < 0) {
+            zcq_actor_failed (pipe, "cannot connect %s", endpoint);
+            s_destroy (&self);
+            return NULL;
+        }
+        zsock_set_sndhwm (self->hosts[host], 0);
+        zsock_set_rcvhwm (self->hosts[host], 0);
+    }
+    zsock_set_router_mandatory (self->clients, 1);
+    zsock_set_sndhwm (self->clients, 100000);
+    zsock_set_rcvhwm (self->clients, 100000);
+    zsock_set_linger (self->clients, 1000);
+    int64_t max_message = (int64_t) args->env->config->request_limit * 4;
+    zsock_set_maxmsgsize (self->clients, max_message < (16 << 20) ? (16 << 20) : max_message);
+    const char *wanted = self->env->config->endpoints[ZCQ_ENDPOINT_QUERY];
+    if (zsock_bind (self->clients, "%s", wanted) < 0) {
+        zcq_actor_failed (pipe, "cannot bind the query endpoint %s: %s", wanted,
+                          zmq_strerror (zmq_errno ()));
+        s_destroy (&self);
+        return NULL;
+    }
+    const char *bound = zsock_last_endpoint (self->clients);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
+    return self;
+}
+
+//  Send a query's reply with its envelope, then free the query.
+static void
+s_reply (self_t *self, zcq_query_t **query_p)
+{
+    zcq_query_t *query = *query_p;
+    void *socket = zsock_resolve (self->clients);
+    ZCQ_STAT_ADD (self->env->stats, queries_served, 1);
+    zframe_t *frame = zmsg_first (query->envelope);
+    bool sent = frame != NULL && query->reply != NULL;
+    bool first = true;
+    while (sent && frame) {
+        if (zmq_send (socket, zframe_data (frame), zframe_size (frame),
+                      ZMQ_SNDMORE | (first ? ZMQ_DONTWAIT : 0))
+            < 0)
+            sent = false;
+        first = false;
+        frame = zmsg_next (query->envelope);
+    }
+    if (sent)
+        sent = zmq_send (socket, query->reply, query->reply_size, 0) >= 0;
+    if (!sent)
+        ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
+    zcq_query_destroy (query_p);
+}
+
+//  Optional integer field within [min, max]; false (query failed) when it
+//  is present but wrong.
+static bool
+s_int_field (zcq_query_t *query, const char *name, int64_t min, int64_t max, int64_t fallback,
+             int64_t *value)
+{
+    const zcq_value_t *found = zcq_value_get (query->root, name);
+    *value = fallback;
+    if (!found || zcq_value_type (found) == ZCQ_TYPE_NIL)
+        return true;
+    if (!zcq_value_int (found, value) || *value < min || *value > max) {
+        zcq_query_fail (query, ZCQ_INVALID, "'%s' must be an integer from %lld to %lld", name,
+                        (long long) min, (long long) max);
+        return false;
+    }
+    return true;
+}
+
+typedef struct {
+    zcq_writer_t *writer;
+    size_t count;
+} s_events_t;
+
+static int
+s_add_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    s_events_t *events = arg;
+    zcq_writer_raw (events->writer, body, len);
+    events->count++;
+    return 0;
+}
+
+//  op read: events of the log from a position
+static void
+s_op_read (self_t *self, zcq_query_t *query)
+{
+    int64_t from, limit;
+    const zcq_value_t *from_value = zcq_value_get (query->root, "from");
+    if (!from_value) {
+        zcq_query_fail (query, ZCQ_INVALID, "'from' is required");
+        return;
+    }
+    if (!s_int_field (query, "from", 1, INT64_MAX, 1, &from)
+        || !s_int_field (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
+        return;
+    uint64_t head = zcq_store_head (self->env->store);
+    size_t count;
+    size_t mark = zcq_query_reply_open (query, self->writer, &count);
+    zcq_writer_str (self->writer, "head");
+    zcq_writer_uint (self->writer, head);
+    zcq_writer_str (self->writer, "events");
+    size_t events_mark = zcq_writer_array_open (self->writer);
+    s_events_t events = { self->writer, 0 };
+    zcq_err_t err = zcq_store_read_log (self->env->store, (uint64_t) from, (size_t) limit,
+                                        s_add_event, &events);
+    if (err != ZCQ_OK) {
+        zcq_query_fail (query, ZCQ_INTERNAL, "reading the log: %s", zcq_strerror (err));
+        return;
+    }
+    zcq_writer_array_close (self->writer, events_mark, events.count);
+    zcq_query_reply_close (query, self->writer, mark, count + 2);
+}
+
+//  op stream: events of one stream from a version
+static void
+s_op_stream (self_t *self, zcq_query_t *query)
+{
+    char stream[ZCQ_STREAM_MAX + 1];
+    const zcq_value_t *name = zcq_value_get (query->root, "stream");
+    if (!name) {
+        zcq_query_fail (query, ZCQ_INVALID, "'stream' is required");
+        return;
+    }
+    if (!zcq_value_copy_str (name, stream, sizeof stream) || !strchr (stream, '/')) {
+        zcq_query_fail (query, ZCQ_INVALID, "'stream' must be a string <aggregate>/<key>");
+        return;
+    }
+    int64_t from, limit;
+    if (!s_int_field (query, "from", 1, INT64_MAX, 1, &from)
+        || !s_int_field (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
+        return;
+    uint64_t version = 0;
+    zcq_err_t err = zcq_store_stream_version (self->env->store, stream, &version);
+    size_t count;
+    size_t mark = zcq_query_reply_open (query, self->writer, &count);
+    zcq_writer_str (self->writer, "version");
+    zcq_writer_uint (self->writer, version);
+    zcq_writer_str (self->writer, "head");
+    zcq_writer_uint (self->writer, zcq_store_head (self->env->store));
+    zcq_writer_str (self->writer, "events");
+    size_t events_mark = zcq_writer_array_open (self->writer);
+    s_events_t events = { self->writer, 0 };
+    if (err == ZCQ_OK)
+        err = zcq_store_read_stream (self->env->store, stream, (uint64_t) from, (size_t) limit,
+                                     s_add_event, &events);
+    if (err != ZCQ_OK) {
+        zcq_query_fail (query, ZCQ_INTERNAL, "reading the stream: %s", zcq_strerror (err));
+        return;
+    }
+    zcq_writer_array_close (self->writer, events_mark, events.count);
+    zcq_query_reply_close (query, self->writer, mark, count + 3);
+}
+
+static void
+s_write_views (self_t *self)
+{
+    zcq_writer_array (self->writer, self->view_count);
+    for (size_t index = 0; index < self->view_count; index++) {
+        zcq_view_info_t *view = &self->views[index];
+        int status = atomic_load_explicit (&view->status, memory_order_relaxed);
+        zcq_writer_map (self->writer, 4);
+        zcq_writer_str (self->writer, "name");
+        zcq_writer_str (self->writer, view->def->view);
+        zcq_writer_str (self->writer, "position");
+        zcq_writer_uint (self->writer, atomic_load_explicit (&view->position, memory_order_relaxed));
+        zcq_writer_str (self->writer, "rows");
+        zcq_writer_uint (self->writer, atomic_load_explicit (&view->rows, memory_order_relaxed));
+        zcq_writer_str (self->writer, "status");
+        zcq_writer_str (self->writer, s_status_names[status >= 0 && status <= 2 ? status : 0]);
+    }
+}
+
+static void
+s_op_views (self_t *self, zcq_query_t *query)
+{
+    size_t count;
+    size_t mark = zcq_query_reply_open (query, self->writer, &count);
+    zcq_writer_str (self->writer, "head");
+    zcq_writer_uint (self->writer, zcq_store_head (self->env->store));
+    zcq_writer_str (self->writer, "views");
+    s_write_views (self);
+    zcq_query_reply_close (query, self->writer, mark, count + 2);
+}
+
+static void
+s_op_health (self_t *self, zcq_query_t *query)
+{
+    size_t count;
+    size_t mark = zcq_query_reply_open (query, self->writer, &count);
+    zcq_writer_str (self->writer, "node");
+    zcq_writer_str (self->writer, self->env->config->node);
+    zcq_writer_str (self->writer, "head");
+    zcq_writer_uint (self->writer, zcq_store_head (self->env->store));
+    zcq_writer_str (self->writer, "uptime_ms");
+    zcq_writer_int (self->writer, (zcq_now_us () - self->env->started_us) / 1000);
+    zcq_writer_str (self->writer, "durability");
+    zcq_writer_str (self->writer, zcq_durability_name (self->env->config->durability));
+    zcq_writer_str (self->writer, "views");
+    s_write_views (self);
+    zcq_query_reply_close (query, self->writer, mark, count + 5);
+}
+
+static void
+s_op_stats (self_t *self, zcq_query_t *query)
+{
+    zcq_stats_t *stats = self->env->stats;
+    uint64_t head = zcq_store_head (self->env->store);
+    size_t count;
+    size_t mark = zcq_query_reply_open (query, self->writer, &count);
+    zcq_writer_str (self->writer, "head");
+    zcq_writer_uint (self->writer, head);
+    zcq_writer_str (self->writer, "stats");
+    size_t stats_mark = zcq_writer_map_open (self->writer);
+    size_t entries = 0;
+#define S_COUNTER(name)                                                                \
+    zcq_writer_str (self->writer, #name);                                               \
+    zcq_writer_uint (self->writer, ZCQ_STAT_GET (stats, name));                         \
+    entries++;
+    S_COUNTER (commands_received)
+    S_COUNTER (commands_accepted)
+    S_COUNTER (commands_duplicate)
+    S_COUNTER (commands_rejected)
+    S_COUNTER (commands_conflict)
+    S_COUNTER (commands_invalid)
+    S_COUNTER (commands_unavailable)
+    S_COUNTER (commands_failed)
+    S_COUNTER (events_written)
+    S_COUNTER (commits)
+    S_COUNTER (commit_failures)
+    S_COUNTER (replies_dropped)
+    S_COUNTER (aggregates_loaded)
+    S_COUNTER (snapshots_written)
+    S_COUNTER (queries_served)
+#undef S_COUNTER
+    zcq_writer_str (self->writer, "commands_inflight");
+    zcq_writer_int (self->writer, (int64_t) ZCQ_STAT_GET (stats, commands_inflight));
+    zcq_writer_str (self->writer, "head");
+    zcq_writer_uint (self->writer, head);
+    zcq_writer_str (self->writer, "disk_bytes");
+    zcq_writer_uint (self->writer, zcq_store_disk_bytes (self->env->store));
+    entries += 3;
+    for (size_t index = 0; index < self->view_count; index++) {
+        zcq_view_info_t *view = &self->views[index];
+        uint64_t position = atomic_load_explicit (&view->position, memory_order_relaxed);
+        char name[128];
+        snprintf (name, sizeof name, "view.%s.lag", view->def->view);
+        zcq_writer_str (self->writer, name);
+        zcq_writer_uint (self->writer, head > position ? head - position : 0);
+        snprintf (name, sizeof name, "view.%s.rows", view->def->view);
+        zcq_writer_str (self->writer, name);
+        zcq_writer_uint (self->writer, atomic_load_explicit (&view->rows, memory_order_relaxed));
+        snprintf (name, sizeof name, "view.%s.memory_bytes", view->def->view);
+        zcq_writer_str (self->writer, name);
+        zcq_writer_uint (self->writer, atomic_load_explicit (&view->memory, memory_order_relaxed));
+        snprintf (name, sizeof name, "view.%s.applied", view->def->view);
+        zcq_writer_str (self->writer, name);
+        zcq_writer_uint (self->writer, atomic_load_explicit (&view->applied, memory_order_relaxed));
+        entries += 4;
+    }
+    zcq_writer_map_close (self->writer, stats_mark, entries);
+    zcq_query_reply_close (query, self->writer, mark, count + 2);
+}
+
+//  A view query: find the view and hand the query to its host (DESIGN 1).
+static bool
+s_route_view (self_t *self, zcq_query_t *query)
+{
+    const zcq_value_t *name = zcq_value_get (query->root, "view");
+    char view[80];
+    if (!name) {
+        zcq_query_fail (query, ZCQ_INVALID, "'view' is required");
+        return false;
+    }
+    if (!zcq_value_copy_str (name, view, sizeof view)) {
+        zcq_query_fail (query, ZCQ_INVALID, "'view' must be a string of 1 to 64 bytes");
+        return false;
+    }
+    for (size_t index = 0; index < self->view_count; index++) {
+        if (strcmp (self->views[index].def->view, view) != 0)
+            continue;
+        int64_t min_position, timeout_ms;
+        if (!s_int_field (query, "min_position", 0, INT64_MAX, 0, &min_position)
+            || !s_int_field (query, "timeout_ms", 0, 3600000, 1000, &timeout_ms))
+            return false;
+        query->view = &self->views[index];
+        query->min_position = (uint64_t) min_position;
+        query->deadline = zclock_mono () + timeout_ms;
+        zsock_t *host = self->hosts[self->views[index].host];
+        if (zmq_send (zsock_resolve (host), &query, sizeof query, 0) != sizeof query) {
+            zcq_query_fail (query, ZCQ_INTERNAL, "cannot reach the view's host");
+            return false;
+        }
+        return true;
+    }
+    zcq_query_fail (query, ZCQ_UNKNOWN, "unknown view '%s'", view);
+    return false;
+}
+
+//  Decode a request and answer it or route it; false when it was answered
+//  here (the caller replies).
+static bool
+s_dispatch (self_t *self, zcq_query_t *query)
+{
+    query->doc = zcq_doc_new ();
+    if (!query->doc) {
+        zcq_query_fail (query, ZCQ_INTERNAL, "out of memory");
+        return false;
+    }
+    size_t size = zframe_size (query->body);
+    if (size > self->limits.max_bytes) {
+        zcq_query_fail (query, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
+                        size, self->limits.max_bytes);
+        return false;
+    }
+    if (zcq_doc_decode (query->doc, zframe_data (query->body), size, &self->limits) != ZCQ_OK) {
+        zcq_query_fail (query, ZCQ_INVALID, "%s", zcq_doc_error (query->doc));
+        return false;
+    }
+    query->root = zcq_doc_root (query->doc);
+    if (zcq_value_type (query->root) != ZCQ_TYPE_MAP) {
+        zcq_query_fail (query, ZCQ_INVALID, "request must be a MessagePack map");
+        return false;
+    }
+    query->rid = zcq_value_get (query->root, "rid");
+    const zcq_value_t *op = zcq_value_get (query->root, "op");
+    if (!op) {
+        zcq_query_fail (query, ZCQ_INVALID, "'op' is required");
+        return false;
+    }
+    if (!zcq_value_copy_str (op, query->op, sizeof query->op)) {
+        zcq_query_fail (query, ZCQ_UNKNOWN, "unknown op");
+        return false;
+    }
+    static const struct {
+        const char *op;
+        void (*handler) (self_t *self, zcq_query_t *query);
+    } local[] = {
+        { "read", s_op_read }, { "stream", s_op_stream }, { "views", s_op_views },
+        { "health", s_op_health }, { "stats", s_op_stats },
+    };
+    for (size_t index = 0; index < sizeof local / sizeof local[0]; index++)
+        if (streq (query->op, local[index].op)) {
+            local[index].handler (self, query);
+            return false;
+        }
+    if (streq (query->op, "get") || streq (query->op, "list") || streq (query->op, "count")
+        || streq (query->op, "rebuild"))
+        return s_route_view (self, query);
+    zcq_query_fail (query, ZCQ_UNKNOWN, "unknown op '%s'", query->op);
+    return false;
+}
+
+static bool
+s_take_request (self_t *self)
+{
+    zmsg_t *message = zmsg_new ();
+    void *socket = zsock_resolve (self->clients);
+    bool more = true;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        if (zmq_msg_recv (&part, socket, zmsg_size (message) ? 0 : ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&part);
+            zmsg_destroy (&message);
+            return false;
+        }
+        more = zmq_msg_more (&part);
+        zframe_t *frame = zframe_new (zmq_msg_data (&part), zmq_msg_size (&part));
+        zmq_msg_close (&part);
+        zmsg_append (message, &frame);
+    }
+    zcq_query_t *query = calloc (1, sizeof (zcq_query_t));
+    if (!query) {
+        zmsg_destroy (&message);
+        return true;
+    }
+    query->body = zmsg_last (message);
+    zmsg_remove (message, query->body);
+    query->envelope = message;
+    if (!s_dispatch (self, query))
+        s_reply (self, &query);
+    return true;
+}
+
+static void
+s_handle_host (self_t *self, zsock_t *host)
+{
+    zcq_query_t *query;
+    while (zmq_recv (zsock_resolve (host), &query, sizeof query, ZMQ_DONTWAIT) == sizeof query)
+        s_reply (self, &query);
+}
+
+static void
+s_handle_pipe (self_t *self)
+{
+    char *command = zstr_recv (self->pipe);
+    if (!command || streq (command, "$TERM"))
+        self->terminated = true;
+    else if (streq (command, "ENDPOINT"))
+        zsock_send (self->pipe, "s", self->endpoint);
+    else
+        zsys_error ("query router: unknown pipe command '%s'", command);
+    zstr_free (&command);
+}
+
+void
+zcq_query_actor (zsock_t *pipe, void *args)
+{
+    zsock_signal (pipe, 0);
+    self_t *self = s_new (pipe, args);
+    if (!self)
+        return;
+    zsock_send (pipe, "is", 0, "");
+    size_t item_count = 2 + self->host_count;
+    zmq_pollitem_t *items = calloc (item_count, sizeof (zmq_pollitem_t));
+    items[0] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
+    items[1] = (zmq_pollitem_t) { zsock_resolve (self->clients), 0, ZMQ_POLLIN, 0 };
+    for (uint32_t host = 0; host < self->host_count; host++)
+        items[2 + host] = (zmq_pollitem_t) { zsock_resolve (self->hosts[host]), 0, ZMQ_POLLIN, 0 };
+    while (!self->terminated) {
+        if (zmq_poll (items, (int) item_count, -1) < 0)
+            break;
+        if (items[0].revents & ZMQ_POLLIN)
+            s_handle_pipe (self);
+        for (uint32_t host = 0; host < self->host_count; host++)
+            if (items[2 + host].revents & ZMQ_POLLIN)
+                s_handle_host (self, self->hosts[host]);
+        if (items[1].revents & ZMQ_POLLIN)
+            for (int count = 0; count < S_ROUND; count++)
+                if (!s_take_request (self))
+                    break;
+    }
+    free (items);
+    s_destroy (&self);
+}
+
+//  --------------------------------------------------------------------------
+//  The reader: view hosts and the query router
+
+struct zcq_reader_t {
+    zcq_view_info_t *views;
+    zcq_view_info_t **members;     //  views grouped by host
+    size_t view_count;
+    zactor_t **hosts;
+    zcq_host_args_t *host_args;
+    uint32_t host_count;
+    zcq_query_args_t query_args;
+    zactor_t *router;
+    char endpoint[ZCQ_ENDPOINT_MAX];
+};
+
+zcq_err_t
+zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, size_t size)
+{
+    *reader_p = NULL;
+    zcq_reader_t *self = calloc (1, sizeof (zcq_reader_t));
+    if (!self) {
+        snprintf (error, size, "out of memory");
+        return ZCQ_NOMEM;
+    }
+    const zcq_domain_t *domain = env->domain;
+    while (domain->projections && domain->projections[self->view_count])
+        self->view_count++;
+    //  one host per asynchronous view, one shared by the synchronous ones
+    uint32_t sync_host = UINT32_MAX;
+    self->views = calloc (self->view_count ? self->view_count : 1, sizeof (zcq_view_info_t));
+    self->hosts = calloc (self->view_count + 1, sizeof (zactor_t *));
+    self->host_args = calloc (self->view_count + 1, sizeof (zcq_host_args_t));
+    zcq_view_info_t **members = calloc (self->view_count + 1, sizeof (zcq_view_info_t *));
+    self->members = members;
+    if (!self->views || !self->hosts || !self->host_args || !members) {
+        zcq_reader_destroy (&self);
+        snprintf (error, size, "out of memory");
+        return ZCQ_NOMEM;
+    }
+    for (size_t index = 0; index < self->view_count; index++) {
+        zcq_view_info_t *view = &self->views[index];
+        view->def = domain->projections[index];
+        atomic_store (&view->status, ZCQ_VIEW_CATCHING_UP);
+        if (view->def->synchronous) {
+            if (sync_host == UINT32_MAX)
+                sync_host = self->host_count++;
+            view->host = sync_host;
+        }
+        else
+            view->host = self->host_count++;
+    }
+    //  each host's views, as consecutive runs of the members array
+    size_t used = 0;
+    for (uint32_t host = 0; host < self->host_count; host++) {
+        zcq_host_args_t *args = &self->host_args[host];
+        args->env = env;
+        args->host = host;
+        args->synchronous = host == sync_host;
+        args->views = members + used;
+        for (size_t index = 0; index < self->view_count; index++)
+            if (self->views[index].host == host)
+                args->views[args->view_count++] = &self->views[index];
+        used += args->view_count;
+    }
+    self->query_args = (zcq_query_args_t) { env, self->views, self->view_count, self->host_count };
+    zcq_err_t err = ZCQ_OK;
+    for (uint32_t host = 0; err == ZCQ_OK && host < self->host_count; host++) {
+        self->hosts[host] = zcq_actor_start (zcq_host_actor, &self->host_args[host], error, size);
+        if (!self->hosts[host])
+            err = ZCQ_UNAVAILABLE;
+    }
+    if (err == ZCQ_OK) {
+        self->router = zcq_actor_start (zcq_query_actor, &self->query_args, error, size);
+        if (!self->router)
+            err = ZCQ_UNAVAILABLE;
+    }
+    if (err != ZCQ_OK) {
+        zcq_reader_destroy (&self);
+        return err;
+    }
+    char *endpoint = NULL;
+    zsock_send (self->router, "s", "ENDPOINT");
+    zsock_recv (self->router, "s", &endpoint);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint ? endpoint : "");
+    zstr_free (&endpoint);
+    *reader_p = self;
+    return ZCQ_OK;
+}
+
+void
+zcq_reader_destroy (zcq_reader_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zcq_reader_t *self = *self_p;
+    zactor_destroy (&self->router);
+    for (uint32_t host = 0; self->hosts && host < self->host_count; host++)
+        zactor_destroy (&self->hosts[host]);
+    free (self->members);
+    free (self->host_args);
+    free (self->hosts);
+    free (self->views);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+zcq_reader_endpoint (const zcq_reader_t *self)
+{
+    return self->endpoint;
+}

@@ -1,0 +1,196 @@
+/*  zcq_actors.h: what the actors of a node pass each other, and their
+    typed wrappers.
+
+    The write path is a ring that one batch object travels, ownership moving
+    with it (only pointers cross the inproc sockets):
+
+        command router --COMMANDS--> aggregate shard --COMMIT--> log writer
+              ^    ^                      |                          |
+              |    +------- REPLIES ------+                          |
+              +----------------------- COMMITTED --------------------+
+        command router --DONE--> aggregate shard (bookkeeping, then free)
+
+    A batch holds commands of one shard. Every command gets exactly one
+    reply, sent by the command router, which owns the client socket.
+*/
+#ifndef ZCQ_ACTORS_H_INCLUDED
+#define ZCQ_ACTORS_H_INCLUDED
+
+#include "zcq_config_impl.h"
+#include <stdatomic.h>
+
+//  --------------------------------------------------------------------------
+//  Commands
+
+typedef struct zcq_cached_t zcq_cached_t;    //  a cached aggregate (shard)
+
+typedef struct zcq_command_t zcq_command_t;
+struct zcq_command_t {
+    //  set by the command router
+    zmsg_t *envelope;              //  routing frames, given back with the reply
+    zframe_t *body;                //  request bytes; the doc borrows them
+    zcq_doc_t *doc;
+    const char *id;                //  into body, not NUL-terminated
+    size_t id_len;
+    const char *key;               //  NUL-terminated copy in stream
+    size_t key_len;
+    const char *type;
+    size_t type_len;
+    int64_t expect;                //  -1 = absent
+    const zcq_value_t *data;
+    const zcq_value_t *meta;
+    const zcq_aggregate_def_t *aggregate;
+    const zcq_command_def_t *handler;
+    char stream[ZCQ_STREAM_MAX + 2];   //  aggregate/key NUL, then topic slash room
+    size_t stream_len;
+    uint32_t shard;
+    char id_copy[ZCQ_ID_MAX + 1];  //  NUL-terminated id
+
+    //  outcome (shard, then writer)
+    zcq_err_t outcome;
+    char *message;                 //  heap; NULL when none
+    uint64_t version;              //  stream version after (or current, on conflict)
+    uint64_t position;
+    uint32_t event_count;
+    bool duplicate;
+
+    //  for the log writer: event bodies, each prefixed by its u32 length
+    uint8_t *events;
+    size_t events_size;
+    uint8_t *snapshot;             //  encoded snapshot, or NULL
+    size_t snapshot_size;
+    uint32_t snapshot_schema;
+
+    //  shard bookkeeping
+    zcq_cached_t *cached;          //  pinned while in flight
+    zcq_command_t *waiters;        //  retries of this id waiting for it
+    zcq_command_t *next;           //  link in a waiters list
+};
+
+zcq_command_t *zcq_command_new (void);
+void zcq_command_destroy (zcq_command_t **self_p);
+//  Walk the encoded events of a command: the next body and its size, from
+//  *offset (start at 0); NULL after the last one.
+uint8_t *zcq_command_next_event (const zcq_command_t *self, size_t *offset, size_t *size);
+//  Record an outcome with a formatted message.
+void zcq_command_fail (zcq_command_t *self, zcq_err_t outcome, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+//  --------------------------------------------------------------------------
+//  Batches
+
+typedef enum {
+    ZCQ_BATCH_COMMANDS,    //  router -> shard: decide these
+    ZCQ_BATCH_REPLIES,     //  shard -> router: reply, then free
+    ZCQ_BATCH_COMMIT,      //  shard -> writer: append these
+    ZCQ_BATCH_COMMITTED,   //  writer -> router: reply, then return to shard
+    ZCQ_BATCH_DONE,        //  router -> shard: replies sent; unpin and free
+} zcq_batch_kind_t;
+
+typedef struct {
+    zcq_batch_kind_t kind;
+    uint32_t shard;
+    uint32_t generation;           //  shard's commit generation (see log_writer.c)
+    size_t count;
+    size_t capacity;
+    zcq_command_t **commands;
+} zcq_cbatch_t;
+
+zcq_cbatch_t *zcq_cbatch_new (zcq_batch_kind_t kind, uint32_t shard);
+//  Destroys the commands it still holds, too.
+void zcq_cbatch_destroy (zcq_cbatch_t **self_p);
+//  Make room for count commands in all; false when out of memory.
+bool zcq_cbatch_reserve (zcq_cbatch_t *self, size_t count);
+//  Append a command; false when out of memory (the command is not taken).
+bool zcq_cbatch_add (zcq_cbatch_t *self, zcq_command_t *command);
+//  Send a batch pointer over an inproc socket; on failure the batch is
+//  destroyed. Receive one, or NULL.
+int zcq_cbatch_send (zcq_cbatch_t **self_p, zsock_t *socket);
+zcq_cbatch_t *zcq_cbatch_recv (zsock_t *socket, int flags);
+//  Free every batch still queued on a socket (at shutdown).
+void zcq_cbatch_drain (zsock_t *socket);
+
+//  --------------------------------------------------------------------------
+//  Counters of a node. THREAD SAFETY: each counter is a relaxed atomic
+//  that actors add to and the query router reads; no other state is shared.
+
+typedef struct {
+    atomic_uint_fast64_t commands_received;
+    atomic_uint_fast64_t commands_accepted;    //  ok replies, duplicates included
+    atomic_uint_fast64_t commands_duplicate;
+    atomic_uint_fast64_t commands_rejected;    //  rejected by the domain
+    atomic_uint_fast64_t commands_conflict;
+    atomic_uint_fast64_t commands_invalid;     //  invalid and unknown
+    atomic_uint_fast64_t commands_unavailable;
+    atomic_uint_fast64_t commands_failed;      //  internal errors
+    atomic_uint_fast64_t events_written;
+    atomic_uint_fast64_t commits;
+    atomic_uint_fast64_t commit_failures;
+    atomic_uint_fast64_t replies_dropped;      //  peer gone or never reading
+    atomic_uint_fast64_t aggregates_loaded;
+    atomic_uint_fast64_t snapshots_written;
+    atomic_uint_fast64_t queries_served;
+    atomic_int_fast64_t commands_inflight;
+} zcq_stats_t;
+
+#define ZCQ_STAT_ADD(stats, name, value)                                         \
+    atomic_fetch_add_explicit (&(stats)->name, (value), memory_order_relaxed)
+#define ZCQ_STAT_GET(stats, name) atomic_load_explicit (&(stats)->name, memory_order_relaxed)
+
+//  --------------------------------------------------------------------------
+//  What every actor of a node shares: read-only after start (but stats).
+
+typedef struct {
+    const zcq_config_t *config;
+    const zcq_domain_t *domain;
+    zcq_store_t *store;
+    zcq_stats_t *stats;
+    int64_t started_us;
+    bool synchronous_views;        //  committed batches pass the sync host first
+    char prefix[64];               //  inproc endpoint prefix, unique per node
+} zcq_node_env_t;
+
+//  inproc endpoint names
+void zcq_endpoint_shard (const zcq_node_env_t *env, uint32_t shard, char *buffer, size_t size);
+void zcq_endpoint_shard_log (const zcq_node_env_t *env, uint32_t shard, char *buffer, size_t size);
+void zcq_endpoint_acks (const zcq_node_env_t *env, char *buffer, size_t size);
+void zcq_endpoint_events (const zcq_node_env_t *env, char *buffer, size_t size);
+void zcq_endpoint_sync (const zcq_node_env_t *env, char *buffer, size_t size);
+void zcq_endpoint_host (const zcq_node_env_t *env, uint32_t host, char *buffer, size_t size);
+
+//  --------------------------------------------------------------------------
+//  Actors. Each `new` returns NULL (with a reason in error) when the actor
+//  failed to start; destroy sends $TERM and waits.
+
+typedef struct {
+    const zcq_node_env_t *env;
+    uint32_t shard;
+} zcq_shard_args_t;
+
+//  Aggregate shard: decides commands for the aggregates hashed to it.
+//  Pipe: zsock_send (shard, "s", "SYNC") / reply "i" 0 once every batch
+//  already sent to it is handled.
+void zcq_shard_actor (zsock_t *pipe, void *args);
+
+//  Log writer: sequences, commits and publishes.
+//  Pipe: zsock_send (writer, "s", "ENDPOINT") / reply "s" events endpoint.
+void zcq_writer_actor (zsock_t *pipe, void *args);
+
+//  Command router: the command endpoint.
+//  Pipe: zsock_send (router, "s", "ENDPOINT") / reply "s" command endpoint;
+//        zsock_send (router, "s", "DRAIN") / reply "i" in-flight commands
+//        left when draining ended (0 = clean): after DRAIN every new command
+//        gets `unavailable`.
+void zcq_router_actor (zsock_t *pipe, void *args);
+
+//  Start an actor and wait for its start-up status: the actor signals 0
+//  when ready, or sends "s" reason and signals 1.
+zactor_t *zcq_actor_start (zactor_fn *actor, void *args, char *error, size_t size);
+//  Used by actors: report start-up failure through the pipe.
+void zcq_actor_failed (zsock_t *pipe, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+//  Hash of a stream name, for shard placement (FNV-1a, 64 bits).
+uint64_t zcq_stream_hash (const char *stream, size_t len);
+
+#endif

@@ -1,0 +1,91 @@
+/*  zcq_read.h: the read side of a node: view hosts (projection actors)
+    and the query router, started and stopped together as the reader.
+
+        events (PUB, inproc) --> [view host 0..H-1] <--queries-- [query router] <-- clients
+        log writer --COMMITTED--> [sync host] --COMMITTED--> command router
+
+    Every asynchronous projection gets a host actor of its own; all
+    synchronous projections share one host that sits in the write path, so
+    their views change before the commands are acknowledged.
+*/
+#ifndef ZCQ_READ_H_INCLUDED
+#define ZCQ_READ_H_INCLUDED
+
+#include "zcq_actors.h"
+
+typedef enum {
+    ZCQ_VIEW_LIVE,
+    ZCQ_VIEW_CATCHING_UP,
+    ZCQ_VIEW_REBUILDING,
+} zcq_view_status_t;
+
+//  What the query router may read of a view while its host changes it.
+//  THREAD SAFETY: the host writes these relaxed atomics, others read them.
+typedef struct {
+    const zcq_projection_def_t *def;
+    uint32_t host;
+    atomic_uint_fast64_t position;
+    atomic_uint_fast64_t rows;
+    atomic_uint_fast64_t memory;
+    atomic_uint_fast64_t applied;      //  events applied (rebuilds included)
+    atomic_int status;
+} zcq_view_info_t;
+
+//  A query on its way to a view host and back.
+typedef struct zcq_query_t zcq_query_t;
+struct zcq_query_t {
+    zmsg_t *envelope;
+    zframe_t *body;
+    zcq_doc_t *doc;
+    const zcq_value_t *root;
+    const zcq_value_t *rid;
+    char op[16];
+    zcq_view_info_t *view;            //  the view asked
+    uint64_t min_position;
+    int64_t deadline;                 //  zclock_mono ms, for min_position
+    void *reply;                      //  encoded reply, set by the host
+    size_t reply_size;
+    zcq_query_t *next;                //  parked list
+};
+
+void zcq_query_destroy (zcq_query_t **self_p);
+//  Encode an error reply into the query.
+void zcq_query_fail (zcq_query_t *self, zcq_err_t err, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+//  Start a success reply map with ok, rid; returns the map mark. The caller
+//  adds its own keys and counts them into *count.
+size_t zcq_query_reply_open (zcq_query_t *self, zcq_writer_t *writer, size_t *count);
+//  Move writer's bytes into the query as its reply.
+void zcq_query_reply_close (zcq_query_t *self, zcq_writer_t *writer, size_t mark, size_t count);
+
+typedef struct {
+    const zcq_node_env_t *env;
+    uint32_t host;
+    bool synchronous;
+    zcq_view_info_t **views;          //  the views this host keeps
+    size_t view_count;
+} zcq_host_args_t;
+
+//  View host: keeps views, applies events, answers view queries.
+//  Data socket (PAIR, inproc host endpoint): query pointers in and out.
+void zcq_host_actor (zsock_t *pipe, void *args);
+
+typedef struct zcq_reader_t zcq_reader_t;
+
+typedef struct {
+    const zcq_node_env_t *env;
+    zcq_view_info_t *views;
+    size_t view_count;
+    uint32_t host_count;
+} zcq_query_args_t;
+
+//  Query router: the query endpoint.
+//  Pipe: zsock_send (router, "s", "ENDPOINT") / reply "s" query endpoint.
+void zcq_query_actor (zsock_t *pipe, void *args);
+
+zcq_err_t zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error,
+                            size_t size);
+void zcq_reader_destroy (zcq_reader_t **self_p);
+const char *zcq_reader_endpoint (const zcq_reader_t *self);
+
+#endif

@@ -1,0 +1,483 @@
+/*  zcqrs: the command-line client of ZCQ/1.
+
+        zcqrs send AGG KEY TYPE [JSON | name=value ...] [--expect N] [--id ID] [--meta JSON]
+        zcqrs get VIEW KEY [--min-position P]
+        zcqrs list VIEW [--index I --value V] [--after C] [--limit N] [--all]
+        zcqrs count VIEW [--index I --value V]
+        zcqrs read --from POS [--limit N]
+        zcqrs stream STREAM [--from V] [--limit N]
+        zcqrs tail [TOPIC] [--from POS] [--count N]
+        zcqrs views | health | stats
+        zcqrs rebuild VIEW
+
+    Global options: --command EP, --query EP, --events EP, --timeout MS,
+    --json (print the raw reply as JSON).
+    Exit codes: 0 ok, 1 the node answered with an error, 2 usage,
+    3 no answer in time.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <czmq.h>
+#include <zcqrs.h>
+#include "json.h"
+
+typedef struct {
+    const char *command;
+    const char *query;
+    const char *events;
+    int timeout;
+    bool json;
+    //  options of the subcommands
+    const char *expect;
+    const char *id;
+    const char *meta;
+    const char *index;
+    const char *value;
+    const char *after;
+    const char *limit;
+    const char *from;
+    const char *count;
+    const char *min_position;
+    bool all;
+    char *words[64];
+    int word_count;
+} s_args_t;
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "usage: zcqrs [--command EP] [--query EP] [--events EP] [--timeout MS] [--json] "
+             "COMMAND ...\n"
+             "\n"
+             "  send AGG KEY TYPE [JSON | name=value ...] [--expect N] [--id ID] [--meta JSON]\n"
+             "  get VIEW KEY [--min-position P]\n"
+             "  list VIEW [--index I --value V] [--after CURSOR] [--limit N] [--all]\n"
+             "  count VIEW [--index I --value V]\n"
+             "  read --from POS [--limit N]\n"
+             "  stream STREAM [--from VERSION] [--limit N]\n"
+             "  tail [TOPIC] [--from POS] [--count N]    catch up, then follow live\n"
+             "  views | health | stats\n"
+             "  rebuild VIEW\n"
+             "\n"
+             "Endpoints default to tcp://127.0.0.1:7400 (command), :7401 (events), :7402 "
+             "(query).\n"
+             "Index values and cursors are JSON when they parse as JSON, else strings.\n");
+}
+
+static zcq_client_t *s_client;
+static zcq_writer_t *s_writer;
+static s_args_t s_args;
+
+//  Print a reply: readable by default, JSON with --json. Returns the exit
+//  code it deserves.
+static int
+s_print_reply (const zcq_value_t *reply, void (*readable) (const zcq_value_t *reply))
+{
+    zcq_err_t status = zcq_reply_status (reply);
+    if (s_args.json || (status == ZCQ_OK && !readable)) {
+        zcq_json_print (stdout, reply, !s_args.json);
+        return status == ZCQ_OK ? 0 : 1;
+    }
+    if (status != ZCQ_OK) {
+        char code[32], message[512];
+        fprintf (stderr, "error %s: %s\n",
+                 zcq_value_get_str (reply, "error", code, sizeof code, "internal"),
+                 zcq_value_get_str (reply, "message", message, sizeof message, ""));
+        const zcq_value_t *version = zcq_value_get (reply, "version");
+        if (version)
+            fprintf (stderr, "stream version %lld\n", (long long) zcq_value_get_int (reply, "version", 0));
+        return 1;
+    }
+    readable (reply);
+    return 0;
+}
+
+static int
+s_call (zcq_endpoint_t endpoint, const zcq_value_t **reply)
+{
+    if (!zcq_writer_ok (s_writer)) {
+        fprintf (stderr, "zcqrs: out of memory\n");
+        return 2;
+    }
+    zcq_err_t err = zcq_client_call (s_client, endpoint, zcq_writer_data (s_writer),
+                                     zcq_writer_size (s_writer), s_args.timeout, reply);
+    if (err != ZCQ_OK) {
+        fprintf (stderr, "zcqrs: no reply from %s within %d ms\n",
+                 endpoint == ZCQ_ENDPOINT_COMMAND ? s_args.command : s_args.query, s_args.timeout);
+        return 3;
+    }
+    return 0;
+}
+
+//  Write a value given on the command line: JSON if it parses, else a
+//  string.
+static void
+s_write_loose (const char *text)
+{
+    zcq_writer_t *probe = zcq_writer_new ();
+    char error[128];
+    if (probe && zcq_json_encode (text, probe, error, sizeof error))
+        zcq_writer_raw (s_writer, zcq_writer_data (probe), zcq_writer_size (probe));
+    else
+        zcq_writer_str (s_writer, text);
+    zcq_writer_destroy (&probe);
+}
+
+static void
+s_print_sent (const zcq_value_t *reply)
+{
+    char stream[400];
+    bool duplicate = false;
+    zcq_value_bool (zcq_value_get (reply, "duplicate"), &duplicate);
+    printf ("ok %s version %lld position %lld events %lld%s\n",
+            zcq_value_get_str (reply, "stream", stream, sizeof stream, "?"),
+            (long long) zcq_value_get_int (reply, "version", 0),
+            (long long) zcq_value_get_int (reply, "position", 0),
+            (long long) zcq_value_get_int (reply, "events", 0), duplicate ? " (duplicate)" : "");
+}
+
+static int
+s_send (void)
+{
+    if (s_args.word_count < 3) {
+        fprintf (stderr, "zcqrs send: needs AGG KEY TYPE\n");
+        return 2;
+    }
+    zcq_writer_t *data = zcq_writer_new ();
+    zcq_writer_t *meta = zcq_writer_new ();
+    char error[256];
+    bool ok = data && meta;
+    if (ok && s_args.word_count == 4 && !strchr (s_args.words[3], '='))
+        ok = zcq_json_encode (s_args.words[3], data, error, sizeof error);
+    else if (ok && s_args.word_count >= 4)
+        ok = zcq_json_encode_pairs (s_args.words + 3, s_args.word_count - 3, data, error,
+                                    sizeof error);
+    if (ok && s_args.meta)
+        ok = zcq_json_encode (s_args.meta, meta, error, sizeof error);
+    if (!ok) {
+        fprintf (stderr, "zcqrs send: %s\n", error);
+        zcq_writer_destroy (&data);
+        zcq_writer_destroy (&meta);
+        return 2;
+    }
+    zcq_command_req_t command = {
+        .id = s_args.id,
+        .aggregate = s_args.words[0],
+        .key = s_args.words[1],
+        .type = s_args.words[2],
+        .expect = s_args.expect ? atoll (s_args.expect) : -1,
+        .data = zcq_writer_size (data) ? zcq_writer_data (data) : NULL,
+        .data_len = zcq_writer_size (data),
+        .meta = zcq_writer_size (meta) ? zcq_writer_data (meta) : NULL,
+        .meta_len = zcq_writer_size (meta),
+    };
+    zcq_writer_reset (s_writer);
+    zcq_command_encode (s_writer, &command);
+    zcq_writer_destroy (&data);
+    zcq_writer_destroy (&meta);
+    const zcq_value_t *reply;
+    int rc = s_call (ZCQ_ENDPOINT_COMMAND, &reply);
+    return rc ? rc : s_print_reply (reply, s_print_sent);
+}
+
+//  Start a query map: op, view (when given); returns the mark and count.
+static size_t
+s_query_open (const char *op, size_t *count)
+{
+    zcq_writer_reset (s_writer);
+    size_t mark = zcq_writer_map_open (s_writer);
+    zcq_writer_str (s_writer, "op");
+    zcq_writer_str (s_writer, op);
+    *count = 1;
+    return mark;
+}
+
+static void
+s_query_int (const char *name, const char *value, size_t *count)
+{
+    if (!value)
+        return;
+    zcq_writer_str (s_writer, name);
+    zcq_writer_int (s_writer, atoll (value));
+    ++*count;
+}
+
+static void
+s_query_str (const char *name, const char *value, size_t *count)
+{
+    if (!value)
+        return;
+    zcq_writer_str (s_writer, name);
+    zcq_writer_str (s_writer, value);
+    ++*count;
+}
+
+static void
+s_query_index (size_t *count)
+{
+    if (!s_args.index)
+        return;
+    s_query_str ("index", s_args.index, count);
+    zcq_writer_str (s_writer, "value");
+    s_write_loose (s_args.value ? s_args.value : "");
+    ++*count;
+}
+
+static void
+s_print_row (const zcq_value_t *reply)
+{
+    const zcq_value_t *row = zcq_value_get (reply, "row");
+    if (zcq_value_type (row) == ZCQ_TYPE_NIL)
+        printf ("(no row)\n");
+    else
+        zcq_json_print (stdout, row, true);
+}
+
+static int
+s_view_query (const char *op)
+{
+    if (s_args.word_count < 1) {
+        fprintf (stderr, "zcqrs %s: needs VIEW\n", op);
+        return 2;
+    }
+    size_t count;
+    size_t mark = s_query_open (op, &count);
+    s_query_str ("view", s_args.words[0], &count);
+    s_query_int ("min_position", s_args.min_position, &count);
+    if (streq (op, "get")) {
+        if (s_args.word_count < 2) {
+            fprintf (stderr, "zcqrs get: needs VIEW KEY\n");
+            return 2;
+        }
+        s_query_str ("key", s_args.words[1], &count);
+    }
+    if (streq (op, "count"))
+        s_query_index (&count);
+    zcq_writer_map_close (s_writer, mark, count);
+    const zcq_value_t *reply;
+    int rc = s_call (ZCQ_ENDPOINT_QUERY, &reply);
+    if (rc)
+        return rc;
+    if (streq (op, "get"))
+        return s_print_reply (reply, s_print_row);
+    if (streq (op, "count") && zcq_reply_status (reply) == ZCQ_OK && !s_args.json) {
+        printf ("%lld\n", (long long) zcq_value_get_int (reply, "count", 0));
+        return 0;
+    }
+    return s_print_reply (reply, NULL);
+}
+
+static int
+s_list (void)
+{
+    if (s_args.word_count < 1) {
+        fprintf (stderr, "zcqrs list: needs VIEW\n");
+        return 2;
+    }
+    char *after = s_args.after ? strdup (s_args.after) : NULL;
+    int rc = 0;
+    do {
+        size_t count;
+        size_t mark = s_query_open ("list", &count);
+        s_query_str ("view", s_args.words[0], &count);
+        s_query_index (&count);
+        s_query_str ("after", after, &count);
+        s_query_int ("limit", s_args.limit, &count);
+        s_query_int ("min_position", s_args.min_position, &count);
+        zcq_writer_map_close (s_writer, mark, count);
+        const zcq_value_t *reply;
+        if ((rc = s_call (ZCQ_ENDPOINT_QUERY, &reply)))
+            break;
+        if (s_args.json || zcq_reply_status (reply) != ZCQ_OK) {
+            rc = s_print_reply (reply, NULL);
+            if (rc || !s_args.all)
+                break;
+        }
+        else {
+            const zcq_value_t *rows = zcq_value_get (reply, "rows");
+            for (size_t index = 0; index < zcq_value_size (rows); index++)
+                zcq_json_print (stdout, zcq_value_at (rows, index), false);
+        }
+        free (after);
+        after = NULL;
+        const zcq_value_t *next = zcq_value_get (reply, "next");
+        const char *text;
+        size_t len;
+        if (zcq_value_str (next, &text, &len))
+            after = strndup (text, len);
+        if (after && !s_args.all && !s_args.json)
+            printf ("next: %s\n", after);
+    } while (after && s_args.all);
+    free (after);
+    return rc;
+}
+
+static int
+s_simple (const char *op)
+{
+    size_t count;
+    size_t mark = s_query_open (op, &count);
+    if (streq (op, "read")) {
+        if (!s_args.from) {
+            fprintf (stderr, "zcqrs read: needs --from POS\n");
+            return 2;
+        }
+        s_query_int ("from", s_args.from, &count);
+        s_query_int ("limit", s_args.limit, &count);
+    }
+    else if (streq (op, "stream")) {
+        if (s_args.word_count < 1) {
+            fprintf (stderr, "zcqrs stream: needs STREAM (aggregate/key)\n");
+            return 2;
+        }
+        s_query_str ("stream", s_args.words[0], &count);
+        s_query_int ("from", s_args.from, &count);
+        s_query_int ("limit", s_args.limit, &count);
+    }
+    else if (streq (op, "rebuild")) {
+        if (s_args.word_count < 1) {
+            fprintf (stderr, "zcqrs rebuild: needs VIEW\n");
+            return 2;
+        }
+        s_query_str ("view", s_args.words[0], &count);
+    }
+    zcq_writer_map_close (s_writer, mark, count);
+    const zcq_value_t *reply;
+    int rc = s_call (ZCQ_ENDPOINT_QUERY, &reply);
+    if (rc)
+        return rc;
+    if ((streq (op, "read") || streq (op, "stream")) && !s_args.json
+        && zcq_reply_status (reply) == ZCQ_OK) {
+        const zcq_value_t *events = zcq_value_get (reply, "events");
+        for (size_t index = 0; index < zcq_value_size (events); index++)
+            zcq_json_print (stdout, zcq_value_at (events, index), false);
+        return 0;
+    }
+    return s_print_reply (reply, NULL);
+}
+
+static int
+s_tail (void)
+{
+    uint64_t from = s_args.from ? strtoull (s_args.from, NULL, 10) : 1;
+    long long wanted = s_args.count ? atoll (s_args.count) : -1;
+    zcq_catchup_t *feed = zcq_catchup_new (s_args.query, s_args.events, from ? from : 1,
+                                           s_args.word_count ? s_args.words[0] : NULL);
+    if (!feed) {
+        fprintf (stderr, "zcqrs tail: cannot connect\n");
+        return 3;
+    }
+    int rc = 0;
+    while (wanted != 0 && !zsys_interrupted) {
+        const zcq_event_t *event;
+        zcq_err_t err = zcq_catchup_next (feed, 1000, &event);
+        if (err == ZCQ_TIMEOUT)
+            continue;
+        if (err != ZCQ_OK) {
+            fprintf (stderr, "zcqrs tail: %s\n", zcq_strerror (err));
+            rc = 3;
+            break;
+        }
+        zcq_json_print (stdout, zcq_event_body (event), false);
+        fflush (stdout);
+        if (wanted > 0)
+            wanted--;
+    }
+    zcq_catchup_destroy (&feed);
+    return rc;
+}
+
+int
+main (int argc, char *argv[])
+{
+    s_args = (s_args_t) { .command = "tcp://127.0.0.1:7400",
+                          .query = "tcp://127.0.0.1:7402",
+                          .events = "tcp://127.0.0.1:7401",
+                          .timeout = 5000 };
+    const char *subcommand = NULL;
+    struct {
+        const char *flag;
+        const char **target;
+    } options[] = {
+        { "--command", &s_args.command }, { "--query", &s_args.query },
+        { "--events", &s_args.events },   { "--expect", &s_args.expect },
+        { "--id", &s_args.id },           { "--meta", &s_args.meta },
+        { "--index", &s_args.index },     { "--value", &s_args.value },
+        { "--after", &s_args.after },     { "--limit", &s_args.limit },
+        { "--from", &s_args.from },       { "--count", &s_args.count },
+        { "--min-position", &s_args.min_position },
+    };
+    for (int index = 1; index < argc; index++) {
+        const char *word = argv[index];
+        if (streq (word, "--help") || streq (word, "-h")) {
+            s_usage (stdout);
+            return 0;
+        }
+        if (streq (word, "--json")) {
+            s_args.json = true;
+            continue;
+        }
+        if (streq (word, "--all")) {
+            s_args.all = true;
+            continue;
+        }
+        if (streq (word, "--timeout") && index + 1 < argc) {
+            s_args.timeout = atoi (argv[++index]);
+            continue;
+        }
+        bool matched = false;
+        for (size_t option = 0; option < sizeof options / sizeof options[0]; option++)
+            if (streq (word, options[option].flag)) {
+                if (index + 1 >= argc) {
+                    fprintf (stderr, "zcqrs: %s needs a value\n", word);
+                    return 2;
+                }
+                *options[option].target = argv[++index];
+                matched = true;
+            }
+        if (matched)
+            continue;
+        if (strncmp (word, "--", 2) == 0) {
+            fprintf (stderr, "zcqrs: unknown option %s\n", word);
+            s_usage (stderr);
+            return 2;
+        }
+        if (!subcommand)
+            subcommand = word;
+        else if (s_args.word_count < 64)
+            s_args.words[s_args.word_count++] = argv[index];
+    }
+    if (!subcommand) {
+        s_usage (stderr);
+        return 2;
+    }
+    s_client = zcq_client_new (s_args.command, s_args.query);
+    s_writer = zcq_writer_new ();
+    if (!s_client || !s_writer) {
+        fprintf (stderr, "zcqrs: cannot connect\n");
+        return 3;
+    }
+    int rc;
+    if (streq (subcommand, "send"))
+        rc = s_send ();
+    else if (streq (subcommand, "get") || streq (subcommand, "count"))
+        rc = s_view_query (subcommand);
+    else if (streq (subcommand, "list"))
+        rc = s_list ();
+    else if (streq (subcommand, "tail"))
+        rc = s_tail ();
+    else if (streq (subcommand, "read") || streq (subcommand, "stream")
+             || streq (subcommand, "views") || streq (subcommand, "health")
+             || streq (subcommand, "stats") || streq (subcommand, "rebuild"))
+        rc = s_simple (subcommand);
+    else {
+        fprintf (stderr, "zcqrs: unknown command '%s'\n", subcommand);
+        s_usage (stderr);
+        rc = 2;
+    }
+    zcq_client_destroy (&s_client);
+    zcq_writer_destroy (&s_writer);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/*  zcqrsd: the zcqrs daemon. Runs one node with a domain loaded from a
+    plugin, until SIGTERM or SIGINT, then stops gracefully: it stops taking
+    commands, finishes the commits in flight, closes the store and exits 0.
+
+    Exit codes: 0 after a clean stop, 1 when the node fails at run time,
+    2 for bad flags, an unreadable config or a node that cannot start.
+*/
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <czmq.h>
+#include <zcqrs.h>
+#include "bank.h"
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "usage: zcqrsd [options]\n"
+             "\n"
+             "Runs a zcqrs node (ZCQ/1 command, events and query endpoints).\n"
+             "\n"
+             "  --data DIR            data directory (default ./zcqrs-data)\n"
+             "  --command EP          command endpoint (default tcp://127.0.0.1:7400)\n"
+             "  --events EP           events endpoint (default tcp://127.0.0.1:7401)\n"
+             "  --query EP            query endpoint (default tcp://127.0.0.1:7402)\n"
+             "  --domain NAME|PATH    domain plugin: `bank`, or a .so exporting\n"
+             "                        zcq_domain_plugin (default bank)\n"
+             "  --durability MODE     wal (default) or fsync\n"
+             "  --shards N            aggregate shard actors (default: cores)\n"
+             "  --node ID             node id (default node1)\n"
+             "  --cache N             aggregates cached per shard (default 100000)\n"
+             "  --dedup-window S      seconds command ids are kept (default 86400)\n"
+             "  --request-limit B     largest request body (default 1048576)\n"
+             "  --heartbeat-ms MS     heartbeat interval (default 500)\n"
+             "  --max-inflight N      commands in flight before `unavailable` (default 65536)\n"
+             "  --config FILE         settings from a ZPL file (flags after it override)\n"
+             "  --verbose             log more\n"
+             "  --help                this text\n"
+             "\n"
+             "Endpoints may use port * to let the system choose; the bound ones are\n"
+             "printed on start.\n");
+}
+
+//  Load a domain: a path to a shared object, or a name looked up in the
+//  plugin directories (and, for `bank`, the copy built into zcqrsd).
+static const zcq_domain_t *
+s_load_domain (const char *name, void **handle_p)
+{
+    char path[4096];
+    const char *candidates[3] = { NULL, NULL, NULL };
+    if (strchr (name, '/') || strstr (name, ".so"))
+        candidates[0] = name;
+    else {
+        static char build[4096], installed[4096];
+        snprintf (build, sizeof build, "%s/%s.so", ZCQ_BUILD_PLUGIN_DIR, name);
+        snprintf (installed, sizeof installed, "%s/%s.so", ZCQ_PLUGIN_DIR, name);
+        candidates[0] = build;
+        candidates[1] = installed;
+    }
+    for (int index = 0; index < 3 && candidates[index]; index++) {
+        snprintf (path, sizeof path, "%s", candidates[index]);
+        void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
+        if (!handle) {
+            if (candidates[0] == name)
+                fprintf (stderr, "zcqrsd: cannot load %s: %s\n", path, dlerror ());
+            continue;
+        }
+        zcq_domain_plugin_fn *entry
+            = (zcq_domain_plugin_fn *) dlsym (handle, ZCQ_DOMAIN_PLUGIN_SYMBOL);
+        if (!entry) {
+            fprintf (stderr, "zcqrsd: %s has no %s function\n", path, ZCQ_DOMAIN_PLUGIN_SYMBOL);
+            dlclose (handle);
+            return NULL;
+        }
+        *handle_p = handle;
+        return entry ();
+    }
+    if (strcmp (name, "bank") == 0)
+        return zcq_bank_domain ();
+    if (candidates[0] != name)
+        fprintf (stderr, "zcqrsd: no domain plugin named '%s'\n", name);
+    return NULL;
+}
+
+int
+main (int argc, char *argv[])
+{
+    //  signals are taken by sigwait below, never by a thread (czmq's own
+    //  handler is turned off so it does not swallow them)
+    zsys_handler_set (NULL);
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGTERM);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+
+    zcq_config_t *config = zcq_config_new ();
+    const char *domain_name = "bank";
+    char error[512];
+    for (int index = 1; index < argc; index++) {
+        const char *flag = argv[index];
+        if (strcmp (flag, "--help") == 0 || strcmp (flag, "-h") == 0) {
+            s_usage (stdout);
+            zcq_config_destroy (&config);
+            return 0;
+        }
+        if (strcmp (flag, "--verbose") == 0) {
+            zsys_set_logident ("zcqrsd");
+            continue;
+        }
+        if (strncmp (flag, "--", 2) != 0 || index + 1 >= argc) {
+            fprintf (stderr, "zcqrsd: %s: %s\n", flag,
+                     strncmp (flag, "--", 2) ? "unexpected argument" : "needs a value");
+            s_usage (stderr);
+            zcq_config_destroy (&config);
+            return 2;
+        }
+        const char *value = argv[++index];
+        zcq_err_t err = ZCQ_OK;
+        if (strcmp (flag, "--domain") == 0)
+            domain_name = value;
+        else if (strcmp (flag, "--config") == 0)
+            err = zcq_config_load (config, value, error, sizeof error);
+        else
+            err = zcq_config_set (config, flag + 2, value, error, sizeof error);
+        if (err != ZCQ_OK) {
+            fprintf (stderr, "zcqrsd: %s\n", error);
+            if (err == ZCQ_UNKNOWN)
+                s_usage (stderr);
+            zcq_config_destroy (&config);
+            return 2;
+        }
+    }
+    void *plugin = NULL;
+    const zcq_domain_t *domain = s_load_domain (domain_name, &plugin);
+    if (!domain) {
+        zcq_config_destroy (&config);
+        return 2;
+    }
+    zcq_node_t *node;
+    zcq_err_t err = zcq_node_start (&node, config, domain, error, sizeof error);
+    if (err != ZCQ_OK) {
+        fprintf (stderr, "zcqrsd: cannot start: %s\n", error);
+        zcq_config_destroy (&config);
+        if (plugin)
+            dlclose (plugin);
+        return 2;
+    }
+    printf ("zcqrsd: node %s ready (domain %s, durability %s, data %s)\n", zcq_node_id (node),
+            domain->name, zcq_config_get (config, "durability"), zcq_config_get (config, "data"));
+    printf ("command %s\nevents %s\nquery %s\n", zcq_node_endpoint (node, ZCQ_ENDPOINT_COMMAND),
+            zcq_node_endpoint (node, ZCQ_ENDPOINT_EVENTS),
+            zcq_node_endpoint (node, ZCQ_ENDPOINT_QUERY));
+    fflush (stdout);
+
+    int signal_number = 0;
+    sigwait (&signals, &signal_number);
+    fprintf (stderr, "zcqrsd: %s: stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    uint64_t head = zcq_node_head (node);
+    zcq_node_destroy (&node);
+    fprintf (stderr, "zcqrsd: stopped cleanly at log head %llu\n", (unsigned long long) head);
+    zcq_config_destroy (&config);
+    if (plugin)
+        dlclose (plugin);
+    return 0;
+}

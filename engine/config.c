@@ -1,0 +1,271 @@
+/*  config.c: a node's settings. One table names every setting with its
+    parser, so flags, files and code share one validation. */
+#include "zcq_config_impl.h"
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef zcq_err_t (s_parse_fn) (zcq_config_t *self, const char *value, char *error, size_t size);
+typedef const char *(s_format_fn) (zcq_config_t *self);
+
+typedef struct {
+    const char *name;
+    s_parse_fn *parse;
+    s_format_fn *format;
+} s_setting_t;
+
+static zcq_err_t
+s_copy (char *target, size_t capacity, const char *name, const char *value, char *error,
+        size_t size)
+{
+    size_t len = strlen (value);
+    if (len == 0 || len >= capacity) {
+        snprintf (error, size, "%s: must be 1 to %zu characters", name, capacity - 1);
+        return ZCQ_INVALID;
+    }
+    memcpy (target, value, len + 1);
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_number (const char *name, const char *value, long long min, long long max, long long *number,
+          char *error, size_t size)
+{
+    char *end;
+    errno = 0;
+    long long parsed = strtoll (value, &end, 10);
+    if (errno || end == value || *end || parsed < min || parsed > max) {
+        snprintf (error, size, "%s: '%s' is not a whole number from %lld to %lld", name, value,
+                  min, max);
+        return ZCQ_INVALID;
+    }
+    *number = parsed;
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_endpoint (char *target, const char *name, const char *value, char *error, size_t size)
+{
+    if (strncmp (value, "tcp://", 6) && strncmp (value, "ipc://", 6)
+        && strncmp (value, "inproc://", 9)) {
+        snprintf (error, size, "%s: '%s' is not a tcp://, ipc:// or inproc:// endpoint", name,
+                  value);
+        return ZCQ_INVALID;
+    }
+    return s_copy (target, ZCQ_ENDPOINT_MAX, name, value, error, size);
+}
+
+#define S_STRING(field, label, capacity)                                                  \
+    static zcq_err_t s_parse_##field (zcq_config_t *self, const char *value, char *error, \
+                                      size_t size)                                        \
+    {                                                                                     \
+        return s_copy (self->field, capacity, label, value, error, size);                 \
+    }                                                                                     \
+    static const char *s_format_##field (zcq_config_t *self)                              \
+    {                                                                                     \
+        return self->field;                                                               \
+    }
+
+#define S_ENDPOINT(which, label)                                                          \
+    static zcq_err_t s_parse_##which (zcq_config_t *self, const char *value, char *error, \
+                                      size_t size)                                        \
+    {                                                                                     \
+        return s_endpoint (self->endpoints[ZCQ_ENDPOINT_##which], label, value, error,    \
+                           size);                                                         \
+    }                                                                                     \
+    static const char *s_format_##which (zcq_config_t *self)                              \
+    {                                                                                     \
+        return self->endpoints[ZCQ_ENDPOINT_##which];                                     \
+    }
+
+#define S_NUMBER(field, label, min, max)                                                  \
+    static zcq_err_t s_parse_##field (zcq_config_t *self, const char *value, char *error, \
+                                      size_t size)                                        \
+    {                                                                                     \
+        long long number;                                                                 \
+        ZCQ_TRY (s_number (label, value, min, max, &number, error, size));                \
+        self->field = number;                                                             \
+        return ZCQ_OK;                                                                    \
+    }                                                                                     \
+    static const char *s_format_##field (zcq_config_t *self)                              \
+    {                                                                                     \
+        snprintf (self->text, sizeof self->text, "%lld", (long long) self->field);        \
+        return self->text;                                                                \
+    }
+
+S_STRING (data, "data", sizeof ((zcq_config_t *) 0)->data)
+S_STRING (node, "node", ZCQ_NODE_ID_MAX + 1)
+S_ENDPOINT (COMMAND, "command")
+S_ENDPOINT (EVENTS, "events")
+S_ENDPOINT (QUERY, "query")
+S_NUMBER (shards, "shards", 1, 256)
+S_NUMBER (cache, "cache", 1, 100000000)
+S_NUMBER (dedup_window_s, "dedup-window", 60, 365LL * 24 * 3600)
+S_NUMBER (request_limit, "request-limit", 1024, 256LL << 20)
+S_NUMBER (heartbeat_ms, "heartbeat-ms", 10, 1000)
+S_NUMBER (max_inflight, "max-inflight", 16, 100000000)
+
+static zcq_err_t
+s_parse_durability (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    if (strcmp (value, "wal") == 0)
+        self->durability = ZCQ_DURABILITY_WAL;
+    else if (strcmp (value, "fsync") == 0)
+        self->durability = ZCQ_DURABILITY_FSYNC;
+    else {
+        snprintf (error, size, "durability: '%s' is neither wal nor fsync", value);
+        return ZCQ_INVALID;
+    }
+    return ZCQ_OK;
+}
+
+static const char *
+s_format_durability (zcq_config_t *self)
+{
+    return zcq_durability_name (self->durability);
+}
+
+static const s_setting_t s_settings[] = {
+    { "data", s_parse_data, s_format_data },
+    { "command", s_parse_COMMAND, s_format_COMMAND },
+    { "events", s_parse_EVENTS, s_format_EVENTS },
+    { "query", s_parse_QUERY, s_format_QUERY },
+    { "node", s_parse_node, s_format_node },
+    { "durability", s_parse_durability, s_format_durability },
+    { "shards", s_parse_shards, s_format_shards },
+    { "cache", s_parse_cache, s_format_cache },
+    { "dedup-window", s_parse_dedup_window_s, s_format_dedup_window_s },
+    { "request-limit", s_parse_request_limit, s_format_request_limit },
+    { "heartbeat-ms", s_parse_heartbeat_ms, s_format_heartbeat_ms },
+    { "max-inflight", s_parse_max_inflight, s_format_max_inflight },
+};
+#define S_SETTING_COUNT (sizeof (s_settings) / sizeof (s_settings[0]))
+
+const char *const *
+zcq_config_names (void)
+{
+    static const char *names[S_SETTING_COUNT + 1];
+    for (size_t index = 0; index < S_SETTING_COUNT; index++)
+        names[index] = s_settings[index].name;
+    names[S_SETTING_COUNT] = NULL;
+    return names;
+}
+
+zcq_config_t *
+zcq_config_new (void)
+{
+    zcq_config_t *self = calloc (1, sizeof (zcq_config_t));
+    if (!self)
+        return NULL;
+    strcpy (self->data, "./zcqrs-data");
+    strcpy (self->endpoints[ZCQ_ENDPOINT_COMMAND], "tcp://127.0.0.1:7400");
+    strcpy (self->endpoints[ZCQ_ENDPOINT_EVENTS], "tcp://127.0.0.1:7401");
+    strcpy (self->endpoints[ZCQ_ENDPOINT_QUERY], "tcp://127.0.0.1:7402");
+    strcpy (self->node, "node1");
+    self->durability = ZCQ_DURABILITY_WAL;
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    self->shards = cores > 0 ? (int) (cores > 64 ? 64 : cores) : 2;
+    self->cache = 100000;
+    self->dedup_window_s = 24 * 3600;
+    self->request_limit = 1 << 20;
+    self->heartbeat_ms = 500;
+    self->max_inflight = 65536;
+    return self;
+}
+
+void
+zcq_config_destroy (zcq_config_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free (*self_p);
+    *self_p = NULL;
+}
+
+zcq_config_t *
+zcq_config_dup (const zcq_config_t *self)
+{
+    zcq_config_t *copy = malloc (sizeof (zcq_config_t));
+    if (copy)
+        memcpy (copy, self, sizeof (zcq_config_t));
+    return copy;
+}
+
+static const s_setting_t *
+s_lookup (const char *name)
+{
+    for (size_t index = 0; index < S_SETTING_COUNT; index++)
+        if (strcmp (s_settings[index].name, name) == 0)
+            return &s_settings[index];
+    return NULL;
+}
+
+zcq_err_t
+zcq_config_set (zcq_config_t *self, const char *name, const char *value, char *error, size_t size)
+{
+    char dummy[8];
+    if (!error) {
+        error = dummy;
+        size = sizeof dummy;
+    }
+    const s_setting_t *setting = s_lookup (name);
+    if (!setting) {
+        snprintf (error, size, "'%s' is not a setting", name);
+        return ZCQ_UNKNOWN;
+    }
+    if (!value) {
+        snprintf (error, size, "%s: needs a value", name);
+        return ZCQ_INVALID;
+    }
+    return setting->parse (self, value, error, size);
+}
+
+const char *
+zcq_config_get (const zcq_config_t *self, const char *name)
+{
+    const s_setting_t *setting = s_lookup (name);
+    return setting ? setting->format ((zcq_config_t *) self) : NULL;
+}
+
+//  Apply every leaf under item as a setting.
+static zcq_err_t
+s_load_children (zcq_config_t *self, zconfig_t *item, char *error, size_t size)
+{
+    for (zconfig_t *child = zconfig_child (item); child; child = zconfig_next (child)) {
+        const char *name = zconfig_name (child);
+        if (strcmp (name, "zcqrs") == 0 && zconfig_child (child)) {
+            ZCQ_TRY (s_load_children (self, child, error, size));
+            continue;
+        }
+        const char *value = zconfig_value (child);
+        ZCQ_TRY (zcq_config_set (self, name, value && *value ? value : NULL, error, size));
+    }
+    return ZCQ_OK;
+}
+
+zcq_err_t
+zcq_config_load (zcq_config_t *self, const char *path, char *error, size_t size)
+{
+    char dummy[8];
+    if (!error) {
+        error = dummy;
+        size = sizeof dummy;
+    }
+    if (access (path, R_OK) != 0) {
+        snprintf (error, size, "cannot read config file %s: %s", path, strerror (errno));
+        return ZCQ_IO;
+    }
+    zconfig_t *root = zconfig_load (path);
+    if (!root) {
+        snprintf (error, size, "config file %s is not valid ZPL", path);
+        return ZCQ_INVALID;
+    }
+    char reason[256];
+    zcq_err_t err = s_load_children (self, root, reason, sizeof reason);
+    if (err != ZCQ_OK)
+        snprintf (error, size, "%s: %s", path, reason);
+    zconfig_destroy (&root);
+    return err;
+}

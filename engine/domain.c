@@ -1,0 +1,101 @@
+/*  domain.c: checks and look-ups over a domain's constant tables. */
+#include "zcq_internal.h"
+#include <stdio.h>
+#include <string.h>
+
+#define S_DEFAULT_SNAPSHOT_EVERY 100
+
+static bool
+s_valid_aggregate_name (const char *name)
+{
+    size_t len = strlen (name);
+    if (len == 0 || len > ZCQ_AGGREGATE_MAX)
+        return false;
+    for (size_t index = 0; index < len; index++) {
+        char c = name[index];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+zcq_err_t
+zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
+{
+#define S_FAIL(...)                                                                \
+    do {                                                                           \
+        if (error && size)                                                         \
+            snprintf (error, size, __VA_ARGS__);                                   \
+        return ZCQ_INVALID;                                                        \
+    } while (0)
+    if (!domain || !domain->name)
+        S_FAIL ("domain has no name");
+    for (size_t index = 0; domain->aggregates && domain->aggregates[index]; index++) {
+        const zcq_aggregate_def_t *aggregate = domain->aggregates[index];
+        if (!aggregate->name || !s_valid_aggregate_name (aggregate->name))
+            S_FAIL ("aggregate #%zu: name must match [a-z0-9_.-]{1,64}", index);
+        if (aggregate->state_size == 0)
+            S_FAIL ("aggregate %s: state_size must be > 0", aggregate->name);
+        if (!aggregate->commands)
+            S_FAIL ("aggregate %s: has no commands", aggregate->name);
+        if ((aggregate->snapshot_encode == NULL) != (aggregate->snapshot_decode == NULL))
+            S_FAIL ("aggregate %s: snapshot_encode and snapshot_decode go together",
+                    aggregate->name);
+        for (size_t other = 0; other < index; other++)
+            if (strcmp (domain->aggregates[other]->name, aggregate->name) == 0)
+                S_FAIL ("aggregate %s: declared twice", aggregate->name);
+        for (const zcq_command_def_t *command = aggregate->commands; command->type; command++) {
+            size_t len = strlen (command->type);
+            if (len == 0 || len > ZCQ_TYPE_MAX || !command->decide)
+                S_FAIL ("aggregate %s: command '%s' needs a 1-64 byte name and decide",
+                        aggregate->name, command->type);
+        }
+    }
+    for (size_t index = 0; domain->projections && domain->projections[index]; index++) {
+        const zcq_projection_def_t *projection = domain->projections[index];
+        if (!projection->view || !*projection->view || strlen (projection->view) > 64)
+            S_FAIL ("projection #%zu: view name must be 1-64 bytes", index);
+        if (!projection->handlers)
+            S_FAIL ("projection %s: has no handlers", projection->view);
+        for (size_t other = 0; other < index; other++)
+            if (strcmp (domain->projections[other]->view, projection->view) == 0)
+                S_FAIL ("projection %s: declared twice", projection->view);
+    }
+    return ZCQ_OK;
+#undef S_FAIL
+}
+
+const zcq_aggregate_def_t *
+zcq_domain_aggregate (const zcq_domain_t *domain, const char *name, size_t len)
+{
+    for (size_t index = 0; domain->aggregates && domain->aggregates[index]; index++) {
+        const char *candidate = domain->aggregates[index]->name;
+        if (strncmp (candidate, name, len) == 0 && candidate[len] == 0)
+            return domain->aggregates[index];
+    }
+    return NULL;
+}
+
+const zcq_command_def_t *
+zcq_domain_command (const zcq_aggregate_def_t *aggregate, const char *type, size_t len)
+{
+    for (const zcq_command_def_t *command = aggregate->commands; command->type; command++)
+        if (strncmp (command->type, type, len) == 0 && command->type[len] == 0)
+            return command;
+    return NULL;
+}
+
+const zcq_event_def_t *
+zcq_domain_event (const zcq_aggregate_def_t *aggregate, const char *type)
+{
+    for (const zcq_event_def_t *event = aggregate->events; event && event->type; event++)
+        if (strcmp (event->type, type) == 0)
+            return event;
+    return NULL;
+}
+
+uint32_t
+zcq_aggregate_snapshot_every (const zcq_aggregate_def_t *aggregate)
+{
+    return aggregate->snapshot_every ? aggregate->snapshot_every : S_DEFAULT_SNAPSHOT_EVERY;
+}

@@ -1,0 +1,58 @@
+/*  zcq_client.h: a small synchronous ZCQ/1 client.
+
+    One DEALER to the command endpoint and one to the query endpoint. Used
+    by the CLI, the tests and the benchmark; any other language uses the
+    protocol directly.
+
+        zcq_client_t *client = zcq_client_new ("tcp://127.0.0.1:7400", "tcp://127.0.0.1:7402");
+        zcq_command_req_t command = { .aggregate = "account", .key = "42", .type = "deposit",
+                                      .data_json = "{\"amount\": 100}" };
+        const zcq_value_t *reply;
+        zcq_client_command (client, &command, 5000, &reply);
+*/
+#ifndef ZCQ_CLIENT_H_INCLUDED
+#define ZCQ_CLIENT_H_INCLUDED
+
+#include "zcq_node.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct zcq_client_t zcq_client_t;
+
+typedef struct {
+    const char *id;           //  NULL = a fresh unique id
+    const char *aggregate;
+    const char *key;
+    const char *type;
+    int64_t expect;           //  -1 or below = absent
+    const void *data;         //  encoded MessagePack value, or NULL
+    size_t data_len;
+    const void *meta;         //  encoded MessagePack map, or NULL
+    size_t meta_len;
+} zcq_command_req_t;
+
+//  Connect to either endpoint (NULL to skip one). NULL on failure.
+ZCQ_EXPORT zcq_client_t *zcq_client_new (const char *command_endpoint, const char *query_endpoint);
+ZCQ_EXPORT void zcq_client_destroy (zcq_client_t **self_p);
+//  Send one encoded request to an endpoint and wait up to timeout_ms for
+//  its reply. *reply lives until the next call on this client. Returns
+//  ZCQ_OK when a reply arrived (whatever it says), ZCQ_TIMEOUT otherwise.
+ZCQ_EXPORT zcq_err_t zcq_client_call (zcq_client_t *self, zcq_endpoint_t endpoint,
+                                      const void *body, size_t len, int timeout_ms,
+                                      const zcq_value_t **reply);
+//  Encode and send a command, wait for the reply.
+ZCQ_EXPORT zcq_err_t zcq_client_command (zcq_client_t *self, const zcq_command_req_t *command,
+                                         int timeout_ms, const zcq_value_t **reply);
+//  Encode a command request map into writer (appended).
+ZCQ_EXPORT void zcq_command_encode (zcq_writer_t *writer, const zcq_command_req_t *command);
+//  Write a fresh unique command id (at least 33 bytes) into buffer.
+ZCQ_EXPORT void zcq_command_id (char *buffer, size_t size);
+//  The reply's error code as zcq_err_t: ZCQ_OK when `ok` is true.
+ZCQ_EXPORT zcq_err_t zcq_reply_status (const zcq_value_t *reply);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,190 @@
+/*  zcq_domain.h: the domain API, how a program teaches zcqrs its business.
+
+    A domain is a set of aggregate types and of projections, declared as
+    constant tables. Domain code sees values and builders only: no
+    MessagePack, ZeroMQ or RocksDB.
+
+    Aggregate (write side):
+        decide (state, command data) -> events, or an error with a message
+        evolve (state, event)        -> state
+
+    The state is a plain struct of state_size bytes, zeroed (then init) for
+    a new stream. Snapshots store it every snapshot_every events, tagged
+    with schema; a snapshot with another schema is ignored and the stream
+    replayed. By default the snapshot is the struct's bytes; a state that
+    holds pointers supplies snapshot_encode, snapshot_decode and release.
+
+    Projection (read side): one handler per event type turns the event into
+    changes of one view's rows (upsert, patch, delete), through fields
+    builders.
+*/
+#ifndef ZCQ_DOMAIN_H_INCLUDED
+#define ZCQ_DOMAIN_H_INCLUDED
+
+#include <stdarg.h>
+#include "zcq_value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct zcq_decide_t zcq_decide_t;   //  one decision in progress
+typedef struct zcq_event_t zcq_event_t;     //  a recorded event, read-only
+typedef struct zcq_fields_t zcq_fields_t;   //  fields to write into a map
+typedef struct zcq_view_t zcq_view_t;       //  a view, as a projection sees it
+
+typedef zcq_err_t (zcq_decide_fn) (zcq_decide_t *decide, const void *state);
+typedef void (zcq_evolve_fn) (void *state, const zcq_event_t *event);
+typedef void (zcq_project_fn) (zcq_view_t *view, const zcq_event_t *event);
+
+typedef struct {
+    const char *type;      //  command name, e.g. "deposit"
+    zcq_decide_fn *decide;
+} zcq_command_def_t;
+
+typedef struct {
+    const char *type;      //  event name, e.g. "deposited"
+    zcq_evolve_fn *evolve;
+} zcq_event_def_t;
+
+typedef struct {
+    const char *name;                      //  aggregate type, [a-z0-9_.-]{1,64}
+    size_t state_size;                     //  bytes of the state struct
+    void (*init) (void *state);            //  optional: after zeroing
+    void (*release) (void *state);         //  optional: free what state holds
+    const zcq_command_def_t *commands;     //  ends with { NULL }
+    const zcq_event_def_t *events;         //  ends with { NULL }
+    uint32_t schema;                       //  snapshot layout version
+    uint32_t snapshot_every;               //  events between snapshots; 0 = 100
+    zcq_err_t (*snapshot_encode) (const void *state, zcq_fields_t *snapshot);
+    zcq_err_t (*snapshot_decode) (void *state, const zcq_value_t *snapshot);
+} zcq_aggregate_def_t;
+
+typedef struct {
+    const char *aggregate;   //  NULL = events of every aggregate type
+    const char *type;        //  event name
+    zcq_project_fn *apply;
+} zcq_handler_def_t;
+
+typedef struct {
+    const char *view;                  //  view name, e.g. "accounts"
+    uint32_t version;                  //  change it to rebuild the view
+    bool synchronous;                  //  applied before the command's ack
+    const char *const *indexes;        //  indexed row fields, ends with NULL
+    const zcq_handler_def_t *handlers; //  ends with { NULL }
+} zcq_projection_def_t;
+
+typedef struct {
+    const char *name;
+    const zcq_aggregate_def_t *const *aggregates;      //  ends with NULL
+    const zcq_projection_def_t *const *projections;    //  ends with NULL
+} zcq_domain_t;
+
+//  A shared object that the daemon loads with --domain PATH.so exports
+//  this function; ZCQ_DOMAIN_PLUGIN (domain) defines it.
+typedef const zcq_domain_t *(zcq_domain_plugin_fn) (void);
+#define ZCQ_DOMAIN_PLUGIN_SYMBOL "zcq_domain_plugin"
+#define ZCQ_DOMAIN_PLUGIN(domain)                                              \
+    __attribute__ ((visibility ("default"))) const zcq_domain_t *zcq_domain_plugin (void) \
+    {                                                                          \
+        return &(domain);                                                      \
+    }
+
+//  Check a domain's tables (names, sizes, duplicates). On failure writes a
+//  reason into error.
+ZCQ_EXPORT zcq_err_t zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size);
+
+//  ---------------------------------------------------------------------
+//  Inside decide
+
+//  The command's data (may be NIL when the client sent none), its meta map
+//  (or NIL), its aggregate key and its command id (NUL-terminated).
+ZCQ_EXPORT const zcq_value_t *zcq_decide_data (const zcq_decide_t *self);
+ZCQ_EXPORT const zcq_value_t *zcq_decide_meta (const zcq_decide_t *self);
+ZCQ_EXPORT const char *zcq_decide_key (const zcq_decide_t *self);
+ZCQ_EXPORT const char *zcq_decide_command_id (const zcq_decide_t *self);
+//  The stream's version before this command (0 for a new stream).
+ZCQ_EXPORT uint64_t zcq_decide_version (const zcq_decide_t *self);
+
+//  Append an event of the given type to the decision; set its payload with
+//  zcq_set_* on the returned fields. Events are applied to the state with
+//  evolve only if the whole decision succeeds.
+ZCQ_EXPORT zcq_fields_t *zcq_emit (zcq_decide_t *self, const char *type);
+//  End the decision with an error: `return zcq_reject (d, "...")`.
+ZCQ_EXPORT zcq_err_t zcq_reject (zcq_decide_t *self, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+ZCQ_EXPORT zcq_err_t zcq_invalid (zcq_decide_t *self, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+//  Read a field of the command's data, checking type and range; on failure
+//  the decision becomes `invalid` with a message naming the field, and the
+//  call returns ZCQ_INVALID: ZCQ_TRY (zcq_arg_int (d, "amount", 1, INT64_MAX, &amount));
+ZCQ_EXPORT zcq_err_t zcq_arg_int (zcq_decide_t *self, const char *field, int64_t min, int64_t max,
+                                  int64_t *value);
+//  As zcq_arg_int, but an absent (or nil) field gives fallback.
+ZCQ_EXPORT zcq_err_t zcq_arg_int_or (zcq_decide_t *self, const char *field, int64_t min,
+                                     int64_t max, int64_t fallback, int64_t *value);
+//  A string field of min_len to max_len bytes; value is NUL-terminated and
+//  lives as long as the decision.
+ZCQ_EXPORT zcq_err_t zcq_arg_str (zcq_decide_t *self, const char *field, size_t min_len,
+                                  size_t max_len, const char **value);
+ZCQ_EXPORT zcq_err_t zcq_arg_bool_or (zcq_decide_t *self, const char *field, bool fallback,
+                                      bool *value);
+
+//  ---------------------------------------------------------------------
+//  Fields builders (event payloads, snapshots, view rows). A NULL self is
+//  ignored, so calls can chain on zcq_emit's result.
+
+ZCQ_EXPORT void zcq_set_int (zcq_fields_t *self, const char *field, int64_t value);
+ZCQ_EXPORT void zcq_set_float (zcq_fields_t *self, const char *field, double value);
+ZCQ_EXPORT void zcq_set_bool (zcq_fields_t *self, const char *field, bool value);
+ZCQ_EXPORT void zcq_set_str (zcq_fields_t *self, const char *field, const char *value);
+ZCQ_EXPORT void zcq_set_strn (zcq_fields_t *self, const char *field, const char *value, size_t len);
+ZCQ_EXPORT void zcq_set_bin (zcq_fields_t *self, const char *field, const void *data, size_t len);
+ZCQ_EXPORT void zcq_set_nil (zcq_fields_t *self, const char *field);
+ZCQ_EXPORT void zcq_set_value (zcq_fields_t *self, const char *field, const zcq_value_t *value);
+//  Add to an integer field of the row being patched (absent counts as 0).
+//  On an event or snapshot, same as zcq_set_int.
+ZCQ_EXPORT void zcq_add_int (zcq_fields_t *self, const char *field, int64_t delta);
+//  Remove a field from the row being patched.
+ZCQ_EXPORT void zcq_unset (zcq_fields_t *self, const char *field);
+
+//  ---------------------------------------------------------------------
+//  Recorded events (evolve and projections)
+
+//  The whole event as the ZCQ/1 event map (section 4).
+ZCQ_EXPORT const zcq_value_t *zcq_event_body (const zcq_event_t *self);
+ZCQ_EXPORT const char *zcq_event_type (const zcq_event_t *self);
+ZCQ_EXPORT const zcq_value_t *zcq_event_data (const zcq_event_t *self);
+ZCQ_EXPORT const zcq_value_t *zcq_event_meta (const zcq_event_t *self);
+ZCQ_EXPORT const char *zcq_event_stream (const zcq_event_t *self);
+ZCQ_EXPORT const char *zcq_event_aggregate (const zcq_event_t *self);
+ZCQ_EXPORT const char *zcq_event_key (const zcq_event_t *self);
+ZCQ_EXPORT const char *zcq_event_command_id (const zcq_event_t *self);
+ZCQ_EXPORT const char *zcq_event_node (const zcq_event_t *self);
+ZCQ_EXPORT uint64_t zcq_event_position (const zcq_event_t *self);
+ZCQ_EXPORT uint64_t zcq_event_version (const zcq_event_t *self);
+ZCQ_EXPORT int64_t zcq_event_time (const zcq_event_t *self);
+//  Shorthands on the payload: zcq_value_get_int (zcq_event_data (e), ...)
+ZCQ_EXPORT int64_t zcq_event_int (const zcq_event_t *self, const char *field, int64_t fallback);
+//  A payload string as a NUL-terminated copy held by the event (valid
+//  while the event is), or "" when absent.
+ZCQ_EXPORT const char *zcq_event_str (const zcq_event_t *self, const char *field);
+
+//  ---------------------------------------------------------------------
+//  Inside a projection handler
+
+//  Change the row at key: upsert creates it when absent (with its `key`
+//  field), patch changes it only when present. The fields set on the
+//  returned builder are merged into the row when the handler returns.
+ZCQ_EXPORT zcq_fields_t *zcq_view_upsert (zcq_view_t *self, const char *key);
+ZCQ_EXPORT zcq_fields_t *zcq_view_patch (zcq_view_t *self, const char *key);
+ZCQ_EXPORT void zcq_view_delete (zcq_view_t *self, const char *key);
+//  The row at key as it is now (changes pending in this handler not yet
+//  applied), or NULL.
+ZCQ_EXPORT const zcq_value_t *zcq_view_row (zcq_view_t *self, const char *key);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

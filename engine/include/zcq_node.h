@@ -1,0 +1,49 @@
+/*  zcq_node.h: a zcqrs node, all its actors wired together, in-process.
+
+        zcq_config_t *config = zcq_config_new ();
+        zcq_config_set (config, "data", "/var/lib/zcqrs", NULL, 0);
+        zcq_node_t *node;
+        if (zcq_node_start (&node, config, &bank_domain, error, sizeof error))
+            ...
+        printf ("commands on %s\n", zcq_node_endpoint (node, ZCQ_ENDPOINT_COMMAND));
+        zcq_node_destroy (&node);      //  graceful stop
+
+    Endpoints may use port 0 or `*` (tcp://127.0.0.1:*): the node reports
+    the endpoints it actually bound.
+*/
+#ifndef ZCQ_NODE_H_INCLUDED
+#define ZCQ_NODE_H_INCLUDED
+
+#include "zcq_config.h"
+#include "zcq_domain.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct zcq_node_t zcq_node_t;
+
+typedef enum {
+    ZCQ_ENDPOINT_COMMAND,
+    ZCQ_ENDPOINT_EVENTS,
+    ZCQ_ENDPOINT_QUERY,
+} zcq_endpoint_t;
+
+//  Open the store, start every actor and bind the endpoints. On failure
+//  everything started is stopped again, the error returned and a reason
+//  written into error[size].
+ZCQ_EXPORT zcq_err_t zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config,
+                                     const zcq_domain_t *domain, char *error, size_t size);
+//  Stop taking commands, finish the commits in flight, stop every actor and
+//  close the store. Safe on NULL; nulls the pointer.
+ZCQ_EXPORT void zcq_node_destroy (zcq_node_t **self_p);
+//  The endpoint actually bound (after port resolution).
+ZCQ_EXPORT const char *zcq_node_endpoint (const zcq_node_t *self, zcq_endpoint_t which);
+ZCQ_EXPORT const char *zcq_node_id (const zcq_node_t *self);
+//  The node's log head: the position of the last durable event.
+ZCQ_EXPORT uint64_t zcq_node_head (const zcq_node_t *self);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,129 @@
+/*  zcq_store.h: the event store on RocksDB.
+
+    Column families:
+        log          position (u64 BE)           -> event body (ZCQ/1 section 4)
+        streams      stream NUL version (u64 BE) -> position (u64 BE)
+        snapshots    stream                      -> schema, version, state
+        commands     command id                  -> commit time, result
+        expiry       commit time (u64 BE) id     -> (empty), to expire ids
+        default      metadata: format version, view checkpoints, ...
+
+    Every commit is one WriteBatch covering all of them, written with the
+    durability mode's sync setting.
+
+    THREAD SAFETY: reads may run from any thread at the same time (RocksDB
+    handles are thread-safe). Commits are made by one thread at a time: the
+    node's log writer (or the single user of zcq_store_append).
+*/
+#ifndef ZCQ_STORE_H_INCLUDED
+#define ZCQ_STORE_H_INCLUDED
+
+#include "zcq_value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct zcq_store_t zcq_store_t;
+typedef struct zcq_batch_t zcq_batch_t;
+
+typedef enum {
+    ZCQ_DURABILITY_WAL = 0, //  in the WAL, not fsynced: survives a process crash
+    ZCQ_DURABILITY_FSYNC,   //  in the WAL and fsynced: survives power loss
+} zcq_durability_t;
+
+typedef struct {
+    zcq_durability_t durability;
+    uint64_t dedup_window_s;   //  keep command ids this long; 0 = 24 h
+    size_t cache_mb;           //  block cache; 0 = 64
+    bool create;               //  create the data dir when missing (default via options_init: true)
+} zcq_store_options_t;
+
+ZCQ_EXPORT void zcq_store_options_init (zcq_store_options_t *options);
+ZCQ_EXPORT const char *zcq_durability_name (zcq_durability_t durability);
+
+//  Open (or create) a store in directory path. On failure returns the
+//  error and a reason in error[size]; *store_p stays NULL.
+ZCQ_EXPORT zcq_err_t zcq_store_open (zcq_store_t **store_p, const char *path,
+                                     const zcq_store_options_t *options, char *error, size_t size);
+ZCQ_EXPORT void zcq_store_close (zcq_store_t **self_p);
+ZCQ_EXPORT zcq_durability_t zcq_store_durability (const zcq_store_t *self);
+ZCQ_EXPORT uint64_t zcq_store_dedup_window_s (const zcq_store_t *self);
+
+//  Position of the last committed event (0 for an empty log).
+ZCQ_EXPORT uint64_t zcq_store_head (const zcq_store_t *self);
+
+//  ---------------------------------------------------------------------
+//  Writing: fill a batch, then commit it whole or not at all.
+
+//  A batch writes into the column families of store.
+ZCQ_EXPORT zcq_batch_t *zcq_batch_new (zcq_store_t *store);
+ZCQ_EXPORT void zcq_batch_destroy (zcq_batch_t **self_p);
+ZCQ_EXPORT void zcq_batch_clear (zcq_batch_t *self);
+ZCQ_EXPORT size_t zcq_batch_count (const zcq_batch_t *self);
+//  The event at position, version `version` of stream.
+ZCQ_EXPORT void zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream,
+                                 size_t stream_len, uint64_t version, const void *body, size_t len);
+ZCQ_EXPORT void zcq_batch_snapshot (zcq_batch_t *self, const char *stream, size_t stream_len,
+                                    uint32_t schema, uint64_t version, const void *state,
+                                    size_t len);
+//  Remember a successful command id with its encoded result.
+ZCQ_EXPORT void zcq_batch_command (zcq_batch_t *self, const char *id, size_t id_len,
+                                   int64_t time_us, const void *result, size_t len);
+ZCQ_EXPORT void zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value,
+                                size_t len);
+//  Commit the batch; head becomes the highest event position in it (the
+//  caller assigns positions head+1, head+2, ... without holes).
+ZCQ_EXPORT zcq_err_t zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head);
+//  Make every commit so far durable against power loss (one fsync).
+ZCQ_EXPORT zcq_err_t zcq_store_sync (zcq_store_t *self);
+
+//  Single-writer convenience: append events (their encoded bodies are
+//  given whole) to stream if its version equals expect (-1 = any). The
+//  bodies are stored as given. Returns ZCQ_CONFLICT with *version set to
+//  the current version on a mismatch.
+ZCQ_EXPORT zcq_err_t zcq_store_append (zcq_store_t *self, const char *stream, int64_t expect,
+                                       const void *const *bodies, const size_t *lens,
+                                       size_t count, uint64_t *version, uint64_t *position);
+
+//  ---------------------------------------------------------------------
+//  Reading. Callbacks get bytes valid only during the call; return
+//  non-zero to stop early.
+
+typedef int (zcq_store_event_fn) (void *arg, uint64_t position, uint64_t version,
+                                  const void *body, size_t len);
+
+//  Events with position >= from, at most limit (0 = all), in order.
+ZCQ_EXPORT zcq_err_t zcq_store_read_log (zcq_store_t *self, uint64_t from, size_t limit,
+                                         zcq_store_event_fn *fn, void *arg);
+//  Events of a stream with version >= from, at most limit (0 = all).
+ZCQ_EXPORT zcq_err_t zcq_store_read_stream (zcq_store_t *self, const char *stream, uint64_t from,
+                                            size_t limit, zcq_store_event_fn *fn, void *arg);
+//  The stream's current version (0 when it has no events).
+ZCQ_EXPORT zcq_err_t zcq_store_stream_version (zcq_store_t *self, const char *stream,
+                                               uint64_t *version);
+//  The latest snapshot of stream; caller frees *state. ZCQ_NOT_FOUND when
+//  there is none.
+ZCQ_EXPORT zcq_err_t zcq_store_snapshot (zcq_store_t *self, const char *stream, uint32_t *schema,
+                                         uint64_t *version, void **state, size_t *len);
+//  The stored result of command id; caller frees *result. ZCQ_NOT_FOUND
+//  when unknown or older than the deduplication window.
+ZCQ_EXPORT zcq_err_t zcq_store_command (zcq_store_t *self, const char *id, size_t id_len,
+                                        void **result, size_t *len);
+//  Delete command ids committed before now_us - window, at most max of
+//  them; *expired says how many went.
+ZCQ_EXPORT zcq_err_t zcq_store_expire_commands (zcq_store_t *self, int64_t now_us, size_t max,
+                                                size_t *expired);
+//  A metadata value; caller frees. ZCQ_NOT_FOUND when absent.
+ZCQ_EXPORT zcq_err_t zcq_store_meta (zcq_store_t *self, const char *name, void **value,
+                                     size_t *len);
+//  Approximate bytes the store takes on disk.
+ZCQ_EXPORT uint64_t zcq_store_disk_bytes (zcq_store_t *self);
+
+//  Test hook: make the next `count`-th commit fail with ZCQ_IO (0 = off).
+ZCQ_EXPORT void zcq_store_inject_fault (zcq_store_t *self, int countdown);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,641 @@
+/*  view.c: zcq_viewtable_t, the in-memory table behind every view.
+
+    DESIGN
+    1.  Rows live in a skip list ordered by key (p = 1/4, so 1.33 forward
+        pointers per row on average) and in an open-addressing hash table
+        of node pointers for O(1) look-ups. A node carries its key inline
+        and points to the row's encoded bytes.
+    2.  Each index is a skip list of composite keys
+        [u32 value length][encoded value][row key], so the rows with one
+        value are contiguous and in key order, plus a count per value.
+    3.  An index entry exists only for rows that have the field. Values are
+        compared as encoded bytes (msgpack-c writes the shortest form, so
+        equal values encode equally).
+*/
+#include "zcq_internal.h"
+#include <string.h>
+
+#define S_MAX_LEVEL 24
+
+typedef struct s_node_t {
+    void *payload;                //  primary: the row bytes; index: primary node
+    uint32_t key_len;
+    uint32_t row_len;
+    uint8_t level;
+    struct s_node_t *forward[];   //  `level` pointers, then the key bytes
+} s_node_t;
+
+typedef struct {
+    s_node_t *head;
+    int level;
+    size_t count;
+    uint64_t random;
+} s_skiplist_t;
+
+typedef struct {
+    char *value;
+    uint32_t len;
+    uint64_t hash;
+    size_t count;
+} s_count_t;
+
+typedef struct {
+    char *field;
+    s_skiplist_t list;
+    s_count_t *counts;            //  open addressing by value
+    size_t count_slots;
+    size_t count_used;
+} s_index_t;
+
+struct zcq_viewtable_t {
+    s_skiplist_t rows;
+    s_node_t **slots;             //  hash table of row nodes
+    size_t slot_count;
+    size_t memory;
+    s_index_t *indexes;
+    size_t index_count;
+    zcq_doc_t *doc;
+    zcq_writer_t *old_value;
+    zcq_writer_t *new_value;
+    char *composite;
+    size_t composite_size;
+};
+
+static inline const char *
+s_key (const s_node_t *node)
+{
+    return (const char *) &node->forward[node->level];
+}
+
+static inline int
+s_compare (const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    int order = memcmp (a, b, a_len < b_len ? a_len : b_len);
+    if (order)
+        return order;
+    return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
+}
+
+static uint64_t
+s_hash (const char *bytes, size_t len)
+{
+    uint64_t hash = 14695981039346656037ULL;
+    for (size_t index = 0; index < len; index++) {
+        hash ^= (uint8_t) bytes[index];
+        hash *= 1099511628211ULL;
+    }
+    return hash ^ (hash >> 29);
+}
+
+//  --------------------------------------------------------------------------
+//  Skip lists (DESIGN 1)
+
+static bool
+s_skiplist_init (s_skiplist_t *list, uint64_t seed)
+{
+    list->head = calloc (1, sizeof (s_node_t) + S_MAX_LEVEL * sizeof (s_node_t *));
+    if (!list->head)
+        return false;
+    list->head->level = S_MAX_LEVEL;
+    list->level = 1;
+    list->count = 0;
+    list->random = seed | 1;
+    return true;
+}
+
+static int
+s_random_level (s_skiplist_t *list)
+{
+    uint64_t x = list->random;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    list->random = x;
+    int level = 1;
+    while (level < S_MAX_LEVEL && (x & 3) == 0) {
+        level++;
+        x >>= 2;
+    }
+    return level;
+}
+
+//  Fill update[] with the last node before key at each level; return the
+//  first node with a key >= key.
+static s_node_t *
+s_skiplist_seek (const s_skiplist_t *list, const char *key, size_t key_len, s_node_t **update)
+{
+    s_node_t *node = list->head;
+    for (int level = list->level - 1; level >= 0; level--) {
+        while (node->forward[level]
+               && s_compare (s_key (node->forward[level]), node->forward[level]->key_len, key,
+                             key_len)
+                      < 0)
+            node = node->forward[level];
+        if (update)
+            update[level] = node;
+    }
+    return node->forward[0];
+}
+
+//  First node with a key > key (or the first node when key is NULL).
+static s_node_t *
+s_skiplist_after (const s_skiplist_t *list, const char *key, size_t key_len)
+{
+    if (!key)
+        return list->head->forward[0];
+    s_node_t *node = s_skiplist_seek (list, key, key_len, NULL);
+    if (node && node->key_len == key_len && memcmp (s_key (node), key, key_len) == 0)
+        node = node->forward[0];
+    return node;
+}
+
+//  Insert a node for key (which must be absent); NULL when out of memory.
+static s_node_t *
+s_skiplist_insert (s_skiplist_t *list, const char *key, size_t key_len, size_t *memory)
+{
+    s_node_t *update[S_MAX_LEVEL];
+    s_skiplist_seek (list, key, key_len, update);
+    int level = s_random_level (list);
+    size_t size = sizeof (s_node_t) + (size_t) level * sizeof (s_node_t *) + key_len;
+    s_node_t *node = malloc (size);
+    if (!node)
+        return NULL;
+    node->payload = NULL;
+    node->key_len = (uint32_t) key_len;
+    node->row_len = 0;
+    node->level = (uint8_t) level;
+    memcpy ((char *) &node->forward[level], key, key_len);
+    if (level > list->level) {
+        for (int index = list->level; index < level; index++)
+            update[index] = list->head;
+        list->level = level;
+    }
+    for (int index = 0; index < level; index++) {
+        node->forward[index] = update[index]->forward[index];
+        update[index]->forward[index] = node;
+    }
+    list->count++;
+    *memory += size;
+    return node;
+}
+
+//  Unlink the node for key and return it (the caller frees it).
+static s_node_t *
+s_skiplist_remove (s_skiplist_t *list, const char *key, size_t key_len, size_t *memory)
+{
+    s_node_t *update[S_MAX_LEVEL];
+    s_node_t *node = s_skiplist_seek (list, key, key_len, update);
+    if (!node || node->key_len != key_len || memcmp (s_key (node), key, key_len) != 0)
+        return NULL;
+    for (int index = 0; index < node->level; index++)
+        if (update[index]->forward[index] == node)
+            update[index]->forward[index] = node->forward[index];
+    while (list->level > 1 && !list->head->forward[list->level - 1])
+        list->level--;
+    list->count--;
+    *memory -= sizeof (s_node_t) + (size_t) node->level * sizeof (s_node_t *) + node->key_len;
+    return node;
+}
+
+static void
+s_skiplist_free (s_skiplist_t *list, bool free_payloads)
+{
+    if (!list->head)
+        return;
+    s_node_t *node = list->head->forward[0];
+    while (node) {
+        s_node_t *next = node->forward[0];
+        if (free_payloads)
+            free (node->payload);
+        free (node);
+        node = next;
+    }
+    free (list->head);
+    list->head = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Hash table of row nodes: linear probing, backward-shift deletion
+
+static size_t
+s_slot_of (const zcq_viewtable_t *self, const char *key, size_t key_len)
+{
+    size_t mask = self->slot_count - 1;
+    size_t slot = (size_t) s_hash (key, key_len) & mask;
+    while (self->slots[slot]) {
+        s_node_t *node = self->slots[slot];
+        if (node->key_len == key_len && memcmp (s_key (node), key, key_len) == 0)
+            return slot;
+        slot = (slot + 1) & mask;
+    }
+    return slot;
+}
+
+static bool
+s_slots_grow (zcq_viewtable_t *self)
+{
+    size_t count = self->slot_count * 2;
+    s_node_t **slots = calloc (count, sizeof (s_node_t *));
+    if (!slots)
+        return false;
+    s_node_t **old = self->slots;
+    size_t old_count = self->slot_count;
+    self->slots = slots;
+    self->slot_count = count;
+    for (size_t index = 0; index < old_count; index++)
+        if (old[index])
+            self->slots[s_slot_of (self, s_key (old[index]), old[index]->key_len)] = old[index];
+    free (old);
+    self->memory += (count - old_count) * sizeof (s_node_t *);
+    return true;
+}
+
+static void
+s_slots_remove (zcq_viewtable_t *self, size_t slot)
+{
+    size_t mask = self->slot_count - 1;
+    self->slots[slot] = NULL;
+    size_t next = (slot + 1) & mask;
+    while (self->slots[next]) {
+        s_node_t *node = self->slots[next];
+        size_t home = (size_t) s_hash (s_key (node), node->key_len) & mask;
+        //  move node back if its home is not in (slot, next]
+        bool between = slot <= next ? (home > slot && home <= next) : (home > slot || home <= next);
+        if (!between) {
+            self->slots[slot] = node;
+            self->slots[next] = NULL;
+            slot = next;
+        }
+        next = (next + 1) & mask;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Value counts per index
+
+static s_count_t *
+s_count_slot (s_index_t *index, const char *value, size_t len, uint64_t hash)
+{
+    size_t mask = index->count_slots - 1;
+    size_t slot = (size_t) hash & mask;
+    while (index->counts[slot].value) {
+        s_count_t *entry = &index->counts[slot];
+        if (entry->hash == hash && entry->len == len && memcmp (entry->value, value, len) == 0)
+            return entry;
+        slot = (slot + 1) & mask;
+    }
+    return &index->counts[slot];
+}
+
+static bool
+s_count_add (s_index_t *index, const char *value, size_t len, int delta)
+{
+    if ((index->count_used + 1) * 4 > index->count_slots * 3) {
+        size_t slots = index->count_slots * 2;
+        s_count_t *counts = calloc (slots, sizeof (s_count_t));
+        if (!counts)
+            return false;
+        s_count_t *old = index->counts;
+        size_t old_slots = index->count_slots;
+        index->counts = counts;
+        index->count_slots = slots;
+        for (size_t slot = 0; slot < old_slots; slot++)
+            if (old[slot].value)
+                *s_count_slot (index, old[slot].value, old[slot].len, old[slot].hash) = old[slot];
+        free (old);
+    }
+    uint64_t hash = s_hash (value, len);
+    s_count_t *entry = s_count_slot (index, value, len, hash);
+    if (!entry->value) {
+        if (delta < 0)
+            return true;
+        entry->value = malloc (len ? len : 1);
+        if (!entry->value)
+            return false;
+        memcpy (entry->value, value, len);
+        entry->len = (uint32_t) len;
+        entry->hash = hash;
+        index->count_used++;
+    }
+    //  counts never go below zero; entries stay allocated once seen
+    if (delta < 0 && entry->count == 0)
+        return true;
+    entry->count += delta;
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+
+zcq_viewtable_t *
+zcq_viewtable_new (const char *const *indexes)
+{
+    zcq_viewtable_t *self = calloc (1, sizeof (zcq_viewtable_t));
+    if (!self)
+        return NULL;
+    bool ok = s_skiplist_init (&self->rows, (uint64_t) (uintptr_t) self);
+    self->slot_count = 1024;
+    self->slots = calloc (self->slot_count, sizeof (s_node_t *));
+    self->memory = self->slot_count * sizeof (s_node_t *);
+    self->doc = zcq_doc_new ();
+    self->old_value = zcq_writer_new ();
+    self->new_value = zcq_writer_new ();
+    ok = ok && self->slots && self->doc && self->old_value && self->new_value;
+    while (ok && indexes && indexes[self->index_count])
+        self->index_count++;
+    if (ok && self->index_count) {
+        self->indexes = calloc (self->index_count, sizeof (s_index_t));
+        ok = self->indexes != NULL;
+        for (size_t index = 0; ok && index < self->index_count; index++) {
+            s_index_t *entry = &self->indexes[index];
+            entry->field = strdup (indexes[index]);
+            entry->count_slots = 64;
+            entry->counts = calloc (entry->count_slots, sizeof (s_count_t));
+            ok = entry->field && entry->counts
+              && s_skiplist_init (&entry->list, (uint64_t) (uintptr_t) entry);
+        }
+    }
+    if (!ok)
+        zcq_viewtable_destroy (&self);
+    return self;
+}
+
+void
+zcq_viewtable_destroy (zcq_viewtable_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zcq_viewtable_t *self = *self_p;
+    s_skiplist_free (&self->rows, true);
+    for (size_t index = 0; index < self->index_count; index++) {
+        s_index_t *entry = &self->indexes[index];
+        s_skiplist_free (&entry->list, false);
+        for (size_t slot = 0; entry->counts && slot < entry->count_slots; slot++)
+            free (entry->counts[slot].value);
+        free (entry->counts);
+        free (entry->field);
+    }
+    free (self->indexes);
+    free (self->slots);
+    zcq_doc_destroy (&self->doc);
+    zcq_writer_destroy (&self->old_value);
+    zcq_writer_destroy (&self->new_value);
+    free (self->composite);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Encode a row's field value into writer; false when the row lacks it.
+static bool
+s_field_value (zcq_viewtable_t *self, const void *row, size_t row_len, const char *field,
+               zcq_writer_t *writer)
+{
+    zcq_writer_reset (writer);
+    if (!row || zcq_doc_decode (self->doc, row, row_len, NULL) != ZCQ_OK)
+        return false;
+    const zcq_value_t *value = zcq_value_get (zcq_doc_root (self->doc), field);
+    if (!value)
+        return false;
+    zcq_writer_value (writer, value);
+    return zcq_writer_ok (writer);
+}
+
+//  Build [u32 value length][value][key] in self->composite.
+static size_t
+s_composite (zcq_viewtable_t *self, const void *value, size_t value_len, const char *key,
+             size_t key_len)
+{
+    size_t size = 4 + value_len + key_len;
+    if (size > self->composite_size) {
+        char *composite = realloc (self->composite, size);
+        if (!composite)
+            return 0;
+        self->composite = composite;
+        self->composite_size = size;
+    }
+    uint8_t *bytes = (uint8_t *) self->composite;
+    bytes[0] = (uint8_t) (value_len >> 24);
+    bytes[1] = (uint8_t) (value_len >> 16);
+    bytes[2] = (uint8_t) (value_len >> 8);
+    bytes[3] = (uint8_t) value_len;
+    memcpy (bytes + 4, value, value_len);
+    memcpy (bytes + 4 + value_len, key, key_len);
+    return size;
+}
+
+static zcq_err_t
+s_index_remove (zcq_viewtable_t *self, s_index_t *index, const void *value, size_t value_len,
+                const char *key, size_t key_len)
+{
+    size_t size = s_composite (self, value, value_len, key, key_len);
+    if (!size)
+        return ZCQ_NOMEM;
+    s_node_t *node = s_skiplist_remove (&index->list, self->composite, size, &self->memory);
+    if (node) {
+        free (node);
+        s_count_add (index, value, value_len, -1);
+    }
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_index_add (zcq_viewtable_t *self, s_index_t *index, const void *value, size_t value_len,
+             const char *key, size_t key_len, s_node_t *row_node)
+{
+    size_t size = s_composite (self, value, value_len, key, key_len);
+    if (!size)
+        return ZCQ_NOMEM;
+    s_node_t *node = s_skiplist_insert (&index->list, self->composite, size, &self->memory);
+    if (!node || !s_count_add (index, value, value_len, 1))
+        return ZCQ_NOMEM;
+    node->payload = row_node;
+    return ZCQ_OK;
+}
+
+//  Move the index entries of key from the old row's values to the new
+//  row's (DESIGN 2, 3).
+static zcq_err_t
+s_reindex (zcq_viewtable_t *self, const char *key, size_t key_len, const void *old_row,
+           size_t old_len, const void *new_row, size_t new_len, s_node_t *row_node)
+{
+    for (size_t position = 0; position < self->index_count; position++) {
+        s_index_t *index = &self->indexes[position];
+        bool had = s_field_value (self, old_row, old_len, index->field, self->old_value);
+        bool has = s_field_value (self, new_row, new_len, index->field, self->new_value);
+        size_t old_size = zcq_writer_size (self->old_value);
+        size_t new_size = zcq_writer_size (self->new_value);
+        if (had && has && old_size == new_size
+            && memcmp (zcq_writer_data (self->old_value), zcq_writer_data (self->new_value),
+                       old_size)
+                   == 0)
+            continue;
+        if (had)
+            ZCQ_TRY (s_index_remove (self, index, zcq_writer_data (self->old_value), old_size, key,
+                                     key_len));
+        if (has)
+            ZCQ_TRY (s_index_add (self, index, zcq_writer_data (self->new_value), new_size, key,
+                                  key_len, row_node));
+    }
+    return ZCQ_OK;
+}
+
+zcq_err_t
+zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const void *row,
+                   size_t row_len)
+{
+    if (key_len > UINT32_MAX || row_len > UINT32_MAX)
+        return ZCQ_INVALID;
+    void *copy = malloc (row_len ? row_len : 1);
+    if (!copy)
+        return ZCQ_NOMEM;
+    memcpy (copy, row, row_len);
+    size_t slot = s_slot_of (self, key, key_len);
+    s_node_t *node = self->slots[slot];
+    void *old_row = NULL;
+    size_t old_len = 0;
+    if (node) {
+        old_row = node->payload;
+        old_len = node->row_len;
+        self->memory -= old_len;
+    }
+    else {
+        if ((self->rows.count + 1) * 4 > self->slot_count * 3) {
+            if (!s_slots_grow (self)) {
+                free (copy);
+                return ZCQ_NOMEM;
+            }
+            slot = s_slot_of (self, key, key_len);
+        }
+        node = s_skiplist_insert (&self->rows, key, key_len, &self->memory);
+        if (!node) {
+            free (copy);
+            return ZCQ_NOMEM;
+        }
+        self->slots[slot] = node;
+    }
+    node->payload = copy;
+    node->row_len = (uint32_t) row_len;
+    self->memory += row_len;
+    zcq_err_t err = ZCQ_OK;
+    if (self->index_count)
+        err = s_reindex (self, key, key_len, old_row, old_len, copy, row_len, node);
+    free (old_row);
+    return err;
+}
+
+bool
+zcq_viewtable_delete (zcq_viewtable_t *self, const char *key, size_t key_len)
+{
+    size_t slot = s_slot_of (self, key, key_len);
+    s_node_t *node = self->slots[slot];
+    if (!node)
+        return false;
+    if (self->index_count)
+        s_reindex (self, key, key_len, node->payload, node->row_len, NULL, 0, node);
+    s_slots_remove (self, slot);
+    self->memory -= node->row_len;
+    free (node->payload);
+    s_node_t *removed = s_skiplist_remove (&self->rows, key, key_len, &self->memory);
+    free (removed);
+    return true;
+}
+
+const void *
+zcq_viewtable_get (const zcq_viewtable_t *self, const char *key, size_t key_len,
+                   size_t *row_len)
+{
+    s_node_t *node = self->slots[s_slot_of (self, key, key_len)];
+    if (!node)
+        return NULL;
+    *row_len = node->row_len;
+    return node->payload;
+}
+
+size_t
+zcq_viewtable_count (const zcq_viewtable_t *self)
+{
+    return self->rows.count;
+}
+
+static s_index_t *
+s_index (const zcq_viewtable_t *self, const char *field)
+{
+    for (size_t index = 0; index < self->index_count; index++)
+        if (strcmp (self->indexes[index].field, field) == 0)
+            return &self->indexes[index];
+    return NULL;
+}
+
+bool
+zcq_viewtable_has_index (const zcq_viewtable_t *self, const char *field)
+{
+    return s_index (self, field) != NULL;
+}
+
+size_t
+zcq_viewtable_count_value (const zcq_viewtable_t *self, const char *field, const void *value,
+                           size_t value_len)
+{
+    s_index_t *index = s_index (self, field);
+    if (!index)
+        return 0;
+    s_count_t *entry = s_count_slot (index, value, value_len, s_hash (value, value_len));
+    return entry->value ? entry->count : 0;
+}
+
+size_t
+zcq_viewtable_list (const zcq_viewtable_t *self, const char *after, size_t after_len,
+                    size_t limit, zcq_row_fn *fn, void *arg, bool *more)
+{
+    s_node_t *node = s_skiplist_after (&self->rows, after, after_len);
+    size_t given = 0;
+    while (node && given < limit) {
+        given++;
+        if (fn (arg, s_key (node), node->key_len, node->payload, node->row_len)) {
+            node = node->forward[0];
+            break;
+        }
+        node = node->forward[0];
+    }
+    if (more)
+        *more = node != NULL;
+    return given;
+}
+
+size_t
+zcq_viewtable_list_value (const zcq_viewtable_t *self, const char *field, const void *value,
+                          size_t value_len, const char *after, size_t after_len, size_t limit,
+                          zcq_row_fn *fn, void *arg, bool *more)
+{
+    if (more)
+        *more = false;
+    s_index_t *index = s_index (self, field);
+    if (!index)
+        return 0;
+    zcq_viewtable_t *mutable_self = (zcq_viewtable_t *) self;   //  scratch buffer only
+    size_t prefix = s_composite (mutable_self, value, value_len, "", 0);
+    size_t start = s_composite (mutable_self, value, value_len, after ? after : "",
+                                after ? after_len : 0);
+    if (!prefix || !start)
+        return 0;
+    s_node_t *node = after ? s_skiplist_after (&index->list, self->composite, start)
+                           : s_skiplist_seek (&index->list, self->composite, start, NULL);
+    size_t given = 0;
+    while (node && node->key_len >= prefix && memcmp (s_key (node), self->composite, prefix) == 0
+           && given < limit) {
+        s_node_t *row = node->payload;
+        given++;
+        node = node->forward[0];
+        if (fn (arg, s_key (row), row->key_len, row->payload, row->row_len))
+            break;
+    }
+    if (more)
+        *more = node && node->key_len >= prefix
+             && memcmp (s_key (node), self->composite, prefix) == 0;
+    return given;
+}
+
+size_t
+zcq_viewtable_memory (const zcq_viewtable_t *self)
+{
+    return self->memory;
+}

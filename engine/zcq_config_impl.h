@@ -1,0 +1,24 @@
+/*  zcq_config_impl.h: the typed settings behind zcq_config_t, for the
+    node and its actors. */
+#ifndef ZCQ_CONFIG_IMPL_H_INCLUDED
+#define ZCQ_CONFIG_IMPL_H_INCLUDED
+
+#include "zcq_internal.h"
+
+#define ZCQ_ENDPOINT_MAX 256
+
+struct zcq_config_t {
+    char data[1024];
+    char endpoints[3][ZCQ_ENDPOINT_MAX];   //  by zcq_endpoint_t
+    char node[ZCQ_NODE_ID_MAX + 1];
+    zcq_durability_t durability;
+    int shards;
+    size_t cache;
+    uint64_t dedup_window_s;
+    size_t request_limit;
+    int heartbeat_ms;
+    size_t max_inflight;
+    char text[64];                         //  scratch for zcq_config_get
+};
+
+#endif

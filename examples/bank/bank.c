@@ -1,0 +1,214 @@
+/*  bank.c: the bank domain of ZCQ/1 section 8. Money is integer cents.
+
+    account   open      {owner, overdraft?}  -> opened {owner, overdraft}
+              deposit   {amount > 0}         -> deposited {amount}
+              withdraw  {amount > 0}         -> withdrawn {amount}
+              close     {}                   -> closed {}
+    views     accounts  {key, owner, balance, status, version}, index owner
+              totals    {key: "bank", accounts, balance, events}
+*/
+#include "bank.h"
+
+typedef struct {
+    bool opened;
+    bool closed;
+    int64_t balance;
+    int64_t overdraft;
+} account_t;
+
+//  --------------------------------------------------------------------------
+//  Commands: validate the payload (invalid), then the rules (rejected)
+
+static zcq_err_t
+s_open (zcq_decide_t *decide, const void *state)
+{
+    const account_t *account = state;
+    const char *owner;
+    int64_t overdraft;
+    ZCQ_TRY (zcq_arg_str (decide, "owner", 1, 128, &owner));
+    ZCQ_TRY (zcq_arg_int_or (decide, "overdraft", 0, INT64_MAX, 0, &overdraft));
+    if (account->opened)
+        return zcq_reject (decide, "account %s was already opened", zcq_decide_key (decide));
+    zcq_fields_t *opened = zcq_emit (decide, "opened");
+    zcq_set_str (opened, "owner", owner);
+    zcq_set_int (opened, "overdraft", overdraft);
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_deposit (zcq_decide_t *decide, const void *state)
+{
+    const account_t *account = state;
+    int64_t amount;
+    ZCQ_TRY (zcq_arg_int (decide, "amount", 1, INT64_MAX, &amount));
+    if (!account->opened || account->closed)
+        return zcq_reject (decide, "account %s is not open", zcq_decide_key (decide));
+    if (account->balance > INT64_MAX - amount)
+        return zcq_reject (decide, "the balance would overflow");
+    zcq_set_int (zcq_emit (decide, "deposited"), "amount", amount);
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_withdraw (zcq_decide_t *decide, const void *state)
+{
+    const account_t *account = state;
+    int64_t amount;
+    ZCQ_TRY (zcq_arg_int (decide, "amount", 1, INT64_MAX, &amount));
+    if (!account->opened || account->closed)
+        return zcq_reject (decide, "account %s is not open", zcq_decide_key (decide));
+    //  balance - amount < -overdraft, written so that it cannot overflow
+    if (account->balance + account->overdraft < amount)
+        return zcq_reject (decide, "insufficient funds: balance %lld, overdraft %lld",
+                           (long long) account->balance, (long long) account->overdraft);
+    zcq_set_int (zcq_emit (decide, "withdrawn"), "amount", amount);
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_close (zcq_decide_t *decide, const void *state)
+{
+    const account_t *account = state;
+    if (!account->opened || account->closed)
+        return zcq_reject (decide, "account %s is not open", zcq_decide_key (decide));
+    if (account->balance != 0)
+        return zcq_reject (decide, "balance is %lld, not 0", (long long) account->balance);
+    zcq_emit (decide, "closed");
+    return ZCQ_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Events: evolve the state
+
+static void
+s_opened (void *state, const zcq_event_t *event)
+{
+    account_t *account = state;
+    account->opened = true;
+    account->overdraft = zcq_event_int (event, "overdraft", 0);
+}
+
+static void
+s_deposited (void *state, const zcq_event_t *event)
+{
+    ((account_t *) state)->balance += zcq_event_int (event, "amount", 0);
+}
+
+static void
+s_withdrawn (void *state, const zcq_event_t *event)
+{
+    ((account_t *) state)->balance -= zcq_event_int (event, "amount", 0);
+}
+
+static void
+s_closed (void *state, const zcq_event_t *event)
+{
+    ((account_t *) state)->closed = true;
+}
+
+static const zcq_aggregate_def_t s_account = {
+    .name = "account",
+    .state_size = sizeof (account_t),
+    .schema = 1,
+    .snapshot_every = 100,
+    .commands = (const zcq_command_def_t[]) {
+        { "open", s_open },
+        { "deposit", s_deposit },
+        { "withdraw", s_withdraw },
+        { "close", s_close },
+        { NULL } },
+    .events = (const zcq_event_def_t[]) {
+        { "opened", s_opened },
+        { "deposited", s_deposited },
+        { "withdrawn", s_withdrawn },
+        { "closed", s_closed },
+        { NULL } },
+};
+
+//  --------------------------------------------------------------------------
+//  View `accounts`: one row per opened account
+
+static void
+s_account_opened (zcq_view_t *view, const zcq_event_t *event)
+{
+    zcq_fields_t *row = zcq_view_upsert (view, zcq_event_key (event));
+    zcq_set_str (row, "owner", zcq_event_str (event, "owner"));
+    zcq_set_int (row, "balance", 0);
+    zcq_set_str (row, "status", "open");
+    zcq_set_int (row, "version", (int64_t) zcq_event_version (event));
+}
+
+static void
+s_account_moved (zcq_view_t *view, const zcq_event_t *event)
+{
+    int64_t amount = zcq_event_int (event, "amount", 0);
+    bool deposit = zcq_event_type (event)[0] == 'd';
+    zcq_fields_t *row = zcq_view_patch (view, zcq_event_key (event));
+    zcq_add_int (row, "balance", deposit ? amount : -amount);
+    zcq_set_int (row, "version", (int64_t) zcq_event_version (event));
+}
+
+static void
+s_account_closed (zcq_view_t *view, const zcq_event_t *event)
+{
+    zcq_fields_t *row = zcq_view_patch (view, zcq_event_key (event));
+    zcq_set_str (row, "status", "closed");
+    zcq_set_int (row, "version", (int64_t) zcq_event_version (event));
+}
+
+static const zcq_projection_def_t s_accounts = {
+    .view = "accounts",
+    .version = 1,
+    .indexes = (const char *const[]) { "owner", NULL },
+    .handlers = (const zcq_handler_def_t[]) {
+        { "account", "opened", s_account_opened },
+        { "account", "deposited", s_account_moved },
+        { "account", "withdrawn", s_account_moved },
+        { "account", "closed", s_account_closed },
+        { NULL } },
+};
+
+//  --------------------------------------------------------------------------
+//  View `totals`: one row, key "bank"
+
+static void
+s_totals (zcq_view_t *view, const zcq_event_t *event)
+{
+    const char *type = zcq_event_type (event);
+    int64_t amount = zcq_event_int (event, "amount", 0);
+    zcq_fields_t *row = zcq_view_upsert (view, "bank");
+    zcq_add_int (row, "events", 1);
+    zcq_add_int (row, "accounts", 0);
+    zcq_add_int (row, "balance", 0);
+    if (type[0] == 'o')
+        zcq_add_int (row, "accounts", 1);
+    else if (type[0] == 'c')
+        zcq_add_int (row, "accounts", -1);
+    else if (type[0] == 'd')
+        zcq_add_int (row, "balance", amount);
+    else if (type[0] == 'w')
+        zcq_add_int (row, "balance", -amount);
+}
+
+static const zcq_projection_def_t s_totals_view = {
+    .view = "totals",
+    .version = 1,
+    .handlers = (const zcq_handler_def_t[]) {
+        { "account", "opened", s_totals },
+        { "account", "deposited", s_totals },
+        { "account", "withdrawn", s_totals },
+        { "account", "closed", s_totals },
+        { NULL } },
+};
+
+static const zcq_domain_t s_bank = {
+    .name = "bank",
+    .aggregates = (const zcq_aggregate_def_t *const[]) { &s_account, NULL },
+    .projections = (const zcq_projection_def_t *const[]) { &s_accounts, &s_totals_view, NULL },
+};
+
+const zcq_domain_t *
+zcq_bank_domain (void)
+{
+    return &s_bank;
+}

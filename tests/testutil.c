@@ -1,0 +1,140 @@
+/*  testutil.c: helpers shared by the tests. */
+#include "testutil.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *
+zcq_test_dir (const char *name)
+{
+    const char *base = getenv ("ZCQ_TEST_TMP");
+    char *path = NULL;
+    if (asprintf (&path, "%s/%s-%d-%s", base ? base : "/tmp", name, (int) getpid (),
+                  zuuid_str (zuuid_new ())) < 0)
+        return NULL;
+    zsys_dir_create ("%s", path);
+    return path;
+}
+
+void
+zcq_test_rmdir (char **path_p)
+{
+    if (!path_p || !*path_p)
+        return;
+    zdir_t *dir = zdir_new (*path_p, NULL);
+    if (dir) {
+        zdir_remove (dir, true);
+        zdir_destroy (&dir);
+    }
+    free (*path_p);
+    *path_p = NULL;
+}
+
+zcq_node_t *
+zcq_test_node (const char *dir, ...)
+{
+    zcq_config_t *config = zcq_config_new ();
+    zcq_config_set (config, "data", dir, NULL, 0);
+    zcq_config_set (config, "command", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "events", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "query", "tcp://127.0.0.1:*", NULL, 0);
+    va_list args;
+    va_start (args, dir);
+    const char *name;
+    char error[256];
+    while ((name = va_arg (args, const char *))) {
+        const char *value = va_arg (args, const char *);
+        if (zcq_config_set (config, name, value, error, sizeof error) != ZCQ_OK)
+            fail_msg ("setting %s: %s", name, error);
+    }
+    va_end (args);
+    zcq_node_t *node = NULL;
+    if (zcq_node_start (&node, config, zcq_bank_domain (), error, sizeof error) != ZCQ_OK)
+        fail_msg ("node did not start: %s", error);
+    zcq_config_destroy (&config);
+    return node;
+}
+
+static void
+s_write_typed (zcq_writer_t *writer, const char *value)
+{
+    if (strncmp (value, "i:", 2) == 0)
+        zcq_writer_int (writer, atoll (value + 2));
+    else if (strncmp (value, "b:", 2) == 0)
+        zcq_writer_bool (writer, strcmp (value + 2, "true") == 0);
+    else if (strncmp (value, "n:", 2) == 0)
+        zcq_writer_nil (writer);
+    else if (strncmp (value, "s:", 2) == 0)
+        zcq_writer_str (writer, value + 2);
+    else
+        fail_msg ("test value '%s' has no type prefix", value);
+}
+
+//  Write name/typed-value pairs as a map, from a va_list.
+static void
+s_write_pairs (zcq_writer_t *writer, va_list args)
+{
+    size_t mark = zcq_writer_map_open (writer);
+    size_t count = 0;
+    const char *name;
+    while ((name = va_arg (args, const char *))) {
+        zcq_writer_str (writer, name);
+        s_write_typed (writer, va_arg (args, const char *));
+        count++;
+    }
+    zcq_writer_map_close (writer, mark, count);
+}
+
+const zcq_value_t *
+zcq_test_send (zcq_client_t *client, const char *id, const char *type, const char *key,
+               int64_t expect, ...)
+{
+    zcq_writer_t *data = zcq_writer_new ();
+    va_list args;
+    va_start (args, expect);
+    s_write_pairs (data, args);
+    va_end (args);
+    zcq_command_req_t command = {
+        .id = id,
+        .aggregate = "account",
+        .key = key,
+        .type = type,
+        .expect = expect,
+        .data = zcq_writer_data (data),
+        .data_len = zcq_writer_size (data),
+    };
+    const zcq_value_t *reply = NULL;
+    zcq_err_t err = zcq_client_command (client, &command, 10000, &reply);
+    zcq_writer_destroy (&data);
+    if (err != ZCQ_OK)
+        fail_msg ("no reply to command %s", id ? id : "(no id)");
+    return reply;
+}
+
+const zcq_value_t *
+zcq_test_query (zcq_client_t *client, ...)
+{
+    zcq_writer_t *body = zcq_writer_new ();
+    va_list args;
+    va_start (args, client);
+    s_write_pairs (body, args);
+    va_end (args);
+    const zcq_value_t *reply = NULL;
+    zcq_err_t err = zcq_client_call (client, ZCQ_ENDPOINT_QUERY, zcq_writer_data (body),
+                                     zcq_writer_size (body), 10000, &reply);
+    zcq_writer_destroy (&body);
+    if (err != ZCQ_OK)
+        fail_msg ("no reply to a query");
+    return reply;
+}
+
+const char *
+zcq_test_code (const zcq_value_t *reply)
+{
+    static char code[32];
+    bool ok = false;
+    zcq_value_bool (zcq_value_get (reply, "ok"), &ok);
+    if (ok)
+        return "ok";
+    return zcq_value_get_str (reply, "error", code, sizeof code, "?");
+}

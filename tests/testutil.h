@@ -1,0 +1,38 @@
+/*  testutil.h: what the tests share: temporary data dirs, a node on
+    ephemeral loopback ports, and request builders. */
+#ifndef ZCQ_TESTUTIL_H_INCLUDED
+#define ZCQ_TESTUTIL_H_INCLUDED
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <czmq.h>
+#include <zcqrs.h>
+#include "bank.h"
+
+//  A fresh empty directory for one test (removed by zcq_test_rmdir).
+char *zcq_test_dir (const char *name);
+void zcq_test_rmdir (char **path_p);
+
+//  Start a bank node on tcp://127.0.0.1:* in dir, with extra settings as
+//  name, value pairs ending with NULL.
+zcq_node_t *zcq_test_node (const char *dir, ...);
+
+//  Typed values on the test command lines are strings: "s:text",
+//  "i:123", "b:true", "n:" (nil).
+
+//  Send a bank command (aggregate `account`) whose data map is given as
+//  name, typed-value pairs ending with NULL; expect < 0 = absent. Returns
+//  the reply, valid until the next call on the client.
+//  zcq_test_send (client, "id1", "open", "42", -1, "owner", "s:ann", NULL)
+const zcq_value_t *zcq_test_send (zcq_client_t *client, const char *id, const char *type,
+                                  const char *key, int64_t expect, ...);
+//  Send a query map built from name, typed-value pairs ending with NULL:
+//  zcq_test_query (client, "op", "s:get", "view", "s:accounts", NULL)
+const zcq_value_t *zcq_test_query (zcq_client_t *client, ...);
+//  The reply's error code as a string ("ok" for success).
+const char *zcq_test_code (const zcq_value_t *reply);
+
+#endif
