@@ -462,12 +462,14 @@ s_deliver_positions (zcq_store_t *self, const uint64_t *positions, const uint64_
                      size_t count, zcq_store_event_fn *fn, void *arg, bool *stopped)
 {
     uint8_t keys[S_MULTIGET_CHUNK][8];
-    const char *key_ptrs[S_MULTIGET_CHUNK];
-    size_t key_lens[S_MULTIGET_CHUNK];
-    const rocksdb_column_family_handle_t *cfs[S_MULTIGET_CHUNK];
+    const char *key_ptrs[S_MULTIGET_CHUNK] = { 0 };
+    size_t key_lens[S_MULTIGET_CHUNK] = { 0 };
+    const rocksdb_column_family_handle_t *cfs[S_MULTIGET_CHUNK] = { 0 };
     char *values[S_MULTIGET_CHUNK];
     size_t value_lens[S_MULTIGET_CHUNK];
     char *errors[S_MULTIGET_CHUNK];
+    if (count == 0 || count > S_MULTIGET_CHUNK)
+        return ZCQ_OK;
     for (size_t index = 0; index < count; index++) {
         zcq_put_be64 (keys[index], positions[index]);
         key_ptrs[index] = (const char *) keys[index];

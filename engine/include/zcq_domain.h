@@ -81,13 +81,14 @@ typedef struct {
 } zcq_domain_t;
 
 //  A shared object that the daemon loads with --domain PATH.so exports
-//  this function; ZCQ_DOMAIN_PLUGIN (domain) defines it.
+//  this function; ZCQ_DOMAIN_PLUGIN (&my_domain) defines it.
 typedef const zcq_domain_t *(zcq_domain_plugin_fn) (void);
 #define ZCQ_DOMAIN_PLUGIN_SYMBOL "zcq_domain_plugin"
 #define ZCQ_DOMAIN_PLUGIN(domain)                                              \
-    __attribute__ ((visibility ("default"))) const zcq_domain_t *zcq_domain_plugin (void) \
+    __attribute__ ((visibility ("default"))) const zcq_domain_t *zcq_domain_plugin (void); \
+    const zcq_domain_t *zcq_domain_plugin (void)                              \
     {                                                                          \
-        return &(domain);                                                      \
+        return (domain);                                                       \
     }
 
 //  Check a domain's tables (names, sizes, duplicates). On failure writes a
