@@ -690,6 +690,7 @@ void
 zcq_shard_actor (zsock_t *pipe, void *args)
 {
     zsock_signal (pipe, 0);
+    zcq_actor_name ("zcq-shard-%u", ((zcq_shard_args_t *) args)->shard);
     self_t *self = s_new (pipe, args);
     if (!self)
         return;

@@ -1,6 +1,7 @@
 /*  batch.c: commands and the batches that carry them between the actors
     of a node, plus the small helpers every actor uses. */
 #include "zcq_actors.h"
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -199,6 +200,17 @@ zcq_actor_failed (zsock_t *pipe, const char *format, ...)
     vsnprintf (reason, sizeof reason, format, args);
     va_end (args);
     zsock_send (pipe, "is", 1, reason);
+}
+
+void
+zcq_actor_name (const char *format, ...)
+{
+    char name[16];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (name, sizeof name, format, args);
+    va_end (args);
+    pthread_setname_np (pthread_self (), name);
 }
 
 uint64_t

@@ -547,6 +547,7 @@ void
 zcq_router_actor (zsock_t *pipe, void *args)
 {
     zsock_signal (pipe, 0);
+    zcq_actor_name ("zcq-commands");
     self_t *self = s_new (pipe, args);
     if (!self)
         return;

@@ -328,6 +328,7 @@ void
 zcq_writer_actor (zsock_t *pipe, void *args)
 {
     zsock_signal (pipe, 0);
+    zcq_actor_name ("zcq-writer");
     self_t *self = s_new (pipe, args);
     if (!self)
         return;

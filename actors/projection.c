@@ -789,6 +789,7 @@ void
 zcq_host_actor (zsock_t *pipe, void *args)
 {
     zsock_signal (pipe, 0);
+    zcq_actor_name ("zcq-views-%u", ((zcq_host_args_t *) args)->host);
     self_t *self = s_new (pipe, args);
     if (!self)
         return;

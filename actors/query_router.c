@@ -578,6 +578,7 @@ void
 zcq_query_actor (zsock_t *pipe, void *args)
 {
     zsock_signal (pipe, 0);
+    zcq_actor_name ("zcq-queries");
     self_t *self = s_new (pipe, args);
     if (!self)
         return;

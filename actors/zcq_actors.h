@@ -190,6 +190,9 @@ zactor_t *zcq_actor_start (zactor_fn *actor, void *args, char *error, size_t siz
 void zcq_actor_failed (zsock_t *pipe, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
+//  Name the calling thread (15 characters at most), for top -H and perf.
+void zcq_actor_name (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+
 //  Hash of a stream name, for shard placement (FNV-1a, 64 bits).
 uint64_t zcq_stream_hash (const char *stream, size_t len);
 
