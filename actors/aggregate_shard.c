@@ -163,7 +163,7 @@ s_evict (self_t *self)
 static zcq_err_t
 s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
 {
-    zcq_err_t err = zcq_doc_decode (self->doc, body, len, NULL);
+    zcq_err_t err = zcq_doc_decode_trusted (self->doc, body, len);
     if (err == ZCQ_OK)
         err = zcq_event_parse (&self->event, zcq_doc_root (self->doc));
     if (err != ZCQ_OK)

@@ -88,7 +88,7 @@ s_flush (struct zcq_view_t *view)
         return;
     const zcq_value_t *old_row = NULL;
     if (row) {
-        if (zcq_doc_decode (view->row_doc, row, row_len, NULL) != ZCQ_OK) {
+        if (zcq_doc_decode_trusted (view->row_doc, row, row_len) != ZCQ_OK) {
             view->failed = true;
             return;
         }
@@ -149,7 +149,7 @@ zcq_view_row (zcq_view_t *self, const char *key)
     s_flush (self);
     size_t row_len;
     const void *row = zcq_viewtable_get (self->table, key, strlen (key), &row_len);
-    if (!row || zcq_doc_decode (self->row_doc, row, row_len, NULL) != ZCQ_OK)
+    if (!row || zcq_doc_decode_trusted (self->row_doc, row, row_len) != ZCQ_OK)
         return NULL;
     return zcq_doc_root (self->row_doc);
 }
@@ -189,7 +189,7 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table)
 static bool
 s_decode (self_t *self, const void *body, size_t len)
 {
-    if (zcq_doc_decode (self->doc, body, len, NULL) != ZCQ_OK
+    if (zcq_doc_decode_trusted (self->doc, body, len) != ZCQ_OK
         || zcq_event_parse (&self->event, zcq_doc_root (self->doc)) != ZCQ_OK) {
         zsys_error ("view host: an event body does not decode; skipped");
         return false;

@@ -10,7 +10,11 @@
     2.  Decoded strings and binaries point into the input bytes (msgpack-c
         unpacks by reference); a doc either borrows the bytes or keeps a
         copy of them.
-    3.  Writers track failure in one flag: once a write fails for lack of
+    3.  Bytes the node wrote itself (event bodies it encoded, log entries
+        it committed, which RocksDB checksums, view rows) skip the check:
+        zcq_doc_decode_trusted goes straight to msgpack_unpack, which never
+        reads past the end of its input either way.
+    4.  Writers track failure in one flag: once a write fails for lack of
         memory, zcq_writer_ok is false and the bytes must not be used.
 */
 #include "zcq_value.h"
@@ -252,6 +256,24 @@ zcq_doc_decode (zcq_doc_t *self, const void *bytes, size_t size, const zcq_limit
 }
 
 zcq_err_t
+zcq_doc_decode_trusted (zcq_doc_t *self, const void *bytes, size_t size)
+{
+    self->decoded = false;
+    self->error[0] = 0;
+    msgpack_zone_clear (&self->zone);
+    size_t offset = 0;
+    msgpack_unpack_return rc = msgpack_unpack (bytes, size, &offset, &self->zone, &self->root);
+    if (rc == MSGPACK_UNPACK_NOMEM_ERROR)
+        return ZCQ_NOMEM;
+    if (rc != MSGPACK_UNPACK_SUCCESS || offset != size) {
+        snprintf (self->error, sizeof self->error, "stored bytes are not one MessagePack value");
+        return ZCQ_CORRUPT;
+    }
+    self->decoded = true;
+    return ZCQ_OK;
+}
+
+zcq_err_t
 zcq_doc_decode_copy (zcq_doc_t *self, const void *bytes, size_t size, const zcq_limits_t *limits)
 {
     if (size > self->copy_size || !self->copy) {
@@ -465,7 +487,7 @@ zcq_value_equal (const zcq_value_t *a, const zcq_value_t *b)
 }
 
 //  --------------------------------------------------------------------------
-//  Writers (DESIGN 3)
+//  Writers (DESIGN 4)
 
 zcq_writer_t *
 zcq_writer_new (void)

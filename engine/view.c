@@ -390,7 +390,7 @@ s_field_value (zcq_viewtable_t *self, const void *row, size_t row_len, const cha
                zcq_writer_t *writer)
 {
     zcq_writer_reset (writer);
-    if (!row || zcq_doc_decode (self->doc, row, row_len, NULL) != ZCQ_OK)
+    if (!row || zcq_doc_decode_trusted (self->doc, row, row_len) != ZCQ_OK)
         return false;
     const zcq_value_t *value = zcq_value_get (zcq_doc_root (self->doc), field);
     if (!value)

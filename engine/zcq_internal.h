@@ -32,6 +32,10 @@ void zcq_arena_destroy (zcq_arena_t **self_p);
 void zcq_arena_reset (zcq_arena_t *self);
 const char *zcq_arena_strndup (zcq_arena_t *self, const char *text, size_t len);
 
+//  Decode bytes the node produced itself (codec.c DESIGN 3): no bounds
+//  pre-check; ZCQ_CORRUPT when they do not decode.
+zcq_err_t zcq_doc_decode_trusted (zcq_doc_t *self, const void *bytes, size_t size);
+
 //  --------------------------------------------------------------------------
 //  Fields builders
 
