@@ -15,9 +15,10 @@
         and raises the shard's generation: the writer fails every batch of
         an older generation, so no command decided on a dropped state can
         commit (see log_writer.c).
-    4.  Deduplication: an id in flight here makes its retry wait for the
-        first attempt's outcome; otherwise the store is asked. Only
-        successful commands are remembered.
+    4.  Deduplication: the store is asked (the command router holds a
+        second command with an id in flight until the first is answered,
+        so the store has the first's outcome by then). Only successful
+        commands are remembered.
     5.  Replies for outcomes decided here (rejected, conflict, invalid,
         duplicate) go straight back to the router, per round.
 */
@@ -47,7 +48,6 @@ typedef struct {
     zcq_cached_t *lru_head;
     zcq_cached_t *lru_tail;
     size_t cache_size;           //  live entries in the map
-    zhashx_t *pending;           //  command id -> zcq_command_t in flight
     zcq_decide_t *decide;
     zcq_doc_t *doc;              //  decodes events and snapshots
     zcq_event_t event;
@@ -389,20 +389,13 @@ s_parse_result (zcq_command_t *command, const uint8_t *result, size_t len)
     return true;
 }
 
-typedef enum { S_REPLY, S_COMMIT, S_WAIT } s_route_t;
+typedef enum { S_REPLY, S_COMMIT } s_route_t;
 
-//  Decide one command: it is to be replied now, committed, or it waits for
-//  an attempt of the same id in flight.
+//  Decide one command: it is to be replied now, or committed.
 static s_route_t
 s_decide (self_t *self, zcq_command_t *command)
 {
     //  DESIGN 4
-    zcq_command_t *first = zhashx_lookup (self->pending, command->id_copy);
-    if (first) {
-        command->next = first->waiters;
-        first->waiters = command;
-        return S_WAIT;
-    }
     void *result;
     size_t result_len;
     zcq_err_t err = zcq_store_command (self->env->store, command->id, command->id_len, &result,
@@ -471,7 +464,6 @@ s_decide (self_t *self, zcq_command_t *command)
     command->version = cached->version;
     command->cached = cached;
     cached->inflight++;
-    zhashx_insert (self->pending, command->id_copy, command);
     return S_COMMIT;
 }
 
@@ -516,10 +508,9 @@ s_handle_commands (self_t *self, zcq_cbatch_t *batch)
     }
     for (size_t index = 0; index < batch->count; index++) {
         zcq_command_t *command = batch->commands[index];
-        s_route_t route = s_decide (self, command);
-        if (route == S_COMMIT)
+        if (s_decide (self, command) == S_COMMIT)
             zcq_cbatch_add (commit, command);
-        else if (route == S_REPLY)
+        else
             zcq_cbatch_add (replies, command);
     }
     batch->count = 0;
@@ -532,31 +523,9 @@ s_handle_commands (self_t *self, zcq_cbatch_t *batch)
 static void
 s_handle_done (self_t *self, zcq_cbatch_t *batch)
 {
-    zcq_cbatch_t *replies = NULL;
     bool failed = false;
     for (size_t index = 0; index < batch->count; index++) {
         zcq_command_t *command = batch->commands[index];
-        if (zhashx_lookup (self->pending, command->id_copy) == command)
-            zhashx_delete (self->pending, command->id_copy);
-        while (command->waiters) {
-            zcq_command_t *waiter = command->waiters;
-            command->waiters = waiter->next;
-            waiter->next = NULL;
-            if (command->outcome == ZCQ_OK) {
-                waiter->outcome = ZCQ_OK;
-                waiter->duplicate = true;
-                waiter->version = command->version;
-                waiter->position = command->position;
-                waiter->event_count = command->event_count;
-            }
-            else
-                zcq_command_fail (waiter, command->outcome, "%s",
-                                  command->message ? command->message : "");
-            if (!replies)
-                replies = zcq_cbatch_new (ZCQ_BATCH_REPLIES, self->shard);
-            if (replies)
-                zcq_cbatch_add (replies, waiter);
-        }
         zcq_cached_t *cached = command->cached;
         if (cached) {
             cached->inflight--;
@@ -570,8 +539,6 @@ s_handle_done (self_t *self, zcq_cbatch_t *batch)
         self->generation++;
     zcq_cbatch_destroy (&batch);
     s_evict (self);
-    if (replies)
-        s_send_batch (self, &replies, self->router);
 }
 
 static void
@@ -617,7 +584,6 @@ s_destroy (self_t **self_p)
         zcq_cbatch_drain (self->router);
     zsock_destroy (&self->router);
     zsock_destroy (&self->log);
-    zhashx_destroy (&self->pending);
     zhashx_destroy (&self->cache);
     zcq_cached_t *cached = self->lru_head;
     while (cached) {
@@ -647,7 +613,6 @@ s_new (zsock_t *pipe, const zcq_shard_args_t *args)
     self->pipe = pipe;
     self->shard = args->shard;
     self->cache = zhashx_new ();
-    self->pending = zhashx_new ();
     self->decide = zcq_decide_new ();
     self->doc = zcq_doc_new ();
     self->events = zcq_writer_new ();
@@ -655,17 +620,15 @@ s_new (zsock_t *pipe, const zcq_shard_args_t *args)
     self->snapshot = zcq_fields_new ();
     self->router = zsock_new (ZMQ_PAIR);
     self->log = zsock_new (ZMQ_PAIR);
-    if (!self->cache || !self->pending || !self->decide || !self->doc || !self->events
+    if (!self->cache || !self->decide || !self->doc || !self->events
         || !self->body || !self->snapshot || !self->router || !self->log) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
     }
-    //  both maps use the key strings their values carry
+    //  the map uses the stream names its values carry
     zhashx_set_key_duplicator (self->cache, NULL);
     zhashx_set_key_destructor (self->cache, NULL);
-    zhashx_set_key_duplicator (self->pending, NULL);
-    zhashx_set_key_destructor (self->pending, NULL);
     char endpoint[128];
     zcq_endpoint_shard (self->env, self->shard, endpoint, sizeof endpoint);
     zsock_set_sndhwm (self->router, 0);

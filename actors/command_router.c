@@ -17,6 +17,10 @@
     3.  Requests are read in rounds of up to S_ROUND messages, and each
         shard gets one batch per round, so that hops cost per round, not
         per command.
+    4.  One id is in flight at most once: a command whose id is in flight
+        is held until the first one is answered, then dispatched (and, if
+        the first succeeded, answered as its duplicate by the shard). The
+        router sees every command, so this holds across streams and shards.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
@@ -36,6 +40,7 @@ typedef struct {
     zcq_cbatch_t **round;        //  per shard, the batch being filled
     zcq_writer_t *writer;
     zlistx_t *backlog;           //  zmsg_t replies waiting for a full pipe
+    zhashx_t *ids;               //  id -> command in flight; held ones chain on `next`
     int64_t inflight;
     bool draining;
     bool terminated;
@@ -64,6 +69,19 @@ s_destroy (self_t **self_p)
     zsock_destroy (&self->clients);
     zsock_destroy (&self->acks);
     zcq_writer_destroy (&self->writer);
+    if (self->ids) {
+        //  held commands belong to nobody else; first ones belong to batches
+        for (zcq_command_t *first = zhashx_first (self->ids); first;
+             first = zhashx_next (self->ids)) {
+            zcq_command_t *held = first->next;
+            while (held) {
+                zcq_command_t *next = held->next;
+                zcq_command_destroy (&held);
+                held = next;
+            }
+        }
+        zhashx_destroy (&self->ids);
+    }
     if (self->backlog) {
         zmsg_t *reply;
         while ((reply = zlistx_detach (self->backlog, NULL)))
@@ -89,10 +107,12 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
     self->limits.max_depth = 32;
     self->writer = zcq_writer_new ();
     self->backlog = zlistx_new ();
+    self->ids = zhashx_new ();
     self->shards = calloc (self->shard_count, sizeof (zsock_t *));
     self->round = calloc (self->shard_count, sizeof (zcq_cbatch_t *));
     self->clients = zsock_new (ZMQ_ROUTER);
-    if (!self->writer || !self->backlog || !self->shards || !self->round || !self->clients) {
+    if (!self->writer || !self->backlog || !self->ids || !self->shards || !self->round
+        || !self->clients) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
@@ -109,6 +129,8 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
         zsock_set_sndhwm (self->shards[shard], 0);
         zsock_set_rcvhwm (self->shards[shard], 0);
     }
+    zhashx_set_key_duplicator (self->ids, NULL);
+    zhashx_set_key_destructor (self->ids, NULL);
     zcq_endpoint_acks (env, endpoint, sizeof endpoint);
     self->acks = zsock_new (ZMQ_PAIR);
     if (!self->acks || zsock_bind (self->acks, "%s", endpoint) < 0) {
@@ -135,8 +157,9 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
         s_destroy (&self);
         return NULL;
     }
-    const char *bound = zsock_last_endpoint (self->clients);
+    char *bound = zsock_last_endpoint (self->clients);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
+    zstr_free (&bound);
     return self;
 }
 
@@ -154,6 +177,17 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
     if (command->id) {
         zcq_writer_str (writer, "id");
         zcq_writer_strn (writer, command->id, command->id_len);
+        count++;
+    }
+    else if (command->id_value) {
+        //  echo an invalid id as it came, so that the client can match it
+        zcq_writer_str (writer, "id");
+        zcq_writer_value (writer, command->id_value);
+        count++;
+    }
+    else if (command->id_raw) {
+        zcq_writer_str (writer, "id");
+        zcq_writer_raw (writer, command->id_raw, command->id_raw_len);
         count++;
     }
     zcq_writer_str (writer, "ok");
@@ -341,6 +375,9 @@ s_parse (self_t *self, zcq_command_t *command)
     }
     size_t size = zframe_size (command->body);
     if (size > self->limits.max_bytes) {
+        //  too large to decode, but the id can still be echoed
+        zcq_msgpack_peek (zframe_data (command->body), size, "id", &command->id_raw,
+                          &command->id_raw_len);
         zcq_command_fail (command, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
                           size, self->limits.max_bytes);
         return false;
@@ -364,6 +401,8 @@ s_parse (self_t *self, zcq_command_t *command)
             return false;
         }
         if (memchr (command->id, 0, command->id_len)) {
+            command->id = NULL;
+            command->id_value = id;
             zcq_command_fail (command, ZCQ_INVALID, "'id' must not contain NUL");
             return false;
         }
@@ -372,6 +411,7 @@ s_parse (self_t *self, zcq_command_t *command)
     }
     else {
         command->id = NULL;
+        command->id_value = id;
         zcq_command_fail (command, ZCQ_INVALID,
                           id ? "'id' must be a string" : "'id' is required");
         return false;
@@ -432,6 +472,48 @@ s_parse (self_t *self, zcq_command_t *command)
     return true;
 }
 
+static void s_release_id (self_t *self, zcq_command_t *command);
+
+//  Add a command to its shard's batch of this round.
+static void
+s_dispatch (self_t *self, zcq_command_t *command)
+{
+    zcq_cbatch_t **round = &self->round[command->shard];
+    if (!*round)
+        *round = zcq_cbatch_new (ZCQ_BATCH_COMMANDS, command->shard);
+    if (!*round || !zcq_cbatch_add (*round, command)) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
+        s_reply (self, command);
+        self->inflight--;
+        s_release_id (self, command);
+        zcq_command_destroy (&command);
+    }
+}
+
+//  A command was answered: its id is free, and the next command held with
+//  that id goes out (DESIGN 4).
+static void
+s_release_id (self_t *self, zcq_command_t *command)
+{
+    if (zhashx_lookup (self->ids, command->id_copy) != command)
+        return;
+    zhashx_delete (self->ids, command->id_copy);
+    zcq_command_t *next = command->next;
+    command->next = NULL;
+    if (next) {
+        zhashx_insert (self->ids, next->id_copy, next);
+        s_dispatch (self, next);
+    }
+}
+
+static void
+s_send_rounds (self_t *self)
+{
+    for (uint32_t shard = 0; shard < self->shard_count; shard++)
+        if (self->round[shard])
+            zcq_cbatch_send (&self->round[shard], self->shards[shard]);
+}
+
 //  Read one request from the command socket and route it. Returns false
 //  when nothing was there.
 static bool
@@ -478,15 +560,17 @@ s_take_request (self_t *self)
         s_reply_now (self, &command);
         return true;
     }
-    zcq_cbatch_t **round = &self->round[command->shard];
-    if (!*round)
-        *round = zcq_cbatch_new (ZCQ_BATCH_COMMANDS, command->shard);
-    if (!*round || !zcq_cbatch_add (*round, command)) {
-        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
-        s_reply_now (self, &command);
+    self->inflight++;
+    zcq_command_t *first = zhashx_lookup (self->ids, command->id_copy);
+    if (first) {
+        //  DESIGN 4: hold it behind the last command with this id
+        while (first->next)
+            first = first->next;
+        first->next = command;
         return true;
     }
-    self->inflight++;
+    zhashx_insert (self->ids, command->id_copy, command);
+    s_dispatch (self, command);
     return true;
 }
 
@@ -497,9 +581,7 @@ s_handle_clients (self_t *self)
     for (int count = 0; count < S_ROUND; count++)
         if (!s_take_request (self))
             break;
-    for (uint32_t shard = 0; shard < self->shard_count; shard++)
-        if (self->round[shard])
-            zcq_cbatch_send (&self->round[shard], self->shards[shard]);
+    s_send_rounds (self);
     atomic_store_explicit (&self->env->stats->commands_inflight, self->inflight,
                            memory_order_relaxed);
 }
@@ -510,8 +592,10 @@ s_handle_batch (self_t *self, zsock_t *socket)
 {
     zcq_cbatch_t *batch;
     while ((batch = zcq_cbatch_recv (socket, ZMQ_DONTWAIT))) {
-        for (size_t index = 0; index < batch->count; index++)
+        for (size_t index = 0; index < batch->count; index++) {
             s_reply (self, batch->commands[index]);
+            s_release_id (self, batch->commands[index]);
+        }
         self->inflight -= (int64_t) batch->count;
         if (batch->kind == ZCQ_BATCH_COMMITTED) {
             batch->kind = ZCQ_BATCH_DONE;
@@ -520,6 +604,7 @@ s_handle_batch (self_t *self, zsock_t *socket)
         else
             zcq_cbatch_destroy (&batch);
     }
+    s_send_rounds (self);
     atomic_store_explicit (&self->env->stats->commands_inflight, self->inflight,
                            memory_order_relaxed);
 }

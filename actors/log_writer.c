@@ -141,8 +141,9 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
         s_destroy (&self);
         return NULL;
     }
-    const char *bound = zsock_last_endpoint (self->publisher);
+    char *bound = zsock_last_endpoint (self->publisher);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
+    zstr_free (&bound);
     zcq_endpoint_events (env, endpoint, sizeof endpoint);
     if (zsock_bind (self->publisher, "%s", endpoint) < 0) {
         zcq_actor_failed (pipe, "cannot bind %s", endpoint);

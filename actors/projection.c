@@ -95,8 +95,8 @@ s_flush (struct zcq_view_t *view)
         old_row = zcq_doc_root (view->row_doc);
     }
     zcq_writer_reset (view->merged);
-    zcq_fields_merge (view->fields, old_row, view->key, view->merged);
-    if (!zcq_writer_ok (view->merged) || !zcq_fields_ok (view->fields)
+    if (!zcq_fields_merge (view->fields, old_row, view->key, view->merged)
+        || !zcq_writer_ok (view->merged) || !zcq_fields_ok (view->fields)
         || zcq_viewtable_put (view->table, view->key, view->key_len, zcq_writer_data (view->merged),
                               zcq_writer_size (view->merged))
                != ZCQ_OK)
@@ -180,7 +180,7 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table)
     handler->apply (&self->context, &self->event);
     s_flush (&self->context);
     if (self->context.failed)
-        zsys_error ("view %s: event %llu could not be applied (out of memory or bad row)",
+        zsys_error ("view %s: event %llu left the row unchanged (integer overflow, out of memory or bad row)",
                     view->def->view, (unsigned long long) self->event.position);
     atomic_fetch_add_explicit (&view->info->applied, 1, memory_order_relaxed);
 }

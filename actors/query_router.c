@@ -189,8 +189,9 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
         s_destroy (&self);
         return NULL;
     }
-    const char *bound = zsock_last_endpoint (self->clients);
+    char *bound = zsock_last_endpoint (self->clients);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
+    zstr_free (&bound);
     return self;
 }
 

@@ -32,6 +32,9 @@ struct zcq_command_t {
     zcq_doc_t *doc;
     const char *id;                //  into body, not NUL-terminated
     size_t id_len;
+    const zcq_value_t *id_value;   //  the request's id when it is not a valid one
+    const void *id_raw;            //  the encoded id of a request too large to decode
+    size_t id_raw_len;
     const char *key;               //  NUL-terminated copy in stream
     size_t key_len;
     const char *type;
@@ -61,10 +64,9 @@ struct zcq_command_t {
     size_t snapshot_size;
     uint32_t snapshot_schema;
 
-    //  shard bookkeeping
-    zcq_cached_t *cached;          //  pinned while in flight
-    zcq_command_t *waiters;        //  retries of this id waiting for it
-    zcq_command_t *next;           //  link in a waiters list
+    //  bookkeeping
+    zcq_cached_t *cached;          //  shard: the aggregate, pinned while in flight
+    zcq_command_t *next;           //  router: next command with this id, held
 };
 
 zcq_command_t *zcq_command_new (void);

@@ -200,6 +200,51 @@ zcq_msgpack_check (const void *bytes, size_t size, const zcq_limits_t *limits, c
     return ZCQ_OK;
 }
 
+//  Find a string key in the top-level map of untrusted bytes without
+//  decoding anything else: the encoded value's bytes, or false.
+bool
+zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const void **value,
+                  size_t *len)
+{
+    s_scan_t scan = { .cursor = bytes, .end = (const uint8_t *) bytes + size,
+                      .max_depth = S_DEFAULT_DEPTH };
+    if (!bytes || size == 0)
+        return false;
+    uint8_t tag = *scan.cursor;
+    uint64_t count;
+    if ((tag & 0xf0) == 0x80) {
+        count = tag & 0x0f;
+        scan.cursor += 1;
+    }
+    else if ((tag == 0xde || tag == 0xdf) && size >= (tag == 0xde ? 3u : 5u)) {
+        count = s_be (scan.cursor + 1, tag == 0xde ? 2 : 4);
+        scan.cursor += tag == 0xde ? 3 : 5;
+    }
+    else
+        return false;
+    size_t key_len = strlen (key);
+    for (uint64_t entry = 0; entry < count; entry++) {
+        const uint8_t *name = scan.cursor;
+        if (!s_check_value (&scan, 1))
+            return false;
+        //  a fixstr or str8 name equal to key?
+        bool match = false;
+        if ((name[0] & 0xe0) == 0xa0)
+            match = (size_t) (name[0] & 0x1f) == key_len && memcmp (name + 1, key, key_len) == 0;
+        else if (name[0] == 0xd9)
+            match = name[1] == key_len && memcmp (name + 2, key, key_len) == 0;
+        const uint8_t *start = scan.cursor;
+        if (!s_check_value (&scan, 1))
+            return false;
+        if (match) {
+            *value = start;
+            *len = (size_t) (scan.cursor - start);
+            return true;
+        }
+    }
+    return false;
+}
+
 //  --------------------------------------------------------------------------
 //  Docs
 

@@ -308,9 +308,10 @@ s_find (const zcq_fields_t *self, const char *name, size_t len)
 }
 
 //  Sum of every add to a field since its last set or unset, and where that
-//  run of adds starts.
-static int64_t
-s_adds (const zcq_fields_t *self, const char *name, size_t len, const s_field_t **base)
+//  run of adds starts; false when the sum overflows.
+static bool
+s_adds (const zcq_fields_t *self, const char *name, size_t len, const s_field_t **base,
+        int64_t *sum)
 {
     int64_t delta = 0;
     *base = NULL;
@@ -322,9 +323,11 @@ s_adds (const zcq_fields_t *self, const char *name, size_t len, const s_field_t 
             *base = field;
             break;
         }
-        delta += field->delta;
+        if (__builtin_add_overflow (delta, field->delta, &delta))
+            return false;
     }
-    return delta;
+    *sum = delta;
+    return true;
 }
 
 static void
@@ -350,41 +353,44 @@ zcq_fields_encode (const zcq_fields_t *self, zcq_writer_t *writer)
     zcq_writer_map_close (writer, mark, count);
 }
 
-//  Write the merged value of a field whose latest change is `last`, given
-//  the row's old value (or NULL).
-static void
+//  Write the merged value of a field, given the row's old value (or
+//  NULL); false when an integer add overflows.
+static bool
 s_write_merged (const zcq_fields_t *self, const char *name, size_t len,
                 const zcq_value_t *old_value, zcq_writer_t *writer)
 {
     const s_field_t *base;
-    int64_t delta = s_adds (self, name, len, &base);
+    int64_t delta;
+    if (!s_adds (self, name, len, &base, &delta))
+        return false;
+    if (base && base->op == S_SET && delta == 0) {
+        s_write_field_value (self, base, writer);
+        return true;
+    }
+    int64_t start = 0;
     if (base && base->op == S_SET) {
-        int64_t start;
-        if (delta == 0) {
-            s_write_field_value (self, base, writer);
-            return;
-        }
         //  a set followed by adds: the set must have been an integer
         const uint8_t *bytes = (const uint8_t *) zcq_writer_data (self->bytes) + base->value_at;
         zcq_doc_t *doc = zcq_doc_new ();
-        if (doc && zcq_doc_decode (doc, bytes, base->value_len, NULL) == ZCQ_OK
-            && zcq_value_int (zcq_doc_root (doc), &start))
-            zcq_writer_int (writer, start + delta);
-        else
-            zcq_writer_int (writer, delta);
+        if (!doc || zcq_doc_decode_trusted (doc, bytes, base->value_len) != ZCQ_OK
+            || !zcq_value_int (zcq_doc_root (doc), &start))
+            start = 0;
         zcq_doc_destroy (&doc);
-        return;
     }
-    int64_t start = 0;
-    if (!base)
+    else if (!base)
         zcq_value_int (old_value, &start);
-    zcq_writer_int (writer, start + delta);
+    int64_t result;
+    if (__builtin_add_overflow (start, delta, &result))
+        return false;
+    zcq_writer_int (writer, result);
+    return true;
 }
 
-void
+bool
 zcq_fields_merge (const zcq_fields_t *self, const zcq_value_t *row, const char *key,
                   zcq_writer_t *writer)
 {
+    bool ok = true;
     size_t mark = zcq_writer_map_open (writer);
     size_t count = 0;
     if (!row) {
@@ -411,7 +417,7 @@ zcq_fields_merge (const zcq_fields_t *self, const zcq_value_t *row, const char *
         if (!last || (len == 3 && memcmp (name, "key", 3) == 0))
             zcq_writer_value (writer, zcq_value_val_at (row, index));
         else
-            s_write_merged (self, name, len, zcq_value_val_at (row, index), writer);
+            ok &= s_write_merged (self, name, len, zcq_value_val_at (row, index), writer);
         count++;
     }
     //  fields the row did not have yet
@@ -431,10 +437,11 @@ zcq_fields_merge (const zcq_fields_t *self, const zcq_value_t *row, const char *
         if (row && zcq_value_get (row, lookup))
             continue;
         zcq_writer_strn (writer, name, field->name_len);
-        s_write_merged (self, name, field->name_len, NULL, writer);
+        ok &= s_write_merged (self, name, field->name_len, NULL, writer);
         count++;
     }
     zcq_writer_map_close (writer, mark, count);
+    return ok;
 }
 
 //  --------------------------------------------------------------------------

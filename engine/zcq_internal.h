@@ -36,6 +36,12 @@ const char *zcq_arena_strndup (zcq_arena_t *self, const char *text, size_t len);
 //  pre-check; ZCQ_CORRUPT when they do not decode.
 zcq_err_t zcq_doc_decode_trusted (zcq_doc_t *self, const void *bytes, size_t size);
 
+//  Find a string key in the top-level map of (untrusted) bytes without
+//  decoding the rest: the value's encoded bytes, or false. Bounded like
+//  zcq_msgpack_check; allocates nothing.
+bool zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const void **value,
+                       size_t *len);
+
 //  --------------------------------------------------------------------------
 //  Fields builders
 
@@ -48,8 +54,9 @@ bool zcq_fields_ok (const zcq_fields_t *self);
 //  two sets of one field wins).
 void zcq_fields_encode (const zcq_fields_t *self, zcq_writer_t *writer);
 //  Write row (a map, or NULL for a new row) changed by the fields as one
-//  map; a new row starts with `key`.
-void zcq_fields_merge (const zcq_fields_t *self, const zcq_value_t *row, const char *key,
+//  map; a new row starts with `key`. False when an integer add would
+//  overflow (the bytes must not be used then).
+bool zcq_fields_merge (const zcq_fields_t *self, const zcq_value_t *row, const char *key,
                        zcq_writer_t *writer);
 
 //  --------------------------------------------------------------------------

@@ -9,8 +9,11 @@ zcq_test_dir (const char *name)
 {
     const char *base = getenv ("ZCQ_TEST_TMP");
     char *path = NULL;
-    if (asprintf (&path, "%s/%s-%d-%s", base ? base : "/tmp", name, (int) getpid (),
-                  zuuid_str (zuuid_new ())) < 0)
+    zuuid_t *uuid = zuuid_new ();
+    int rc = asprintf (&path, "%s/%s-%d-%s", base ? base : "/tmp", name, (int) getpid (),
+                       zuuid_str (uuid));
+    zuuid_destroy (&uuid);
+    if (rc < 0)
         return NULL;
     zsys_dir_create ("%s", path);
     return path;

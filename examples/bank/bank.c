@@ -57,8 +57,8 @@ s_withdraw (zcq_decide_t *decide, const void *state)
     ZCQ_TRY (zcq_arg_int (decide, "amount", 1, INT64_MAX, &amount));
     if (!account->opened || account->closed)
         return zcq_reject (decide, "account %s is not open", zcq_decide_key (decide));
-    //  balance - amount < -overdraft, written so that it cannot overflow
-    if (account->balance + account->overdraft < amount)
+    int64_t after;
+    if (__builtin_sub_overflow (account->balance, amount, &after) || after < -account->overdraft)
         return zcq_reject (decide, "insufficient funds: balance %lld, overdraft %lld",
                            (long long) account->balance, (long long) account->overdraft);
     zcq_set_int (zcq_emit (decide, "withdrawn"), "amount", amount);
