@@ -1,0 +1,40 @@
+"""zcqrs: Python bindings for the zcqrs CQRS / event-sourcing engine.
+
+- :class:`Client` speaks ZCQ/1 (ZeroMQ + MessagePack) to any node, local or
+  remote: commands (``send``, ``send_many``), view queries (``get``,
+  ``list``, ``count``), log reads (``read``, ``stream``) and status
+  (``views``, ``health``, ``stats``, ``rebuild``). Pure Python.
+- :class:`Subscription` follows the event log from a position: catches up
+  from the log, then goes live, filling any gap; never a duplicate.
+- :class:`Projection` (with :func:`on`) builds a read model in Python from a
+  subscription, checkpointed to a file.
+- :class:`Node` runs a node in this process through libzcqrs (ctypes).
+
+Errors are :class:`Error` subclasses named after the ZCQ/1 codes:
+:class:`Invalid`, :class:`Unknown`, :class:`Rejected`, :class:`Conflict`,
+:class:`Timeout`, :class:`Unavailable`, :class:`Denied`,
+:class:`InternalError`.
+
+Quick start::
+
+    import tempfile, zcqrs
+    with zcqrs.Node(tempfile.mkdtemp()) as node, node.client() as client:
+        result = client.send("account", "42", "open", {"owner": "ada"})
+        client.send("account", "42", "deposit", {"amount": 500})
+        print(client.get("accounts", "42", min_position=result.position))
+"""
+
+from .errors import (Conflict, Denied, Error, InternalError, Invalid, Rejected, Timeout,
+                     Unavailable, Unknown)
+from .client import Client, CommandResult, Outcome, Page
+from .subscription import Subscription
+from .projection import Projection, on
+from .node import Node
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client", "CommandResult", "Outcome", "Page", "Subscription", "Projection", "on", "Node",
+    "Error", "Invalid", "Unknown", "Rejected", "Conflict", "Timeout", "Unavailable", "Denied",
+    "InternalError",
+]
