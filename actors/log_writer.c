@@ -271,8 +271,6 @@ s_commit_group (self_t *self)
         zcq_cbatch_send (&self->group[index], self->acks);
     }
     self->group_count = 0;
-    if (self->head != head || err == ZCQ_OK)
-        self->next_heartbeat = zclock_mono () + self->env->config->heartbeat_ms;
 }
 
 //  Take every batch waiting on the shard sockets, up to S_GROUP_MAX

@@ -828,14 +828,16 @@ zcq_host_actor (zsock_t *pipe, void *args)
             else
                 s_handle_events (self);
         }
-        for (size_t index = 0; index < self->view_count; index++)
-            if (self->views[index].rebuild)
-                s_rebuild_step (self, &self->views[index]);
+        //  queries before the next rebuild chunk, so that they wait for
+        //  one chunk at most
         s_publish_info (self);
         if (items[1].revents & ZMQ_POLLIN)
             s_handle_queries (self);
         if (self->parked)
             s_check_parked (self);
+        for (size_t index = 0; index < self->view_count; index++)
+            if (self->views[index].rebuild)
+                s_rebuild_step (self, &self->views[index]);
     }
     s_destroy (&self);
 }

@@ -499,8 +499,15 @@ s_dispatch (self_t *self, zcq_query_t *query)
         zcq_query_fail (query, ZCQ_INVALID, "'op' is required");
         return false;
     }
+    const char *op_name;
+    size_t op_len;
+    if (!zcq_value_str (op, &op_name, &op_len)) {
+        zcq_query_fail (query, ZCQ_INVALID, "'op' must be a string");
+        return false;
+    }
     if (!zcq_value_copy_str (op, query->op, sizeof query->op)) {
-        zcq_query_fail (query, ZCQ_UNKNOWN, "unknown op");
+        zcq_query_fail (query, ZCQ_UNKNOWN, "unknown op '%.*s'", (int) (op_len > 64 ? 64 : op_len),
+                        op_name);
         return false;
     }
     static const struct {

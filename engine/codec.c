@@ -24,6 +24,12 @@
 #include <string.h>
 
 #define S_DEFAULT_DEPTH 32
+//  msgpack-c unpacks with a fixed stack of MSGPACK_EMBED_STACK_SIZE levels:
+//  deeper documents cannot be decoded, so no limit may allow them
+#ifndef MSGPACK_EMBED_STACK_SIZE
+#define MSGPACK_EMBED_STACK_SIZE 32
+#endif
+#define S_MAX_DEPTH MSGPACK_EMBED_STACK_SIZE
 #define S_ZONE_CHUNK    2048
 
 struct zcq_doc_t {
@@ -187,7 +193,9 @@ zcq_msgpack_check (const void *bytes, size_t size, const zcq_limits_t *limits, c
     s_scan_t scan = {
         .cursor = bytes,
         .end = (const uint8_t *) bytes + size,
-        .max_depth = limits && limits->max_depth > 0 ? limits->max_depth : S_DEFAULT_DEPTH,
+        .max_depth = limits && limits->max_depth > 0 && limits->max_depth < S_MAX_DEPTH
+                         ? limits->max_depth
+                         : (limits && limits->max_depth > 0 ? S_MAX_DEPTH : S_DEFAULT_DEPTH),
     };
     if (!s_check_value (&scan, 0)) {
         *reason = scan.reason;

@@ -65,6 +65,7 @@ struct zcq_batch_t {
     zcq_store_t *store;
     rocksdb_writebatch_t *batch;
     size_t count;
+    bool failed;                   //  a put could not be staged (no memory)
 };
 
 //  --------------------------------------------------------------------------
@@ -255,6 +256,17 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     self->durability = options->durability;
     self->dedup_window_s = options->dedup_window_s ? options->dedup_window_s : S_DEFAULT_WINDOW;
 
+    //  without `create`, a missing data dir is an error, and RocksDB must not
+    //  be asked (it would make the directory and its lock file first)
+    struct stat info;
+    char current[4096];
+    snprintf (current, sizeof current, "%s/CURRENT", path);
+    if (!options->create && stat (current, &info) != 0) {
+        snprintf (error, size, "%s is not a zcqrs data dir (no CURRENT file)", path);
+        free (self->path);
+        free (self);
+        return ZCQ_NOT_FOUND;
+    }
     self->options = rocksdb_options_create ();
     rocksdb_options_set_create_if_missing (self->options, options->create);
     rocksdb_options_set_create_missing_column_families (self->options, 1);
@@ -373,6 +385,7 @@ zcq_batch_clear (zcq_batch_t *self)
 {
     rocksdb_writebatch_clear (self->batch);
     self->count = 0;
+    self->failed = false;
 }
 
 size_t
@@ -399,12 +412,17 @@ zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream, size_
     zcq_put_be64 (position_key, position);
     rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_LOG], (const char *) position_key,
                                8, body, len);
-    char stream_key[ZCQ_STREAM_MAX + 9];
-    if (stream_len > ZCQ_STREAM_MAX)
-        stream_len = ZCQ_STREAM_MAX;
+    char buffer[ZCQ_STREAM_MAX + 9];
+    char *stream_key = stream_len <= ZCQ_STREAM_MAX ? buffer : malloc (stream_len + 9);
+    if (!stream_key) {
+        self->failed = true;
+        return;
+    }
     size_t key_len = s_stream_key (stream_key, stream, stream_len, version);
     rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_STREAMS], stream_key, key_len,
                                (const char *) position_key, 8);
+    if (stream_key != buffer)
+        free (stream_key);
     self->count++;
 }
 
@@ -436,13 +454,18 @@ zcq_batch_command (zcq_batch_t *self, const char *id, size_t id_len, int64_t tim
     rocksdb_writebatch_putv_cf (self->batch, self->store->cf[S_CF_COMMANDS], 1, &id, &id_len, 2,
                                 parts, sizes);
     s_bloom_add (&self->store->ids, id, id_len);
-    char expiry_key[8 + ZCQ_ID_MAX];
-    if (id_len > ZCQ_ID_MAX)
-        id_len = ZCQ_ID_MAX;
+    char buffer[8 + ZCQ_ID_MAX];
+    char *expiry_key = id_len <= ZCQ_ID_MAX ? buffer : malloc (8 + id_len);
+    if (!expiry_key) {
+        self->failed = true;
+        return;
+    }
     memcpy (expiry_key, time_bytes, 8);
     memcpy (expiry_key + 8, id, id_len);
     rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_EXPIRY], expiry_key, 8 + id_len,
                                "", 0);
+    if (expiry_key != buffer)
+        free (expiry_key);
     self->count++;
 }
 
@@ -457,6 +480,8 @@ zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value, size_t l
 zcq_err_t
 zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head)
 {
+    if (batch->failed)
+        return ZCQ_NOMEM;
     int countdown = atomic_load (&self->fault_countdown);
     if (countdown > 0 && atomic_fetch_sub (&self->fault_countdown, 1) == 1)
         return ZCQ_IO;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define S_MAX_LEVEL 24
+#define S_COUNT_SLOTS 64          //  initial and smallest value-count table
 
 typedef struct s_node_t {
     void *payload;                //  primary: the row bytes; index: primary node
@@ -287,23 +288,54 @@ s_count_slot (s_index_t *index, const char *value, size_t len, uint64_t hash)
     return &index->counts[slot];
 }
 
-static bool
-s_count_add (s_index_t *index, const char *value, size_t len, int delta)
+//  Remove the entry at slot, shifting later entries of its run back.
+static void
+s_count_remove (s_index_t *index, size_t slot)
 {
-    if ((index->count_used + 1) * 4 > index->count_slots * 3) {
-        size_t slots = index->count_slots * 2;
-        s_count_t *counts = calloc (slots, sizeof (s_count_t));
-        if (!counts)
-            return false;
-        s_count_t *old = index->counts;
-        size_t old_slots = index->count_slots;
-        index->counts = counts;
-        index->count_slots = slots;
-        for (size_t slot = 0; slot < old_slots; slot++)
-            if (old[slot].value)
-                *s_count_slot (index, old[slot].value, old[slot].len, old[slot].hash) = old[slot];
-        free (old);
+    size_t mask = index->count_slots - 1;
+    free (index->counts[slot].value);
+    index->counts[slot] = (s_count_t) { 0 };
+    index->count_used--;
+    size_t next = (slot + 1) & mask;
+    while (index->counts[next].value) {
+        size_t home = (size_t) index->counts[next].hash & mask;
+        bool between = slot <= next ? (home > slot && home <= next) : (home > slot || home <= next);
+        if (!between) {
+            index->counts[slot] = index->counts[next];
+            index->counts[next] = (s_count_t) { 0 };
+            slot = next;
+        }
+        next = (next + 1) & mask;
     }
+}
+
+//  Rehash the value counts into a table of `slots` entries.
+static bool
+s_count_resize (zcq_viewtable_t *self, s_index_t *index, size_t slots)
+{
+    s_count_t *counts = calloc (slots, sizeof (s_count_t));
+    if (!counts)
+        return false;
+    s_count_t *old = index->counts;
+    size_t old_slots = index->count_slots;
+    index->counts = counts;
+    index->count_slots = slots;
+    for (size_t slot = 0; slot < old_slots; slot++)
+        if (old[slot].value)
+            *s_count_slot (index, old[slot].value, old[slot].len, old[slot].hash) = old[slot];
+    free (old);
+    self->memory = self->memory - old_slots * sizeof (s_count_t) + slots * sizeof (s_count_t);
+    return true;
+}
+
+//  Change the count of a value; an entry goes when its count reaches 0,
+//  and the table shrinks when it is mostly empty.
+static bool
+s_count_add (zcq_viewtable_t *self, s_index_t *index, const char *value, size_t len, int delta)
+{
+    if (delta > 0 && (index->count_used + 1) * 4 > index->count_slots * 3
+        && !s_count_resize (self, index, index->count_slots * 2))
+        return false;
     uint64_t hash = s_hash (value, len);
     s_count_t *entry = s_count_slot (index, value, len, hash);
     if (!entry->value) {
@@ -315,11 +347,17 @@ s_count_add (s_index_t *index, const char *value, size_t len, int delta)
         memcpy (entry->value, value, len);
         entry->len = (uint32_t) len;
         entry->hash = hash;
+        entry->count = 0;
         index->count_used++;
+        self->memory += len;
     }
-    //  counts never go below zero; entries stay allocated once seen
-    if (delta < 0 && entry->count == 0)
+    if (delta < 0 && entry->count <= (size_t) -delta) {
+        self->memory -= entry->len;
+        s_count_remove (index, (size_t) (entry - index->counts));
+        if (index->count_slots > S_COUNT_SLOTS && index->count_used * 8 < index->count_slots)
+            s_count_resize (self, index, index->count_slots / 2);
         return true;
+    }
     entry->count += delta;
     return true;
 }
@@ -348,8 +386,9 @@ zcq_viewtable_new (const char *const *indexes)
         for (size_t index = 0; ok && index < self->index_count; index++) {
             s_index_t *entry = &self->indexes[index];
             entry->field = strdup (indexes[index]);
-            entry->count_slots = 64;
+            entry->count_slots = S_COUNT_SLOTS;
             entry->counts = calloc (entry->count_slots, sizeof (s_count_t));
+            self->memory += entry->count_slots * sizeof (s_count_t);
             ok = entry->field && entry->counts
               && s_skiplist_init (&entry->list, (uint64_t) (uintptr_t) entry);
         }
@@ -432,7 +471,7 @@ s_index_remove (zcq_viewtable_t *self, s_index_t *index, const void *value, size
     s_node_t *node = s_skiplist_remove (&index->list, self->composite, size, &self->memory);
     if (node) {
         free (node);
-        s_count_add (index, value, value_len, -1);
+        s_count_add (self, index, value, value_len, -1);
     }
     return ZCQ_OK;
 }
@@ -445,7 +484,7 @@ s_index_add (zcq_viewtable_t *self, s_index_t *index, const void *value, size_t 
     if (!size)
         return ZCQ_NOMEM;
     s_node_t *node = s_skiplist_insert (&index->list, self->composite, size, &self->memory);
-    if (!node || !s_count_add (index, value, value_len, 1))
+    if (!node || !s_count_add (self, index, value, value_len, 1))
         return ZCQ_NOMEM;
     node->payload = row_node;
     return ZCQ_OK;
@@ -601,6 +640,17 @@ zcq_viewtable_list (const zcq_viewtable_t *self, const char *after, size_t after
     return given;
 }
 
+//  True when an index node's composite key has the value as its prefix.
+static bool
+s_has_value (const s_node_t *node, const uint8_t *value, size_t value_len)
+{
+    const uint8_t *key = (const uint8_t *) s_key (node);
+    return node->key_len >= 4 + value_len
+        && ((size_t) key[0] << 24 | (size_t) key[1] << 16 | (size_t) key[2] << 8 | key[3])
+               == value_len
+        && memcmp (key + 4, value, value_len) == 0;
+}
+
 size_t
 zcq_viewtable_list_value (const zcq_viewtable_t *self, const char *field, const void *value,
                           size_t value_len, const char *after, size_t after_len, size_t limit,
@@ -611,17 +661,26 @@ zcq_viewtable_list_value (const zcq_viewtable_t *self, const char *field, const 
     s_index_t *index = s_index (self, field);
     if (!index)
         return 0;
-    zcq_viewtable_t *mutable_self = (zcq_viewtable_t *) self;   //  scratch buffer only
-    size_t prefix = s_composite (mutable_self, value, value_len, "", 0);
-    size_t start = s_composite (mutable_self, value, value_len, after ? after : "",
-                                after ? after_len : 0);
-    if (!prefix || !start)
+    //  the seek key, in a buffer of our own: callbacks may read the table
+    size_t start_len = 4 + value_len + (after ? after_len : 0);
+    char local[512];
+    char *start = start_len <= sizeof local ? local : malloc (start_len);
+    if (!start)
         return 0;
-    s_node_t *node = after ? s_skiplist_after (&index->list, self->composite, start)
-                           : s_skiplist_seek (&index->list, self->composite, start, NULL);
+    uint8_t *bytes = (uint8_t *) start;
+    bytes[0] = (uint8_t) (value_len >> 24);
+    bytes[1] = (uint8_t) (value_len >> 16);
+    bytes[2] = (uint8_t) (value_len >> 8);
+    bytes[3] = (uint8_t) value_len;
+    memcpy (bytes + 4, value, value_len);
+    if (after)
+        memcpy (bytes + 4 + value_len, after, after_len);
+    s_node_t *node = after ? s_skiplist_after (&index->list, start, start_len)
+                           : s_skiplist_seek (&index->list, start, start_len, NULL);
+    if (start != local)
+        free (start);
     size_t given = 0;
-    while (node && node->key_len >= prefix && memcmp (s_key (node), self->composite, prefix) == 0
-           && given < limit) {
+    while (node && given < limit && s_has_value (node, value, value_len)) {
         s_node_t *row = node->payload;
         given++;
         node = node->forward[0];
@@ -629,8 +688,7 @@ zcq_viewtable_list_value (const zcq_viewtable_t *self, const char *field, const 
             break;
     }
     if (more)
-        *more = node && node->key_len >= prefix
-             && memcmp (s_key (node), self->composite, prefix) == 0;
+        *more = node && s_has_value (node, value, value_len);
     return given;
 }
 

@@ -39,7 +39,7 @@ typedef enum {
 //  Bounds applied when decoding bytes from outside.
 typedef struct {
     size_t max_bytes;  //  whole document; 0 = no limit
-    int max_depth;     //  nesting of arrays and maps; 0 = 32
+    int max_depth;     //  nesting of arrays and maps; 0 = 32, and at most 32
 } zcq_limits_t;
 
 //  ---------------------------------------------------------------------

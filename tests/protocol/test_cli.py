@@ -1,0 +1,102 @@
+"""The zcqrs command-line client and the zcqrsd process contract."""
+
+import subprocess
+
+import pytest
+
+from conftest import ZCQRS_CLI, ZCQRSD, Daemon, assert_ok, uniq
+
+needs_cli = pytest.mark.skipif(not ZCQRS_CLI, reason="ZCQRS_CLI not set")
+
+
+def cli(daemon, *args, timeout=20):
+    argv = [ZCQRS_CLI]
+    if daemon is not None:
+        argv += ["--command", daemon.command, "--query", daemon.query,
+                 "--events", daemon.events]
+    return subprocess.run(argv + list(args), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@needs_cli
+def test_cli_help():
+    r = cli(None, "--help")
+    assert r.returncode == 0, r
+    assert "send" in r.stdout + r.stderr
+
+
+@needs_cli
+def test_cli_send_get(node):
+    k = uniq()
+    r = cli(node, "send", "account", k, "open", "owner=ann")
+    assert r.returncode == 0, r
+    assert r.stdout.startswith("ok"), r
+    r = cli(node, "send", "account", k, "open", "owner=ann")
+    assert r.returncode == 1, r
+    assert "rejected" in r.stdout + r.stderr
+    r = cli(node, "get", "accounts", k)
+    assert r.returncode == 0, r
+    assert k in r.stdout and "ann" in r.stdout
+    # what the CLI wrote is what a protocol client reads
+    c = node.client()
+    try:
+        row = c.synced_row("accounts", k)
+        assert row["owner"] == "ann" and row["status"] == "open"
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------ zcqrsd
+
+def run_daemon(*args, timeout=20):
+    return subprocess.run([ZCQRSD] + list(args), capture_output=True,
+                          text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("args", [
+    ["--bogus-flag", "x"],
+    ["--durability", "sometimes"],
+    ["--command"],
+])
+def test_daemon_bad_flags_exit_2(tmp_path, args):
+    r = run_daemon("--data", str(tmp_path / "d"),
+                   "--command", "tcp://127.0.0.1:*",
+                   "--events", "tcp://127.0.0.1:*",
+                   "--query", "tcp://127.0.0.1:*", *args)
+    assert r.returncode == 2, r
+    assert r.stderr.strip(), "a message on stderr is expected"
+
+
+def test_daemon_unusable_data_dir_exit_2(tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("not a directory")
+    r = run_daemon("--data", str(f), "--command", "tcp://127.0.0.1:*",
+                   "--events", "tcp://127.0.0.1:*",
+                   "--query", "tcp://127.0.0.1:*")
+    assert r.returncode == 2, r
+    assert r.stderr.strip()
+
+
+def test_daemon_prints_endpoints_and_stops_on_sigterm(tmp_path):
+    d = Daemon(tmp_path / "d").start()
+    for ep in (d.command, d.events, d.query):
+        assert ep.startswith("tcp://127.0.0.1:") and not ep.endswith("*")
+    c = d.client()
+    assert_ok(c.query("health"))
+    c.close()
+    assert d.stop() == 0
+
+
+def test_daemon_second_instance_on_same_dir(tmp_path):
+    """A data dir held by a running node is unusable for another one."""
+    d = Daemon(tmp_path / "d").start()
+    try:
+        r = run_daemon("--data", str(tmp_path / "d"),
+                       "--command", "tcp://127.0.0.1:*",
+                       "--events", "tcp://127.0.0.1:*",
+                       "--query", "tcp://127.0.0.1:*")
+        assert r.returncode == 2, r
+        assert r.stderr.strip()
+    finally:
+        assert d.stop() == 0
