@@ -14,6 +14,13 @@
         survives.
     4.  Reads use their own iterators and need no lock; RocksDB is
         thread-safe for concurrent reads and writes.
+    6.  The two families written in random key order get hash-bucketed
+        memtables (a small skip list per bucket) instead of one big skip
+        list, since memtable inserts are most of the committer's work:
+        `streams` buckets by stream name (the prefix up to the NUL), so a
+        stream's entries stay together for its seeks; `commands` buckets by
+        the whole id (point look-ups only). Seeks in `streams` stay inside
+        one stream's prefix, which is all a stream read needs.
     5.  Most command ids are new, and a look-up that finds nothing still
         searches the memtables. A Bloom filter of the ids (built from the
         commands family on open, bits set before each commit, never
@@ -48,6 +55,9 @@ typedef struct {
 struct zcq_store_t {
     rocksdb_t *db;
     rocksdb_options_t *options;
+    rocksdb_options_t *streams_options;     //  DESIGN 6
+    rocksdb_options_t *commands_options;
+    rocksdb_readoptions_t *scan_options;    //  total order, for whole-family scans
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table;
     rocksdb_column_family_handle_t *cf[S_CF_COUNT];
@@ -86,14 +96,17 @@ s_bloom_hash (const char *bytes, size_t len)
     return hash;
 }
 
+//  The filter is blocked: all the bits of one id fall in one 64-byte line
+//  (8 words), so an add or a look-up costs one cache miss, not seven.
 static void
 s_bloom_add (s_bloom_t *bloom, const char *bytes, size_t len)
 {
     uint64_t hash = s_bloom_hash (bytes, len);
-    uint64_t step = (hash >> 32) | 1;
-    for (int index = 0; index < S_BLOOM_HASHES; index++) {
-        uint64_t bit = (hash + (uint64_t) index * step) & (bloom->bits - 1);
-        atomic_fetch_or_explicit (&bloom->words[bit >> 6], 1ULL << (bit & 63),
+    uint64_t line = (hash & ((bloom->bits >> 9) - 1)) << 3;
+    uint64_t bits = hash >> 20;
+    for (int index = 0; index < S_BLOOM_HASHES; index++, bits = bits * 0x9e3779b97f4a7c15ULL + 1) {
+        uint64_t bit = (bits >> 55) & 511;
+        atomic_fetch_or_explicit (&bloom->words[line + (bit >> 6)], 1ULL << (bit & 63),
                                   memory_order_relaxed);
     }
 }
@@ -102,14 +115,49 @@ static bool
 s_bloom_maybe (const s_bloom_t *bloom, const char *bytes, size_t len)
 {
     uint64_t hash = s_bloom_hash (bytes, len);
-    uint64_t step = (hash >> 32) | 1;
-    for (int index = 0; index < S_BLOOM_HASHES; index++) {
-        uint64_t bit = (hash + (uint64_t) index * step) & (bloom->bits - 1);
-        uint64_t word = atomic_load_explicit (&bloom->words[bit >> 6], memory_order_relaxed);
+    uint64_t line = (hash & ((bloom->bits >> 9) - 1)) << 3;
+    uint64_t bits = hash >> 20;
+    for (int index = 0; index < S_BLOOM_HASHES; index++, bits = bits * 0x9e3779b97f4a7c15ULL + 1) {
+        uint64_t bit = (bits >> 55) & 511;
+        uint64_t word = atomic_load_explicit (&bloom->words[line + (bit >> 6)], memory_order_relaxed);
         if (!(word & (1ULL << (bit & 63))))
             return false;
     }
     return true;
+}
+
+//  --------------------------------------------------------------------------
+//  The stream-name prefix of a `streams` key: up to and including its NUL
+
+static char *
+s_stream_prefix (void *state, const char *key, size_t length, size_t *prefix_length)
+{
+    const char *nul = memchr (key, 0, length);
+    *prefix_length = nul ? (size_t) (nul - key) + 1 : length;
+    return (char *) key;
+}
+
+static unsigned char
+s_stream_in_domain (void *state, const char *key, size_t length)
+{
+    return memchr (key, 0, length) != NULL;
+}
+
+static unsigned char
+s_stream_in_range (void *state, const char *key, size_t length)
+{
+    return 0;
+}
+
+static void
+s_stream_prefix_destroy (void *state)
+{
+}
+
+static const char *
+s_stream_prefix_name (void *state)
+{
+    return "zcqrs.stream-prefix";
 }
 
 //  Turn a RocksDB error string into an error code and a message; frees it.
@@ -175,7 +223,7 @@ static zcq_err_t
 s_load_ids (zcq_store_t *self, char *error, size_t size)
 {
     rocksdb_iterator_t *iterator
-        = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_COMMANDS]);
+        = rocksdb_create_iterator_cf (self->db, self->scan_options, self->cf[S_CF_COMMANDS]);
     uint64_t count = 0;
     for (rocksdb_iter_seek_to_first (iterator); rocksdb_iter_valid (iterator);
          rocksdb_iter_next (iterator))
@@ -275,6 +323,9 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     rocksdb_options_set_write_buffer_size (self->options, 64 << 20);
     rocksdb_options_set_paranoid_checks (self->options, 1);
     rocksdb_options_set_compression (self->options, rocksdb_lz4_compression);
+    //  one committer: no concurrent memtable inserts (and the hash
+    //  memtables of DESIGN 6 do not support them)
+    rocksdb_options_set_allow_concurrent_memtable_write (self->options, 0);
     self->cache = rocksdb_cache_create_lru ((options->cache_mb ? options->cache_mb : 64) << 20);
     self->table = rocksdb_block_based_options_create ();
     rocksdb_block_based_options_set_block_cache (self->table, self->cache);
@@ -282,9 +333,22 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
                                                    rocksdb_filterpolicy_create_bloom (10));
     rocksdb_options_set_block_based_table_factory (self->options, self->table);
 
+    //  DESIGN 6: hash-bucketed memtables where keys arrive in random order
+    self->streams_options = rocksdb_options_create_copy (self->options);
+    rocksdb_options_set_prefix_extractor (
+        self->streams_options,
+        rocksdb_slicetransform_create (NULL, s_stream_prefix_destroy, s_stream_prefix, s_stream_in_domain,
+                                       s_stream_in_range, s_stream_prefix_name));
+    rocksdb_options_set_hash_skip_list_rep (self->streams_options, 200003, 4, 4);
+    self->commands_options = rocksdb_options_create_copy (self->options);
+    rocksdb_options_set_prefix_extractor (self->commands_options,
+                                          rocksdb_slicetransform_create_noop ());
+    rocksdb_options_set_hash_skip_list_rep (self->commands_options, 200003, 4, 4);
     const rocksdb_options_t *cf_options[S_CF_COUNT];
     for (int index = 0; index < S_CF_COUNT; index++)
         cf_options[index] = self->options;
+    cf_options[S_CF_STREAMS] = self->streams_options;
+    cf_options[S_CF_COMMANDS] = self->commands_options;
     char *rocks_error = NULL;
     self->db = rocksdb_open_column_families (self->options, path, S_CF_COUNT, s_cf_names,
                                              cf_options, self->cf, &rocks_error);
@@ -296,6 +360,8 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
         rocksdb_writeoptions_set_sync (self->write_options,
                                        self->durability == ZCQ_DURABILITY_FSYNC);
         self->read_options = rocksdb_readoptions_create ();
+        self->scan_options = rocksdb_readoptions_create ();
+        rocksdb_readoptions_set_total_order_seek (self->scan_options, 1);
         err = s_check_format (self, error, size);
     }
     if (err == ZCQ_OK)
@@ -326,6 +392,13 @@ zcq_store_close (zcq_store_t **self_p)
         rocksdb_writeoptions_destroy (self->write_options);
     if (self->read_options)
         rocksdb_readoptions_destroy (self->read_options);
+    if (self->scan_options)
+        rocksdb_readoptions_destroy (self->scan_options);
+
+    if (self->streams_options)
+        rocksdb_options_destroy (self->streams_options);
+    if (self->commands_options)
+        rocksdb_options_destroy (self->commands_options);
     if (self->options)
         rocksdb_options_destroy (self->options);
     if (self->table)
@@ -404,6 +477,9 @@ s_stream_key (char *key, const char *stream, size_t stream_len, uint64_t version
     return stream_len + 9;
 }
 
+static void s_batch_stream_version (zcq_batch_t *self, const char *stream, size_t stream_len,
+                                    uint64_t version);
+
 void
 zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream, size_t stream_len,
                  uint64_t version, const void *body, size_t len)
@@ -423,7 +499,30 @@ zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream, size_
                                (const char *) position_key, 8);
     if (stream_key != buffer)
         free (stream_key);
+    //  events are staged in version order, so the last one sets the head
+    s_batch_stream_version (self, stream, stream_len, version);
     self->count++;
+}
+
+//  The stream's head record: stream NUL -> version.
+static void
+s_batch_stream_version (zcq_batch_t *self, const char *stream, size_t stream_len,
+                        uint64_t version)
+{
+    char buffer[ZCQ_STREAM_MAX + 1];
+    char *key = stream_len <= ZCQ_STREAM_MAX ? buffer : malloc (stream_len + 1);
+    if (!key) {
+        self->failed = true;
+        return;
+    }
+    memcpy (key, stream, stream_len);
+    key[stream_len] = 0;
+    uint8_t value[8];
+    zcq_put_be64 (value, version);
+    rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_STREAMS], key, stream_len + 1,
+                               (const char *) value, 8);
+    if (key != buffer)
+        free (key);
 }
 
 void
@@ -529,6 +628,7 @@ zcq_store_append (zcq_store_t *self, const char *stream, int64_t expect, const v
     for (size_t index = 0; index < count; index++)
         zcq_batch_event (batch, head + 1 + index, stream, stream_len, current + 1 + index,
                          bodies[index], lens[index]);
+
     zcq_err_t err = zcq_store_commit (self, batch, head + count);
     zcq_batch_destroy (&batch);
     if (err == ZCQ_OK) {
@@ -674,20 +774,19 @@ zcq_store_stream_version (zcq_store_t *self, const char *stream, uint64_t *versi
     size_t stream_len = strlen (stream);
     if (stream_len > ZCQ_STREAM_MAX)
         return ZCQ_INVALID;
-    char last[ZCQ_STREAM_MAX + 9];
-    size_t last_len = s_stream_key (last, stream, stream_len, UINT64_MAX);
-    rocksdb_iterator_t *iterator
-        = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_STREAMS]);
-    rocksdb_iter_seek_for_prev (iterator, last, last_len);
     *version = 0;
-    if (rocksdb_iter_valid (iterator)) {
-        size_t key_len;
-        const char *key = rocksdb_iter_key (iterator, &key_len);
-        if (key_len == stream_len + 9 && memcmp (key, last, stream_len + 1) == 0)
-            *version = zcq_get_be64 ((const uint8_t *) key + stream_len + 1);
-    }
-    zcq_err_t err = s_iter_status (iterator);
-    rocksdb_iter_destroy (iterator);
+    char *rocks_error = NULL;
+    size_t len;
+    char *value = rocksdb_get_cf (self->db, self->read_options, self->cf[S_CF_STREAMS], stream,
+                                  stream_len + 1, &len, &rocks_error);
+    if (rocks_error)
+        return s_error (rocks_error, NULL, 0, "stream version");
+    zcq_err_t err = ZCQ_OK;
+    if (value && len == 8)
+        *version = zcq_get_be64 ((const uint8_t *) value);
+    else if (value)
+        err = ZCQ_CORRUPT;
+    rocksdb_free (value);
     return err;
 }
 

@@ -2,7 +2,8 @@
 
     Column families:
         log          position (u64 BE)           -> event body (ZCQ/1 section 4)
-        streams      stream NUL version (u64 BE) -> position (u64 BE)
+        streams      stream NUL version (u64 BE) -> position (u64 BE), and
+                     stream NUL                  -> the stream's version (u64 BE)
         snapshots    stream                      -> schema, version, state
         commands     command id                  -> commit time, result
         expiry       commit time (u64 BE) id     -> (empty), to expire ids
@@ -61,7 +62,8 @@ ZCQ_EXPORT zcq_batch_t *zcq_batch_new (zcq_store_t *store);
 ZCQ_EXPORT void zcq_batch_destroy (zcq_batch_t **self_p);
 ZCQ_EXPORT void zcq_batch_clear (zcq_batch_t *self);
 ZCQ_EXPORT size_t zcq_batch_count (const zcq_batch_t *self);
-//  The event at position, version `version` of stream.
+//  The event at position, version `version` of stream (which becomes the
+//  stream's version: stage a stream's events in version order).
 ZCQ_EXPORT void zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream,
                                  size_t stream_len, uint64_t version, const void *body, size_t len);
 ZCQ_EXPORT void zcq_batch_snapshot (zcq_batch_t *self, const char *stream, size_t stream_len,
