@@ -50,7 +50,7 @@ typedef struct {
 
 struct zcq_viewtable_t {
     s_skiplist_t rows;
-    s_node_t **slots;             //  hash table of row nodes
+    uint64_t *slots;              //  hash table of row nodes (tagged pointers)
     size_t slot_count;
     size_t memory;
     s_index_t *indexes;
@@ -216,17 +216,40 @@ s_skiplist_free (s_skiplist_t *list, bool free_payloads)
 }
 
 //  --------------------------------------------------------------------------
-//  Hash table of row nodes: linear probing, backward-shift deletion
+//  Hash table of row nodes: linear probing, backward-shift deletion. A slot
+//  holds the node pointer with 16 bits of the key's hash in its unused top
+//  bits, so a probe that does not match costs no trip to the node. (User
+//  space pointers stay below 2^48 on Linux x86-64 and arm64 unless a
+//  program maps memory above that on purpose.)
 
+#define S_TAG_SHIFT 48
+#define S_PTR_MASK  ((1ULL << S_TAG_SHIFT) - 1)
+
+static inline s_node_t *
+s_slot_node (uint64_t slot)
+{
+    return (s_node_t *) (uintptr_t) (slot & S_PTR_MASK);
+}
+
+static inline uint64_t
+s_slot_make (s_node_t *node, uint64_t hash)
+{
+    return (uint64_t) (uintptr_t) node | (hash & ~S_PTR_MASK);
+}
+
+//  The slot of key: where it is, or the empty slot where it would go.
 static size_t
-s_slot_of (const zcq_viewtable_t *self, const char *key, size_t key_len)
+s_slot_of (const zcq_viewtable_t *self, const char *key, size_t key_len, uint64_t hash)
 {
     size_t mask = self->slot_count - 1;
-    size_t slot = (size_t) s_hash (key, key_len) & mask;
+    size_t slot = (size_t) hash & mask;
+    uint64_t tag = hash & ~S_PTR_MASK;
     while (self->slots[slot]) {
-        s_node_t *node = self->slots[slot];
-        if (node->key_len == key_len && memcmp (s_key (node), key, key_len) == 0)
-            return slot;
+        if ((self->slots[slot] & ~S_PTR_MASK) == tag) {
+            s_node_t *node = s_slot_node (self->slots[slot]);
+            if (node->key_len == key_len && memcmp (s_key (node), key, key_len) == 0)
+                return slot;
+        }
         slot = (slot + 1) & mask;
     }
     return slot;
@@ -236,18 +259,22 @@ static bool
 s_slots_grow (zcq_viewtable_t *self)
 {
     size_t count = self->slot_count * 2;
-    s_node_t **slots = calloc (count, sizeof (s_node_t *));
+    uint64_t *slots = calloc (count, sizeof (uint64_t));
     if (!slots)
         return false;
-    s_node_t **old = self->slots;
+    uint64_t *old = self->slots;
     size_t old_count = self->slot_count;
     self->slots = slots;
     self->slot_count = count;
     for (size_t index = 0; index < old_count; index++)
-        if (old[index])
-            self->slots[s_slot_of (self, s_key (old[index]), old[index]->key_len)] = old[index];
+        if (old[index]) {
+            s_node_t *node = s_slot_node (old[index]);
+            uint64_t hash = s_hash (s_key (node), node->key_len);
+            self->slots[s_slot_of (self, s_key (node), node->key_len, hash)]
+                = s_slot_make (node, hash);
+        }
     free (old);
-    self->memory += (count - old_count) * sizeof (s_node_t *);
+    self->memory += (count - old_count) * sizeof (uint64_t);
     return true;
 }
 
@@ -255,16 +282,16 @@ static void
 s_slots_remove (zcq_viewtable_t *self, size_t slot)
 {
     size_t mask = self->slot_count - 1;
-    self->slots[slot] = NULL;
+    self->slots[slot] = 0;
     size_t next = (slot + 1) & mask;
     while (self->slots[next]) {
-        s_node_t *node = self->slots[next];
+        s_node_t *node = s_slot_node (self->slots[next]);
         size_t home = (size_t) s_hash (s_key (node), node->key_len) & mask;
-        //  move node back if its home is not in (slot, next]
+        //  move the entry back if its home is not in (slot, next]
         bool between = slot <= next ? (home > slot && home <= next) : (home > slot || home <= next);
         if (!between) {
-            self->slots[slot] = node;
-            self->slots[next] = NULL;
+            self->slots[slot] = self->slots[next];
+            self->slots[next] = 0;
             slot = next;
         }
         next = (next + 1) & mask;
@@ -372,8 +399,8 @@ zcq_viewtable_new (const char *const *indexes)
         return NULL;
     bool ok = s_skiplist_init (&self->rows, (uint64_t) (uintptr_t) self);
     self->slot_count = 1024;
-    self->slots = calloc (self->slot_count, sizeof (s_node_t *));
-    self->memory = self->slot_count * sizeof (s_node_t *);
+    self->slots = calloc (self->slot_count, sizeof (uint64_t));
+    self->memory = self->slot_count * sizeof (uint64_t);
     self->doc = zcq_doc_new ();
     self->old_value = zcq_writer_new ();
     self->new_value = zcq_writer_new ();
@@ -428,13 +455,15 @@ static bool
 s_field_value (zcq_viewtable_t *self, const void *row, size_t row_len, const char *field,
                zcq_writer_t *writer)
 {
+    //  find the field's bytes without decoding the row, then re-encode just
+    //  that value in its shortest form (DESIGN 3)
     zcq_writer_reset (writer);
-    if (!row || zcq_doc_decode_trusted (self->doc, row, row_len) != ZCQ_OK)
+    const void *raw;
+    size_t raw_len;
+    if (!row || !zcq_msgpack_peek (row, row_len, field, &raw, &raw_len)
+        || zcq_doc_decode_trusted (self->doc, raw, raw_len) != ZCQ_OK)
         return false;
-    const zcq_value_t *value = zcq_value_get (zcq_doc_root (self->doc), field);
-    if (!value)
-        return false;
-    zcq_writer_value (writer, value);
+    zcq_writer_value (writer, zcq_doc_root (self->doc));
     return zcq_writer_ok (writer);
 }
 
@@ -527,8 +556,9 @@ zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const
     if (!copy)
         return ZCQ_NOMEM;
     memcpy (copy, row, row_len);
-    size_t slot = s_slot_of (self, key, key_len);
-    s_node_t *node = self->slots[slot];
+    uint64_t hash = s_hash (key, key_len);
+    size_t slot = s_slot_of (self, key, key_len, hash);
+    s_node_t *node = s_slot_node (self->slots[slot]);
     void *old_row = NULL;
     size_t old_len = 0;
     if (node) {
@@ -542,14 +572,14 @@ zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const
                 free (copy);
                 return ZCQ_NOMEM;
             }
-            slot = s_slot_of (self, key, key_len);
+            slot = s_slot_of (self, key, key_len, hash);
         }
         node = s_skiplist_insert (&self->rows, key, key_len, &self->memory);
         if (!node) {
             free (copy);
             return ZCQ_NOMEM;
         }
-        self->slots[slot] = node;
+        self->slots[slot] = s_slot_make (node, hash);
     }
     node->payload = copy;
     node->row_len = (uint32_t) row_len;
@@ -564,8 +594,8 @@ zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const
 bool
 zcq_viewtable_delete (zcq_viewtable_t *self, const char *key, size_t key_len)
 {
-    size_t slot = s_slot_of (self, key, key_len);
-    s_node_t *node = self->slots[slot];
+    size_t slot = s_slot_of (self, key, key_len, s_hash (key, key_len));
+    s_node_t *node = s_slot_node (self->slots[slot]);
     if (!node)
         return false;
     if (self->index_count)
@@ -582,7 +612,7 @@ const void *
 zcq_viewtable_get (const zcq_viewtable_t *self, const char *key, size_t key_len,
                    size_t *row_len)
 {
-    s_node_t *node = self->slots[s_slot_of (self, key, key_len)];
+    s_node_t *node = s_slot_node (self->slots[s_slot_of (self, key, key_len, s_hash (key, key_len))]);
     if (!node)
         return NULL;
     *row_len = node->row_len;
