@@ -16,7 +16,7 @@ bash scripts/deps.sh
 echo "==> building zcqrsd and zcqrs in $build"
 cmake -S . -B "$build" --no-warn-unused-cli \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPython3_EXECUTABLE=/usr/bin/python3 >/dev/null
-cmake --build "$build" -j"$(nproc)" --target zcqrsd zcqrs_cli >/dev/null
+cmake --build "$build" -j"$(nproc)" --target zcqrsd zcqrs_cli zcqrs_bank_plugin >/dev/null
 
 #  --------------------------------------------------------------------------
 #  Start the daemon on a fresh data directory; stop it on any exit
@@ -127,6 +127,7 @@ run get accounts alice-1 --min-position "$position"
 run list accounts
 run get totals bank
 run views
+# shellcheck disable=SC2162  # `read` here is the CLI's command, not bash's
 run read --from 1 --limit 5
 run health
 head=$(grep -Eo '"head": *[0-9]+' <<<"$output" | grep -Eo '[0-9]+$' || echo '?')
