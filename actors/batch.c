@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 zcq_command_t *
 zcq_command_new (void)
@@ -12,6 +13,8 @@ zcq_command_new (void)
     if (!self)
         return NULL;
     self->expect = -1;
+    self->envelope = self->envelope_inline;
+    zmq_msg_init (&self->body);
     return self;
 }
 
@@ -21,14 +24,52 @@ zcq_command_destroy (zcq_command_t **self_p)
     if (!self_p || !*self_p)
         return;
     zcq_command_t *self = *self_p;
-    zmsg_destroy (&self->envelope);
+    if (self->envelope != self->envelope_inline)
+        free (self->envelope);
     zcq_doc_destroy (&self->doc);
-    zframe_destroy (&self->body);
+    zmq_msg_close (&self->body);
     free (self->message);
     free (self->events);
     free (self->snapshot);
     free (self);
     *self_p = NULL;
+}
+
+bool
+zcq_command_add_frame (zcq_command_t *self, const void *data, size_t size)
+{
+    size_t needed = self->envelope_size + 4 + size;
+    if (needed > sizeof self->envelope_inline && size <= UINT32_MAX) {
+        bool inline_now = self->envelope == self->envelope_inline;
+        uint8_t *envelope = realloc (inline_now ? NULL : self->envelope, needed);
+        if (!envelope)
+            return false;
+        if (inline_now)
+            memcpy (envelope, self->envelope_inline, self->envelope_size);
+        self->envelope = envelope;
+    }
+    else if (size > UINT32_MAX)
+        return false;
+    uint8_t *at = self->envelope + self->envelope_size;
+    at[0] = (uint8_t) (size >> 24);
+    at[1] = (uint8_t) (size >> 16);
+    at[2] = (uint8_t) (size >> 8);
+    at[3] = (uint8_t) size;
+    if (size)
+        memcpy (at + 4, data, size);
+    self->envelope_size = needed;
+    return true;
+}
+
+const uint8_t *
+zcq_command_next_frame (const zcq_command_t *self, size_t *offset, size_t *size)
+{
+    if (*offset + 4 > self->envelope_size)
+        return NULL;
+    const uint8_t *at = self->envelope + *offset;
+    *size = (size_t) at[0] << 24 | (size_t) at[1] << 16 | (size_t) at[2] << 8 | at[3];
+    *offset += 4 + *size;
+    return at + 4;
 }
 
 void

@@ -225,24 +225,60 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
 //  Try to send a whole reply without blocking. 0 = sent, 1 = the peer's
 //  pipe is full (try later), -1 = the peer is gone.
 static int
-s_send (self_t *self, zmsg_t *envelope, const void *body, size_t size)
+s_send (self_t *self, const zcq_command_t *command, const void *body, size_t size)
 {
     void *socket = zsock_resolve (self->clients);
-    zframe_t *frame = zmsg_first (envelope);
+    size_t offset = 0, frame_size;
+    const uint8_t *frame;
+    bool first = true;
+    while ((frame = zcq_command_next_frame (command, &offset, &frame_size))) {
+        int flags = ZMQ_SNDMORE | (first ? ZMQ_DONTWAIT : 0);
+        if (zmq_send (socket, frame, frame_size, flags) < 0) {
+            if (first && zmq_errno () == EAGAIN)
+                return 1;
+            return -1;
+        }
+        first = false;
+    }
+    if (first)
+        return -1;            //  no envelope: nobody to answer
+    return zmq_send (socket, body, size, 0) < 0 ? -1 : 0;
+}
+
+//  The reply as a message, to wait in the backlog.
+static zmsg_t *
+s_reply_message (const zcq_command_t *command, const void *body, size_t size)
+{
+    zmsg_t *reply = zmsg_new ();
+    size_t offset = 0, frame_size;
+    const uint8_t *frame;
+    while (reply && (frame = zcq_command_next_frame (command, &offset, &frame_size)))
+        if (zmsg_addmem (reply, frame, frame_size))
+            zmsg_destroy (&reply);
+    if (reply && zmsg_addmem (reply, body, size))
+        zmsg_destroy (&reply);
+    return reply;
+}
+
+//  Send a reply waiting in the backlog; same results as s_send.
+static int
+s_send_message (self_t *self, zmsg_t *reply)
+{
+    void *socket = zsock_resolve (self->clients);
+    zframe_t *frame = zmsg_first (reply);
     bool first = true;
     while (frame) {
-        int flags = ZMQ_SNDMORE | (first ? ZMQ_DONTWAIT : 0);
+        zframe_t *next = zmsg_next (reply);
+        int flags = (next ? ZMQ_SNDMORE : 0) | (first ? ZMQ_DONTWAIT : 0);
         if (zmq_send (socket, zframe_data (frame), zframe_size (frame), flags) < 0) {
             if (first && zmq_errno () == EAGAIN)
                 return 1;
             return -1;
         }
         first = false;
-        frame = zmsg_next (envelope);
+        frame = next;
     }
-    if (first)
-        return -1;            //  no envelope: nobody to answer
-    return zmq_send (socket, body, size, 0) < 0 ? -1 : 0;
+    return 0;
 }
 
 static void
@@ -276,14 +312,13 @@ s_reply (self_t *self, zcq_command_t *command)
     }
     const void *body = zcq_writer_data (self->writer);
     size_t size = zcq_writer_size (self->writer);
-    int rc = zlistx_size (self->backlog) ? 1 : s_send (self, command->envelope, body, size);
+    int rc = zlistx_size (self->backlog) ? 1 : s_send (self, command, body, size);
     if (rc == 1 && zlistx_size (self->backlog) < S_BACKLOG_MAX) {
-        zmsg_t *reply = zmsg_dup (command->envelope);
-        if (reply && zmsg_addmem (reply, body, size) == 0) {
+        zmsg_t *reply = s_reply_message (command, body, size);
+        if (reply) {
             zlistx_add_end (self->backlog, reply);
             return;
         }
-        zmsg_destroy (&reply);
     }
     if (rc != 0) {
         ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
@@ -298,13 +333,7 @@ s_flush_backlog (self_t *self)
 {
     zmsg_t *reply = zlistx_first (self->backlog);
     while (reply) {
-        zframe_t *body = zmsg_last (reply);
-        zmsg_t *envelope = zmsg_dup (reply);
-        zframe_t *last = zmsg_last (envelope);
-        zmsg_remove (envelope, last);
-        zframe_destroy (&last);
-        int rc = s_send (self, envelope, zframe_data (body), zframe_size (body));
-        zmsg_destroy (&envelope);
+        int rc = s_send_message (self, reply);
         if (rc == 1) {
             reply = zlistx_next (self->backlog);
             continue;
@@ -373,16 +402,16 @@ s_parse (self_t *self, zcq_command_t *command)
         zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
         return false;
     }
-    size_t size = zframe_size (command->body);
+    size_t size = zmq_msg_size (&command->body);
+    const void *body = zmq_msg_data (&command->body);
     if (size > self->limits.max_bytes) {
         //  too large to decode, but the id can still be echoed
-        zcq_msgpack_peek (zframe_data (command->body), size, "id", &command->id_raw,
-                          &command->id_raw_len);
+        zcq_msgpack_peek (body, size, "id", &command->id_raw, &command->id_raw_len);
         zcq_command_fail (command, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
                           size, self->limits.max_bytes);
         return false;
     }
-    zcq_err_t err = zcq_doc_decode (command->doc, zframe_data (command->body), size, &self->limits);
+    zcq_err_t err = zcq_doc_decode (command->doc, body, size, &self->limits);
     if (err != ZCQ_OK) {
         zcq_command_fail (command, err == ZCQ_NOMEM ? ZCQ_INTERNAL : ZCQ_INVALID, "%s",
                           zcq_doc_error (command->doc));
@@ -519,32 +548,32 @@ s_send_rounds (self_t *self)
 static bool
 s_take_request (self_t *self)
 {
-    zmsg_t *message = zmsg_new ();
     void *socket = zsock_resolve (self->clients);
-    bool more = true;
-    //  read the frames; the last one is the body
-    while (more) {
-        zmq_msg_t part;
-        zmq_msg_init (&part);
-        if (zmq_msg_recv (&part, socket, zmsg_size (message) ? 0 : ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&part);
-            zmsg_destroy (&message);
-            return false;
-        }
-        more = zmq_msg_more (&part);
-        zframe_t *frame = zframe_new (zmq_msg_data (&part), zmq_msg_size (&part));
+    zmq_msg_t part;
+    zmq_msg_init (&part);
+    if (zmq_msg_recv (&part, socket, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close (&part);
-        zmsg_append (message, &frame);
+        return false;
     }
     ZCQ_STAT_ADD (self->env->stats, commands_received, 1);
     zcq_command_t *command = zcq_command_new ();
-    if (!command) {
-        zmsg_destroy (&message);
+    bool fits = command != NULL;
+    //  every frame but the last is envelope; the last is the body
+    while (zmq_msg_more (&part)) {
+        fits = fits && zcq_command_add_frame (command, zmq_msg_data (&part), zmq_msg_size (&part));
+        zmq_msg_close (&part);
+        zmq_msg_init (&part);
+        if (zmq_msg_recv (&part, socket, 0) < 0)
+            break;
+    }
+    if (!fits) {
+        zmq_msg_close (&part);
+        zcq_command_destroy (&command);
+        zsys_error ("router: out of memory reading a request; dropped");
         return true;
     }
-    command->body = zmsg_last (message);
-    zmsg_remove (message, command->body);
-    command->envelope = message;
+    zmq_msg_move (&command->body, &part);
+    zmq_msg_close (&part);
     if (!s_parse (self, command)) {
         s_reply_now (self, &command);
         return true;

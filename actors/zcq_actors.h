@@ -27,8 +27,10 @@ typedef struct zcq_cached_t zcq_cached_t;    //  a cached aggregate (shard)
 typedef struct zcq_command_t zcq_command_t;
 struct zcq_command_t {
     //  set by the command router
-    zmsg_t *envelope;              //  routing frames, given back with the reply
-    zframe_t *body;                //  request bytes; the doc borrows them
+    uint8_t *envelope;             //  routing frames as [u32 size][bytes]...,
+    size_t envelope_size;          //  given back with the reply
+    uint8_t envelope_inline[40];   //  where a short envelope lives
+    zmq_msg_t body;                //  request bytes; the doc borrows them
     zcq_doc_t *doc;
     const char *id;                //  into body, not NUL-terminated
     size_t id_len;
@@ -71,6 +73,12 @@ struct zcq_command_t {
 
 zcq_command_t *zcq_command_new (void);
 void zcq_command_destroy (zcq_command_t **self_p);
+//  Append a routing frame to the command's envelope; false when out of
+//  memory.
+bool zcq_command_add_frame (zcq_command_t *self, const void *data, size_t size);
+//  Walk the envelope's frames from *offset (start at 0); NULL after the
+//  last one.
+const uint8_t *zcq_command_next_frame (const zcq_command_t *self, size_t *offset, size_t *size);
 //  Walk the encoded events of a command: the next body and its size, from
 //  *offset (start at 0); NULL after the last one.
 uint8_t *zcq_command_next_event (const zcq_command_t *self, size_t *offset, size_t *size);
