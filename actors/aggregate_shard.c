@@ -27,31 +27,31 @@
 #include <string.h>
 
 struct zcq_cached_t {
-    zcq_cached_t *prev;          //  LRU list: head = most recent
+    zcq_cached_t *prev; //  LRU list: head = most recent
     zcq_cached_t *next;
     const zcq_aggregate_def_t *def;
     char *stream;
     uint64_t version;
-    uint32_t inflight;           //  commands with the writer (DESIGN 2)
-    bool dead;                   //  dropped from the map, freed when idle
+    uint32_t inflight; //  commands with the writer (DESIGN 2)
+    bool dead;         //  dropped from the map, freed when idle
     void *state;
 };
 
 typedef struct {
     const zcq_node_env_t *env;
     zsock_t *pipe;
-    zsock_t *router;             //  PAIR, commands in and replies out
-    zsock_t *log;                //  PAIR to the log writer
+    zsock_t *router; //  PAIR, commands in and replies out
+    zsock_t *log;    //  PAIR to the log writer
     uint32_t shard;
     uint32_t generation;
-    zhashx_t *cache;             //  stream -> zcq_cached_t
+    zhashx_t *cache; //  stream -> zcq_cached_t
     zcq_cached_t *lru_head;
     zcq_cached_t *lru_tail;
-    size_t cache_size;           //  live entries in the map
+    size_t cache_size; //  live entries in the map
     zcq_decide_t *decide;
-    zcq_doc_t *doc;              //  decodes events and snapshots
+    zcq_doc_t *doc; //  decodes events and snapshots
     zcq_event_t event;
-    zcq_writer_t *events;        //  [u32 length][body]... of one command
+    zcq_writer_t *events; //  [u32 length][body]... of one command
     zcq_writer_t *body;
     zcq_fields_t *snapshot;
     bool terminated;
@@ -257,9 +257,8 @@ s_load (self_t *self, zcq_command_t *command, zcq_cached_t **cached_p)
     if (err == ZCQ_OK)
         err = replay.err;
     if (err == ZCQ_OK && cached->version != version) {
-        zsys_error ("shard: stream %s replayed to version %llu, its head says %llu",
-                    cached->stream, (unsigned long long) cached->version,
-                    (unsigned long long) version);
+        zsys_error ("shard: stream %s replayed to version %llu, its head says %llu", cached->stream,
+                    (unsigned long long) cached->version, (unsigned long long) version);
         err = ZCQ_CORRUPT;
     }
     if (err != ZCQ_OK) {
@@ -284,8 +283,8 @@ static zcq_err_t
 s_encode_events (self_t *self, zcq_command_t *command, uint64_t first_version)
 {
     static const uint8_t stamps[ZCQ_EVENT_HEADER_SIZE - 1]
-        = { 0xa8, 'p', 'o', 's', 'i', 't', 'i', 'o', 'n', 0xcf, 0, 0, 0, 0, 0, 0, 0, 0,
-            0xa4, 't', 'i', 'm', 'e', 0xd3, 0, 0, 0, 0, 0, 0, 0, 0 };
+        = { 0xa8, 'p', 'o',  's', 'i', 't', 'i', 'o',  'n', 0xcf, 0, 0, 0, 0, 0, 0,
+            0,    0,   0xa4, 't', 'i', 'm', 'e', 0xd3, 0,   0,    0, 0, 0, 0, 0, 0 };
     zcq_decide_t *decide = self->decide;
     const zcq_config_t *config = self->env->config;
     size_t aggregate_len = strlen (command->aggregate->name);
@@ -410,8 +409,8 @@ s_decide (self_t *self, zcq_command_t *command)
     //  DESIGN 4
     void *result;
     size_t result_len;
-    zcq_err_t err = zcq_store_command (self->env->store, command->id, command->id_len, &result,
-                                       &result_len);
+    zcq_err_t err
+        = zcq_store_command (self->env->store, command->id, command->id_len, &result, &result_len);
     if (err == ZCQ_OK) {
         bool parsed = s_parse_result (command, result, result_len);
         free (result);
@@ -467,7 +466,7 @@ s_decide (self_t *self, zcq_command_t *command)
         if (err == ZCQ_OK)
             err = s_snapshot (self, command, cached, before);
         if (err != ZCQ_OK)
-            s_drop (self, cached);       //  the state may be half-evolved
+            s_drop (self, cached); //  the state may be half-evolved
     }
     if (err != ZCQ_OK) {
         zcq_command_fail (command, ZCQ_INTERNAL, "encoding events: %s", zcq_strerror (err));
@@ -632,8 +631,8 @@ s_new (zsock_t *pipe, const zcq_shard_args_t *args)
     self->snapshot = zcq_fields_new ();
     self->router = zsock_new (ZMQ_PAIR);
     self->log = zsock_new (ZMQ_PAIR);
-    if (!self->cache || !self->decide || !self->doc || !self->events
-        || !self->body || !self->snapshot || !self->router || !self->log) {
+    if (!self->cache || !self->decide || !self->doc || !self->events || !self->body
+        || !self->snapshot || !self->router || !self->log) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;

@@ -26,21 +26,21 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_ROUND          512
-#define S_BACKLOG_MAX    200000
-#define S_SNDHWM         200000
+#define S_ROUND       512
+#define S_BACKLOG_MAX 200000
+#define S_SNDHWM      200000
 
 typedef struct {
     const zcq_node_env_t *env;
     zsock_t *pipe;
-    zsock_t *clients;            //  ROUTER, the command endpoint
-    zsock_t **shards;            //  PAIR per shard
-    zsock_t *acks;               //  PAIR from the log writer
+    zsock_t *clients; //  ROUTER, the command endpoint
+    zsock_t **shards; //  PAIR per shard
+    zsock_t *acks;    //  PAIR from the log writer
     uint32_t shard_count;
-    zcq_cbatch_t **round;        //  per shard, the batch being filled
+    zcq_cbatch_t **round; //  per shard, the batch being filled
     zcq_writer_t *writer;
-    zlistx_t *backlog;           //  zmsg_t replies waiting for a full pipe
-    zhashx_t *ids;               //  id -> command in flight; held ones chain on `next`
+    zlistx_t *backlog; //  zmsg_t replies waiting for a full pipe
+    zhashx_t *ids;     //  id -> command in flight; held ones chain on `next`
     int64_t inflight;
     bool draining;
     bool terminated;
@@ -210,8 +210,8 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
         zcq_writer_str (writer, "error");
         zcq_writer_str (writer, zcq_err_code (command->outcome));
         zcq_writer_str (writer, "message");
-        zcq_writer_str (writer, command->message ? command->message
-                                                 : zcq_strerror (command->outcome));
+        zcq_writer_str (writer,
+                        command->message ? command->message : zcq_strerror (command->outcome));
         count += 2;
         if (command->outcome == ZCQ_CONFLICT) {
             zcq_writer_str (writer, "version");
@@ -241,7 +241,7 @@ s_send (self_t *self, const zcq_command_t *command, const void *body, size_t siz
         first = false;
     }
     if (first)
-        return -1;            //  no envelope: nobody to answer
+        return -1; //  no envelope: nobody to answer
     return zmq_send (socket, body, size, 0) < 0 ? -1 : 0;
 }
 
@@ -364,8 +364,7 @@ s_valid_aggregate (const char *name, size_t len)
         return false;
     for (size_t index = 0; index < len; index++) {
         char c = name[index];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.'
-              || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
             return false;
     }
     return true;
@@ -441,8 +440,7 @@ s_parse (self_t *self, zcq_command_t *command)
     else {
         command->id = NULL;
         command->id_value = id;
-        zcq_command_fail (command, ZCQ_INVALID,
-                          id ? "'id' must be a string" : "'id' is required");
+        zcq_command_fail (command, ZCQ_INVALID, id ? "'id' must be a string" : "'id' is required");
         return false;
     }
     const char *aggregate;
@@ -455,7 +453,8 @@ s_parse (self_t *self, zcq_command_t *command)
     }
     if (!s_field_str (command, root, "key", ZCQ_KEY_MAX, &command->key, &command->key_len))
         return false;
-    if (memchr (command->key, '/', command->key_len) || memchr (command->key, 0, command->key_len)) {
+    if (memchr (command->key, '/', command->key_len)
+        || memchr (command->key, 0, command->key_len)) {
         zcq_command_fail (command, ZCQ_INVALID, "'key' must not contain '/' or NUL");
         return false;
     }
@@ -496,8 +495,8 @@ s_parse (self_t *self, zcq_command_t *command)
                           (int) command->type_len, command->type, command->aggregate->name);
         return false;
     }
-    command->shard = (uint32_t) (zcq_stream_hash (command->stream, command->stream_len)
-                                 % self->shard_count);
+    command->shard
+        = (uint32_t) (zcq_stream_hash (command->stream, command->stream_len) % self->shard_count);
     return true;
 }
 

@@ -26,24 +26,24 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_GROUP_MAX     8192
-#define S_EXPIRE_MS     60000
-#define S_EXPIRE_BATCH  10000
+#define S_GROUP_MAX    8192
+#define S_EXPIRE_MS    60000
+#define S_EXPIRE_BATCH 10000
 
 typedef struct {
     const zcq_node_env_t *env;
     zsock_t *pipe;
-    zsock_t **shards;            //  PAIR per shard: COMMIT batches in
-    zsock_t *acks;               //  PAIR to the router: COMMITTED out
-    zsock_t *publisher;          //  PUB: events and heartbeats
+    zsock_t **shards;   //  PAIR per shard: COMMIT batches in
+    zsock_t *acks;      //  PAIR to the router: COMMITTED out
+    zsock_t *publisher; //  PUB: events and heartbeats
     uint32_t shard_count;
-    uint32_t *poisoned_below;    //  per shard: generations below fail
+    uint32_t *poisoned_below; //  per shard: generations below fail
     uint64_t head;
     zcq_batch_t *batch;
     zcq_cbatch_t **group;
     size_t group_count;
     size_t group_capacity;
-    uint8_t *result;             //  scratch for a command's stored result
+    uint8_t *result; //  scratch for a command's stored result
     zcq_writer_t *heartbeat;
     int64_t next_heartbeat;
     int64_t next_expiry;
@@ -95,8 +95,8 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
     self->result = malloc (20 + ZCQ_STREAM_MAX);
     self->acks = zsock_new (ZMQ_PAIR);
     self->publisher = zsock_new (ZMQ_PUB);
-    if (!self->shards || !self->poisoned_below || !self->batch || !self->heartbeat
-        || !self->result || !self->acks || !self->publisher) {
+    if (!self->shards || !self->poisoned_below || !self->batch || !self->heartbeat || !self->result
+        || !self->acks || !self->publisher) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
@@ -292,8 +292,7 @@ s_gather (self_t *self)
                 if (!group) {
                     //  cannot hold it: fail it back to the router
                     for (size_t index = 0; index < batch->count; index++)
-                        zcq_command_fail (batch->commands[index], ZCQ_INTERNAL,
-                                          "out of memory");
+                        zcq_command_fail (batch->commands[index], ZCQ_INTERNAL, "out of memory");
                     batch->kind = ZCQ_BATCH_COMMITTED;
                     zcq_cbatch_send (&batch, self->acks);
                     continue;

@@ -22,7 +22,7 @@ struct zcq_node_t {
     zactor_t **shards;
     zcq_shard_args_t *shard_args;
     uint32_t shard_count;
-    zcq_reader_t *reader;          //  projections and the query router
+    zcq_reader_t *reader; //  projections and the query router
     zactor_t *router;
     char endpoints[3][ZCQ_ENDPOINT_MAX];
 };
@@ -92,8 +92,8 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     }
     for (uint32_t shard = 0; err == ZCQ_OK && shard < self->shard_count; shard++) {
         self->shard_args[shard] = (zcq_shard_args_t) { &self->env, shard };
-        self->shards[shard] = zcq_actor_start (zcq_shard_actor, &self->shard_args[shard], error,
-                                               size);
+        self->shards[shard]
+            = zcq_actor_start (zcq_shard_actor, &self->shard_args[shard], error, size);
         if (!self->shards[shard])
             err = ZCQ_UNAVAILABLE;
     }

@@ -45,22 +45,22 @@ typedef struct {
     zcq_view_info_t *info;
     const zcq_projection_def_t *def;
     zcq_viewtable_t *table;
-    zcq_viewtable_t *rebuild;        //  DESIGN 3: the table being rebuilt
+    zcq_viewtable_t *rebuild; //  DESIGN 3: the table being rebuilt
     uint64_t rebuild_position;
 } s_view_t;
 
 typedef struct {
     const zcq_node_env_t *env;
     zsock_t *pipe;
-    zsock_t *queries;                //  PAIR with the query router
-    zsock_t *events;                 //  SUB (asynchronous host)
-    zsock_t *committed;              //  PAIR from the log writer (synchronous host)
-    zsock_t *acks;                   //  PAIR to the command router (synchronous host)
+    zsock_t *queries;   //  PAIR with the query router
+    zsock_t *events;    //  SUB (asynchronous host)
+    zsock_t *committed; //  PAIR from the log writer (synchronous host)
+    zsock_t *acks;      //  PAIR to the command router (synchronous host)
     bool synchronous;
     s_view_t *views;
     size_t view_count;
-    uint64_t position;               //  last position applied to every view
-    uint64_t known_head;             //  from heartbeats
+    uint64_t position;   //  last position applied to every view
+    uint64_t known_head; //  from heartbeats
     bool caught_up;
     zcq_doc_t *doc;
     zcq_event_t event;
@@ -180,7 +180,8 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table)
     handler->apply (&self->context, &self->event);
     s_flush (&self->context);
     if (self->context.failed)
-        zsys_error ("view %s: event %llu left the row unchanged (integer overflow, out of memory or bad row)",
+        zsys_error ("view %s: event %llu left the row unchanged (integer overflow, out of memory "
+                    "or bad row)",
                     view->def->view, (unsigned long long) self->event.position);
     atomic_fetch_add_explicit (&view->info->applied, 1, memory_order_relaxed);
 }
@@ -231,8 +232,8 @@ s_fill (self_t *self, uint64_t until, size_t limit)
     uint64_t wanted = until - before;
     if (limit && wanted > limit)
         wanted = limit;
-    zcq_err_t err = zcq_store_read_log (self->env->store, before + 1, (size_t) wanted,
-                                        s_apply_stored, self);
+    zcq_err_t err
+        = zcq_store_read_log (self->env->store, before + 1, (size_t) wanted, s_apply_stored, self);
     if (err != ZCQ_OK)
         zsys_error ("view host: reading the log: %s", zcq_strerror (err));
     return self->position - before;
@@ -402,8 +403,8 @@ s_op_list (self_t *self, s_view_t *view, zcq_query_t *query)
                                          zcq_writer_size (self->value), after, after_len,
                                          (size_t) limit, s_add_row, &page, &more);
     else
-        rows = zcq_viewtable_list (view->table, after, after_len, (size_t) limit, s_add_row,
-                                   &page, &more);
+        rows = zcq_viewtable_list (view->table, after, after_len, (size_t) limit, s_add_row, &page,
+                                   &more);
     zcq_writer_array_close (self->writer, rows_mark, rows);
     zcq_writer_str (self->writer, "next");
     if (more && page.last_key)
@@ -420,10 +421,10 @@ s_op_count (self_t *self, s_view_t *view, zcq_query_t *query)
     const char *field;
     if (!s_index_args (self, view, query, &field, buffer, sizeof buffer))
         return;
-    size_t total = field ? zcq_viewtable_count_value (view->table, field,
-                                                      zcq_writer_data (self->value),
-                                                      zcq_writer_size (self->value))
-                         : zcq_viewtable_count (view->table);
+    size_t total = field
+                     ? zcq_viewtable_count_value (view->table, field, zcq_writer_data (self->value),
+                                                  zcq_writer_size (self->value))
+                     : zcq_viewtable_count (view->table);
     size_t mark, count;
     s_reply_open_view (self, query, &mark, &count);
     zcq_writer_str (self->writer, "count");
@@ -570,7 +571,8 @@ s_handle_events (self_t *self)
             zmq_msg_close (&body);
             continue;
         }
-        bool heartbeat = zmq_msg_size (&topic) == 10 && memcmp (zmq_msg_data (&topic), "$heartbeat", 10) == 0;
+        bool heartbeat = zmq_msg_size (&topic) == 10
+                      && memcmp (zmq_msg_data (&topic), "$heartbeat", 10) == 0;
         if (heartbeat) {
             if (zcq_doc_decode (self->doc, zmq_msg_data (&body), zmq_msg_size (&body), NULL)
                 == ZCQ_OK) {

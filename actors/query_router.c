@@ -15,9 +15,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_READ_DEFAULT   1000
-#define S_READ_MAX       10000
-#define S_ROUND          256
+#define S_READ_DEFAULT 1000
+#define S_READ_MAX     10000
+#define S_ROUND        256
 
 static const char *s_status_names[] = { "live", "catching_up", "rebuilding" };
 
@@ -107,8 +107,8 @@ zcq_query_reply_close (zcq_query_t *self, zcq_writer_t *writer, size_t mark, siz
 typedef struct {
     const zcq_node_env_t *env;
     zsock_t *pipe;
-    zsock_t *clients;              //  ROUTER, the query endpoint
-    zsock_t **hosts;               //  PAIR per view host
+    zsock_t *clients; //  ROUTER, the query endpoint
+    zsock_t **hosts;  //  PAIR per view host
     uint32_t host_count;
     zcq_view_info_t *views;
     size_t view_count;
@@ -127,8 +127,7 @@ s_destroy (self_t **self_p)
     for (uint32_t host = 0; self->hosts && host < self->host_count; host++) {
         if (self->hosts[host]) {
             zcq_query_t *query;
-            while (zmq_recv (zsock_resolve (self->hosts[host]), &query, sizeof query,
-                             ZMQ_DONTWAIT)
+            while (zmq_recv (zsock_resolve (self->hosts[host]), &query, sizeof query, ZMQ_DONTWAIT)
                    == sizeof query)
                 zcq_query_destroy (&query);
         }
@@ -334,7 +333,8 @@ s_write_views (self_t *self)
         zcq_writer_str (self->writer, "name");
         zcq_writer_str (self->writer, view->def->view);
         zcq_writer_str (self->writer, "position");
-        zcq_writer_uint (self->writer, atomic_load_explicit (&view->position, memory_order_relaxed));
+        zcq_writer_uint (self->writer,
+                         atomic_load_explicit (&view->position, memory_order_relaxed));
         zcq_writer_str (self->writer, "rows");
         zcq_writer_uint (self->writer, atomic_load_explicit (&view->rows, memory_order_relaxed));
         zcq_writer_str (self->writer, "status");
@@ -384,9 +384,9 @@ s_op_stats (self_t *self, zcq_query_t *query)
     zcq_writer_str (self->writer, "stats");
     size_t stats_mark = zcq_writer_map_open (self->writer);
     size_t entries = 0;
-#define S_COUNTER(name)                                                                \
-    zcq_writer_str (self->writer, #name);                                               \
-    zcq_writer_uint (self->writer, ZCQ_STAT_GET (stats, name));                         \
+#define S_COUNTER(name)                                         \
+    zcq_writer_str (self->writer, #name);                       \
+    zcq_writer_uint (self->writer, ZCQ_STAT_GET (stats, name)); \
     entries++;
     S_COUNTER (commands_received)
     S_COUNTER (commands_accepted)
@@ -480,8 +480,8 @@ s_dispatch (self_t *self, zcq_query_t *query)
     }
     size_t size = zframe_size (query->body);
     if (size > self->limits.max_bytes) {
-        zcq_query_fail (query, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
-                        size, self->limits.max_bytes);
+        zcq_query_fail (query, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu", size,
+                        self->limits.max_bytes);
         return false;
     }
     if (zcq_doc_decode (query->doc, zframe_data (query->body), size, &self->limits) != ZCQ_OK) {
@@ -514,7 +514,7 @@ s_dispatch (self_t *self, zcq_query_t *query)
         const char *op;
         void (*handler) (self_t *self, zcq_query_t *query);
     } local[] = {
-        { "read", s_op_read }, { "stream", s_op_stream }, { "views", s_op_views },
+        { "read", s_op_read },     { "stream", s_op_stream }, { "views", s_op_views },
         { "health", s_op_health }, { "stats", s_op_stats },
     };
     for (size_t index = 0; index < sizeof local / sizeof local[0]; index++)
@@ -619,7 +619,7 @@ zcq_query_actor (zsock_t *pipe, void *args)
 
 struct zcq_reader_t {
     zcq_view_info_t *views;
-    zcq_view_info_t **members;     //  views grouped by host
+    zcq_view_info_t **members; //  views grouped by host
     size_t view_count;
     zactor_t **hosts;
     zcq_host_args_t *host_args;

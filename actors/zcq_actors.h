@@ -22,39 +22,39 @@
 //  --------------------------------------------------------------------------
 //  Commands
 
-typedef struct zcq_cached_t zcq_cached_t;    //  a cached aggregate (shard)
+typedef struct zcq_cached_t zcq_cached_t; //  a cached aggregate (shard)
 
 typedef struct zcq_command_t zcq_command_t;
 struct zcq_command_t {
     //  set by the command router
-    uint8_t *envelope;             //  routing frames as [u32 size][bytes]...,
-    size_t envelope_size;          //  given back with the reply
-    uint8_t envelope_inline[40];   //  where a short envelope lives
-    zmq_msg_t body;                //  request bytes; the doc borrows them
+    uint8_t *envelope;           //  routing frames as [u32 size][bytes]...,
+    size_t envelope_size;        //  given back with the reply
+    uint8_t envelope_inline[40]; //  where a short envelope lives
+    zmq_msg_t body;              //  request bytes; the doc borrows them
     zcq_doc_t *doc;
-    const char *id;                //  into body, not NUL-terminated
+    const char *id; //  into body, not NUL-terminated
     size_t id_len;
-    const zcq_value_t *id_value;   //  the request's id when it is not a valid one
-    const void *id_raw;            //  the encoded id of a request too large to decode
+    const zcq_value_t *id_value; //  the request's id when it is not a valid one
+    const void *id_raw;          //  the encoded id of a request too large to decode
     size_t id_raw_len;
-    const char *key;               //  NUL-terminated copy in stream
+    const char *key; //  NUL-terminated copy in stream
     size_t key_len;
     const char *type;
     size_t type_len;
-    int64_t expect;                //  -1 = absent
+    int64_t expect; //  -1 = absent
     const zcq_value_t *data;
     const zcq_value_t *meta;
     const zcq_aggregate_def_t *aggregate;
     const zcq_command_def_t *handler;
-    char stream[ZCQ_STREAM_MAX + 2];   //  aggregate/key NUL, then topic slash room
+    char stream[ZCQ_STREAM_MAX + 2]; //  aggregate/key NUL, then topic slash room
     size_t stream_len;
     uint32_t shard;
-    char id_copy[ZCQ_ID_MAX + 1];  //  NUL-terminated id
+    char id_copy[ZCQ_ID_MAX + 1]; //  NUL-terminated id
 
     //  outcome (shard, then writer)
     zcq_err_t outcome;
-    char *message;                 //  heap; NULL when none
-    uint64_t version;              //  stream version after (or current, on conflict)
+    char *message;    //  heap; NULL when none
+    uint64_t version; //  stream version after (or current, on conflict)
     uint64_t position;
     uint32_t event_count;
     bool duplicate;
@@ -62,13 +62,13 @@ struct zcq_command_t {
     //  for the log writer: event bodies, each prefixed by its u32 length
     uint8_t *events;
     size_t events_size;
-    uint8_t *snapshot;             //  encoded snapshot, or NULL
+    uint8_t *snapshot; //  encoded snapshot, or NULL
     size_t snapshot_size;
     uint32_t snapshot_schema;
 
     //  bookkeeping
-    zcq_cached_t *cached;          //  shard: the aggregate, pinned while in flight
-    zcq_command_t *next;           //  router: next command with this id, held
+    zcq_cached_t *cached; //  shard: the aggregate, pinned while in flight
+    zcq_command_t *next;  //  router: next command with this id, held
 };
 
 zcq_command_t *zcq_command_new (void);
@@ -90,17 +90,17 @@ void zcq_command_fail (zcq_command_t *self, zcq_err_t outcome, const char *forma
 //  Batches
 
 typedef enum {
-    ZCQ_BATCH_COMMANDS,    //  router -> shard: decide these
-    ZCQ_BATCH_REPLIES,     //  shard -> router: reply, then free
-    ZCQ_BATCH_COMMIT,      //  shard -> writer: append these
-    ZCQ_BATCH_COMMITTED,   //  writer -> router: reply, then return to shard
-    ZCQ_BATCH_DONE,        //  router -> shard: replies sent; unpin and free
+    ZCQ_BATCH_COMMANDS,  //  router -> shard: decide these
+    ZCQ_BATCH_REPLIES,   //  shard -> router: reply, then free
+    ZCQ_BATCH_COMMIT,    //  shard -> writer: append these
+    ZCQ_BATCH_COMMITTED, //  writer -> router: reply, then return to shard
+    ZCQ_BATCH_DONE,      //  router -> shard: replies sent; unpin and free
 } zcq_batch_kind_t;
 
 typedef struct {
     zcq_batch_kind_t kind;
     uint32_t shard;
-    uint32_t generation;           //  shard's commit generation (see log_writer.c)
+    uint32_t generation; //  shard's commit generation (see log_writer.c)
     size_t count;
     size_t capacity;
     zcq_command_t **commands;
@@ -126,24 +126,24 @@ void zcq_cbatch_drain (zsock_t *socket);
 
 typedef struct {
     atomic_uint_fast64_t commands_received;
-    atomic_uint_fast64_t commands_accepted;    //  ok replies, duplicates included
+    atomic_uint_fast64_t commands_accepted; //  ok replies, duplicates included
     atomic_uint_fast64_t commands_duplicate;
-    atomic_uint_fast64_t commands_rejected;    //  rejected by the domain
+    atomic_uint_fast64_t commands_rejected; //  rejected by the domain
     atomic_uint_fast64_t commands_conflict;
-    atomic_uint_fast64_t commands_invalid;     //  invalid and unknown
+    atomic_uint_fast64_t commands_invalid; //  invalid and unknown
     atomic_uint_fast64_t commands_unavailable;
-    atomic_uint_fast64_t commands_failed;      //  internal errors
+    atomic_uint_fast64_t commands_failed; //  internal errors
     atomic_uint_fast64_t events_written;
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t commit_failures;
-    atomic_uint_fast64_t replies_dropped;      //  peer gone or never reading
+    atomic_uint_fast64_t replies_dropped; //  peer gone or never reading
     atomic_uint_fast64_t aggregates_loaded;
     atomic_uint_fast64_t snapshots_written;
     atomic_uint_fast64_t queries_served;
     atomic_int_fast64_t commands_inflight;
 } zcq_stats_t;
 
-#define ZCQ_STAT_ADD(stats, name, value)                                         \
+#define ZCQ_STAT_ADD(stats, name, value) \
     atomic_fetch_add_explicit (&(stats)->name, (value), memory_order_relaxed)
 #define ZCQ_STAT_GET(stats, name) atomic_load_explicit (&(stats)->name, memory_order_relaxed)
 
@@ -156,8 +156,8 @@ typedef struct {
     zcq_store_t *store;
     zcq_stats_t *stats;
     int64_t started_us;
-    bool synchronous_views;        //  committed batches pass the sync host first
-    char prefix[64];               //  inproc endpoint prefix, unique per node
+    bool synchronous_views; //  committed batches pass the sync host first
+    char prefix[64];        //  inproc endpoint prefix, unique per node
 } zcq_node_env_t;
 
 //  inproc endpoint names

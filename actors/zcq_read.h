@@ -27,7 +27,7 @@ typedef struct {
     atomic_uint_fast64_t position;
     atomic_uint_fast64_t rows;
     atomic_uint_fast64_t memory;
-    atomic_uint_fast64_t applied;      //  events applied (rebuilds included)
+    atomic_uint_fast64_t applied; //  events applied (rebuilds included)
     atomic_int status;
 } zcq_view_info_t;
 
@@ -40,12 +40,12 @@ struct zcq_query_t {
     const zcq_value_t *root;
     const zcq_value_t *rid;
     char op[16];
-    zcq_view_info_t *view;            //  the view asked
+    zcq_view_info_t *view; //  the view asked
     uint64_t min_position;
-    int64_t deadline;                 //  zclock_mono ms, for min_position
-    void *reply;                      //  encoded reply, set by the host
+    int64_t deadline; //  zclock_mono ms, for min_position
+    void *reply;      //  encoded reply, set by the host
     size_t reply_size;
-    zcq_query_t *next;                //  parked list
+    zcq_query_t *next; //  parked list
 };
 
 void zcq_query_destroy (zcq_query_t **self_p);
@@ -62,7 +62,7 @@ typedef struct {
     const zcq_node_env_t *env;
     uint32_t host;
     bool synchronous;
-    zcq_view_info_t **views;          //  the views this host keeps
+    zcq_view_info_t **views; //  the views this host keeps
     size_t view_count;
 } zcq_host_args_t;
 
@@ -83,8 +83,7 @@ typedef struct {
 //  Pipe: zsock_send (router, "s", "ENDPOINT") / reply "s" query endpoint.
 void zcq_query_actor (zsock_t *pipe, void *args);
 
-zcq_err_t zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error,
-                            size_t size);
+zcq_err_t zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, size_t size);
 void zcq_reader_destroy (zcq_reader_t **self_p);
 const char *zcq_reader_endpoint (const zcq_reader_t *self);
 

@@ -87,7 +87,8 @@ s_print_reply (const zcq_value_t *reply, void (*readable) (const zcq_value_t *re
                  zcq_value_get_str (reply, "message", message, sizeof message, ""));
         const zcq_value_t *version = zcq_value_get (reply, "version");
         if (version)
-            fprintf (stderr, "stream version %lld\n", (long long) zcq_value_get_int (reply, "version", 0));
+            fprintf (stderr, "stream version %lld\n",
+                     (long long) zcq_value_get_int (reply, "version", 0));
         return 1;
     }
     readable (reply);
@@ -401,12 +402,18 @@ main (int argc, char *argv[])
         const char *flag;
         const char **target;
     } options[] = {
-        { "--command", &s_args.command }, { "--query", &s_args.query },
-        { "--events", &s_args.events },   { "--expect", &s_args.expect },
-        { "--id", &s_args.id },           { "--meta", &s_args.meta },
-        { "--index", &s_args.index },     { "--value", &s_args.value },
-        { "--after", &s_args.after },     { "--limit", &s_args.limit },
-        { "--from", &s_args.from },       { "--count", &s_args.count },
+        { "--command", &s_args.command },
+        { "--query", &s_args.query },
+        { "--events", &s_args.events },
+        { "--expect", &s_args.expect },
+        { "--id", &s_args.id },
+        { "--meta", &s_args.meta },
+        { "--index", &s_args.index },
+        { "--value", &s_args.value },
+        { "--after", &s_args.after },
+        { "--limit", &s_args.limit },
+        { "--from", &s_args.from },
+        { "--count", &s_args.count },
         { "--min-position", &s_args.min_position },
     };
     for (int index = 1; index < argc; index++) {

@@ -91,7 +91,7 @@ main (int argc, char *argv[])
     //  signals are taken by sigwait below, never by a thread (czmq's own
     //  handler is turned off so it does not swallow them)
     zsys_handler_set (NULL);
-    zsys_set_logstream (stderr);      //  stdout carries the endpoints only
+    zsys_set_logstream (stderr); //  stdout carries the endpoints only
     sigset_t signals;
     sigemptyset (&signals);
     sigaddset (&signals, SIGINT);

@@ -20,7 +20,7 @@ struct zcq_catchup_t {
     zcq_client_t *client;
     zsock_t *events;
     zcq_writer_t *request;
-    zcq_doc_t *page;               //  the last `read` reply
+    zcq_doc_t *page; //  the last `read` reply
     zframe_t *page_frame;
     size_t page_next;
     size_t page_size;
@@ -221,9 +221,9 @@ zcq_catchup_next (zcq_catchup_t *self, int timeout_ms, const zcq_event_t **event
         if (position > self->head)
             self->head = position;
         if (position <= self->position)
-            continue;                 //  already seen
+            continue; //  already seen
         if (position > self->position + 1)
-            continue;                 //  a gap: the next loop reads it from the log
+            continue; //  a gap: the next loop reads it from the log
         self->position = position;
         if (s_wanted (self)) {
             *event = &self->event;

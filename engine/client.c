@@ -9,7 +9,7 @@
 #include <string.h>
 
 struct zcq_client_t {
-    zsock_t *sockets[3];       //  by zcq_endpoint_t; events unused
+    zsock_t *sockets[3]; //  by zcq_endpoint_t; events unused
     zcq_doc_t *reply;
     zframe_t *reply_frame;
     zcq_writer_t *writer;
@@ -31,7 +31,8 @@ zcq_client_new (const char *command_endpoint, const char *query_endpoint)
         if (!endpoints[which])
             continue;
         self->sockets[which] = zsock_new (ZMQ_DEALER);
-        ok = self->sockets[which] && zsock_connect (self->sockets[which], "%s", endpoints[which]) == 0;
+        ok = self->sockets[which]
+          && zsock_connect (self->sockets[which], "%s", endpoints[which]) == 0;
         if (ok) {
             zsock_set_linger (self->sockets[which], 0);
             zsock_set_rcvhwm (self->sockets[which], 0);
@@ -108,7 +109,8 @@ zcq_client_call (zcq_client_t *self, zcq_endpoint_t endpoint, const void *body, 
         zmsg_remove (answer, self->reply_frame);
         zmsg_destroy (&answer);
         if (zcq_doc_decode (self->reply, zframe_data (self->reply_frame),
-                            zframe_size (self->reply_frame), NULL) != ZCQ_OK)
+                            zframe_size (self->reply_frame), NULL)
+            != ZCQ_OK)
             continue;
         const zcq_value_t *root = zcq_doc_root (self->reply);
         //  a request without an id or rid takes the first reply

@@ -29,14 +29,14 @@
 #ifndef MSGPACK_EMBED_STACK_SIZE
 #define MSGPACK_EMBED_STACK_SIZE 32
 #endif
-#define S_MAX_DEPTH MSGPACK_EMBED_STACK_SIZE
-#define S_ZONE_CHUNK    2048
+#define S_MAX_DEPTH  MSGPACK_EMBED_STACK_SIZE
+#define S_ZONE_CHUNK 2048
 
 struct zcq_doc_t {
     msgpack_zone zone;
     msgpack_object root;
     bool decoded;
-    void *copy;            //  our copy of the bytes, for decode_copy
+    void *copy; //  our copy of the bytes, for decode_copy
     size_t copy_size;
     char error[160];
 };
@@ -133,10 +133,16 @@ s_check_value (s_scan_t *scan, int depth)
 
     //  Fixed headers: width of the length field, or a fixed payload size
     switch (tag) {
-        case 0xcc: case 0xd0: return s_skip (scan, 1, 1);
-        case 0xcd: case 0xd1: return s_skip (scan, 1, 2);
-        case 0xce: case 0xd2: case 0xca: return s_skip (scan, 1, 4);
-        case 0xcf: case 0xd3: case 0xcb: return s_skip (scan, 1, 8);
+        case 0xcc:
+        case 0xd0: return s_skip (scan, 1, 1);
+        case 0xcd:
+        case 0xd1: return s_skip (scan, 1, 2);
+        case 0xce:
+        case 0xd2:
+        case 0xca: return s_skip (scan, 1, 4);
+        case 0xcf:
+        case 0xd3:
+        case 0xcb: return s_skip (scan, 1, 8);
         case 0xd4: return s_skip (scan, 1, 2);
         case 0xd5: return s_skip (scan, 1, 3);
         case 0xd6: return s_skip (scan, 1, 5);
@@ -147,19 +153,41 @@ s_check_value (s_scan_t *scan, int depth)
     int width = 0;
     enum { RAW, EXT, ARRAY, MAP } kind = RAW;
     switch (tag) {
-        case 0xd9: case 0xc4: width = 1; break;
-        case 0xda: case 0xc5: width = 2; break;
-        case 0xdb: case 0xc6: width = 4; break;
-        case 0xc7: width = 1; kind = EXT; break;
-        case 0xc8: width = 2; kind = EXT; break;
-        case 0xc9: width = 4; kind = EXT; break;
-        case 0xdc: width = 2; kind = ARRAY; break;
-        case 0xdd: width = 4; kind = ARRAY; break;
-        case 0xde: width = 2; kind = MAP; break;
-        case 0xdf: width = 4; kind = MAP; break;
-        default:
-            scan->reason = "reserved type byte 0xc1";
-            return false;
+        case 0xd9:
+        case 0xc4: width = 1; break;
+        case 0xda:
+        case 0xc5: width = 2; break;
+        case 0xdb:
+        case 0xc6: width = 4; break;
+        case 0xc7:
+            width = 1;
+            kind = EXT;
+            break;
+        case 0xc8:
+            width = 2;
+            kind = EXT;
+            break;
+        case 0xc9:
+            width = 4;
+            kind = EXT;
+            break;
+        case 0xdc:
+            width = 2;
+            kind = ARRAY;
+            break;
+        case 0xdd:
+            width = 4;
+            kind = ARRAY;
+            break;
+        case 0xde:
+            width = 2;
+            kind = MAP;
+            break;
+        case 0xdf:
+            width = 4;
+            kind = MAP;
+            break;
+        default: scan->reason = "reserved type byte 0xc1"; return false;
     }
     if (remaining < (size_t) 1 + width) {
         scan->reason = "truncated length";
@@ -194,8 +222,8 @@ zcq_msgpack_check (const void *bytes, size_t size, const zcq_limits_t *limits, c
         .cursor = bytes,
         .end = (const uint8_t *) bytes + size,
         .max_depth = limits && limits->max_depth > 0 && limits->max_depth < S_MAX_DEPTH
-                         ? limits->max_depth
-                         : (limits && limits->max_depth > 0 ? S_MAX_DEPTH : S_DEFAULT_DEPTH),
+                       ? limits->max_depth
+                       : (limits && limits->max_depth > 0 ? S_MAX_DEPTH : S_DEFAULT_DEPTH),
     };
     if (!s_check_value (&scan, 0)) {
         *reason = scan.reason;
@@ -211,11 +239,10 @@ zcq_msgpack_check (const void *bytes, size_t size, const zcq_limits_t *limits, c
 //  Find a string key in the top-level map of untrusted bytes without
 //  decoding anything else: the encoded value's bytes, or false.
 bool
-zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const void **value,
-                  size_t *len)
+zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const void **value, size_t *len)
 {
-    s_scan_t scan = { .cursor = bytes, .end = (const uint8_t *) bytes + size,
-                      .max_depth = S_DEFAULT_DEPTH };
+    s_scan_t scan
+        = { .cursor = bytes, .end = (const uint8_t *) bytes + size, .max_depth = S_DEFAULT_DEPTH };
     if (!bytes || size == 0)
         return false;
     uint8_t tag = *scan.cursor;
@@ -294,8 +321,7 @@ zcq_doc_decode (zcq_doc_t *self, const void *bytes, size_t size, const zcq_limit
         return ZCQ_INVALID;
     }
     size_t offset = 0;
-    msgpack_unpack_return rc
-        = msgpack_unpack (bytes, size, &offset, &self->zone, &self->root);
+    msgpack_unpack_return rc = msgpack_unpack (bytes, size, &offset, &self->zone, &self->root);
     if (rc == MSGPACK_UNPACK_NOMEM_ERROR) {
         snprintf (self->error, sizeof self->error, "out of memory decoding the body");
         return ZCQ_NOMEM;
@@ -571,10 +597,10 @@ zcq_writer_reset (zcq_writer_t *self)
     self->ok = true;
 }
 
-#define S_PACK(call)                                                           \
-    do {                                                                       \
-        if ((call) != 0)                                                       \
-            self->ok = false;                                                  \
+#define S_PACK(call)          \
+    do {                      \
+        if ((call) != 0)      \
+            self->ok = false; \
     } while (0)
 
 void

@@ -37,8 +37,8 @@ s_number (const char *name, const char *value, long long min, long long max, lon
     errno = 0;
     long long parsed = strtoll (value, &end, 10);
     if (errno || end == value || *end || parsed < min || parsed > max) {
-        snprintf (error, size, "%s: '%s' is not a whole number from %lld to %lld", name, value,
-                  min, max);
+        snprintf (error, size, "%s: '%s' is not a whole number from %lld to %lld", name, value, min,
+                  max);
         return ZCQ_INVALID;
     }
     *number = parsed;
@@ -68,16 +68,15 @@ s_endpoint (char *target, const char *name, const char *value, char *error, size
         return self->field;                                                               \
     }
 
-#define S_ENDPOINT(which, label)                                                          \
-    static zcq_err_t s_parse_##which (zcq_config_t *self, const char *value, char *error, \
-                                      size_t size)                                        \
-    {                                                                                     \
-        return s_endpoint (self->endpoints[ZCQ_ENDPOINT_##which], label, value, error,    \
-                           size);                                                         \
-    }                                                                                     \
-    static const char *s_format_##which (zcq_config_t *self)                              \
-    {                                                                                     \
-        return self->endpoints[ZCQ_ENDPOINT_##which];                                     \
+#define S_ENDPOINT(which, label)                                                              \
+    static zcq_err_t s_parse_##which (zcq_config_t *self, const char *value, char *error,     \
+                                      size_t size)                                            \
+    {                                                                                         \
+        return s_endpoint (self->endpoints[ZCQ_ENDPOINT_##which], label, value, error, size); \
+    }                                                                                         \
+    static const char *s_format_##which (zcq_config_t *self)                                  \
+    {                                                                                         \
+        return self->endpoints[ZCQ_ENDPOINT_##which];                                         \
     }
 
 #define S_NUMBER(field, label, min, max)                                                  \

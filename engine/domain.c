@@ -22,11 +22,11 @@ s_valid_aggregate_name (const char *name)
 zcq_err_t
 zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
 {
-#define S_FAIL(...)                                                                \
-    do {                                                                           \
-        if (error && size)                                                         \
-            snprintf (error, size, __VA_ARGS__);                                   \
-        return ZCQ_INVALID;                                                        \
+#define S_FAIL(...)                              \
+    do {                                         \
+        if (error && size)                       \
+            snprintf (error, size, __VA_ARGS__); \
+        return ZCQ_INVALID;                      \
     } while (0)
     if (!domain || !domain->name)
         S_FAIL ("domain has no name");

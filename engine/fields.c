@@ -195,13 +195,13 @@ s_field_end (zcq_fields_t *self, s_field_t *field)
     field->value_len = (uint32_t) (zcq_writer_size (self->bytes) - field->value_at);
 }
 
-#define S_SET_FIELD(write)                                                      \
-    if (!self)                                                                  \
-        return;                                                                 \
-    s_field_t *field = s_field_begin (self, name, S_SET);                      \
-    if (!field)                                                                 \
-        return;                                                                 \
-    write;                                                                      \
+#define S_SET_FIELD(write)                                \
+    if (!self)                                            \
+        return;                                           \
+    s_field_t *field = s_field_begin (self, name, S_SET); \
+    if (!field)                                           \
+        return;                                           \
+    write;                                                \
     s_field_end (self, field);
 
 void
@@ -578,8 +578,8 @@ zcq_invalid (zcq_decide_t *self, const char *format, ...)
 }
 
 zcq_err_t
-zcq_arg_int_or (zcq_decide_t *self, const char *field, int64_t min, int64_t max,
-                int64_t fallback, int64_t *value)
+zcq_arg_int_or (zcq_decide_t *self, const char *field, int64_t min, int64_t max, int64_t fallback,
+                int64_t *value)
 {
     const zcq_value_t *found = zcq_value_get (self->data, field);
     if (!found || zcq_value_type (found) == ZCQ_TYPE_NIL) {
@@ -675,8 +675,7 @@ zcq_event_parse (zcq_event_t *self, const zcq_value_t *body)
         || !zcq_value_copy_str (zcq_value_get (body, "aggregate"), self->aggregate,
                                 sizeof self->aggregate)
         || !zcq_value_copy_str (zcq_value_get (body, "key"), self->key, sizeof self->key)
-        || !zcq_value_copy_str (zcq_value_get (body, "stream"), self->stream,
-                                sizeof self->stream)
+        || !zcq_value_copy_str (zcq_value_get (body, "stream"), self->stream, sizeof self->stream)
         || !zcq_value_copy_str (zcq_value_get (body, "command"), self->command,
                                 sizeof self->command)
         || !zcq_value_copy_str (zcq_value_get (body, "node"), self->node, sizeof self->node))

@@ -37,27 +37,35 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { S_CF_DEFAULT, S_CF_LOG, S_CF_STREAMS, S_CF_SNAPSHOTS, S_CF_COMMANDS, S_CF_EXPIRY, S_CF_COUNT };
+enum {
+    S_CF_DEFAULT,
+    S_CF_LOG,
+    S_CF_STREAMS,
+    S_CF_SNAPSHOTS,
+    S_CF_COMMANDS,
+    S_CF_EXPIRY,
+    S_CF_COUNT
+};
 static const char *s_cf_names[S_CF_COUNT]
     = { "default", "log", "streams", "snapshots", "commands", "expiry" };
 
 #define S_FORMAT         "1"
 #define S_DEFAULT_WINDOW (24 * 3600)
 #define S_MULTIGET_CHUNK 256
-#define S_BLOOM_MIN_BITS (1ULL << 26)   //  8 MiB: 1% false hits up to ~6.7M ids
+#define S_BLOOM_MIN_BITS (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
 #define S_BLOOM_HASHES   7
 
 typedef struct {
     _Atomic uint64_t *words;
-    uint64_t bits;                      //  a power of two
+    uint64_t bits; //  a power of two
 } s_bloom_t;
 
 struct zcq_store_t {
     rocksdb_t *db;
     rocksdb_options_t *options;
-    rocksdb_options_t *streams_options;     //  DESIGN 6
+    rocksdb_options_t *streams_options; //  DESIGN 6
     rocksdb_options_t *commands_options;
-    rocksdb_readoptions_t *scan_options;    //  total order, for whole-family scans
+    rocksdb_readoptions_t *scan_options; //  total order, for whole-family scans
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table;
     rocksdb_column_family_handle_t *cf[S_CF_COUNT];
@@ -67,7 +75,7 @@ struct zcq_store_t {
     uint64_t dedup_window_s;
     _Atomic uint64_t head;
     atomic_int fault_countdown;
-    s_bloom_t ids;                 //  DESIGN 5
+    s_bloom_t ids; //  DESIGN 5
     char *path;
 };
 
@@ -75,7 +83,7 @@ struct zcq_batch_t {
     zcq_store_t *store;
     rocksdb_writebatch_t *batch;
     size_t count;
-    bool failed;                   //  a put could not be staged (no memory)
+    bool failed; //  a put could not be staged (no memory)
 };
 
 //  --------------------------------------------------------------------------
@@ -119,7 +127,8 @@ s_bloom_maybe (const s_bloom_t *bloom, const char *bytes, size_t len)
     uint64_t bits = hash >> 20;
     for (int index = 0; index < S_BLOOM_HASHES; index++, bits = bits * 0x9e3779b97f4a7c15ULL + 1) {
         uint64_t bit = (bits >> 55) & 511;
-        uint64_t word = atomic_load_explicit (&bloom->words[line + (bit >> 6)], memory_order_relaxed);
+        uint64_t word
+            = atomic_load_explicit (&bloom->words[line + (bit >> 6)], memory_order_relaxed);
         if (!(word & (1ULL << (bit & 63))))
             return false;
     }
@@ -336,9 +345,9 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     //  DESIGN 6: hash-bucketed memtables where keys arrive in random order
     self->streams_options = rocksdb_options_create_copy (self->options);
     rocksdb_options_set_prefix_extractor (
-        self->streams_options,
-        rocksdb_slicetransform_create (NULL, s_stream_prefix_destroy, s_stream_prefix, s_stream_in_domain,
-                                       s_stream_in_range, s_stream_prefix_name));
+        self->streams_options, rocksdb_slicetransform_create (
+                                   NULL, s_stream_prefix_destroy, s_stream_prefix,
+                                   s_stream_in_domain, s_stream_in_range, s_stream_prefix_name));
     rocksdb_options_set_hash_skip_list_rep (self->streams_options, 200003, 4, 4);
     self->commands_options = rocksdb_options_create_copy (self->options);
     rocksdb_options_set_prefix_extractor (self->commands_options,
@@ -506,8 +515,7 @@ zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream, size_
 
 //  The stream's head record: stream NUL -> version.
 static void
-s_batch_stream_version (zcq_batch_t *self, const char *stream, size_t stream_len,
-                        uint64_t version)
+s_batch_stream_version (zcq_batch_t *self, const char *stream, size_t stream_len, uint64_t version)
 {
     char buffer[ZCQ_STREAM_MAX + 1];
     char *key = stream_len <= ZCQ_STREAM_MAX ? buffer : malloc (stream_len + 1);
@@ -712,7 +720,7 @@ s_deliver_positions (zcq_store_t *self, const uint64_t *positions, const uint64_
                 rocksdb_free (errors[index]);
         }
         else if (!values[index] && err == ZCQ_OK)
-            err = ZCQ_CORRUPT;       //  the index names a position the log lacks
+            err = ZCQ_CORRUPT; //  the index names a position the log lacks
         if (err == ZCQ_OK && !*stopped
             && fn (arg, positions[index], versions[index], values[index], value_lens[index]))
             *stopped = true;
@@ -876,8 +884,7 @@ zcq_store_expire_commands (zcq_store_t *self, int64_t now_us, size_t max, size_t
         size_t record_len;
         if (s_get (self, S_CF_COMMANDS, key + 8, key_len - 8, &record, &record_len) == ZCQ_OK) {
             if (record_len >= 8 && memcmp (record, key, 8) == 0)
-                rocksdb_writebatch_delete_cf (batch, self->cf[S_CF_COMMANDS], key + 8,
-                                              key_len - 8);
+                rocksdb_writebatch_delete_cf (batch, self->cf[S_CF_COMMANDS], key + 8, key_len - 8);
             free (record);
         }
         count++;

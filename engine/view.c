@@ -15,15 +15,15 @@
 #include "zcq_internal.h"
 #include <string.h>
 
-#define S_MAX_LEVEL 24
-#define S_COUNT_SLOTS 64          //  initial and smallest value-count table
+#define S_MAX_LEVEL   24
+#define S_COUNT_SLOTS 64 //  initial and smallest value-count table
 
 typedef struct s_node_t {
-    void *payload;                //  primary: the row bytes; index: primary node
+    void *payload; //  primary: the row bytes; index: primary node
     uint32_t key_len;
     uint32_t row_len;
     uint8_t level;
-    struct s_node_t *forward[];   //  `level` pointers, then the key bytes
+    struct s_node_t *forward[]; //  `level` pointers, then the key bytes
 } s_node_t;
 
 typedef struct {
@@ -43,14 +43,14 @@ typedef struct {
 typedef struct {
     char *field;
     s_skiplist_t list;
-    s_count_t *counts;            //  open addressing by value
+    s_count_t *counts; //  open addressing by value
     size_t count_slots;
     size_t count_used;
 } s_index_t;
 
 struct zcq_viewtable_t {
     s_skiplist_t rows;
-    uint64_t *slots;              //  hash table of row nodes (tagged pointers)
+    uint64_t *slots; //  hash table of row nodes (tagged pointers)
     size_t slot_count;
     size_t memory;
     s_index_t *indexes;
@@ -127,10 +127,10 @@ s_skiplist_seek (const s_skiplist_t *list, const char *key, size_t key_len, s_no
 {
     s_node_t *node = list->head;
     for (int level = list->level - 1; level >= 0; level--) {
-        while (node->forward[level]
-               && s_compare (s_key (node->forward[level]), node->forward[level]->key_len, key,
-                             key_len)
-                      < 0)
+        while (
+            node->forward[level]
+            && s_compare (s_key (node->forward[level]), node->forward[level]->key_len, key, key_len)
+                   < 0)
             node = node->forward[level];
         if (update)
             update[level] = node;
@@ -609,10 +609,10 @@ zcq_viewtable_delete (zcq_viewtable_t *self, const char *key, size_t key_len)
 }
 
 const void *
-zcq_viewtable_get (const zcq_viewtable_t *self, const char *key, size_t key_len,
-                   size_t *row_len)
+zcq_viewtable_get (const zcq_viewtable_t *self, const char *key, size_t key_len, size_t *row_len)
 {
-    s_node_t *node = s_slot_node (self->slots[s_slot_of (self, key, key_len, s_hash (key, key_len))]);
+    s_node_t *node
+        = s_slot_node (self->slots[s_slot_of (self, key, key_len, s_hash (key, key_len))]);
     if (!node)
         return NULL;
     *row_len = node->row_len;
@@ -652,8 +652,8 @@ zcq_viewtable_count_value (const zcq_viewtable_t *self, const char *field, const
 }
 
 size_t
-zcq_viewtable_list (const zcq_viewtable_t *self, const char *after, size_t after_len,
-                    size_t limit, zcq_row_fn *fn, void *arg, bool *more)
+zcq_viewtable_list (const zcq_viewtable_t *self, const char *after, size_t after_len, size_t limit,
+                    zcq_row_fn *fn, void *arg, bool *more)
 {
     s_node_t *node = s_skiplist_after (&self->rows, after, after_len);
     size_t given = 0;

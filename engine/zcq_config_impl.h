@@ -9,7 +9,7 @@
 
 struct zcq_config_t {
     char data[1024];
-    char endpoints[3][ZCQ_ENDPOINT_MAX];   //  by zcq_endpoint_t
+    char endpoints[3][ZCQ_ENDPOINT_MAX]; //  by zcq_endpoint_t
     char node[ZCQ_NODE_ID_MAX + 1];
     zcq_durability_t durability;
     int shards;
@@ -18,7 +18,7 @@ struct zcq_config_t {
     size_t request_limit;
     int heartbeat_ms;
     size_t max_inflight;
-    char text[64];                         //  scratch for zcq_config_get
+    char text[64]; //  scratch for zcq_config_get
 };
 
 #endif

@@ -63,8 +63,8 @@ bool zcq_fields_merge (const zcq_fields_t *self, const zcq_value_t *row, const c
 //  Decisions
 
 typedef struct {
-    const char *type;        //  event type (arena copy)
-    zcq_fields_t *fields;    //  its payload
+    const char *type;     //  event type (arena copy)
+    zcq_fields_t *fields; //  its payload
 } zcq_emitted_t;
 
 struct zcq_decide_t {
@@ -104,7 +104,7 @@ struct zcq_event_t {
     char stream[ZCQ_STREAM_MAX + 1];
     char command[ZCQ_ID_MAX + 1];
     char node[ZCQ_NODE_ID_MAX + 1];
-    zcq_arena_t *arena;      //  for zcq_event_str; created on first use
+    zcq_arena_t *arena; //  for zcq_event_str; created on first use
 };
 
 //  Fill event from a decoded event body; ZCQ_CORRUPT when a field is
@@ -117,8 +117,8 @@ void zcq_event_release (zcq_event_t *self);
 
 const zcq_aggregate_def_t *zcq_domain_aggregate (const zcq_domain_t *domain, const char *name,
                                                  size_t len);
-const zcq_command_def_t *zcq_domain_command (const zcq_aggregate_def_t *aggregate,
-                                             const char *type, size_t len);
+const zcq_command_def_t *zcq_domain_command (const zcq_aggregate_def_t *aggregate, const char *type,
+                                             size_t len);
 const zcq_event_def_t *zcq_domain_event (const zcq_aggregate_def_t *aggregate, const char *type);
 uint32_t zcq_aggregate_snapshot_every (const zcq_aggregate_def_t *aggregate);
 

@@ -25,9 +25,8 @@ typedef struct zcq_catchup_t zcq_catchup_t;
 
 //  Subscribe from position `from` (>= 1). topic, when not NULL, keeps only
 //  events whose `<aggregate>/<key>/` starts with it. NULL on failure.
-ZCQ_EXPORT zcq_catchup_t *zcq_catchup_new (const char *query_endpoint,
-                                           const char *events_endpoint, uint64_t from,
-                                           const char *topic);
+ZCQ_EXPORT zcq_catchup_t *zcq_catchup_new (const char *query_endpoint, const char *events_endpoint,
+                                           uint64_t from, const char *topic);
 ZCQ_EXPORT void zcq_catchup_destroy (zcq_catchup_t **self_p);
 //  The next event, waiting up to timeout_ms. *event lives until the next
 //  call. ZCQ_TIMEOUT when none came; ZCQ_UNAVAILABLE when the node did not

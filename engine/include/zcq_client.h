@@ -22,14 +22,14 @@ extern "C" {
 typedef struct zcq_client_t zcq_client_t;
 
 typedef struct {
-    const char *id;           //  NULL = a fresh unique id
+    const char *id; //  NULL = a fresh unique id
     const char *aggregate;
     const char *key;
     const char *type;
-    int64_t expect;           //  -1 or below = absent
-    const void *data;         //  encoded MessagePack value, or NULL
+    int64_t expect;   //  -1 or below = absent
+    const void *data; //  encoded MessagePack value, or NULL
     size_t data_len;
-    const void *meta;         //  encoded MessagePack map, or NULL
+    const void *meta; //  encoded MessagePack map, or NULL
     size_t meta_len;
 } zcq_command_req_t;
 
@@ -39,9 +39,8 @@ ZCQ_EXPORT void zcq_client_destroy (zcq_client_t **self_p);
 //  Send one encoded request to an endpoint and wait up to timeout_ms for
 //  its reply. *reply lives until the next call on this client. Returns
 //  ZCQ_OK when a reply arrived (whatever it says), ZCQ_TIMEOUT otherwise.
-ZCQ_EXPORT zcq_err_t zcq_client_call (zcq_client_t *self, zcq_endpoint_t endpoint,
-                                      const void *body, size_t len, int timeout_ms,
-                                      const zcq_value_t **reply);
+ZCQ_EXPORT zcq_err_t zcq_client_call (zcq_client_t *self, zcq_endpoint_t endpoint, const void *body,
+                                      size_t len, int timeout_ms, const zcq_value_t **reply);
 //  Encode and send a command, wait for the reply.
 ZCQ_EXPORT zcq_err_t zcq_client_command (zcq_client_t *self, const zcq_command_req_t *command,
                                          int timeout_ms, const zcq_value_t **reply);

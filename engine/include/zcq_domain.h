@@ -28,41 +28,41 @@
 extern "C" {
 #endif
 
-typedef struct zcq_decide_t zcq_decide_t;   //  one decision in progress
-typedef struct zcq_event_t zcq_event_t;     //  a recorded event, read-only
-typedef struct zcq_fields_t zcq_fields_t;   //  fields to write into a map
-typedef struct zcq_view_t zcq_view_t;       //  a view, as a projection sees it
+typedef struct zcq_decide_t zcq_decide_t; //  one decision in progress
+typedef struct zcq_event_t zcq_event_t;   //  a recorded event, read-only
+typedef struct zcq_fields_t zcq_fields_t; //  fields to write into a map
+typedef struct zcq_view_t zcq_view_t;     //  a view, as a projection sees it
 
 typedef zcq_err_t (zcq_decide_fn) (zcq_decide_t *decide, const void *state);
 typedef void (zcq_evolve_fn) (void *state, const zcq_event_t *event);
 typedef void (zcq_project_fn) (zcq_view_t *view, const zcq_event_t *event);
 
 typedef struct {
-    const char *type;      //  command name, e.g. "deposit"
+    const char *type; //  command name, e.g. "deposit"
     zcq_decide_fn *decide;
 } zcq_command_def_t;
 
 typedef struct {
-    const char *type;      //  event name, e.g. "deposited"
+    const char *type; //  event name, e.g. "deposited"
     zcq_evolve_fn *evolve;
 } zcq_event_def_t;
 
 typedef struct {
-    const char *name;                      //  aggregate type, [a-z0-9_.-]{1,64}
-    size_t state_size;                     //  bytes of the state struct
-    void (*init) (void *state);            //  optional: after zeroing
-    void (*release) (void *state);         //  optional: free what state holds
-    const zcq_command_def_t *commands;     //  ends with { NULL }
-    const zcq_event_def_t *events;         //  ends with { NULL }
-    uint32_t schema;                       //  snapshot layout version
-    uint32_t snapshot_every;               //  events between snapshots; 0 = 100
+    const char *name;                  //  aggregate type, [a-z0-9_.-]{1,64}
+    size_t state_size;                 //  bytes of the state struct
+    void (*init) (void *state);        //  optional: after zeroing
+    void (*release) (void *state);     //  optional: free what state holds
+    const zcq_command_def_t *commands; //  ends with { NULL }
+    const zcq_event_def_t *events;     //  ends with { NULL }
+    uint32_t schema;                   //  snapshot layout version
+    uint32_t snapshot_every;           //  events between snapshots; 0 = 100
     zcq_err_t (*snapshot_encode) (const void *state, zcq_fields_t *snapshot);
     zcq_err_t (*snapshot_decode) (void *state, const zcq_value_t *snapshot);
 } zcq_aggregate_def_t;
 
 typedef struct {
-    const char *aggregate;   //  NULL = events of every aggregate type
-    const char *type;        //  event name
+    const char *aggregate; //  NULL = events of every aggregate type
+    const char *type;      //  event name
     zcq_project_fn *apply;
 } zcq_handler_def_t;
 
@@ -76,19 +76,19 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    const zcq_aggregate_def_t *const *aggregates;      //  ends with NULL
-    const zcq_projection_def_t *const *projections;    //  ends with NULL
+    const zcq_aggregate_def_t *const *aggregates;   //  ends with NULL
+    const zcq_projection_def_t *const *projections; //  ends with NULL
 } zcq_domain_t;
 
 //  A shared object that the daemon loads with --domain PATH.so exports
 //  this function; ZCQ_DOMAIN_PLUGIN (&my_domain) defines it.
 typedef const zcq_domain_t *(zcq_domain_plugin_fn) (void);
 #define ZCQ_DOMAIN_PLUGIN_SYMBOL "zcq_domain_plugin"
-#define ZCQ_DOMAIN_PLUGIN(domain)                                              \
+#define ZCQ_DOMAIN_PLUGIN(domain)                                                          \
     __attribute__ ((visibility ("default"))) const zcq_domain_t *zcq_domain_plugin (void); \
-    const zcq_domain_t *zcq_domain_plugin (void)                              \
-    {                                                                          \
-        return (domain);                                                       \
+    const zcq_domain_t *zcq_domain_plugin (void)                                           \
+    {                                                                                      \
+        return (domain);                                                                   \
     }
 
 //  Check a domain's tables (names, sizes, duplicates). On failure writes a

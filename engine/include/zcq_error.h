@@ -46,11 +46,11 @@ ZCQ_EXPORT const char *zcq_err_code (zcq_err_t err);
 ZCQ_EXPORT zcq_err_t zcq_err_parse (const char *code);
 
 //  Propagate an error from an expression: ZCQ_TRY (zcq_arg_int (...));
-#define ZCQ_TRY(expr)                                                     \
-    do {                                                                  \
-        zcq_err_t zcq_try_rc_ = (expr);                                   \
-        if (zcq_try_rc_ != ZCQ_OK)                                        \
-            return zcq_try_rc_;                                           \
+#define ZCQ_TRY(expr)                   \
+    do {                                \
+        zcq_err_t zcq_try_rc_ = (expr); \
+        if (zcq_try_rc_ != ZCQ_OK)      \
+            return zcq_try_rc_;         \
     } while (0)
 
 #ifdef __cplusplus

@@ -35,9 +35,9 @@ typedef enum {
 
 typedef struct {
     zcq_durability_t durability;
-    uint64_t dedup_window_s;   //  keep command ids this long; 0 = 24 h
-    size_t cache_mb;           //  block cache; 0 = 64
-    bool create;               //  create the data dir when missing (default via options_init: true)
+    uint64_t dedup_window_s; //  keep command ids this long; 0 = 24 h
+    size_t cache_mb;         //  block cache; 0 = 64
+    bool create;             //  create the data dir when missing (default via options_init: true)
 } zcq_store_options_t;
 
 ZCQ_EXPORT void zcq_store_options_init (zcq_store_options_t *options);
@@ -72,8 +72,7 @@ ZCQ_EXPORT void zcq_batch_snapshot (zcq_batch_t *self, const char *stream, size_
 //  Remember a successful command id with its encoded result.
 ZCQ_EXPORT void zcq_batch_command (zcq_batch_t *self, const char *id, size_t id_len,
                                    int64_t time_us, const void *result, size_t len);
-ZCQ_EXPORT void zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value,
-                                size_t len);
+ZCQ_EXPORT void zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value, size_t len);
 //  Commit the batch; head becomes the highest event position in it (the
 //  caller assigns positions head+1, head+2, ... without holes).
 ZCQ_EXPORT zcq_err_t zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head);
@@ -85,15 +84,15 @@ ZCQ_EXPORT zcq_err_t zcq_store_sync (zcq_store_t *self);
 //  bodies are stored as given. Returns ZCQ_CONFLICT with *version set to
 //  the current version on a mismatch.
 ZCQ_EXPORT zcq_err_t zcq_store_append (zcq_store_t *self, const char *stream, int64_t expect,
-                                       const void *const *bodies, const size_t *lens,
-                                       size_t count, uint64_t *version, uint64_t *position);
+                                       const void *const *bodies, const size_t *lens, size_t count,
+                                       uint64_t *version, uint64_t *position);
 
 //  ---------------------------------------------------------------------
 //  Reading. Callbacks get bytes valid only during the call; return
 //  non-zero to stop early.
 
-typedef int (zcq_store_event_fn) (void *arg, uint64_t position, uint64_t version,
-                                  const void *body, size_t len);
+typedef int (zcq_store_event_fn) (void *arg, uint64_t position, uint64_t version, const void *body,
+                                  size_t len);
 
 //  Events with position >= from, at most limit (0 = all), in order.
 ZCQ_EXPORT zcq_err_t zcq_store_read_log (zcq_store_t *self, uint64_t from, size_t limit,

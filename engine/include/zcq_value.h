@@ -27,7 +27,7 @@ typedef struct zcq_writer_t zcq_writer_t;
 typedef enum {
     ZCQ_TYPE_NIL,
     ZCQ_TYPE_BOOL,
-    ZCQ_TYPE_INT,   //  any integer; see zcq_value_int for the range
+    ZCQ_TYPE_INT, //  any integer; see zcq_value_int for the range
     ZCQ_TYPE_FLOAT,
     ZCQ_TYPE_STR,
     ZCQ_TYPE_BIN,
@@ -38,8 +38,8 @@ typedef enum {
 
 //  Bounds applied when decoding bytes from outside.
 typedef struct {
-    size_t max_bytes;  //  whole document; 0 = no limit
-    int max_depth;     //  nesting of arrays and maps; 0 = 32, and at most 32
+    size_t max_bytes; //  whole document; 0 = no limit
+    int max_depth;    //  nesting of arrays and maps; 0 = 32, and at most 32
 } zcq_limits_t;
 
 //  ---------------------------------------------------------------------

@@ -53,9 +53,9 @@ ZCQ_EXPORT size_t zcq_viewtable_list (const zcq_viewtable_t *self, const char *a
 //  As list, over the rows whose indexed field has the (encoded) value, in
 //  key order.
 ZCQ_EXPORT size_t zcq_viewtable_list_value (const zcq_viewtable_t *self, const char *field,
-                                            const void *value, size_t value_len,
-                                            const char *after, size_t after_len, size_t limit,
-                                            zcq_row_fn *fn, void *arg, bool *more);
+                                            const void *value, size_t value_len, const char *after,
+                                            size_t after_len, size_t limit, zcq_row_fn *fn,
+                                            void *arg, bool *more);
 //  Bytes the table holds in memory (rows, keys, structure), excluding
 //  allocator overhead.
 ZCQ_EXPORT size_t zcq_viewtable_memory (const zcq_viewtable_t *self);

@@ -106,23 +106,26 @@ s_closed (void *state, const zcq_event_t *event)
     ((account_t *) state)->closed = true;
 }
 
+static const zcq_command_def_t s_account_commands[] = {
+    { "open", s_open }, { "deposit", s_deposit }, { "withdraw", s_withdraw }, { "close", s_close },
+    { NULL },
+};
+
+static const zcq_event_def_t s_account_events[] = {
+    { "opened", s_opened },
+    { "deposited", s_deposited },
+    { "withdrawn", s_withdrawn },
+    { "closed", s_closed },
+    { NULL },
+};
+
 static const zcq_aggregate_def_t s_account = {
     .name = "account",
     .state_size = sizeof (account_t),
     .schema = 1,
     .snapshot_every = 100,
-    .commands = (const zcq_command_def_t[]) {
-        { "open", s_open },
-        { "deposit", s_deposit },
-        { "withdraw", s_withdraw },
-        { "close", s_close },
-        { NULL } },
-    .events = (const zcq_event_def_t[]) {
-        { "opened", s_opened },
-        { "deposited", s_deposited },
-        { "withdrawn", s_withdrawn },
-        { "closed", s_closed },
-        { NULL } },
+    .commands = s_account_commands,
+    .events = s_account_events,
 };
 
 //  --------------------------------------------------------------------------
@@ -156,16 +159,21 @@ s_account_closed (zcq_view_t *view, const zcq_event_t *event)
     zcq_set_int (row, "version", (int64_t) zcq_event_version (event));
 }
 
+static const char *const s_accounts_indexes[] = { "owner", NULL };
+
+static const zcq_handler_def_t s_accounts_handlers[] = {
+    { "account", "opened", s_account_opened },
+    { "account", "deposited", s_account_moved },
+    { "account", "withdrawn", s_account_moved },
+    { "account", "closed", s_account_closed },
+    { NULL },
+};
+
 static const zcq_projection_def_t s_accounts = {
     .view = "accounts",
     .version = 1,
-    .indexes = (const char *const[]) { "owner", NULL },
-    .handlers = (const zcq_handler_def_t[]) {
-        { "account", "opened", s_account_opened },
-        { "account", "deposited", s_account_moved },
-        { "account", "withdrawn", s_account_moved },
-        { "account", "closed", s_account_closed },
-        { NULL } },
+    .indexes = s_accounts_indexes,
+    .handlers = s_accounts_handlers,
 };
 
 //  --------------------------------------------------------------------------
@@ -190,21 +198,28 @@ s_totals (zcq_view_t *view, const zcq_event_t *event)
         zcq_add_int (row, "balance", -amount);
 }
 
+static const zcq_handler_def_t s_totals_handlers[] = {
+    { "account", "opened", s_totals },
+    { "account", "deposited", s_totals },
+    { "account", "withdrawn", s_totals },
+    { "account", "closed", s_totals },
+    { NULL },
+};
+
 static const zcq_projection_def_t s_totals_view = {
     .view = "totals",
     .version = 1,
-    .handlers = (const zcq_handler_def_t[]) {
-        { "account", "opened", s_totals },
-        { "account", "deposited", s_totals },
-        { "account", "withdrawn", s_totals },
-        { "account", "closed", s_totals },
-        { NULL } },
+    .handlers = s_totals_handlers,
 };
+
+static const zcq_aggregate_def_t *const s_bank_aggregates[] = { &s_account, NULL };
+static const zcq_projection_def_t *const s_bank_projections[]
+    = { &s_accounts, &s_totals_view, NULL };
 
 static const zcq_domain_t s_bank = {
     .name = "bank",
-    .aggregates = (const zcq_aggregate_def_t *const[]) { &s_account, NULL },
-    .projections = (const zcq_projection_def_t *const[]) { &s_accounts, &s_totals_view, NULL },
+    .aggregates = s_bank_aggregates,
+    .projections = s_bank_projections,
 };
 
 const zcq_domain_t *
