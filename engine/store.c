@@ -26,11 +26,16 @@
         commands family on open, bits set before each commit, never
         cleared) answers "certainly new" without touching RocksDB; a
         "maybe" falls through to the real look-up, so it costs nothing in
-        correctness. THREAD SAFETY: its words are atomics, set with
-        fetch_or by the committer and read by any thread.
+        correctness. It is filled from the stored ids by a thread of its
+        own after the store opens; until that is done (ids_ready), every
+        look-up goes to RocksDB, so a node starts at once whatever the
+        number of ids. THREAD SAFETY: its words are atomics, set with
+        fetch_or by the committer and the filling thread and read by any
+        thread.
 */
 #include "zcq_internal.h"
 #include <dirent.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -75,7 +80,11 @@ struct zcq_store_t {
     uint64_t dedup_window_s;
     _Atomic uint64_t head;
     atomic_int fault_countdown;
-    s_bloom_t ids; //  DESIGN 5
+    s_bloom_t ids;         //  DESIGN 5
+    atomic_bool ids_ready; //  the filter holds every stored id
+    atomic_bool closing;   //  tells the filling thread to stop
+    pthread_t ids_filler;
+    bool ids_filling;
     char *path;
 };
 
@@ -226,28 +235,15 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
     return err;
 }
 
-//  Size the id filter for the ids stored (20 bits each, at least
-//  S_BLOOM_MIN_BITS) and fill it from the commands family.
-static zcq_err_t
-s_load_ids (zcq_store_t *self, char *error, size_t size)
+//  Fill the id filter from the commands family (DESIGN 5).
+static void *
+s_fill_ids (void *args)
 {
+    zcq_store_t *self = args;
     rocksdb_iterator_t *iterator
         = rocksdb_create_iterator_cf (self->db, self->scan_options, self->cf[S_CF_COMMANDS]);
-    uint64_t count = 0;
-    for (rocksdb_iter_seek_to_first (iterator); rocksdb_iter_valid (iterator);
-         rocksdb_iter_next (iterator))
-        count++;
-    uint64_t bits = S_BLOOM_MIN_BITS;
-    while (bits < count * 20)
-        bits <<= 1;
-    self->ids.bits = bits;
-    self->ids.words = calloc (bits / 64, sizeof (uint64_t));
-    zcq_err_t err = ZCQ_OK;
-    if (!self->ids.words) {
-        snprintf (error, size, "out of memory for the command id filter");
-        err = ZCQ_NOMEM;
-    }
-    for (rocksdb_iter_seek_to_first (iterator); err == ZCQ_OK && rocksdb_iter_valid (iterator);
+    for (rocksdb_iter_seek_to_first (iterator);
+         rocksdb_iter_valid (iterator) && !atomic_load (&self->closing);
          rocksdb_iter_next (iterator)) {
         size_t key_len;
         const char *key = rocksdb_iter_key (iterator, &key_len);
@@ -255,12 +251,41 @@ s_load_ids (zcq_store_t *self, char *error, size_t size)
     }
     char *rocks_error = NULL;
     rocksdb_iter_get_error (iterator, &rocks_error);
-    if (rocks_error && err == ZCQ_OK)
-        err = s_error (rocks_error, error, size, "reading command ids");
-    else if (rocks_error)
+    if (rocks_error) {
+        //  the filter stays unused: every look-up goes to RocksDB
+        zsys_warning ("store: reading command ids for the filter: %s", rocks_error);
         rocksdb_free (rocks_error);
+    }
+    else if (!atomic_load (&self->closing))
+        atomic_store_explicit (&self->ids_ready, true, memory_order_release);
     rocksdb_iter_destroy (iterator);
-    return err;
+    return NULL;
+}
+
+//  Size the id filter for the ids stored (20 bits each by RocksDB's
+//  estimate, at least S_BLOOM_MIN_BITS) and start filling it.
+static zcq_err_t
+s_load_ids (zcq_store_t *self, char *error, size_t size)
+{
+    uint64_t count = 0;
+    char *estimate = rocksdb_property_value_cf (self->db, self->cf[S_CF_COMMANDS],
+                                                "rocksdb.estimate-num-keys");
+    if (estimate) {
+        count = strtoull (estimate, NULL, 10);
+        rocksdb_free (estimate);
+    }
+    uint64_t bits = S_BLOOM_MIN_BITS;
+    while (bits < count * 20)
+        bits <<= 1;
+    self->ids.bits = bits;
+    self->ids.words = calloc (bits / 64, sizeof (uint64_t));
+    if (!self->ids.words) {
+        snprintf (error, size, "out of memory for the command id filter");
+        return ZCQ_NOMEM;
+    }
+    if (pthread_create (&self->ids_filler, NULL, s_fill_ids, self) == 0)
+        self->ids_filling = true;
+    return ZCQ_OK;
 }
 
 static zcq_err_t
@@ -391,6 +416,24 @@ zcq_store_close (zcq_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     zcq_store_t *self = *self_p;
+    if (self->ids_filling) {
+        atomic_store (&self->closing, true);
+        pthread_join (self->ids_filler, NULL);
+    }
+    if (self->db && self->write_options) {
+        //  flush the memtables, so that the next open has no log to replay
+        rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create ();
+        rocksdb_flushoptions_set_wait (flush, 1);
+        for (int index = 0; index < S_CF_COUNT; index++) {
+            char *rocks_error = NULL;
+            rocksdb_flush_cf (self->db, flush, self->cf[index], &rocks_error);
+            if (rocks_error) {
+                zsys_warning ("store: flush at close failed: %s", rocks_error);
+                rocksdb_free (rocks_error);
+            }
+        }
+        rocksdb_flushoptions_destroy (flush);
+    }
     if (self->db) {
         for (int index = 0; index < S_CF_COUNT; index++)
             if (self->cf[index])
@@ -844,7 +887,8 @@ zcq_store_snapshot (zcq_store_t *self, const char *stream, uint32_t *schema, uin
 zcq_err_t
 zcq_store_command (zcq_store_t *self, const char *id, size_t id_len, void **result, size_t *len)
 {
-    if (!s_bloom_maybe (&self->ids, id, id_len))
+    if (atomic_load_explicit (&self->ids_ready, memory_order_acquire)
+        && !s_bloom_maybe (&self->ids, id, id_len))
         return ZCQ_NOT_FOUND;
     void *value;
     size_t value_len;
