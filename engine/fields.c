@@ -662,26 +662,77 @@ zcq_value_copy_str (const zcq_value_t *value, char *buffer, size_t size)
 zcq_err_t
 zcq_event_parse (zcq_event_t *self, const zcq_value_t *body)
 {
-    int64_t time;
+    //  one pass over the map's entries (this runs for every event a shard
+    //  or a view applies), then a check that every required field came
+    enum {
+        POSITION = 1,
+        VERSION = 2,
+        TIME = 4,
+        TYPE = 8,
+        AGGREGATE = 16,
+        KEY = 32,
+        STREAM = 64,
+        COMMAND = 128,
+        NODE = 256,
+        ALL = 511
+    };
+    int seen = 0;
     self->body = body;
-    self->data = zcq_value_get (body, "data");
-    self->meta = zcq_value_get (body, "meta");
+    self->data = NULL;
+    self->meta = NULL;
     if (self->arena)
         zcq_arena_reset (self->arena);
-    if (!zcq_value_uint (zcq_value_get (body, "position"), &self->position)
-        || !zcq_value_uint (zcq_value_get (body, "version"), &self->version)
-        || !zcq_value_int (zcq_value_get (body, "time"), &time)
-        || !zcq_value_copy_str (zcq_value_get (body, "type"), self->type, sizeof self->type)
-        || !zcq_value_copy_str (zcq_value_get (body, "aggregate"), self->aggregate,
-                                sizeof self->aggregate)
-        || !zcq_value_copy_str (zcq_value_get (body, "key"), self->key, sizeof self->key)
-        || !zcq_value_copy_str (zcq_value_get (body, "stream"), self->stream, sizeof self->stream)
-        || !zcq_value_copy_str (zcq_value_get (body, "command"), self->command,
-                                sizeof self->command)
-        || !zcq_value_copy_str (zcq_value_get (body, "node"), self->node, sizeof self->node))
+    size_t count = zcq_value_size (body);
+    if (zcq_value_type (body) != ZCQ_TYPE_MAP)
         return ZCQ_CORRUPT;
-    self->time = time;
-    return ZCQ_OK;
+    for (size_t index = 0; index < count; index++) {
+        const char *name;
+        size_t len;
+        if (!zcq_value_str (zcq_value_key_at (body, index), &name, &len))
+            continue;
+        const zcq_value_t *value = zcq_value_val_at (body, index);
+#define S_IS(text) (len == sizeof (text) - 1 && memcmp (name, text, len) == 0)
+#define S_STR(flag, field)                                                \
+    do {                                                                  \
+        if (!zcq_value_copy_str (value, self->field, sizeof self->field)) \
+            return ZCQ_CORRUPT;                                           \
+        seen |= flag;                                                     \
+    } while (0)
+        if (S_IS ("position")) {
+            if (!zcq_value_uint (value, &self->position))
+                return ZCQ_CORRUPT;
+            seen |= POSITION;
+        }
+        else if (S_IS ("version")) {
+            if (!zcq_value_uint (value, &self->version))
+                return ZCQ_CORRUPT;
+            seen |= VERSION;
+        }
+        else if (S_IS ("time")) {
+            if (!zcq_value_int (value, &self->time))
+                return ZCQ_CORRUPT;
+            seen |= TIME;
+        }
+        else if (S_IS ("type"))
+            S_STR (TYPE, type);
+        else if (S_IS ("aggregate"))
+            S_STR (AGGREGATE, aggregate);
+        else if (S_IS ("key"))
+            S_STR (KEY, key);
+        else if (S_IS ("stream"))
+            S_STR (STREAM, stream);
+        else if (S_IS ("command"))
+            S_STR (COMMAND, command);
+        else if (S_IS ("node"))
+            S_STR (NODE, node);
+        else if (S_IS ("data"))
+            self->data = value;
+        else if (S_IS ("meta"))
+            self->meta = value;
+#undef S_IS
+#undef S_STR
+    }
+    return seen == ALL ? ZCQ_OK : ZCQ_CORRUPT;
 }
 
 void

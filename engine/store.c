@@ -355,6 +355,9 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     rocksdb_options_increase_parallelism (self->options, 2);
     rocksdb_options_set_max_background_jobs (self->options, 2);
     rocksdb_options_set_write_buffer_size (self->options, 64 << 20);
+    //  room for memtables waiting to be flushed, so that a slow flush (the
+    //  hash memtables of DESIGN 6 sort on flush) does not stall commits
+    rocksdb_options_set_max_write_buffer_number (self->options, 4);
     rocksdb_options_set_paranoid_checks (self->options, 1);
     rocksdb_options_set_compression (self->options, rocksdb_lz4_compression);
     //  one committer: no concurrent memtable inserts (and the hash
