@@ -20,7 +20,10 @@
         `streams` buckets by stream name (the prefix up to the NUL), so a
         stream's entries stay together for its seeks; `commands` buckets by
         the whole id (point look-ups only). Seeks in `streams` stay inside
-        one stream's prefix, which is all a stream read needs.
+        one stream's prefix, which is all a stream read needs. A bucket's
+        skip list may hold a hot stream's whole history, so it gets the
+        height for millions of entries (16 levels, branching 4); ids are
+        spread thin, so theirs stay short.
     5.  Most command ids are new, and a look-up that finds nothing still
         searches the memtables. A Bloom filter of the ids (built from the
         commands family on open, bits set before each commit, never
@@ -376,7 +379,7 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
         self->streams_options, rocksdb_slicetransform_create (
                                    NULL, s_stream_prefix_destroy, s_stream_prefix,
                                    s_stream_in_domain, s_stream_in_range, s_stream_prefix_name));
-    rocksdb_options_set_hash_skip_list_rep (self->streams_options, 200003, 4, 4);
+    rocksdb_options_set_hash_skip_list_rep (self->streams_options, 200003, 16, 4);
     self->commands_options = rocksdb_options_create_copy (self->options);
     rocksdb_options_set_prefix_extractor (self->commands_options,
                                           rocksdb_slicetransform_create_noop ());
