@@ -674,8 +674,11 @@ zcq_shard_actor (zsock_t *pipe, void *args)
         { zsock_resolve (self->router), 0, ZMQ_POLLIN, 0 },
     };
     while (!self->terminated) {
-        if (zmq_poll (items, 2, -1) < 0)
+        if (zmq_poll (items, 2, -1) < 0) {
+            if (zmq_errno () == EINTR)
+                continue; //  a signal for the process, not for us
             break;
+        }
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_pipe (self);
         if (items[1].revents & ZMQ_POLLIN)

@@ -179,13 +179,16 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
         zcq_writer_strn (writer, command->id, command->id_len);
         count++;
     }
-    else if (command->id_value) {
-        //  echo an invalid id as it came, so that the client can match it
+    else if (command->id_value && zcq_value_type (command->id_value) != ZCQ_TYPE_STR
+             && zcq_value_type (command->id_value) != ZCQ_TYPE_BIN
+             && zcq_value_size (command->id_value) == 0) {
+        //  echo a small invalid id as it came, so that the client can match
+        //  it; a large one is not worth a reply's size
         zcq_writer_str (writer, "id");
         zcq_writer_value (writer, command->id_value);
         count++;
     }
-    else if (command->id_raw) {
+    else if (command->id_raw && command->id_raw_len <= ZCQ_ID_MAX + 5) {
         zcq_writer_str (writer, "id");
         zcq_writer_raw (writer, command->id_raw, command->id_raw_len);
         count++;
@@ -678,8 +681,11 @@ zcq_router_actor (zsock_t *pipe, void *args)
     int64_t drain_deadline = 0;
     while (!self->terminated) {
         long timeout = zlistx_size (self->backlog) ? 1 : (self->draining ? 10 : -1);
-        if (zmq_poll (items, (int) item_count, timeout) < 0)
+        if (zmq_poll (items, (int) item_count, timeout) < 0) {
+            if (zmq_errno () == EINTR)
+                continue; //  a signal for the process, not for us
             break;
+        }
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_pipe (self);
         if (items[2].revents & ZMQ_POLLIN)

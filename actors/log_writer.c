@@ -26,9 +26,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_GROUP_MAX    8192
-#define S_EXPIRE_MS    60000
-#define S_EXPIRE_BATCH 10000
+#define S_GROUP_MAX        8192
+#define S_EXPIRE_MS        60000
+#define S_EXPIRE_BATCH     10000
+#define S_PUBLISH_HWM      10000 //  messages queued per subscriber
+#define S_SUBSCRIPTION_MAX 4096
 
 typedef struct {
     const zcq_node_env_t *env;
@@ -132,7 +134,9 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
         return NULL;
     }
     //  DESIGN 4: bounded queues per subscriber; drops are filled from the log
-    zsock_set_sndhwm (self->publisher, 100000);
+    zsock_set_sndhwm (self->publisher, S_PUBLISH_HWM);
+    //  subscribers send only subscriptions: topics are short
+    zsock_set_maxmsgsize (self->publisher, S_SUBSCRIPTION_MAX);
     zsock_set_linger (self->publisher, 0);
     const char *wanted = env->config->endpoints[ZCQ_ENDPOINT_EVENTS];
     if (zsock_bind (self->publisher, "%s", wanted) < 0) {
@@ -339,8 +343,11 @@ zcq_writer_actor (zsock_t *pipe, void *args)
             = (zmq_pollitem_t) { zsock_resolve (self->shards[shard]), 0, ZMQ_POLLIN, 0 };
     while (!self->terminated) {
         int64_t wait = self->next_heartbeat - zclock_mono ();
-        if (zmq_poll (items, (int) item_count, wait > 0 ? wait : 0) < 0)
+        if (zmq_poll (items, (int) item_count, wait > 0 ? wait : 0) < 0) {
+            if (zmq_errno () == EINTR)
+                continue; //  a signal for the process, not for us
             break;
+        }
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_pipe (self);
         s_gather (self);

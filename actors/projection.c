@@ -24,7 +24,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_CHUNK 8192
+#define S_CHUNK      8192
+#define S_PARKED_MAX 10000 //  queries waiting for a position, per host
 
 typedef enum { S_NONE, S_UPSERT, S_PATCH } s_mode_t;
 
@@ -66,6 +67,7 @@ typedef struct {
     zcq_event_t event;
     struct zcq_view_t context;
     zcq_query_t *parked;
+    size_t parked_count;
     zcq_writer_t *writer;
     zcq_writer_t *value;
     bool terminated;
@@ -511,8 +513,14 @@ s_handle_query (self_t *self, zcq_query_t *query)
         return;
     }
     if (!streq (query->op, "rebuild") && query->min_position > self->position) {
+        if (self->parked_count >= S_PARKED_MAX) {
+            zcq_query_fail (query, ZCQ_UNAVAILABLE, "too many queries waiting for a position");
+            zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
+            return;
+        }
         query->next = self->parked;
         self->parked = query;
+        self->parked_count++;
         return;
     }
     s_answer (self, query, view);
@@ -529,11 +537,13 @@ s_check_parked (self_t *self)
         if (query->min_position <= self->position) {
             *link = query->next;
             query->next = NULL;
+            self->parked_count--;
             s_answer (self, query, s_view_of (self, query));
         }
         else if (now >= query->deadline) {
             *link = query->next;
             query->next = NULL;
+            self->parked_count--;
             s_timeout (self, query);
         }
         else
@@ -818,8 +828,11 @@ zcq_host_actor (zsock_t *pipe, void *args)
         }
         //  while catching up, live events wait in the socket (DESIGN 1)
         int item_count = self->caught_up ? 3 : 2;
-        if (zmq_poll (items, item_count, timeout) < 0)
+        if (zmq_poll (items, item_count, timeout) < 0) {
+            if (zmq_errno () == EINTR)
+                continue; //  a signal for the process, not for us
             break;
+        }
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_pipe (self);
         if (!self->caught_up)

@@ -18,6 +18,8 @@
 #define S_READ_DEFAULT 1000
 #define S_READ_MAX     10000
 #define S_ROUND        256
+#define S_REPLY_BYTES  (16 << 20) //  a read or stream reply stops growing here
+#define S_SNDHWM       1000       //  replies queued per client
 
 static const char *s_status_names[] = { "live", "catching_up", "rebuilding" };
 
@@ -176,7 +178,7 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
         zsock_set_rcvhwm (self->hosts[host], 0);
     }
     zsock_set_router_mandatory (self->clients, 1);
-    zsock_set_sndhwm (self->clients, 100000);
+    zsock_set_sndhwm (self->clients, S_SNDHWM);
     zsock_set_rcvhwm (self->clients, 100000);
     zsock_set_linger (self->clients, 1000);
     int64_t max_message = (int64_t) args->env->config->request_limit * 4;
@@ -242,10 +244,15 @@ typedef struct {
     size_t count;
 } s_events_t;
 
+//  Add an event to a read or stream reply; stop once the reply is large
+//  (ZCQ/1 lets a reply hold fewer events than `limit`; the reader asks
+//  again from the next position).
 static int
 s_add_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
 {
     s_events_t *events = arg;
+    if (events->count && zcq_writer_size (events->writer) + len > S_REPLY_BYTES)
+        return 1;
     zcq_writer_raw (events->writer, body, len);
     events->count++;
     return 0;
@@ -598,8 +605,11 @@ zcq_query_actor (zsock_t *pipe, void *args)
     for (uint32_t host = 0; host < self->host_count; host++)
         items[2 + host] = (zmq_pollitem_t) { zsock_resolve (self->hosts[host]), 0, ZMQ_POLLIN, 0 };
     while (!self->terminated) {
-        if (zmq_poll (items, (int) item_count, -1) < 0)
+        if (zmq_poll (items, (int) item_count, -1) < 0) {
+            if (zmq_errno () == EINTR)
+                continue; //  a signal for the process, not for us
             break;
+        }
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_pipe (self);
         for (uint32_t host = 0; host < self->host_count; host++)

@@ -475,7 +475,8 @@ zcq_value_str (const zcq_value_t *self, const char **str, size_t *len)
 {
     if (!self || s_obj (self)->type != MSGPACK_OBJECT_STR)
         return false;
-    *str = s_obj (self)->via.str.ptr;
+    //  msgpack-c gives an empty string a NULL pointer
+    *str = s_obj (self)->via.str.ptr ? s_obj (self)->via.str.ptr : "";
     *len = s_obj (self)->via.str.size;
     return true;
 }
@@ -485,7 +486,7 @@ zcq_value_bin (const zcq_value_t *self, const void **data, size_t *len)
 {
     if (!self || s_obj (self)->type != MSGPACK_OBJECT_BIN)
         return false;
-    *data = s_obj (self)->via.bin.ptr;
+    *data = s_obj (self)->via.bin.ptr ? (const void *) s_obj (self)->via.bin.ptr : "";
     *len = s_obj (self)->via.bin.size;
     return true;
 }

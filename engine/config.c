@@ -256,7 +256,19 @@ zcq_config_load (zcq_config_t *self, const char *path, char *error, size_t size)
         snprintf (error, size, "cannot read config file %s: %s", path, strerror (errno));
         return ZCQ_IO;
     }
-    zconfig_t *root = zconfig_load (path);
+    //  read the text ourselves: zconfig_load leaks when a file does not parse
+    zconfig_t *root = NULL;
+    zfile_t *file = zfile_new (NULL, path);
+    zchunk_t *chunk = file && zfile_input (file) == 0 ? zfile_read (file, zfile_cursize (file), 0)
+                                                      : NULL;
+    if (chunk) {
+        char *text = zchunk_strdup (chunk);
+        if (text)
+            root = zconfig_str_load (text);
+        zstr_free (&text);
+    }
+    zchunk_destroy (&chunk);
+    zfile_destroy (&file);
     if (!root) {
         snprintf (error, size, "config file %s is not valid ZPL", path);
         return ZCQ_INVALID;
