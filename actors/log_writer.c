@@ -29,7 +29,7 @@
 #define S_GROUP_MAX        8192
 #define S_EXPIRE_MS        60000
 #define S_EXPIRE_BATCH     10000
-#define S_PUBLISH_HWM      10000 //  messages queued per subscriber
+#define S_PUBLISH_HWM      800 //  messages queued per remote subscriber
 #define S_SUBSCRIPTION_MAX 4096
 
 typedef struct {

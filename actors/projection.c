@@ -24,8 +24,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_CHUNK      8192
-#define S_PARKED_MAX 10000 //  queries waiting for a position, per host
+#define S_CHUNK            8192
+#define S_PARKED_MAX       10000      //  queries waiting for a position, per host
+#define S_PARKED_BYTES_MAX (64 << 20) //  and the bytes of their requests
 
 typedef enum { S_NONE, S_UPSERT, S_PATCH } s_mode_t;
 
@@ -68,6 +69,7 @@ typedef struct {
     struct zcq_view_t context;
     zcq_query_t *parked;
     size_t parked_count;
+    size_t parked_bytes;
     zcq_writer_t *writer;
     zcq_writer_t *value;
     bool terminated;
@@ -513,7 +515,8 @@ s_handle_query (self_t *self, zcq_query_t *query)
         return;
     }
     if (!streq (query->op, "rebuild") && query->min_position > self->position) {
-        if (self->parked_count >= S_PARKED_MAX) {
+        size_t bytes = zframe_size (query->body);
+        if (self->parked_count >= S_PARKED_MAX || self->parked_bytes + bytes > S_PARKED_BYTES_MAX) {
             zcq_query_fail (query, ZCQ_UNAVAILABLE, "too many queries waiting for a position");
             zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
             return;
@@ -521,6 +524,7 @@ s_handle_query (self_t *self, zcq_query_t *query)
         query->next = self->parked;
         self->parked = query;
         self->parked_count++;
+        self->parked_bytes += bytes;
         return;
     }
     s_answer (self, query, view);
@@ -538,12 +542,14 @@ s_check_parked (self_t *self)
             *link = query->next;
             query->next = NULL;
             self->parked_count--;
+            self->parked_bytes -= zframe_size (query->body);
             s_answer (self, query, s_view_of (self, query));
         }
         else if (now >= query->deadline) {
             *link = query->next;
             query->next = NULL;
             self->parked_count--;
+            self->parked_bytes -= zframe_size (query->body);
             s_timeout (self, query);
         }
         else

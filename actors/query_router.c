@@ -19,7 +19,7 @@
 #define S_READ_MAX     10000
 #define S_ROUND        256
 #define S_REPLY_BYTES  (16 << 20) //  a read or stream reply stops growing here
-#define S_SNDHWM       1000       //  replies queued per client
+#define S_SNDHWM       300        //  replies queued per client
 
 static const char *s_status_names[] = { "live", "catching_up", "rebuilding" };
 

@@ -216,6 +216,13 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
 {
     rocksdb_iterator_t *iterator
         = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_LOG]);
+    rocksdb_iter_seek_to_first (iterator);
+    uint64_t first = 0;
+    if (rocksdb_iter_valid (iterator)) {
+        size_t key_len;
+        const char *key = rocksdb_iter_key (iterator, &key_len);
+        first = key_len == 8 ? zcq_get_be64 ((const uint8_t *) key) : 0;
+    }
     rocksdb_iter_seek_to_last (iterator);
     uint64_t head = 0;
     zcq_err_t err = ZCQ_OK;
@@ -228,6 +235,12 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
         }
         else
             head = zcq_get_be64 ((const uint8_t *) key);
+        //  the log starts at 1: anything else means lost files
+        if (err == ZCQ_OK && first != 1) {
+            snprintf (error, size, "the log starts at position %llu, not 1: files are missing",
+                      (unsigned long long) first);
+            err = ZCQ_CORRUPT;
+        }
     }
     char *rocks_error = NULL;
     rocksdb_iter_get_error (iterator, &rocks_error);
@@ -362,6 +375,12 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     //  hash memtables of DESIGN 6 sort on flush) does not stall commits
     rocksdb_options_set_max_write_buffer_number (self->options, 4);
     rocksdb_options_set_paranoid_checks (self->options, 1);
+    //  a damaged record in the middle of the log is an error, a torn last
+    //  record (what a crash leaves) is not: no silent loss of what follows
+    rocksdb_options_set_wal_recovery_mode (self->options, 1);
+    //  RocksDB's own info log in the data dir would be the first thing to
+    //  fail on a full disk, and its error path aborts: keep it quiet
+    rocksdb_options_set_info_log_level (self->options, 4);
     rocksdb_options_set_compression (self->options, rocksdb_lz4_compression);
     //  one committer: no concurrent memtable inserts (and the hash
     //  memtables of DESIGN 6 do not support them)
