@@ -257,10 +257,5 @@ zcq_actor_name (const char *format, ...)
 uint64_t
 zcq_stream_hash (const char *stream, size_t len)
 {
-    uint64_t hash = 14695981039346656037ULL;
-    for (size_t index = 0; index < len; index++) {
-        hash ^= (uint8_t) stream[index];
-        hash *= 1099511628211ULL;
-    }
-    return hash;
+    return zcq_hash (stream, len);
 }

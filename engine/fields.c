@@ -16,6 +16,22 @@ zcq_now_us (void)
     return (int64_t) now.tv_sec * 1000000 + now.tv_usec;
 }
 
+uint64_t
+zcq_hash (const void *bytes, size_t len)
+{
+    const uint8_t *byte = bytes;
+    uint64_t hash = 14695981039346656037ULL;
+    for (size_t index = 0; index < len; index++) {
+        hash ^= byte[index];
+        hash *= 1099511628211ULL;
+    }
+    //  FNV-1a leaves the high bits weak: mix them down (murmur3 finaliser)
+    hash ^= hash >> 33;
+    hash *= 0xff51afd7ed558ccdULL;
+    hash ^= hash >> 33;
+    return hash;
+}
+
 //  --------------------------------------------------------------------------
 //  Arena: a chain of chunks; reset keeps the first one.
 

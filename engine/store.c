@@ -101,27 +101,12 @@ struct zcq_batch_t {
 //  --------------------------------------------------------------------------
 //  Bloom filter of command ids (DESIGN 5)
 
-static uint64_t
-s_bloom_hash (const char *bytes, size_t len)
-{
-    uint64_t hash = 14695981039346656037ULL;
-    for (size_t index = 0; index < len; index++) {
-        hash ^= (uint8_t) bytes[index];
-        hash *= 1099511628211ULL;
-    }
-    //  mix the high bits down (murmur3 finaliser)
-    hash ^= hash >> 33;
-    hash *= 0xff51afd7ed558ccdULL;
-    hash ^= hash >> 33;
-    return hash;
-}
-
 //  The filter is blocked: all the bits of one id fall in one 64-byte line
 //  (8 words), so an add or a look-up costs one cache miss, not seven.
 static void
 s_bloom_add (s_bloom_t *bloom, const char *bytes, size_t len)
 {
-    uint64_t hash = s_bloom_hash (bytes, len);
+    uint64_t hash = zcq_hash (bytes, len);
     uint64_t line = (hash & ((bloom->bits >> 9) - 1)) << 3;
     uint64_t bits = hash >> 20;
     for (int index = 0; index < S_BLOOM_HASHES; index++, bits = bits * 0x9e3779b97f4a7c15ULL + 1) {
@@ -134,7 +119,7 @@ s_bloom_add (s_bloom_t *bloom, const char *bytes, size_t len)
 static bool
 s_bloom_maybe (const s_bloom_t *bloom, const char *bytes, size_t len)
 {
-    uint64_t hash = s_bloom_hash (bytes, len);
+    uint64_t hash = zcq_hash (bytes, len);
     uint64_t line = (hash & ((bloom->bits >> 9) - 1)) << 3;
     uint64_t bits = hash >> 20;
     for (int index = 0; index < S_BLOOM_HASHES; index++, bits = bits * 0x9e3779b97f4a7c15ULL + 1) {

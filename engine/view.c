@@ -77,17 +77,6 @@ s_compare (const char *a, size_t a_len, const char *b, size_t b_len)
     return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
 }
 
-static uint64_t
-s_hash (const char *bytes, size_t len)
-{
-    uint64_t hash = 14695981039346656037ULL;
-    for (size_t index = 0; index < len; index++) {
-        hash ^= (uint8_t) bytes[index];
-        hash *= 1099511628211ULL;
-    }
-    return hash ^ (hash >> 29);
-}
-
 //  --------------------------------------------------------------------------
 //  Skip lists (DESIGN 1)
 
@@ -269,7 +258,7 @@ s_slots_grow (zcq_viewtable_t *self)
     for (size_t index = 0; index < old_count; index++)
         if (old[index]) {
             s_node_t *node = s_slot_node (old[index]);
-            uint64_t hash = s_hash (s_key (node), node->key_len);
+            uint64_t hash = zcq_hash (s_key (node), node->key_len);
             self->slots[s_slot_of (self, s_key (node), node->key_len, hash)]
                 = s_slot_make (node, hash);
         }
@@ -286,7 +275,7 @@ s_slots_remove (zcq_viewtable_t *self, size_t slot)
     size_t next = (slot + 1) & mask;
     while (self->slots[next]) {
         s_node_t *node = s_slot_node (self->slots[next]);
-        size_t home = (size_t) s_hash (s_key (node), node->key_len) & mask;
+        size_t home = (size_t) zcq_hash (s_key (node), node->key_len) & mask;
         //  move the entry back if its home is not in (slot, next]
         bool between = slot <= next ? (home > slot && home <= next) : (home > slot || home <= next);
         if (!between) {
@@ -363,7 +352,7 @@ s_count_add (zcq_viewtable_t *self, s_index_t *index, const char *value, size_t 
     if (delta > 0 && (index->count_used + 1) * 4 > index->count_slots * 3
         && !s_count_resize (self, index, index->count_slots * 2))
         return false;
-    uint64_t hash = s_hash (value, len);
+    uint64_t hash = zcq_hash (value, len);
     s_count_t *entry = s_count_slot (index, value, len, hash);
     if (!entry->value) {
         if (delta < 0)
@@ -556,7 +545,7 @@ zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const
     if (!copy)
         return ZCQ_NOMEM;
     memcpy (copy, row, row_len);
-    uint64_t hash = s_hash (key, key_len);
+    uint64_t hash = zcq_hash (key, key_len);
     size_t slot = s_slot_of (self, key, key_len, hash);
     s_node_t *node = s_slot_node (self->slots[slot]);
     void *old_row = NULL;
@@ -594,7 +583,7 @@ zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const
 bool
 zcq_viewtable_delete (zcq_viewtable_t *self, const char *key, size_t key_len)
 {
-    size_t slot = s_slot_of (self, key, key_len, s_hash (key, key_len));
+    size_t slot = s_slot_of (self, key, key_len, zcq_hash (key, key_len));
     s_node_t *node = s_slot_node (self->slots[slot]);
     if (!node)
         return false;
@@ -612,7 +601,7 @@ const void *
 zcq_viewtable_get (const zcq_viewtable_t *self, const char *key, size_t key_len, size_t *row_len)
 {
     s_node_t *node
-        = s_slot_node (self->slots[s_slot_of (self, key, key_len, s_hash (key, key_len))]);
+        = s_slot_node (self->slots[s_slot_of (self, key, key_len, zcq_hash (key, key_len))]);
     if (!node)
         return NULL;
     *row_len = node->row_len;
@@ -647,7 +636,7 @@ zcq_viewtable_count_value (const zcq_viewtable_t *self, const char *field, const
     s_index_t *index = s_index (self, field);
     if (!index)
         return 0;
-    s_count_t *entry = s_count_slot (index, value, value_len, s_hash (value, value_len));
+    s_count_t *entry = s_count_slot (index, value, value_len, zcq_hash (value, value_len));
     return entry->value ? entry->count : 0;
 }
 

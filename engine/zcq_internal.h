@@ -144,6 +144,10 @@ zcq_get_be64 (const uint8_t *bytes)
     return value;
 }
 
+//  A 64-bit hash of bytes (FNV-1a, then mixed), for hash tables, filters
+//  and shard placement.
+uint64_t zcq_hash (const void *bytes, size_t len);
+
 //  Microseconds since the Unix epoch.
 int64_t zcq_now_us (void);
 
