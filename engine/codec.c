@@ -413,8 +413,9 @@ zcq_value_get (const zcq_value_t *self, const char *key)
     const msgpack_object_map *map = &s_obj (self)->via.map;
     for (uint32_t index = 0; index < map->size; index++) {
         const msgpack_object *entry_key = &map->ptr[index].key;
+        //  (an empty string's pointer is NULL: compare bytes only when there are some)
         if (entry_key->type == MSGPACK_OBJECT_STR && entry_key->via.str.size == key_len
-            && memcmp (entry_key->via.str.ptr, key, key_len) == 0)
+            && (key_len == 0 || memcmp (entry_key->via.str.ptr, key, key_len) == 0))
             return s_value (&map->ptr[index].val);
     }
     return NULL;

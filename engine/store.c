@@ -360,9 +360,6 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     //  hash memtables of DESIGN 6 sort on flush) does not stall commits
     rocksdb_options_set_max_write_buffer_number (self->options, 4);
     rocksdb_options_set_paranoid_checks (self->options, 1);
-    //  a damaged record in the middle of the log is an error, a torn last
-    //  record (what a crash leaves) is not: no silent loss of what follows
-    rocksdb_options_set_wal_recovery_mode (self->options, 1);
     //  RocksDB's own info log in the data dir would be the first thing to
     //  fail on a full disk, and its error path aborts: keep it quiet
     rocksdb_options_set_info_log_level (self->options, 4);
