@@ -19,8 +19,20 @@
         messages: no reader sees a half-built view.
     4.  A query with min_position beyond the host's position is parked and
         answered as soon as the position is reached, or with `timeout`.
+    5.  View snapshots (engine/viewsnap.c): every view-snapshot-every
+        events, and at a clean stop, the host copies its tables into images
+        (a memcpy per row, between two events) and a saver thread writes
+        them to <data>/views/<view>.snap while the host goes on. On start a
+        snapshot is loaded when it is whole, of the projection's version,
+        and the event at its position is still the one it saw (a hash of
+        the stored event: a log that lost its tail, or was replaced, does
+        not match); the host then replays only the log after it. A view
+        whose snapshot is older than its host's position skips the events
+        its rows already have (its floor).
 */
 #include "zcq_read.h"
+#include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,7 +61,19 @@ typedef struct {
     zcq_viewtable_t *table;
     zcq_viewtable_t *rebuild; //  DESIGN 3: the table being rebuilt
     uint64_t rebuild_position;
+    uint64_t floor; //  DESIGN 5: events up to here are in the loaded rows
 } s_view_t;
+
+//  Images on their way to disk (DESIGN 5).
+typedef struct {
+    pthread_t thread;
+    size_t count;
+    zcq_viewimage_t **images;
+    char **paths;
+    bool *saved;
+    uint64_t position;
+    atomic_bool done;
+} s_saver_t;
 
 typedef struct {
     const zcq_node_env_t *env;
@@ -73,6 +97,9 @@ typedef struct {
     zcq_writer_t *writer;
     zcq_writer_t *value;
     bool terminated;
+    uint64_t snapshot_every; //  DESIGN 5; 0 = no snapshots
+    uint64_t snapshot_at;    //  position of the last snapshot taken or loaded
+    s_saver_t *saver;
 } self_t;
 
 //  --------------------------------------------------------------------------
@@ -208,7 +235,8 @@ s_apply (self_t *self, const void *body, size_t len, uint64_t position)
 {
     if (s_decode (self, body, len))
         for (size_t index = 0; index < self->view_count; index++)
-            s_apply_to (self, &self->views[index], self->views[index].table);
+            if (position > self->views[index].floor)
+                s_apply_to (self, &self->views[index], self->views[index].table);
     self->position = position;
 }
 
@@ -669,6 +697,210 @@ s_catch_up_step (self_t *self)
     }
 }
 
+//  --------------------------------------------------------------------------
+//  View snapshots (DESIGN 5)
+
+static void
+s_snapshot_path (self_t *self, const s_view_t *view, char *path, size_t size)
+{
+    //  view names are the domain's; keep the file name to a safe alphabet
+    int used = snprintf (path, size, "%s/views/", self->env->config->data);
+    for (const char *name = view->def->view; *name && used + 4 < (int) size; name++) {
+        unsigned char c = (unsigned char) *name;
+        if (isalnum (c) || c == '-' || c == '_' || c == '.')
+            path[used++] = (char) c;
+        else
+            used += snprintf (path + used, size - (size_t) used, "%%%02X", c);
+    }
+    snprintf (path + used, size - (size_t) used, ".snap");
+}
+
+static int
+s_hash_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    *(uint64_t *) arg = zcq_hash (body, len);
+    return 0;
+}
+
+//  The check of a snapshot at position: a hash of the stored event there,
+//  or 0 when the log does not hold it.
+static uint64_t
+s_check_of (self_t *self, uint64_t position)
+{
+    uint64_t check = 0;
+    if (zcq_store_read_log (self->env->store, position, 1, s_hash_event, &check) != ZCQ_OK)
+        return 0;
+    return check;
+}
+
+//  Load what snapshots there are and start after the oldest of them.
+static void
+s_load_snapshots (self_t *self)
+{
+    uint64_t head = zcq_store_head (self->env->store);
+    uint64_t start = UINT64_MAX;
+    for (size_t index = 0; index < self->view_count; index++) {
+        s_view_t *view = &self->views[index];
+        char path[1200], error[512];
+        s_snapshot_path (self, view, path, sizeof path);
+        int64_t began = zclock_usecs ();
+        zcq_viewtable_t *table;
+        zcq_viewsnap_t snap;
+        zcq_err_t err = zcq_viewtable_load (&table, view->def->indexes, path, view->def->view,
+                                            &snap, error, sizeof error);
+        const char *reason = NULL;
+        if (err == ZCQ_NOT_FOUND)
+            ;
+        else if (err != ZCQ_OK)
+            reason = error;
+        else if (snap.version != view->def->version)
+            reason = "it is of another version of the projection";
+        else if (snap.position > head)
+            reason = "it is ahead of the log (the log lost its tail)";
+        else if (snap.position && s_check_of (self, snap.position) != snap.check)
+            reason = "the log holds another event at its position";
+        if (err == ZCQ_OK && !reason) {
+            zcq_viewtable_destroy (&view->table);
+            view->table = table;
+            view->floor = snap.position;
+            atomic_store (&view->info->snapshot, snap.position);
+            zsys_info ("view %s: loaded %zu rows at position %llu from its snapshot in %.3f s",
+                       view->def->view, zcq_viewtable_count (table),
+                       (unsigned long long) snap.position, (zclock_usecs () - began) / 1e6);
+        }
+        else {
+            zcq_viewtable_destroy (&table);
+            if (reason)
+                zsys_warning ("view %s: snapshot not used, %s; rebuilding from the log",
+                              view->def->view, reason);
+        }
+        if (view->floor < start)
+            start = view->floor;
+    }
+    if (start != UINT64_MAX)
+        self->position = self->snapshot_at = start;
+}
+
+static void *
+s_saver_run (void *arg)
+{
+    s_saver_t *saver = arg;
+    for (size_t index = 0; index < saver->count; index++) {
+        char error[512];
+        saver->saved[index]
+            = zcq_viewimage_write (saver->images[index], saver->paths[index], error, sizeof error)
+           == ZCQ_OK;
+        if (!saver->saved[index])
+            zsys_warning ("view snapshot not saved: %s", error);
+        zcq_viewimage_destroy (&saver->images[index]);
+    }
+    atomic_store (&saver->done, true);
+    return NULL;
+}
+
+static void
+s_saver_destroy (s_saver_t **saver_p)
+{
+    s_saver_t *saver = *saver_p;
+    if (!saver)
+        return;
+    for (size_t index = 0; index < saver->count; index++) {
+        zcq_viewimage_destroy (&saver->images[index]);
+        free (saver->paths[index]);
+    }
+    free (saver->images);
+    free (saver->paths);
+    free (saver->saved);
+    free (saver);
+    *saver_p = NULL;
+}
+
+//  Publish the positions of the snapshots a saver wrote.
+static void
+s_saver_done (self_t *self, const s_saver_t *saver)
+{
+    for (size_t index = 0; index < saver->count; index++)
+        if (saver->saved[index])
+            atomic_store (&self->views[index].info->snapshot, saver->position);
+}
+
+//  Wait for the saver thread, if any, and forget it.
+static void
+s_saver_join (self_t *self)
+{
+    if (self->saver) {
+        pthread_join (self->saver->thread, NULL);
+        s_saver_done (self, self->saver);
+        s_saver_destroy (&self->saver);
+    }
+}
+
+//  Snapshot every view at the host's position: images now, files by a
+//  saver thread (or in this thread when wait is true).
+static void
+s_snapshot (self_t *self, bool wait)
+{
+    s_saver_join (self);
+    uint64_t check = s_check_of (self, self->position);
+    if (!check) {
+        zsys_warning ("view host: no event at position %llu to check a snapshot by",
+                      (unsigned long long) self->position);
+        return;
+    }
+    s_saver_t *saver = calloc (1, sizeof (s_saver_t));
+    bool ok = saver && (saver->images = calloc (self->view_count, sizeof (zcq_viewimage_t *)))
+           && (saver->paths = calloc (self->view_count, sizeof (char *)))
+           && (saver->saved = calloc (self->view_count, sizeof (bool)));
+    if (saver)
+        saver->position = self->position;
+    for (size_t index = 0; ok && index < self->view_count; index++) {
+        s_view_t *view = &self->views[index];
+        zcq_viewsnap_t snap = { view->def->version, self->position, check };
+        char path[1200];
+        s_snapshot_path (self, view, path, sizeof path);
+        saver->images[index] = zcq_viewimage_new (view->table, view->def->view, &snap);
+        saver->paths[index] = strdup (path);
+        saver->count++;
+        ok = saver->images[index] && saver->paths[index];
+    }
+    if (!ok) {
+        zsys_warning ("view host: out of memory for view snapshots");
+        s_saver_destroy (&saver);
+        return;
+    }
+    self->snapshot_at = self->position;
+    if (!wait && pthread_create (&saver->thread, NULL, s_saver_run, saver) == 0)
+        self->saver = saver;
+    else {
+        s_saver_run (saver);
+        s_saver_done (self, saver);
+        s_saver_destroy (&saver);
+    }
+}
+
+//  Take a snapshot when enough events were applied since the last one.
+static void
+s_snapshot_due (self_t *self)
+{
+    if (self->saver && atomic_load (&self->saver->done))
+        s_saver_join (self);
+    if (self->snapshot_every && self->caught_up && !self->saver
+        && self->position - self->snapshot_at >= self->snapshot_every)
+        s_snapshot (self, false);
+}
+
+//  At a clean stop: apply what the log has, then snapshot and wait.
+static void
+s_snapshot_final (self_t *self)
+{
+    s_saver_join (self);
+    if (!self->snapshot_every || !self->caught_up)
+        return;
+    s_fill (self, zcq_store_head (self->env->store), 0);
+    if (self->position > self->snapshot_at)
+        s_snapshot (self, true);
+}
+
 static void
 s_handle_pipe (self_t *self)
 {
@@ -701,6 +933,7 @@ s_destroy (self_t **self_p)
     }
     if (self->committed)
         zcq_cbatch_drain (self->committed);
+    s_saver_join (self);
     for (size_t index = 0; self->views && index < self->view_count; index++) {
         zcq_viewtable_destroy (&self->views[index].table);
         zcq_viewtable_destroy (&self->views[index].rebuild);
@@ -771,6 +1004,13 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
+    }
+    self->snapshot_every = self->env->config->view_snapshot_every;
+    if (self->snapshot_every) {
+        if (zsys_dir_create ("%s/views", self->env->config->data) != 0)
+            zsys_warning ("view host: cannot create %s/views: view snapshots are off",
+                          self->env->config->data);
+        s_load_snapshots (self);
     }
     char endpoint[128];
     zcq_endpoint_host (self->env, args->host, endpoint, sizeof endpoint);
@@ -859,6 +1099,8 @@ zcq_host_actor (zsock_t *pipe, void *args)
         for (size_t index = 0; index < self->view_count; index++)
             if (self->views[index].rebuild)
                 s_rebuild_step (self, &self->views[index]);
+        s_snapshot_due (self);
     }
+    s_snapshot_final (self);
     s_destroy (&self);
 }

@@ -336,7 +336,7 @@ s_write_views (self_t *self)
     for (size_t index = 0; index < self->view_count; index++) {
         zcq_view_info_t *view = &self->views[index];
         int status = atomic_load_explicit (&view->status, memory_order_relaxed);
-        zcq_writer_map (self->writer, 4);
+        zcq_writer_map (self->writer, 5);
         zcq_writer_str (self->writer, "name");
         zcq_writer_str (self->writer, view->def->view);
         zcq_writer_str (self->writer, "position");
@@ -344,6 +344,9 @@ s_write_views (self_t *self)
                          atomic_load_explicit (&view->position, memory_order_relaxed));
         zcq_writer_str (self->writer, "rows");
         zcq_writer_uint (self->writer, atomic_load_explicit (&view->rows, memory_order_relaxed));
+        zcq_writer_str (self->writer, "snapshot");
+        zcq_writer_uint (self->writer,
+                         atomic_load_explicit (&view->snapshot, memory_order_relaxed));
         zcq_writer_str (self->writer, "status");
         zcq_writer_str (self->writer, s_status_names[status >= 0 && status <= 2 ? status : 0]);
     }

@@ -105,6 +105,7 @@ S_NUMBER (dedup_window_s, "dedup-window", 60, 365LL * 24 * 3600)
 S_NUMBER (request_limit, "request-limit", 1024, 256LL << 20)
 S_NUMBER (heartbeat_ms, "heartbeat-ms", 10, 1000)
 S_NUMBER (max_inflight, "max-inflight", 16, 100000000)
+S_NUMBER (view_snapshot_every, "view-snapshot-every", 0, 1LL << 40)
 
 static zcq_err_t
 s_parse_durability (zcq_config_t *self, const char *value, char *error, size_t size)
@@ -139,6 +140,7 @@ static const s_setting_t s_settings[] = {
     { "request-limit", s_parse_request_limit, s_format_request_limit },
     { "heartbeat-ms", s_parse_heartbeat_ms, s_format_heartbeat_ms },
     { "max-inflight", s_parse_max_inflight, s_format_max_inflight },
+    { "view-snapshot-every", s_parse_view_snapshot_every, s_format_view_snapshot_every },
 };
 #define S_SETTING_COUNT (sizeof (s_settings) / sizeof (s_settings[0]))
 
@@ -171,6 +173,7 @@ zcq_config_new (void)
     self->request_limit = 1 << 20;
     self->heartbeat_ms = 500;
     self->max_inflight = 65536;
+    self->view_snapshot_every = 1000000;
     return self;
 }
 

@@ -31,6 +31,8 @@ typedef struct {
     int level;
     size_t count;
     uint64_t random;
+    bool tail_valid;             //  tail[] is the last node at each level
+    s_node_t *tail[S_MAX_LEVEL]; //  (appends keep it; other changes drop it)
 } s_skiplist_t;
 
 typedef struct {
@@ -139,12 +141,10 @@ s_skiplist_after (const s_skiplist_t *list, const char *key, size_t key_len)
     return node;
 }
 
-//  Insert a node for key (which must be absent); NULL when out of memory.
+//  A node for key at a random level; NULL when out of memory.
 static s_node_t *
-s_skiplist_insert (s_skiplist_t *list, const char *key, size_t key_len, size_t *memory)
+s_node_new (s_skiplist_t *list, const char *key, size_t key_len, size_t *memory)
 {
-    s_node_t *update[S_MAX_LEVEL];
-    s_skiplist_seek (list, key, key_len, update);
     int level = s_random_level (list);
     size_t size = sizeof (s_node_t) + (size_t) level * sizeof (s_node_t *) + key_len;
     s_node_t *node = malloc (size);
@@ -155,17 +155,65 @@ s_skiplist_insert (s_skiplist_t *list, const char *key, size_t key_len, size_t *
     node->row_len = 0;
     node->level = (uint8_t) level;
     memcpy ((char *) &node->forward[level], key, key_len);
-    if (level > list->level) {
-        for (int index = list->level; index < level; index++)
+    *memory += size;
+    return node;
+}
+
+//  Link node after update[] at each of its levels.
+static void
+s_skiplist_link (s_skiplist_t *list, s_node_t *node, s_node_t **update)
+{
+    if (node->level > list->level) {
+        for (int index = list->level; index < node->level; index++)
             update[index] = list->head;
-        list->level = level;
+        list->level = node->level;
     }
-    for (int index = 0; index < level; index++) {
+    for (int index = 0; index < node->level; index++) {
         node->forward[index] = update[index]->forward[index];
         update[index]->forward[index] = node;
     }
     list->count++;
-    *memory += size;
+}
+
+//  Insert a node for key (which must be absent); NULL when out of memory.
+static s_node_t *
+s_skiplist_insert (s_skiplist_t *list, const char *key, size_t key_len, size_t *memory)
+{
+    s_node_t *update[S_MAX_LEVEL];
+    s_skiplist_seek (list, key, key_len, update);
+    list->tail_valid = false;
+    s_node_t *node = s_node_new (list, key, key_len, memory);
+    if (node)
+        s_skiplist_link (list, node, update);
+    return node;
+}
+
+//  Add a node for a key that sorts after every key in the list, in O(1)
+//  while only appends follow each other. NULL when out of memory or when
+//  the key is not the greatest (*in_order is then false).
+static s_node_t *
+s_skiplist_append (s_skiplist_t *list, const char *key, size_t key_len, size_t *memory,
+                   bool *in_order)
+{
+    if (!list->tail_valid) {
+        s_node_t *node = list->head;
+        for (int level = S_MAX_LEVEL - 1; level >= 0; level--) {
+            while (node->forward[level])
+                node = node->forward[level];
+            list->tail[level] = node;
+        }
+        list->tail_valid = true;
+    }
+    s_node_t *last = list->tail[0];
+    *in_order = last == list->head || s_compare (s_key (last), last->key_len, key, key_len) < 0;
+    if (!*in_order)
+        return NULL;
+    s_node_t *node = s_node_new (list, key, key_len, memory);
+    if (!node)
+        return NULL;
+    s_skiplist_link (list, node, list->tail);
+    for (int index = 0; index < node->level; index++)
+        list->tail[index] = node;
     return node;
 }
 
@@ -177,6 +225,7 @@ s_skiplist_remove (s_skiplist_t *list, const char *key, size_t key_len, size_t *
     s_node_t *node = s_skiplist_seek (list, key, key_len, update);
     if (!node || node->key_len != key_len || memcmp (s_key (node), key, key_len) != 0)
         return NULL;
+    list->tail_valid = false;
     for (int index = 0; index < node->level; index++)
         if (update[index]->forward[index] == node)
             update[index]->forward[index] = node->forward[index];
@@ -516,6 +565,14 @@ s_reindex (zcq_viewtable_t *self, const char *key, size_t key_len, const void *o
 {
     for (size_t position = 0; position < self->index_count; position++) {
         s_index_t *index = &self->indexes[position];
+        //  the same bytes in both rows: nothing to move (most changes)
+        const void *old_raw, *new_raw;
+        size_t old_raw_len, new_raw_len;
+        if (old_row && new_row
+            && zcq_msgpack_peek (old_row, old_len, index->field, &old_raw, &old_raw_len)
+            && zcq_msgpack_peek (new_row, new_len, index->field, &new_raw, &new_raw_len)
+            && old_raw_len == new_raw_len && memcmp (old_raw, new_raw, old_raw_len) == 0)
+            continue;
         bool had = s_field_value (self, old_row, old_len, index->field, self->old_value);
         bool has = s_field_value (self, new_row, new_len, index->field, self->new_value);
         size_t old_size = zcq_writer_size (self->old_value);
@@ -535,19 +592,35 @@ s_reindex (zcq_viewtable_t *self, const char *key, size_t key_len, const void *o
     return ZCQ_OK;
 }
 
+//  Make room in the hash table for one more row.
+static bool
+s_slots_reserve (zcq_viewtable_t *self)
+{
+    return (self->rows.count + 1) * 4 <= self->slot_count * 3 || s_slots_grow (self);
+}
+
 zcq_err_t
 zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const void *row,
                    size_t row_len)
 {
     if (key_len > UINT32_MAX || row_len > UINT32_MAX)
         return ZCQ_INVALID;
+    uint64_t hash = zcq_hash (key, key_len);
+    size_t slot = s_slot_of (self, key, key_len, hash);
+    s_node_t *node = s_slot_node (self->slots[slot]);
+    if (node && node->row_len == row_len && row_len) {
+        //  a row of the same size (a changed balance, say) is rewritten in
+        //  place: no allocation
+        zcq_err_t err = ZCQ_OK;
+        if (self->index_count)
+            err = s_reindex (self, key, key_len, node->payload, row_len, row, row_len, node);
+        memcpy (node->payload, row, row_len);
+        return err;
+    }
     void *copy = malloc (row_len ? row_len : 1);
     if (!copy)
         return ZCQ_NOMEM;
     memcpy (copy, row, row_len);
-    uint64_t hash = zcq_hash (key, key_len);
-    size_t slot = s_slot_of (self, key, key_len, hash);
-    s_node_t *node = s_slot_node (self->slots[slot]);
     void *old_row = NULL;
     size_t old_len = 0;
     if (node) {
@@ -556,13 +629,11 @@ zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const
         self->memory -= old_len;
     }
     else {
-        if ((self->rows.count + 1) * 4 > self->slot_count * 3) {
-            if (!s_slots_grow (self)) {
-                free (copy);
-                return ZCQ_NOMEM;
-            }
-            slot = s_slot_of (self, key, key_len, hash);
+        if (!s_slots_reserve (self)) {
+            free (copy);
+            return ZCQ_NOMEM;
         }
+        slot = s_slot_of (self, key, key_len, hash);
         node = s_skiplist_insert (&self->rows, key, key_len, &self->memory);
         if (!node) {
             free (copy);
@@ -578,6 +649,43 @@ zcq_viewtable_put (zcq_viewtable_t *self, const char *key, size_t key_len, const
         err = s_reindex (self, key, key_len, old_row, old_len, copy, row_len, node);
     free (old_row);
     return err;
+}
+
+bool
+zcq_viewtable_reserve (zcq_viewtable_t *self, size_t rows)
+{
+    while (rows * 4 > self->slot_count * 3)
+        if (!s_slots_grow (self))
+            return false;
+    return true;
+}
+
+zcq_err_t
+zcq_viewtable_append (zcq_viewtable_t *self, const char *key, size_t key_len, const void *row,
+                      size_t row_len)
+{
+    if (key_len > UINT32_MAX || row_len > UINT32_MAX)
+        return ZCQ_INVALID;
+    void *copy = malloc (row_len ? row_len : 1);
+    if (!copy || !s_slots_reserve (self)) {
+        free (copy);
+        return ZCQ_NOMEM;
+    }
+    memcpy (copy, row, row_len);
+    bool in_order;
+    s_node_t *node = s_skiplist_append (&self->rows, key, key_len, &self->memory, &in_order);
+    if (!node) {
+        free (copy);
+        return in_order ? ZCQ_NOMEM : ZCQ_INVALID;
+    }
+    uint64_t hash = zcq_hash (key, key_len);
+    self->slots[s_slot_of (self, key, key_len, hash)] = s_slot_make (node, hash);
+    node->payload = copy;
+    node->row_len = (uint32_t) row_len;
+    self->memory += row_len;
+    if (self->index_count)
+        return s_reindex (self, key, key_len, NULL, 0, copy, row_len, node);
+    return ZCQ_OK;
 }
 
 bool

@@ -18,6 +18,7 @@ struct zcq_config_t {
     size_t request_limit;
     int heartbeat_ms;
     size_t max_inflight;
+    uint64_t view_snapshot_every;
     char text[64]; //  scratch for zcq_config_get
 };
 

@@ -43,6 +43,27 @@ bool zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const vo
                        size_t *len);
 
 //  --------------------------------------------------------------------------
+//  View tables and their snapshots (view.c, viewsnap.c)
+
+//  Add a row whose key sorts after every key in the table: O(1) while
+//  appends follow each other. ZCQ_INVALID when the key is not the greatest.
+zcq_err_t zcq_viewtable_append (zcq_viewtable_t *self, const char *key, size_t key_len,
+                                const void *row, size_t row_len);
+
+//  Size the hash table for rows rows; false when out of memory.
+bool zcq_viewtable_reserve (zcq_viewtable_t *self, size_t rows);
+
+//  A snapshot in memory: taken by the table's owner between two changes
+//  (a copy of the rows), written by any thread afterwards.
+typedef struct zcq_viewimage_t zcq_viewimage_t;
+zcq_viewimage_t *zcq_viewimage_new (const zcq_viewtable_t *table, const char *view,
+                                    const zcq_viewsnap_t *snap);
+void zcq_viewimage_destroy (zcq_viewimage_t **self_p);
+size_t zcq_viewimage_size (const zcq_viewimage_t *self);
+zcq_err_t zcq_viewimage_write (const zcq_viewimage_t *self, const char *path, char *error,
+                               size_t size);
+
+//  --------------------------------------------------------------------------
 //  Fields builders
 
 zcq_fields_t *zcq_fields_new (void);

@@ -16,6 +16,8 @@
         request-limit    largest request body, bytes     1048576
         heartbeat-ms     heartbeat interval              500
         max-inflight     commands in flight per node     65536
+        view-snapshot-every  events between view snapshots   1000000
+                         (0: never; also saved at a clean stop)
 */
 #ifndef ZCQ_CONFIG_H_INCLUDED
 #define ZCQ_CONFIG_H_INCLUDED

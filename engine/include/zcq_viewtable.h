@@ -60,6 +60,30 @@ ZCQ_EXPORT size_t zcq_viewtable_list_value (const zcq_viewtable_t *self, const c
 //  allocator overhead.
 ZCQ_EXPORT size_t zcq_viewtable_memory (const zcq_viewtable_t *self);
 
+//  --------------------------------------------------------------------------
+//  Snapshots: a table saved to a file with the log position its rows
+//  reflect, so that a restart loads it and replays only the log after it.
+
+typedef struct {
+    uint32_t version;  //  the projection's version
+    uint64_t position; //  the last log position applied to the rows
+    uint64_t check;    //  the caller's check of that position (zcqrs: a
+                       //  hash of the stored event there)
+} zcq_viewsnap_t;
+
+//  Save the table to path atomically (a temporary file, fsync, rename,
+//  fsync of the directory). On error, error says why.
+ZCQ_EXPORT zcq_err_t zcq_viewtable_save (const zcq_viewtable_t *self, const char *path,
+                                         const char *view, const zcq_viewsnap_t *snap,
+                                         char *error, size_t size);
+//  Load a snapshot of view into a new table with the given indexes, and
+//  its header into snap. ZCQ_NOT_FOUND when there is no file, ZCQ_INVALID
+//  when it is another view's, ZCQ_CORRUPT when it is damaged (checksum,
+//  bounds, key order, a row that is not a map); error says why.
+ZCQ_EXPORT zcq_err_t zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes,
+                                         const char *path, const char *view,
+                                         zcq_viewsnap_t *snap, char *error, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

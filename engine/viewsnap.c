@@ -1,0 +1,411 @@
+/*  viewsnap.c: view snapshots, a view table saved to a file with the log
+    position its rows reflect, so that a restart loads the rows and replays
+    only the events after that position.
+
+    DESIGN
+    1.  The file is one buffer: magic "ZCQVIEW1", a MessagePack header
+        (view, version, position, check, rows) behind its be32 length, the
+        rows in key order as [be32 key length][key][be32 row length][row],
+        and a be64 checksum of everything before it.
+    2.  Saving is split in two: an image (a copy of the rows into one
+        buffer, taken by the table's owner between two changes; a memcpy
+        per row) and a write (the slow part: write, fsync, rename, fsync of
+        the directory) that any thread can do while the table moves on.
+    3.  Loading trusts nothing: the checksum covers the whole file, every
+        length is checked against the bytes left, every row must be a
+        well-formed map and the keys strictly increasing (so rows go in by
+        append, O(1) each, and a reordered file is refused).
+*/
+#include "zcq_internal.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define S_MAGIC      "ZCQVIEW1"
+#define S_MAGIC_SIZE 8
+#define S_HEADER_MAX 4096
+#define S_TRAILER    8
+
+struct zcq_viewimage_t {
+    uint8_t *bytes;
+    size_t size;
+    size_t capacity;
+    bool failed;
+};
+
+//  A checksum over 8-byte words (multiply, rotate, mix), several GB/s.
+static uint64_t
+s_checksum (const uint8_t *bytes, size_t len)
+{
+    const uint64_t prime1 = 0x9e3779b185ebca87ULL, prime2 = 0xc2b2ae3d27d4eb4fULL;
+    uint64_t lanes[4] = { prime1, prime2, len, ~len };
+    size_t index = 0;
+    for (; index + 32 <= len; index += 32)
+        for (int lane = 0; lane < 4; lane++) {
+            uint64_t word;
+            memcpy (&word, bytes + index + 8 * lane, 8);
+            lanes[lane] += word * prime2;
+            lanes[lane] = (lanes[lane] << 31 | lanes[lane] >> 33) * prime1;
+        }
+    uint64_t hash = lanes[0] ^ (lanes[1] << 7 | lanes[1] >> 57) ^ (lanes[2] << 12 | lanes[2] >> 52)
+                  ^ (lanes[3] << 18 | lanes[3] >> 46);
+    for (; index < len; index++)
+        hash = (hash ^ bytes[index]) * prime1;
+    hash ^= hash >> 33;
+    hash *= prime2;
+    hash ^= hash >> 29;
+    return hash;
+}
+
+static void
+s_put_be32 (uint8_t *bytes, uint32_t value)
+{
+    bytes[0] = (uint8_t) (value >> 24);
+    bytes[1] = (uint8_t) (value >> 16);
+    bytes[2] = (uint8_t) (value >> 8);
+    bytes[3] = (uint8_t) value;
+}
+
+static uint32_t
+s_get_be32 (const uint8_t *bytes)
+{
+    return (uint32_t) bytes[0] << 24 | (uint32_t) bytes[1] << 16 | (uint32_t) bytes[2] << 8
+         | bytes[3];
+}
+
+//  --------------------------------------------------------------------------
+//  Images (DESIGN 2)
+
+static uint8_t *
+s_reserve (zcq_viewimage_t *self, size_t len)
+{
+    if (self->failed)
+        return NULL;
+    if (self->size + len > self->capacity) {
+        size_t capacity = self->capacity ? self->capacity : 1 << 16;
+        while (capacity < self->size + len)
+            capacity *= 2;
+        uint8_t *bytes = realloc (self->bytes, capacity);
+        if (!bytes) {
+            self->failed = true;
+            return NULL;
+        }
+        self->bytes = bytes;
+        self->capacity = capacity;
+    }
+    uint8_t *start = self->bytes + self->size;
+    self->size += len;
+    return start;
+}
+
+static int
+s_add_row (void *arg, const char *key, size_t key_len, const void *row, size_t row_len)
+{
+    zcq_viewimage_t *self = arg;
+    uint8_t *bytes = s_reserve (self, 8 + key_len + row_len);
+    if (!bytes)
+        return 1;
+    s_put_be32 (bytes, (uint32_t) key_len);
+    memcpy (bytes + 4, key, key_len);
+    s_put_be32 (bytes + 4 + key_len, (uint32_t) row_len);
+    memcpy (bytes + 8 + key_len, row, row_len);
+    return 0;
+}
+
+zcq_viewimage_t *
+zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_viewsnap_t *snap)
+{
+    zcq_viewimage_t *self = calloc (1, sizeof (zcq_viewimage_t));
+    zcq_writer_t *header = zcq_writer_new ();
+    if (!self || !header) {
+        free (self);
+        zcq_writer_destroy (&header);
+        return NULL;
+    }
+    size_t rows = zcq_viewtable_count (table);
+    zcq_writer_map (header, 5);
+    zcq_writer_str (header, "view");
+    zcq_writer_str (header, view);
+    zcq_writer_str (header, "version");
+    zcq_writer_uint (header, snap->version);
+    zcq_writer_str (header, "position");
+    zcq_writer_uint (header, snap->position);
+    zcq_writer_str (header, "check");
+    zcq_writer_uint (header, snap->check);
+    zcq_writer_str (header, "rows");
+    zcq_writer_uint (header, rows);
+    size_t header_len = zcq_writer_size (header);
+    //  the table's own count of key and row bytes sizes the buffer once
+    self->capacity
+        = S_MAGIC_SIZE + 4 + header_len + zcq_viewtable_memory (table) + 8 * rows + S_TRAILER;
+    self->bytes = malloc (self->capacity);
+    uint8_t *start = NULL;
+    if (!self->bytes)
+        self->failed = true;
+    else if (zcq_writer_ok (header) && header_len <= S_HEADER_MAX
+             && (start = s_reserve (self, S_MAGIC_SIZE + 4 + header_len))) {
+        memcpy (start, S_MAGIC, S_MAGIC_SIZE);
+        s_put_be32 (start + S_MAGIC_SIZE, (uint32_t) header_len);
+        memcpy (start + S_MAGIC_SIZE + 4, zcq_writer_data (header), header_len);
+    }
+    else
+        self->failed = true;
+    zcq_writer_destroy (&header);
+    if (!self->failed)
+        zcq_viewtable_list (table, NULL, 0, SIZE_MAX, s_add_row, self, NULL);
+    uint8_t *trailer = s_reserve (self, S_TRAILER);
+    if (trailer)
+        zcq_put_be64 (trailer, s_checksum (self->bytes, self->size - S_TRAILER));
+    if (self->failed)
+        zcq_viewimage_destroy (&self);
+    return self;
+}
+
+size_t
+zcq_viewimage_size (const zcq_viewimage_t *self)
+{
+    return self->size;
+}
+
+void
+zcq_viewimage_destroy (zcq_viewimage_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free ((*self_p)->bytes);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+static zcq_err_t
+s_io_error (const char *what, const char *path, char *error, size_t size)
+{
+    snprintf (error, size, "%s %s: %s", what, path, strerror (errno));
+    return errno == ENOMEM ? ZCQ_NOMEM : ZCQ_IO;
+}
+
+//  fsync the directory that holds path, so that a rename in it is durable.
+static int
+s_sync_dir (const char *path)
+{
+    char *copy = strdup (path);
+    if (!copy)
+        return -1;
+    int fd = open (dirname (copy), O_RDONLY | O_DIRECTORY);
+    free (copy);
+    if (fd < 0)
+        return -1;
+    int rc = fsync (fd);
+    close (fd);
+    return rc;
+}
+
+zcq_err_t
+zcq_viewimage_write (const zcq_viewimage_t *self, const char *path, char *error, size_t size)
+{
+    char temporary[4096];
+    if (snprintf (temporary, sizeof temporary, "%s.tmp", path) >= (int) sizeof temporary) {
+        snprintf (error, size, "snapshot path too long: %s", path);
+        return ZCQ_INVALID;
+    }
+    int fd = open (temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return s_io_error ("cannot create", temporary, error, size);
+    size_t done = 0;
+    while (done < self->size) {
+        ssize_t written = write (fd, self->bytes + done, self->size - done);
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0) {
+            if (written == 0)
+                errno = ENOSPC;
+            zcq_err_t err = s_io_error ("cannot write", temporary, error, size);
+            close (fd);
+            unlink (temporary);
+            return err;
+        }
+        done += (size_t) written;
+    }
+    if (fsync (fd) != 0) {
+        zcq_err_t err = s_io_error ("cannot sync", temporary, error, size);
+        close (fd);
+        unlink (temporary);
+        return err;
+    }
+    close (fd);
+    if (rename (temporary, path) != 0) {
+        zcq_err_t err = s_io_error ("cannot rename to", path, error, size);
+        unlink (temporary);
+        return err;
+    }
+    if (s_sync_dir (path) != 0)
+        return s_io_error ("cannot sync the directory of", path, error, size);
+    return ZCQ_OK;
+}
+
+zcq_err_t
+zcq_viewtable_save (const zcq_viewtable_t *self, const char *path, const char *view,
+                    const zcq_viewsnap_t *snap, char *error, size_t size)
+{
+    zcq_viewimage_t *image = zcq_viewimage_new (self, view, snap);
+    if (!image) {
+        snprintf (error, size, "out of memory for the snapshot of %s", view);
+        return ZCQ_NOMEM;
+    }
+    zcq_err_t err = zcq_viewimage_write (image, path, error, size);
+    zcq_viewimage_destroy (&image);
+    return err;
+}
+
+//  --------------------------------------------------------------------------
+//  Loading (DESIGN 3)
+
+static zcq_err_t
+s_corrupt (const char *path, const char *reason, char *error, size_t size)
+{
+    snprintf (error, size, "view snapshot %s is damaged: %s", path, reason);
+    return ZCQ_CORRUPT;
+}
+
+//  Read the whole file; NOT_FOUND when there is none.
+static zcq_err_t
+s_read_file (const char *path, uint8_t **bytes_p, size_t *size_p, char *error, size_t size)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            snprintf (error, size, "no view snapshot at %s", path);
+            return ZCQ_NOT_FOUND;
+        }
+        return s_io_error ("cannot open", path, error, size);
+    }
+    struct stat info;
+    if (fstat (fd, &info) != 0) {
+        zcq_err_t err = s_io_error ("cannot stat", path, error, size);
+        close (fd);
+        return err;
+    }
+    size_t length = (size_t) info.st_size;
+    uint8_t *bytes = malloc (length ? length : 1);
+    size_t done = 0;
+    while (bytes && done < length) {
+        ssize_t got = read (fd, bytes + done, length - done);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        done += (size_t) got;
+    }
+    zcq_err_t err = ZCQ_OK;
+    if (!bytes) {
+        snprintf (error, size, "out of memory reading %s", path);
+        err = ZCQ_NOMEM;
+    }
+    else if (done != length) {
+        err = s_io_error ("cannot read", path, error, size);
+        free (bytes);
+        bytes = NULL;
+    }
+    close (fd);
+    *bytes_p = bytes;
+    *size_p = length;
+    return err;
+}
+
+//  Parse and check the header; the rows start at *rows_at.
+static zcq_err_t
+s_header (const uint8_t *bytes, size_t length, const char *path, const char *view,
+          zcq_viewsnap_t *snap, uint64_t *rows, size_t *rows_at, char *error, size_t size)
+{
+    if (length < S_MAGIC_SIZE + 4 + S_TRAILER || memcmp (bytes, S_MAGIC, S_MAGIC_SIZE) != 0)
+        return s_corrupt (path, "not a zcqrs view snapshot", error, size);
+    if (zcq_get_be64 (bytes + length - S_TRAILER) != s_checksum (bytes, length - S_TRAILER))
+        return s_corrupt (path, "checksum mismatch", error, size);
+    uint32_t header_len = s_get_be32 (bytes + S_MAGIC_SIZE);
+    if (header_len > S_HEADER_MAX || header_len > length - S_MAGIC_SIZE - 4 - S_TRAILER)
+        return s_corrupt (path, "header length out of bounds", error, size);
+    zcq_doc_t *doc = zcq_doc_new ();
+    if (!doc) {
+        snprintf (error, size, "out of memory");
+        return ZCQ_NOMEM;
+    }
+    zcq_err_t err = ZCQ_OK;
+    const zcq_value_t *root = NULL;
+    uint64_t version = 0;
+    if (zcq_doc_decode (doc, bytes + S_MAGIC_SIZE + 4, header_len, NULL) != ZCQ_OK
+        || !(root = zcq_doc_root (doc))
+        || !zcq_value_uint (zcq_value_get (root, "version"), &version) || version > UINT32_MAX
+        || !zcq_value_uint (zcq_value_get (root, "position"), &snap->position)
+        || !zcq_value_uint (zcq_value_get (root, "check"), &snap->check)
+        || !zcq_value_uint (zcq_value_get (root, "rows"), rows))
+        err = s_corrupt (path, "bad header", error, size);
+    else if (!zcq_value_streq (zcq_value_get (root, "view"), view)) {
+        snprintf (error, size, "view snapshot %s is not of view %s", path, view);
+        err = ZCQ_INVALID;
+    }
+    snap->version = (uint32_t) version;
+    zcq_doc_destroy (&doc);
+    *rows_at = S_MAGIC_SIZE + 4 + header_len;
+    return err;
+}
+
+zcq_err_t
+zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const char *path,
+                    const char *view, zcq_viewsnap_t *snap, char *error, size_t size)
+{
+    *self_p = NULL;
+    uint8_t *bytes;
+    size_t length;
+    ZCQ_TRY (s_read_file (path, &bytes, &length, error, size));
+    uint64_t rows = 0;
+    size_t cursor = 0;
+    zcq_err_t err = s_header (bytes, length, path, view, snap, &rows, &cursor, error, size);
+    zcq_viewtable_t *table = NULL;
+    //  the header's row count sizes the hash table once (bounded by what
+    //  the file can hold: 8 bytes a row at least)
+    if (err == ZCQ_OK && rows > ((length - S_TRAILER) - cursor) / 8)
+        err = s_corrupt (path, "more rows than the file holds", error, size);
+    if (err == ZCQ_OK
+        && (!(table = zcq_viewtable_new (indexes)) || !zcq_viewtable_reserve (table, rows))) {
+        snprintf (error, size, "out of memory");
+        err = ZCQ_NOMEM;
+    }
+    size_t end = length - S_TRAILER;
+    for (uint64_t row = 0; err == ZCQ_OK && row < rows; row++) {
+        if (end - cursor < 8 || s_get_be32 (bytes + cursor) > end - cursor - 8) {
+            err = s_corrupt (path, "a key runs past the end", error, size);
+            break;
+        }
+        size_t key_len = s_get_be32 (bytes + cursor);
+        const char *key = (const char *) bytes + cursor + 4;
+        cursor += 4 + key_len;
+        size_t row_len = s_get_be32 (bytes + cursor);
+        if (row_len > end - cursor - 4) {
+            err = s_corrupt (path, "a row runs past the end", error, size);
+            break;
+        }
+        const uint8_t *data = bytes + cursor + 4;
+        cursor += 4 + row_len;
+        bool map = row_len && ((data[0] & 0xf0) == 0x80 || data[0] == 0xde || data[0] == 0xdf);
+        if (!map || zcq_msgpack_check (data, row_len, NULL, NULL) != ZCQ_OK) {
+            err = s_corrupt (path, "a row is not a map", error, size);
+            break;
+        }
+        err = zcq_viewtable_append (table, key, key_len, data, row_len);
+        if (err == ZCQ_INVALID)
+            err = s_corrupt (path, "keys out of order", error, size);
+        else if (err != ZCQ_OK)
+            snprintf (error, size, "loading %s: %s", path, zcq_strerror (err));
+    }
+    if (err == ZCQ_OK && cursor != end)
+        err = s_corrupt (path, "bytes after the last row", error, size);
+    free (bytes);
+    if (err != ZCQ_OK)
+        zcq_viewtable_destroy (&table);
+    *self_p = table;
+    return err;
+}
