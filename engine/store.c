@@ -12,8 +12,9 @@
         deletes them through the expiry index (time-ordered), checking that
         the record still has that time so a newer record for a reused id
         survives.
-    4.  Reads use their own iterators and need no lock; RocksDB is
-        thread-safe for concurrent reads and writes.
+    4.  Reads use their own iterators; RocksDB is thread-safe for
+        concurrent reads and writes. The only lock is the handle's (DESIGN
+        7): every read holds it shared, uncontended but during a reopen.
     6.  The two families written in random key order get hash-bucketed
         memtables (a small skip list per bucket) instead of one big skip
         list, since memtable inserts are most of the committer's work:
@@ -35,15 +36,48 @@
         number of ids. THREAD SAFETY: its words are atomics, set with
         fetch_or by the committer and the filling thread and read by any
         thread.
+    7.  A failed write leaves RocksDB with a background error that refuses
+        every later write until the DB is reopened (the C API has no
+        Resume). So a failed commit marks the store broken: commits fail at
+        once, reads keep using the open handle, and zcq_store_recover
+        (called by the committing thread, with a backoff of 100 ms doubling
+        to 500 ms, or four times what a failed attempt took if that is
+        more) closes RocksDB and opens it again with the same column
+        families and options. While that fails (the fault lasts), the store
+        opens read-only, so that reads go on. The handle sits behind a
+        read-write lock: readers take it shared, the reopen exclusive, and a
+        long log read steps aside (drops and retakes it between keys) when a
+        reopen waits. A reopened DB may hold more than the store had
+        committed (in fsync mode a batch whose sync failed is in the WAL and
+        comes back whole), so the head is read again and the epoch counter
+        goes up: whoever caches state derived from the store (the log
+        writer's head, the shards' aggregates) reloads it when the epoch
+        changes.
+    8.  RocksDB's point-in-time recovery stops at the first damaged WAL
+        record and drops everything after it, silently. Before opening, the
+        store checks the WAL files itself (s_check_wal): a damaged record
+        followed, in the same file, by intact records means acknowledged
+        data would be lost, and the open is refused, naming the file and the
+        offset. A damaged or short stretch at the end of a file is what a
+        crash or power cut leaves (a torn last write) and is accepted, as is
+        a stretch of zeros (RocksDB skips those).
+    9.  RocksDB checks an .sst block's checksum only when the block is read.
+        A thread reads the `log` family through once after open (verify
+        checksums, no block cache, readahead) and checks that its keys run
+        1..head without a hole; zcq_store_verified waits for it. The node
+        waits for it before it takes commands, while its views catch up.
 */
 #include "zcq_internal.h"
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum {
     S_CF_DEFAULT,
@@ -62,6 +96,10 @@ static const char *s_cf_names[S_CF_COUNT]
 #define S_MULTIGET_CHUNK 256
 #define S_BLOOM_MIN_BITS (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
 #define S_BLOOM_HASHES   7
+#define S_RETRY_FIRST_MS 100 //  DESIGN 7: first reopen attempt after a failure
+#define S_RETRY_MAX_MS   500
+#define S_YIELD_EVERY    1024 //  log read: keys between looks for a waiting reopen
+#define S_WAL_BLOCK      32768
 
 typedef struct {
     _Atomic uint64_t *words;
@@ -85,10 +123,28 @@ struct zcq_store_t {
     atomic_int fault_countdown;
     s_bloom_t ids;         //  DESIGN 5
     atomic_bool ids_ready; //  the filter holds every stored id
-    atomic_bool closing;   //  tells the filling thread to stop
+    atomic_bool closing;   //  tells the filling and verifying threads to stop
     pthread_t ids_filler;
     bool ids_filling;
+    pthread_mutex_t threads; //  guards starting and joining those threads
     char *path;
+
+    //  DESIGN 7
+    pthread_rwlock_t lock;      //  the handle: readers shared, a reopen exclusive
+    atomic_bool broken;         //  a write failed: commits refused until reopened
+    atomic_bool reopen_waiting; //  long reads step aside
+    bool read_only;             //  opened read-only while the fault lasts
+    _Atomic uint64_t epoch;     //  reopens so far
+    int64_t next_attempt;       //  zclock_mono () of the next reopen
+    int64_t backoff_ms;
+
+    //  DESIGN 9
+    pthread_t verifier;
+    bool verifying;   //  the thread runs (or ran and is not joined)
+    bool verify;      //  asked for by the options
+    bool verify_done; //  the whole log was read through
+    zcq_err_t verify_err;
+    char verify_error[512];
 };
 
 struct zcq_batch_t {
@@ -187,6 +243,7 @@ zcq_store_options_init (zcq_store_options_t *options)
     options->dedup_window_s = S_DEFAULT_WINDOW;
     options->cache_mb = 64;
     options->create = true;
+    options->verify = true;
 }
 
 const char *
@@ -202,6 +259,12 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
     rocksdb_iterator_t *iterator
         = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_LOG]);
     rocksdb_iter_seek_to_first (iterator);
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error (iterator, &rocks_error);
+    if (rocks_error) {
+        rocksdb_iter_destroy (iterator);
+        return s_error (rocks_error, error, size, "reading the log's first position");
+    }
     uint64_t first = 0;
     if (rocksdb_iter_valid (iterator)) {
         size_t key_len;
@@ -227,7 +290,6 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
             err = ZCQ_CORRUPT;
         }
     }
-    char *rocks_error = NULL;
     rocksdb_iter_get_error (iterator, &rocks_error);
     if (rocks_error)
         err = s_error (rocks_error, error, size, "reading the log head");
@@ -264,7 +326,7 @@ s_fill_ids (void *args)
 }
 
 //  Size the id filter for the ids stored (20 bits each by RocksDB's
-//  estimate, at least S_BLOOM_MIN_BITS) and start filling it.
+//  estimate, at least S_BLOOM_MIN_BITS).
 static zcq_err_t
 s_load_ids (zcq_store_t *self, char *error, size_t size)
 {
@@ -284,9 +346,87 @@ s_load_ids (zcq_store_t *self, char *error, size_t size)
         snprintf (error, size, "out of memory for the command id filter");
         return ZCQ_NOMEM;
     }
-    if (pthread_create (&self->ids_filler, NULL, s_fill_ids, self) == 0)
-        self->ids_filling = true;
     return ZCQ_OK;
+}
+
+//  Read the `log` family through, verifying block checksums, and check
+//  that its keys run 1..head (DESIGN 9).
+static void *
+s_verify_log (void *args)
+{
+    zcq_store_t *self = args;
+    uint64_t head = atomic_load (&self->head);
+    rocksdb_readoptions_t *options = rocksdb_readoptions_create ();
+    rocksdb_readoptions_set_verify_checksums (options, 1);
+    rocksdb_readoptions_set_fill_cache (options, 0);
+    rocksdb_readoptions_set_readahead_size (options, 2 << 20);
+    rocksdb_iterator_t *iterator
+        = rocksdb_create_iterator_cf (self->db, options, self->cf[S_CF_LOG]);
+    uint64_t expected = 1;
+    zcq_err_t err = ZCQ_OK;
+    for (rocksdb_iter_seek_to_first (iterator);
+         rocksdb_iter_valid (iterator) && !atomic_load (&self->closing);
+         rocksdb_iter_next (iterator), expected++) {
+        size_t key_len;
+        const char *key = rocksdb_iter_key (iterator, &key_len);
+        uint64_t position = key_len == 8 ? zcq_get_be64 ((const uint8_t *) key) : 0;
+        if (position != expected) {
+            snprintf (self->verify_error, sizeof self->verify_error,
+                      "the log has %s at position %llu: events are missing",
+                      key_len == 8 ? "a hole" : "a malformed key", (unsigned long long) expected);
+            err = ZCQ_CORRUPT;
+            break;
+        }
+    }
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error (iterator, &rocks_error);
+    bool interrupted = atomic_load (&self->closing);
+    if (rocks_error)
+        err = s_error (rocks_error, self->verify_error, sizeof self->verify_error,
+                       "verifying the log");
+    else if (err == ZCQ_OK && !interrupted && expected - 1 < head) {
+        snprintf (self->verify_error, sizeof self->verify_error,
+                  "the log ends at position %llu, its head is %llu: events are missing",
+                  (unsigned long long) (expected - 1), (unsigned long long) head);
+        err = ZCQ_CORRUPT;
+    }
+    rocksdb_iter_destroy (iterator);
+    rocksdb_readoptions_destroy (options);
+    self->verify_err = err;
+    self->verify_done = err != ZCQ_OK || !interrupted;
+    if (err != ZCQ_OK)
+        zsys_error ("store: %s", self->verify_error);
+    return NULL;
+}
+
+//  Start the threads that read the store after an open: the id filter
+//  while it is not full, the log check while it has not run through.
+static void
+s_start_threads (zcq_store_t *self)
+{
+    pthread_mutex_lock (&self->threads);
+    atomic_store (&self->closing, false);
+    if (!atomic_load (&self->ids_ready) && !self->ids_filling
+        && pthread_create (&self->ids_filler, NULL, s_fill_ids, self) == 0)
+        self->ids_filling = true;
+    if (self->verify && !self->verify_done && !self->verifying
+        && pthread_create (&self->verifier, NULL, s_verify_log, self) == 0)
+        self->verifying = true;
+    pthread_mutex_unlock (&self->threads);
+}
+
+//  Stop and join them (they read the handle without its lock).
+static void
+s_stop_threads (zcq_store_t *self)
+{
+    pthread_mutex_lock (&self->threads);
+    atomic_store (&self->closing, true);
+    if (self->ids_filling)
+        pthread_join (self->ids_filler, NULL);
+    if (self->verifying)
+        pthread_join (self->verifier, NULL);
+    self->ids_filling = self->verifying = false;
+    pthread_mutex_unlock (&self->threads);
 }
 
 static zcq_err_t
@@ -315,6 +455,441 @@ s_check_format (zcq_store_t *self, char *error, size_t size)
     return ZCQ_OK;
 }
 
+//  --------------------------------------------------------------------------
+//  The WAL check (DESIGN 8). RocksDB's WAL is a sequence of 32 KiB blocks
+//  of records: crc32c (4, masked), length (2), type (1), then for the
+//  recyclable types the log number (4), then the payload. A record that
+//  does not fit in its block's rest is split into first, middle and last
+//  fragments; a block's tail shorter than a header is zero padding. A
+//  record's payload is a WriteBatch.
+
+static uint32_t s_crc_table[256];
+static pthread_once_t s_crc_once = PTHREAD_ONCE_INIT;
+
+static void
+s_crc_init (void)
+{
+    for (uint32_t index = 0; index < 256; index++) {
+        uint32_t crc = index;
+        for (int bit = 0; bit < 8; bit++)
+            crc = crc & 1 ? (crc >> 1) ^ 0x82f63b78 : crc >> 1;
+        s_crc_table[index] = crc;
+    }
+}
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+__attribute__ ((target ("sse4.2"))) static uint32_t
+s_crc32c_sse42 (uint32_t crc, const uint8_t *bytes, size_t len)
+{
+    uint64_t wide = crc;
+    for (; len >= 8; bytes += 8, len -= 8) {
+        uint64_t word;
+        memcpy (&word, bytes, 8);
+        wide = _mm_crc32_u64 (wide, word);
+    }
+    crc = (uint32_t) wide;
+    for (; len; bytes++, len--)
+        crc = _mm_crc32_u8 (crc, *bytes);
+    return crc;
+}
+#endif
+
+//  crc32c (Castagnoli) of bytes, continuing from crc (0 to start).
+static uint32_t
+s_crc32c (uint32_t crc, const uint8_t *bytes, size_t len)
+{
+    crc = ~crc;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports ("sse4.2"))
+        return ~s_crc32c_sse42 (crc, bytes, len);
+#endif
+    pthread_once (&s_crc_once, s_crc_init);
+    for (; len; bytes++, len--)
+        crc = s_crc_table[(crc ^ *bytes) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+static uint32_t
+s_get_le32 (const uint8_t *bytes)
+{
+    return (uint32_t) bytes[0] | (uint32_t) bytes[1] << 8 | (uint32_t) bytes[2] << 16
+         | (uint32_t) bytes[3] << 24;
+}
+
+typedef enum { S_RECORD_INTACT, S_RECORD_DAMAGED, S_RECORD_NONE } s_record_t;
+
+//  The record at offset: intact (its type, payload and where the next one
+//  starts), damaged (a header that fits its block, a payload that fails
+//  its checksum; *next is still set), or none (no header that fits).
+static s_record_t
+s_wal_record (const uint8_t *file, size_t size, size_t offset, int *type, const uint8_t **payload,
+              size_t *len, size_t *next)
+{
+    size_t block_left = S_WAL_BLOCK - offset % S_WAL_BLOCK;
+    if (block_left < 7 || size - offset < 7)
+        return S_RECORD_NONE;
+    const uint8_t *header = file + offset;
+    int kind = header[6];
+    size_t header_size = kind >= 5 && kind <= 8 ? 11 : 7;
+    size_t length = (size_t) header[4] | (size_t) header[5] << 8;
+    if (kind < 1 || kind > 9 || header_size + length > block_left
+        || header_size + length > size - offset)
+        return S_RECORD_NONE;
+    *next = offset + header_size + length;
+    uint32_t crc = s_crc32c (0, header + 6, header_size - 6);
+    crc = s_crc32c (crc, header + header_size, length);
+    uint32_t masked = ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+    if (masked != s_get_le32 (header))
+        return S_RECORD_DAMAGED;
+    *type = kind >= 5 && kind <= 8 ? kind - 4 : kind;
+    *payload = header + header_size;
+    *len = length;
+    return S_RECORD_INTACT;
+}
+
+static bool
+s_varint32 (const uint8_t **cursor, const uint8_t *end, uint32_t *value)
+{
+    *value = 0;
+    for (int shift = 0; shift <= 28 && *cursor < end; shift += 7) {
+        uint8_t byte = *(*cursor)++;
+        *value |= (uint32_t) (byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return true;
+    }
+    return false;
+}
+
+static bool
+s_varstring (const uint8_t **cursor, const uint8_t *end, const uint8_t **bytes, uint32_t *len)
+{
+    if (!s_varint32 (cursor, end, len) || *len > (size_t) (end - *cursor))
+        return false;
+    *bytes = *cursor;
+    *cursor += *len;
+    return true;
+}
+
+typedef struct {
+    size_t damaged_at; //  offset of the first damaged record; SIZE_MAX: none
+    size_t intact;     //  whole intact records after it
+    uint64_t first;    //  log positions those records hold (0: none)
+    uint64_t last;
+} s_wal_scan_t;
+
+//  Note the log positions a WriteBatch (an intact record after the damage)
+//  holds: keys of the `log` family (column family 1, DESIGN 1). The
+//  record tags are RocksDB's: value, deletion, merge, blob, and their
+//  column family variants.
+static void
+s_wal_batch (s_wal_scan_t *scan, const uint8_t *batch, size_t len)
+{
+    scan->intact++;
+    if (len < 12)
+        return;
+    const uint8_t *cursor = batch + 12, *end = batch + len;
+    while (cursor < end) {
+        uint8_t tag = *cursor++;
+        uint32_t family = 0, key_len = 0, value_len = 0;
+        const uint8_t *key = NULL, *value;
+        bool cf = tag == 0x4 || tag == 0x5 || tag == 0x6 || tag == 0x8 || tag == 0xe;
+        bool has_key = tag <= 0x2 || (tag >= 0x4 && tag <= 0x8) || tag == 0xe || tag == 0xf;
+        bool has_value = tag == 0x1 || tag == 0x2 || tag == 0x5 || tag == 0x6 || tag == 0xe
+                      || tag == 0xf;
+        if (tag == 0x3) //  log data: one string
+            has_key = true;
+        else if (tag != 0xd && !has_key)
+            return; //  a tag we do not write: stop here
+        if ((cf && !s_varint32 (&cursor, end, &family))
+            || (has_key && !s_varstring (&cursor, end, &key, &key_len))
+            || (has_value && !s_varstring (&cursor, end, &value, &value_len)))
+            return;
+        if (tag == 0x5 && family == S_CF_LOG && key_len == 8) {
+            uint64_t position = zcq_get_be64 (key);
+            if (!scan->first || position < scan->first)
+                scan->first = position;
+            if (position > scan->last)
+                scan->last = position;
+        }
+    }
+}
+
+//  Scan one WAL file: where its first damaged record is, and what whole
+//  intact records follow it. Past a damaged record the scan goes on after
+//  it when its header still fits its block (only the payload is bad), else
+//  at the next block, which starts with a header: never inside a payload,
+//  where an event body could hold bytes that look like a record. A torn
+//  last record (its header promises more than the file holds) thus ends
+//  the scan: nothing follows it.
+static void
+s_wal_scan (const uint8_t *file, size_t size, s_wal_scan_t *scan)
+{
+    memset (scan, 0, sizeof *scan);
+    scan->damaged_at = SIZE_MAX;
+    uint8_t *whole = NULL; //  fragments of the record being put together
+    size_t whole_len = 0, whole_size = 0;
+    bool assembling = false;
+    size_t offset = 0;
+    static const uint8_t zeros[7] = { 0 };
+    while (offset < size) {
+        size_t block_left = S_WAL_BLOCK - offset % S_WAL_BLOCK;
+        if (block_left < 7 || (size - offset >= 7 && memcmp (file + offset, zeros, 7) == 0)) {
+            //  padding, or a zeroed (preallocated) stretch: RocksDB skips
+            //  to the next block
+            offset += block_left;
+            continue;
+        }
+        int type = 0;
+        const uint8_t *payload = NULL;
+        size_t len = 0, next = 0;
+        s_record_t record = s_wal_record (file, size, offset, &type, &payload, &len, &next);
+        if (record != S_RECORD_INTACT) {
+            if (scan->damaged_at == SIZE_MAX)
+                scan->damaged_at = offset;
+            assembling = false;
+            offset = record == S_RECORD_DAMAGED ? next : offset + block_left;
+            continue;
+        }
+        offset = next;
+        bool after = scan->damaged_at != SIZE_MAX;
+        if (type == 1) {
+            assembling = false;
+            if (after)
+                s_wal_batch (scan, payload, len);
+            continue;
+        }
+        if (type == 2) {
+            assembling = true;
+            whole_len = 0;
+        }
+        else if (type == 9 || !assembling)
+            continue; //  a compression record, or an orphan fragment
+        if (after && whole_len + len > whole_size) {
+            size_t grown = (whole_len + len) * 2;
+            uint8_t *bigger = realloc (whole, grown);
+            if (!bigger) {
+                assembling = false;
+                continue;
+            }
+            whole = bigger;
+            whole_size = grown;
+        }
+        if (after)
+            memcpy (whole + whole_len, payload, len);
+        whole_len += len;
+        if (type == 4) {
+            assembling = false;
+            if (after)
+                s_wal_batch (scan, whole, whole_len);
+        }
+    }
+    free (whole);
+}
+
+//  Check every WAL file in the data dir (DESIGN 8).
+static zcq_err_t
+s_check_wal (const char *path, char *error, size_t size)
+{
+    DIR *dir = opendir (path);
+    if (!dir)
+        return ZCQ_OK; //  a new data dir; RocksDB reports other problems
+    zcq_err_t err = ZCQ_OK;
+    struct dirent *entry;
+    while (err == ZCQ_OK && (entry = readdir (dir))) {
+        size_t digits = strspn (entry->d_name, "0123456789");
+        if (digits == 0 || strcmp (entry->d_name + digits, ".log") != 0)
+            continue;
+        char file_path[4096];
+        snprintf (file_path, sizeof file_path, "%s/%s", path, entry->d_name);
+        int fd = open (file_path, O_RDONLY | O_CLOEXEC);
+        struct stat info;
+        if (fd < 0 || fstat (fd, &info) != 0) {
+            snprintf (error, size, "cannot read the write-ahead log %s: %s", file_path,
+                      strerror (errno));
+            err = ZCQ_IO;
+        }
+        else if (S_ISREG (info.st_mode) && info.st_size > 0) {
+            void *file = mmap (NULL, (size_t) info.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (file == MAP_FAILED) {
+                snprintf (error, size, "cannot read the write-ahead log %s: %s", file_path,
+                          strerror (errno));
+                err = ZCQ_IO;
+            }
+            else {
+                s_wal_scan_t scan;
+                s_wal_scan (file, (size_t) info.st_size, &scan);
+                munmap (file, (size_t) info.st_size);
+                if (scan.damaged_at != SIZE_MAX && scan.intact) {
+                    char events[96] = "";
+                    if (scan.first)
+                        snprintf (events, sizeof events, " (events at positions %llu-%llu)",
+                                  (unsigned long long) scan.first, (unsigned long long) scan.last);
+                    snprintf (error, size,
+                              "the write-ahead log %s is damaged at byte %zu and %zu intact "
+                              "records follow%s: RocksDB would drop them. To start without "
+                              "them, cut the file there (truncate -s %zu %s)",
+                              file_path, scan.damaged_at, scan.intact, events, scan.damaged_at,
+                              file_path);
+                    err = ZCQ_CORRUPT;
+                }
+            }
+        }
+        if (fd >= 0)
+            close (fd);
+    }
+    closedir (dir);
+    return err;
+}
+
+//  --------------------------------------------------------------------------
+//  Opening and reopening (DESIGN 7)
+
+//  Open RocksDB with the store's column families and options.
+static zcq_err_t
+s_open_db (zcq_store_t *self, bool read_only, char *error, size_t size)
+{
+    const rocksdb_options_t *cf_options[S_CF_COUNT];
+    for (int index = 0; index < S_CF_COUNT; index++)
+        cf_options[index] = self->options;
+    cf_options[S_CF_STREAMS] = self->streams_options;
+    cf_options[S_CF_COMMANDS] = self->commands_options;
+    char *rocks_error = NULL;
+    if (read_only)
+        self->db = rocksdb_open_for_read_only_column_families (self->options, self->path,
+                                                               S_CF_COUNT, s_cf_names, cf_options,
+                                                               self->cf, 0, &rocks_error);
+    else
+        self->db = rocksdb_open_column_families (self->options, self->path, S_CF_COUNT, s_cf_names,
+                                                 cf_options, self->cf, &rocks_error);
+    if (rocks_error) {
+        self->db = NULL;
+        memset (self->cf, 0, sizeof self->cf);
+        return s_error (rocks_error, error, size, "opening the store");
+    }
+    self->read_only = read_only;
+    return ZCQ_OK;
+}
+
+static void
+s_close_db (zcq_store_t *self)
+{
+    if (!self->db)
+        return;
+    for (int index = 0; index < S_CF_COUNT; index++)
+        if (self->cf[index])
+            rocksdb_column_family_handle_destroy (self->cf[index]);
+    memset (self->cf, 0, sizeof self->cf);
+    rocksdb_close (self->db);
+    self->db = NULL;
+}
+
+//  A write failed: refuse commits until a reopen (DESIGN 7).
+static void
+s_broken (zcq_store_t *self, const char *doing, const char *rocks_error)
+{
+    if (!atomic_load (&self->broken))
+        zsys_error ("store: %s failed: %s; reopening the store once the fault clears", doing,
+                    rocks_error);
+    self->backoff_ms = S_RETRY_FIRST_MS;
+    self->next_attempt = zclock_mono () + self->backoff_ms;
+    atomic_store (&self->broken, true);
+}
+
+zcq_err_t
+zcq_store_recover (zcq_store_t *self)
+{
+    if (!atomic_load_explicit (&self->broken, memory_order_acquire))
+        return ZCQ_OK;
+    int64_t now = zclock_mono ();
+    if (now < self->next_attempt)
+        return ZCQ_IO;
+    atomic_store (&self->reopen_waiting, true);
+    pthread_rwlock_wrlock (&self->lock);
+    atomic_store (&self->reopen_waiting, false);
+    s_stop_threads (self);
+    s_close_db (self);
+    char error[512] = "";
+    zcq_err_t err = s_open_db (self, false, error, sizeof error);
+    if (err == ZCQ_OK)
+        err = s_load_head (self, error, sizeof error);
+    if (err == ZCQ_OK) {
+        atomic_store (&self->broken, false);
+        zsys_info ("store: reopened after a storage failure, log head %llu",
+                   (unsigned long long) atomic_load (&self->head));
+    }
+    else {
+        //  the fault lasts: read-only, so that reads go on meanwhile
+        s_close_db (self);
+        char read_error[512] = "";
+        if (s_open_db (self, true, read_error, sizeof read_error) != ZCQ_OK
+            || s_load_head (self, read_error, sizeof read_error) != ZCQ_OK) {
+            s_close_db (self);
+            zsys_warning ("store: cannot reopen (%s), nor read-only (%s)", error, read_error);
+        }
+        else if (self->backoff_ms == S_RETRY_FIRST_MS)
+            zsys_warning ("store: cannot reopen yet (%s); reads go on read-only", error);
+        if (self->backoff_ms < S_RETRY_MAX_MS)
+            self->backoff_ms = self->backoff_ms * 2 < S_RETRY_MAX_MS ? self->backoff_ms * 2
+                                                                     : S_RETRY_MAX_MS;
+        //  a big WAL makes an attempt slow, and readers wait for it: keep
+        //  them waiting a fifth of the time at most
+        int64_t took = zclock_mono () - now;
+        self->next_attempt
+            = zclock_mono () + (self->backoff_ms > 4 * took ? self->backoff_ms : 4 * took);
+    }
+    atomic_fetch_add (&self->epoch, 1);
+    if (self->db)
+        s_start_threads (self);
+    pthread_rwlock_unlock (&self->lock);
+    return err == ZCQ_OK ? ZCQ_OK : ZCQ_IO;
+}
+
+uint64_t
+zcq_store_epoch (const zcq_store_t *self)
+{
+    return atomic_load_explicit (&((zcq_store_t *) self)->epoch, memory_order_acquire);
+}
+
+bool
+zcq_store_failed (const zcq_store_t *self)
+{
+    return atomic_load_explicit (&((zcq_store_t *) self)->broken, memory_order_relaxed);
+}
+
+zcq_err_t
+zcq_store_verified (zcq_store_t *self, char *error, size_t size)
+{
+    pthread_mutex_lock (&self->threads);
+    if (self->verifying) {
+        pthread_join (self->verifier, NULL);
+        self->verifying = false;
+    }
+    zcq_err_t err = self->verify_err;
+    pthread_mutex_unlock (&self->threads);
+    if (err != ZCQ_OK && error && size)
+        snprintf (error, size, "%s", self->verify_error);
+    return err;
+}
+
+//  Take the handle for a read; ZCQ_IO when the store has none (a reopen
+//  failed). Pair with s_read_end.
+static zcq_err_t
+s_read_begin (zcq_store_t *self)
+{
+    pthread_rwlock_rdlock (&self->lock);
+    if (self->db)
+        return ZCQ_OK;
+    pthread_rwlock_unlock (&self->lock);
+    return ZCQ_IO;
+}
+
+static void
+s_read_end (zcq_store_t *self)
+{
+    pthread_rwlock_unlock (&self->lock);
+}
+
 zcq_err_t
 zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options_t *options,
                 char *error, size_t size)
@@ -336,8 +911,16 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
         snprintf (error, size, "out of memory");
         return ZCQ_NOMEM;
     }
+    //  readers wait for a reopen that waits, so that it cannot starve
+    pthread_rwlockattr_t lock_attributes;
+    pthread_rwlockattr_init (&lock_attributes);
+    pthread_rwlockattr_setkind_np (&lock_attributes, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init (&self->lock, &lock_attributes);
+    pthread_rwlockattr_destroy (&lock_attributes);
+    pthread_mutex_init (&self->threads, NULL);
     self->durability = options->durability;
     self->dedup_window_s = options->dedup_window_s ? options->dedup_window_s : S_DEFAULT_WINDOW;
+    self->verify = options->verify;
 
     //  without `create`, a missing data dir is an error, and RocksDB must not
     //  be asked (it would make the directory and its lock file first)
@@ -346,8 +929,7 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     snprintf (current, sizeof current, "%s/CURRENT", path);
     if (!options->create && stat (current, &info) != 0) {
         snprintf (error, size, "%s is not a zcqrs data dir (no CURRENT file)", path);
-        free (self->path);
-        free (self);
+        zcq_store_close (&self);
         return ZCQ_NOT_FOUND;
     }
     self->options = rocksdb_options_create ();
@@ -385,26 +967,17 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     rocksdb_options_set_prefix_extractor (self->commands_options,
                                           rocksdb_slicetransform_create_noop ());
     rocksdb_options_set_hash_skip_list_rep (self->commands_options, 200003, 4, 4);
-    const rocksdb_options_t *cf_options[S_CF_COUNT];
-    for (int index = 0; index < S_CF_COUNT; index++)
-        cf_options[index] = self->options;
-    cf_options[S_CF_STREAMS] = self->streams_options;
-    cf_options[S_CF_COMMANDS] = self->commands_options;
-    char *rocks_error = NULL;
-    self->db = rocksdb_open_column_families (self->options, path, S_CF_COUNT, s_cf_names,
-                                             cf_options, self->cf, &rocks_error);
-    zcq_err_t err = ZCQ_OK;
-    if (rocks_error)
-        err = s_error (rocks_error, error, size, "opening the store");
-    if (err == ZCQ_OK) {
-        self->write_options = rocksdb_writeoptions_create ();
-        rocksdb_writeoptions_set_sync (self->write_options,
-                                       self->durability == ZCQ_DURABILITY_FSYNC);
-        self->read_options = rocksdb_readoptions_create ();
-        self->scan_options = rocksdb_readoptions_create ();
-        rocksdb_readoptions_set_total_order_seek (self->scan_options, 1);
+    self->write_options = rocksdb_writeoptions_create ();
+    rocksdb_writeoptions_set_sync (self->write_options, self->durability == ZCQ_DURABILITY_FSYNC);
+    self->read_options = rocksdb_readoptions_create ();
+    self->scan_options = rocksdb_readoptions_create ();
+    rocksdb_readoptions_set_total_order_seek (self->scan_options, 1);
+
+    zcq_err_t err = s_check_wal (path, error, size);
+    if (err == ZCQ_OK)
+        err = s_open_db (self, false, error, size);
+    if (err == ZCQ_OK)
         err = s_check_format (self, error, size);
-    }
     if (err == ZCQ_OK)
         err = s_load_head (self, error, size);
     if (err == ZCQ_OK)
@@ -413,6 +986,7 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
         zcq_store_close (&self);
         return err;
     }
+    s_start_threads (self);
     *store_p = self;
     return ZCQ_OK;
 }
@@ -423,11 +997,8 @@ zcq_store_close (zcq_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     zcq_store_t *self = *self_p;
-    if (self->ids_filling) {
-        atomic_store (&self->closing, true);
-        pthread_join (self->ids_filler, NULL);
-    }
-    if (self->db && self->write_options) {
+    s_stop_threads (self);
+    if (self->db && !self->read_only && !atomic_load (&self->broken)) {
         //  flush the memtables, so that the next open has no log to replay
         rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create ();
         rocksdb_flushoptions_set_wait (flush, 1);
@@ -441,12 +1012,7 @@ zcq_store_close (zcq_store_t **self_p)
         }
         rocksdb_flushoptions_destroy (flush);
     }
-    if (self->db) {
-        for (int index = 0; index < S_CF_COUNT; index++)
-            if (self->cf[index])
-                rocksdb_column_family_handle_destroy (self->cf[index]);
-        rocksdb_close (self->db);
-    }
+    s_close_db (self);
     if (self->write_options)
         rocksdb_writeoptions_destroy (self->write_options);
     if (self->read_options)
@@ -466,6 +1032,8 @@ zcq_store_close (zcq_store_t **self_p)
         rocksdb_cache_destroy (self->cache);
     free (self->ids.words);
     free (self->path);
+    pthread_rwlock_destroy (&self->lock);
+    pthread_mutex_destroy (&self->threads);
     free (self);
     *self_p = NULL;
 }
@@ -642,23 +1210,38 @@ zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head)
     int countdown = atomic_load (&self->fault_countdown);
     if (countdown > 0 && atomic_fetch_sub (&self->fault_countdown, 1) == 1)
         return ZCQ_IO;
+    //  DESIGN 7: refused until reopened
+    if (atomic_load_explicit (&self->broken, memory_order_relaxed))
+        return ZCQ_IO;
+    ZCQ_TRY (s_read_begin (self));
     char *rocks_error = NULL;
     rocksdb_write (self->db, self->write_options, batch->batch, &rocks_error);
+    zcq_err_t err = ZCQ_OK;
     if (rocks_error) {
-        zsys_error ("store: commit failed: %s", rocks_error);
-        return s_error (rocks_error, NULL, 0, "commit");
+        s_broken (self, "commit", rocks_error);
+        err = s_error (rocks_error, NULL, 0, "commit");
     }
-    if (head > atomic_load (&self->head))
+    else if (head > atomic_load (&self->head))
         atomic_store (&self->head, head);
-    return ZCQ_OK;
+    s_read_end (self);
+    return err;
 }
 
 zcq_err_t
 zcq_store_sync (zcq_store_t *self)
 {
+    if (atomic_load_explicit (&self->broken, memory_order_relaxed))
+        return ZCQ_IO;
+    ZCQ_TRY (s_read_begin (self));
     char *rocks_error = NULL;
     rocksdb_flush_wal (self->db, 1, &rocks_error);
-    return rocks_error ? s_error (rocks_error, NULL, 0, "sync") : ZCQ_OK;
+    zcq_err_t err = ZCQ_OK;
+    if (rocks_error) {
+        s_broken (self, "sync", rocks_error);
+        err = s_error (rocks_error, NULL, 0, "sync");
+    }
+    s_read_end (self);
+    return err;
 }
 
 void
@@ -671,6 +1254,7 @@ zcq_err_t
 zcq_store_append (zcq_store_t *self, const char *stream, int64_t expect, const void *const *bodies,
                   const size_t *lens, size_t count, uint64_t *version, uint64_t *position)
 {
+    ZCQ_TRY (zcq_store_recover (self));
     uint64_t current;
     ZCQ_TRY (zcq_store_stream_version (self, stream, &current));
     if (expect >= 0 && (uint64_t) expect != current) {
@@ -713,6 +1297,7 @@ zcq_err_t
 zcq_store_read_log (zcq_store_t *self, uint64_t from, size_t limit, zcq_store_event_fn *fn,
                     void *arg)
 {
+    ZCQ_TRY (s_read_begin (self));
     rocksdb_iterator_t *iterator
         = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_LOG]);
     uint8_t start[8];
@@ -720,8 +1305,7 @@ zcq_store_read_log (zcq_store_t *self, uint64_t from, size_t limit, zcq_store_ev
     size_t delivered = 0;
     zcq_err_t err = ZCQ_OK;
     for (rocksdb_iter_seek (iterator, (const char *) start, 8);
-         rocksdb_iter_valid (iterator) && (!limit || delivered < limit);
-         rocksdb_iter_next (iterator)) {
+         rocksdb_iter_valid (iterator) && (!limit || delivered < limit);) {
         size_t key_len, value_len;
         const char *key = rocksdb_iter_key (iterator, &key_len);
         const char *value = rocksdb_iter_value (iterator, &value_len);
@@ -729,13 +1313,31 @@ zcq_store_read_log (zcq_store_t *self, uint64_t from, size_t limit, zcq_store_ev
             err = ZCQ_CORRUPT;
             break;
         }
+        uint64_t position = zcq_get_be64 ((const uint8_t *) key);
         delivered++;
-        if (fn (arg, zcq_get_be64 ((const uint8_t *) key), 0, value, value_len))
+        if (fn (arg, position, 0, value, value_len))
             break;
+        if (delivered % S_YIELD_EVERY == 0 && atomic_load (&self->reopen_waiting)) {
+            //  DESIGN 7: let the reopen in, then go on after this position
+            err = s_iter_status (iterator);
+            rocksdb_iter_destroy (iterator);
+            iterator = NULL;
+            s_read_end (self);
+            if (err != ZCQ_OK)
+                return err;
+            ZCQ_TRY (s_read_begin (self));
+            iterator
+                = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_LOG]);
+            zcq_put_be64 (start, position + 1);
+            rocksdb_iter_seek (iterator, (const char *) start, 8);
+        }
+        else
+            rocksdb_iter_next (iterator);
     }
     if (err == ZCQ_OK)
         err = s_iter_status (iterator);
     rocksdb_iter_destroy (iterator);
+    s_read_end (self);
     return err;
 }
 
@@ -789,6 +1391,7 @@ zcq_store_read_stream (zcq_store_t *self, const char *stream, uint64_t from, siz
         return ZCQ_INVALID;
     char start[ZCQ_STREAM_MAX + 9];
     size_t start_len = s_stream_key (start, stream, stream_len, from ? from : 1);
+    ZCQ_TRY (s_read_begin (self));
     rocksdb_iterator_t *iterator
         = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_STREAMS]);
     uint64_t positions[S_MULTIGET_CHUNK], versions[S_MULTIGET_CHUNK];
@@ -823,6 +1426,7 @@ zcq_store_read_stream (zcq_store_t *self, const char *stream, uint64_t from, siz
     if (err == ZCQ_OK)
         err = s_iter_status (iterator);
     rocksdb_iter_destroy (iterator);
+    s_read_end (self);
     return err;
 }
 
@@ -833,10 +1437,12 @@ zcq_store_stream_version (zcq_store_t *self, const char *stream, uint64_t *versi
     if (stream_len > ZCQ_STREAM_MAX)
         return ZCQ_INVALID;
     *version = 0;
+    ZCQ_TRY (s_read_begin (self));
     char *rocks_error = NULL;
     size_t len;
     char *value = rocksdb_get_cf (self->db, self->read_options, self->cf[S_CF_STREAMS], stream,
                                   stream_len + 1, &len, &rocks_error);
+    s_read_end (self);
     if (rocks_error)
         return s_error (rocks_error, NULL, 0, "stream version");
     zcq_err_t err = ZCQ_OK;
@@ -848,7 +1454,8 @@ zcq_store_stream_version (zcq_store_t *self, const char *stream, uint64_t *versi
     return err;
 }
 
-//  Get a value from a column family; caller frees *value with free.
+//  Get a value from a column family; caller frees *value with free. The
+//  caller holds the handle (s_read_begin).
 static zcq_err_t
 s_get (zcq_store_t *self, int cf, const char *key, size_t key_len, void **value, size_t *len)
 {
@@ -876,7 +1483,11 @@ zcq_store_snapshot (zcq_store_t *self, const char *stream, uint32_t *schema, uin
 {
     void *value;
     size_t value_len;
-    ZCQ_TRY (s_get (self, S_CF_SNAPSHOTS, stream, strlen (stream), &value, &value_len));
+    ZCQ_TRY (s_read_begin (self));
+    zcq_err_t err = s_get (self, S_CF_SNAPSHOTS, stream, strlen (stream), &value, &value_len);
+    s_read_end (self);
+    if (err != ZCQ_OK)
+        return err;
     if (value_len < 12) {
         free (value);
         return ZCQ_CORRUPT;
@@ -899,7 +1510,11 @@ zcq_store_command (zcq_store_t *self, const char *id, size_t id_len, void **resu
         return ZCQ_NOT_FOUND;
     void *value;
     size_t value_len;
-    ZCQ_TRY (s_get (self, S_CF_COMMANDS, id, id_len, &value, &value_len));
+    ZCQ_TRY (s_read_begin (self));
+    zcq_err_t err = s_get (self, S_CF_COMMANDS, id, id_len, &value, &value_len);
+    s_read_end (self);
+    if (err != ZCQ_OK)
+        return err;
     if (value_len < 8) {
         free (value);
         return ZCQ_CORRUPT;
@@ -919,6 +1534,11 @@ zcq_err_t
 zcq_store_expire_commands (zcq_store_t *self, int64_t now_us, size_t max, size_t *expired)
 {
     int64_t cutoff = now_us - (int64_t) self->dedup_window_s * 1000000;
+    if (expired)
+        *expired = 0;
+    if (atomic_load_explicit (&self->broken, memory_order_relaxed))
+        return ZCQ_IO;
+    ZCQ_TRY (s_read_begin (self));
     rocksdb_iterator_t *iterator
         = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_EXPIRY]);
     rocksdb_writebatch_t *batch = rocksdb_writebatch_create ();
@@ -945,9 +1565,12 @@ zcq_store_expire_commands (zcq_store_t *self, int64_t now_us, size_t max, size_t
     if (err == ZCQ_OK && count) {
         char *rocks_error = NULL;
         rocksdb_write (self->db, self->write_options, batch, &rocks_error);
-        if (rocks_error)
+        if (rocks_error) {
+            s_broken (self, "expiring command ids", rocks_error);
             err = s_error (rocks_error, NULL, 0, "expiring command ids");
+        }
     }
+    s_read_end (self);
     rocksdb_writebatch_destroy (batch);
     if (expired)
         *expired = err == ZCQ_OK ? count : 0;
@@ -957,7 +1580,10 @@ zcq_store_expire_commands (zcq_store_t *self, int64_t now_us, size_t max, size_t
 zcq_err_t
 zcq_store_meta (zcq_store_t *self, const char *name, void **value, size_t *len)
 {
-    return s_get (self, S_CF_DEFAULT, name, strlen (name), value, len);
+    ZCQ_TRY (s_read_begin (self));
+    zcq_err_t err = s_get (self, S_CF_DEFAULT, name, strlen (name), value, len);
+    s_read_end (self);
+    return err;
 }
 
 uint64_t

@@ -13,8 +13,17 @@
     durability mode's sync setting.
 
     THREAD SAFETY: reads may run from any thread at the same time (RocksDB
-    handles are thread-safe). Commits are made by one thread at a time: the
-    node's log writer (or the single user of zcq_store_append).
+    handles are thread-safe; each read holds the store's handle lock
+    shared). Commits, syncs, expiry and zcq_store_recover are made by one
+    thread at a time: the node's log writer (or the single user of
+    zcq_store_append).
+
+    Storage errors: a failed write leaves the store refusing commits
+    (ZCQ_IO) until zcq_store_recover has reopened RocksDB, which it does
+    once the fault clears; reads go on meanwhile. Every reopen raises
+    zcq_store_epoch: state cached from the store must be reloaded then,
+    since a reopened store may hold a batch whose commit reported an error
+    (a failed sync in fsync mode: outcome unknown, never partial).
 */
 #ifndef ZCQ_STORE_H_INCLUDED
 #define ZCQ_STORE_H_INCLUDED
@@ -38,6 +47,8 @@ typedef struct {
     uint64_t dedup_window_s; //  keep command ids this long; 0 = 24 h
     size_t cache_mb;         //  block cache; 0 = 64
     bool create;             //  create the data dir when missing (default via options_init: true)
+    bool verify; //  read the log through after open, checking checksums (default: true);
+                 //  zcq_store_verified gives the outcome
 } zcq_store_options_t;
 
 ZCQ_EXPORT void zcq_store_options_init (zcq_store_options_t *options);
@@ -89,7 +100,8 @@ ZCQ_EXPORT zcq_err_t zcq_store_append (zcq_store_t *self, const char *stream, in
 
 //  ---------------------------------------------------------------------
 //  Reading. Callbacks get bytes valid only during the call; return
-//  non-zero to stop early.
+//  non-zero to stop early. A callback must not call the store (the read
+//  holds the store's handle lock, which a waiting reopen blocks).
 
 typedef int (zcq_store_event_fn) (void *arg, uint64_t position, uint64_t version, const void *body,
                                   size_t len);
@@ -120,6 +132,24 @@ ZCQ_EXPORT zcq_err_t zcq_store_meta (zcq_store_t *self, const char *name, void *
                                      size_t *len);
 //  Approximate bytes the store takes on disk.
 ZCQ_EXPORT uint64_t zcq_store_disk_bytes (zcq_store_t *self);
+
+//  ---------------------------------------------------------------------
+//  Storage errors and damage
+
+//  ZCQ_OK when the store takes commits. After a failed write, reopen
+//  RocksDB when the backoff allows (100 ms, doubling to 500 ms) and
+//  return ZCQ_OK once that worked, else ZCQ_IO at once. Call it from the
+//  committing thread, before staging a batch (positions come from the head
+//  the reopen read).
+ZCQ_EXPORT zcq_err_t zcq_store_recover (zcq_store_t *self);
+//  True from a failed write until a reopen succeeds.
+ZCQ_EXPORT bool zcq_store_failed (const zcq_store_t *self);
+//  How many times the store has reopened RocksDB. When it changes, the
+//  head, stream versions and anything loaded from the store may differ.
+ZCQ_EXPORT uint64_t zcq_store_epoch (const zcq_store_t *self);
+//  Wait for the log check that the open started (options.verify): ZCQ_OK,
+//  or ZCQ_CORRUPT (a checksum mismatch, a hole) with the reason in error.
+ZCQ_EXPORT zcq_err_t zcq_store_verified (zcq_store_t *self, char *error, size_t size);
 
 //  Test hook: make the next `count`-th commit fail with ZCQ_IO (0 = off).
 ZCQ_EXPORT void zcq_store_inject_fault (zcq_store_t *self, int countdown);
