@@ -21,6 +21,13 @@
         commands are remembered.
     5.  Replies for outcomes decided here (rejected, conflict, invalid,
         duplicate) go straight back to the router, per round.
+    6.  After a storage failure the store reopens RocksDB, and the reopened
+        store may hold a batch whose commit had failed (store.c DESIGN 7).
+        Every batch of commands starts by comparing the store's epoch with
+        the one the cache was loaded under: when it moved, every cached
+        aggregate is dropped and the generation raised; the epoch goes with
+        the commit batch, and the writer fails a batch decided under an
+        older epoch.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
@@ -44,6 +51,7 @@ typedef struct {
     zsock_t *log;    //  PAIR to the log writer
     uint32_t shard;
     uint32_t generation;
+    uint64_t epoch;  //  the store's, when the cache was last emptied (DESIGN 6)
     zhashx_t *cache; //  stream -> zcq_cached_t
     zcq_cached_t *lru_head;
     zcq_cached_t *lru_tail;
@@ -156,6 +164,18 @@ s_evict (self_t *self)
         if (cached->inflight == 0 && !cached->dead)
             s_drop (self, cached);
         cached = previous;
+    }
+}
+
+//  Drop every cached aggregate: the store was reopened (DESIGN 6).
+static void
+s_drop_all (self_t *self)
+{
+    zcq_cached_t *cached = self->lru_head;
+    while (cached) {
+        zcq_cached_t *next = cached->next;
+        s_drop (self, cached);
+        cached = next;
     }
 }
 
@@ -505,7 +525,14 @@ s_handle_commands (self_t *self, zcq_cbatch_t *batch)
         zcq_cbatch_send (&batch, self->router);
         return;
     }
+    uint64_t epoch = zcq_store_epoch (self->env->store);
+    if (epoch != self->epoch) {
+        s_drop_all (self);
+        self->epoch = epoch;
+        self->generation++;
+    }
     commit->generation = self->generation;
+    commit->epoch = epoch;
     //  the batches hold at least as many commands as came in, so adding
     //  cannot fail once they are sized
     if (!zcq_cbatch_reserve (commit, batch->count) || !zcq_cbatch_reserve (replies, batch->count)) {
@@ -623,6 +650,7 @@ s_new (zsock_t *pipe, const zcq_shard_args_t *args)
     self->env = args->env;
     self->pipe = pipe;
     self->shard = args->shard;
+    self->epoch = zcq_store_epoch (self->env->store);
     self->cache = zhashx_new ();
     self->decide = zcq_decide_new ();
     self->doc = zcq_doc_new ();

@@ -21,6 +21,16 @@
         subscribers; they fill gaps from the log (ZCQ/1 section 4).
     5.  Publishing here rather than in a separate actor saves a thread hop
         per group; a PUB send never blocks.
+    6.  After a failed commit the store refuses commits until it has
+        reopened RocksDB (store.c DESIGN 7). Before each group, and every
+        S_RECOVER_MS while the store is failed, the writer lets the store
+        try (zcq_store_recover); a group that comes while it is failed
+        fails whole, like a failed commit. When the store's epoch moves (a
+        reopen), the writer takes the head from the store, since a batch
+        whose commit had failed may be back (fsync mode, outcome unknown),
+        sends a heartbeat at once so that subscribers fill the gap from the
+        log, and fails every batch decided under an older epoch (the shards
+        drop their cached aggregates when they see the new one).
 */
 #include "zcq_actors.h"
 #include <stdio.h>
@@ -31,6 +41,7 @@
 #define S_EXPIRE_BATCH     10000
 #define S_PUBLISH_HWM      800 //  messages queued per remote subscriber
 #define S_SUBSCRIPTION_MAX 4096
+#define S_RECOVER_MS       100 //  DESIGN 6: how often a failed store is retried
 
 typedef struct {
     const zcq_node_env_t *env;
@@ -41,6 +52,7 @@ typedef struct {
     uint32_t shard_count;
     uint32_t *poisoned_below; //  per shard: generations below fail
     uint64_t head;
+    uint64_t epoch; //  the store's, when head was taken (DESIGN 6)
     zcq_batch_t *batch;
     zcq_cbatch_t **group;
     size_t group_count;
@@ -90,6 +102,7 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
     self->pipe = pipe;
     self->shard_count = (uint32_t) env->config->shards;
     self->head = zcq_store_head (env->store);
+    self->epoch = zcq_store_epoch (env->store);
     self->shards = calloc (self->shard_count, sizeof (zsock_t *));
     self->poisoned_below = calloc (self->shard_count, sizeof (uint32_t));
     self->batch = zcq_batch_new (env->store);
@@ -227,18 +240,47 @@ s_send_heartbeat (self_t *self)
     self->next_heartbeat = zclock_mono () + self->env->config->heartbeat_ms;
 }
 
-//  Commit the group (DESIGN 2, 3), then hand every batch to the router.
+//  Let a failed store reopen; after a reopen, take its head (DESIGN 6).
+//  ZCQ_OK when the store takes commits.
+static zcq_err_t
+s_check_store (self_t *self)
+{
+    zcq_store_t *store = self->env->store;
+    zcq_err_t err = zcq_store_recover (store);
+    uint64_t epoch = zcq_store_epoch (store);
+    if (epoch != self->epoch) {
+        self->epoch = epoch;
+        uint64_t head = zcq_store_head (store);
+        if (head != self->head) {
+            zsys_warning ("writer: the reopened store's log head is %llu, was %llu",
+                          (unsigned long long) head, (unsigned long long) self->head);
+            self->head = head;
+            s_send_heartbeat (self);
+        }
+    }
+    return err;
+}
+
+//  A batch decided on state that may not be the store's (DESIGN 3, 6).
+static bool
+s_poisoned (self_t *self, const zcq_cbatch_t *batch)
+{
+    return batch->generation < self->poisoned_below[batch->shard] || batch->epoch != self->epoch;
+}
+
+//  Commit the group (DESIGN 2, 3, 6), then hand every batch to the router.
 static void
 s_commit_group (self_t *self)
 {
     zcq_stats_t *stats = self->env->stats;
+    zcq_err_t ready = s_check_store (self);
     int64_t time = zcq_now_us ();
     uint64_t head = self->head;
     size_t staged = 0;
     zcq_batch_clear (self->batch);
     for (size_t index = 0; index < self->group_count; index++) {
         zcq_cbatch_t *batch = self->group[index];
-        bool poisoned = batch->generation < self->poisoned_below[batch->shard];
+        bool poisoned = s_poisoned (self, batch);
         for (size_t command = 0; command < batch->count; command++) {
             if (poisoned)
                 zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
@@ -249,7 +291,9 @@ s_commit_group (self_t *self)
             }
         }
     }
-    zcq_err_t err = staged ? zcq_store_commit (self->env->store, self->batch, head) : ZCQ_OK;
+    zcq_err_t err = ready;
+    if (err == ZCQ_OK && staged)
+        err = zcq_store_commit (self->env->store, self->batch, head);
     if (err != ZCQ_OK) {
         ZCQ_STAT_ADD (stats, commit_failures, 1);
         zsys_error ("writer: commit of %zu commands failed: %s", staged, zcq_strerror (err));
@@ -261,7 +305,7 @@ s_commit_group (self_t *self)
     }
     for (size_t index = 0; index < self->group_count; index++) {
         zcq_cbatch_t *batch = self->group[index];
-        bool poisoned = batch->generation < self->poisoned_below[batch->shard];
+        bool poisoned = s_poisoned (self, batch);
         if (!poisoned && err != ZCQ_OK) {
             for (size_t command = 0; command < batch->count; command++)
                 zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
@@ -343,6 +387,9 @@ zcq_writer_actor (zsock_t *pipe, void *args)
             = (zmq_pollitem_t) { zsock_resolve (self->shards[shard]), 0, ZMQ_POLLIN, 0 };
     while (!self->terminated) {
         int64_t wait = self->next_heartbeat - zclock_mono ();
+        bool failed = zcq_store_failed (self->env->store);
+        if (failed && wait > S_RECOVER_MS)
+            wait = S_RECOVER_MS;
         if (zmq_poll (items, (int) item_count, wait > 0 ? wait : 0) < 0) {
             if (zmq_errno () == EINTR)
                 continue; //  a signal for the process, not for us
@@ -353,6 +400,8 @@ zcq_writer_actor (zsock_t *pipe, void *args)
         s_gather (self);
         if (self->group_count)
             s_commit_group (self);
+        else if (failed)
+            s_check_store (self); //  heal without waiting for a command
         int64_t now = zclock_mono ();
         if (now >= self->next_heartbeat)
             s_send_heartbeat (self);

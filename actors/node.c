@@ -2,8 +2,8 @@
     stopped in reverse, with a graceful drain of the commands in flight.
 
         start: store -> log writer -> shards -> projections -> query router
-               -> command router (last: commands arrive only when all the
-               rest is ready)
+               -> the store's log check passed -> command router (last:
+               commands arrive only when all the rest is ready)
         stop:  command router drains (new commands get `unavailable`, the
                ones in flight are committed and answered) -> command router
                -> shards -> log writer -> query side -> store
@@ -99,6 +99,10 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     }
     if (err == ZCQ_OK)
         err = zcq_reader_start (&self->reader, &self->env, error, size);
+    //  the store's log check (store.c DESIGN 9) ran while the views caught
+    //  up: a damaged log stops the start before commands are taken
+    if (err == ZCQ_OK)
+        err = zcq_store_verified (self->store, error, size);
     if (err == ZCQ_OK) {
         self->router = zcq_actor_start (zcq_router_actor, &self->env, error, size);
         if (!self->router)

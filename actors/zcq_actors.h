@@ -101,6 +101,7 @@ typedef struct {
     zcq_batch_kind_t kind;
     uint32_t shard;
     uint32_t generation; //  shard's commit generation (see log_writer.c)
+    uint64_t epoch;      //  the store epoch the shard decided under (log_writer.c)
     size_t count;
     size_t capacity;
     zcq_command_t **commands;
