@@ -6,8 +6,9 @@
                the WAL fails (fault_shim.c is linked into this executable,
                which exports its symbols, so it interposes librocksdb's
                calls). A failed commit leaves nothing partial, reads keep
-               working, and after a reopen the batch is there whole or not
-               at all.
+               working, commits are refused until zcq_store_recover has
+               reopened RocksDB once the fault cleared, and then the batch
+               is there whole (a failed sync) or not at all.
     node       zcqrsd with fault_shim.so preloaded: WAL writes (wal mode)
                or WAL syncs (fsync mode) fail for a while. The commands get
                `internal`, nothing of them is in the log, queries are
@@ -547,10 +548,13 @@ s_problem (s_problems_t *problems, const char *format, ...)
 }
 
 //  Check the log against what the test knows: every id in `acked` is in
-//  it, no id in `failed` is, and its shape is sound.
+//  it, no id in `failed` is, and its shape is sound. With `applied`, a
+//  failed id may be in the log (its outcome was unknown: a failed sync in
+//  fsync mode leaves the batch in the WAL, and a reopen or restart brings
+//  it back whole); those found are added to `applied`.
 static void
-s_check_log (zcq_client_t *client, zlistx_t *acked, zlistx_t *failed, const char *when,
-             s_problems_t *problems, uint64_t *head)
+s_check_log (zcq_client_t *client, zlistx_t *acked, zlistx_t *failed, zlistx_t *applied,
+             const char *when, s_problems_t *problems, uint64_t *head)
 {
     s_log_t log;
     s_read_log (client, &log);
@@ -561,9 +565,16 @@ s_check_log (zcq_client_t *client, zlistx_t *acked, zlistx_t *failed, const char
     for (const char *id = zlistx_first (acked); id; id = zlistx_next (acked))
         if (!zhashx_lookup (log.ids, id) && missing++ == 0)
             snprintf (first_missing, sizeof first_missing, "%s", id);
-    for (const char *id = zlistx_first (failed); id; id = zlistx_next (failed))
-        if (zhashx_lookup (log.ids, id) && present++ == 0)
+    for (const char *id = zlistx_first (failed); id; id = zlistx_next (failed)) {
+        if (!zhashx_lookup (log.ids, id))
+            continue;
+        if (applied) {
+            if (!zlistx_find (applied, (void *) id))
+                zlistx_add_end (applied, (void *) id);
+        }
+        else if (present++ == 0)
             snprintf (first_present, sizeof first_present, "%s", id);
+    }
     if (missing)
         s_problem (problems, "%s: %zu acknowledged commands are not in the log (first: %s)", when,
                    missing, first_missing);
@@ -699,49 +710,76 @@ s_store_scenario (s_store_fixture_t *fixture, zcq_durability_t durability, const
         assert_false (s_has_command (store, number));
     assert_true (s_has_command (store, 10));
 
-    //  the fault is gone: does the store take commits again?
+    //  the store refuses commits until it has reopened RocksDB
+    assert_true (zcq_store_failed (store));
     zcq_batch_clear (batch);
     s_stage (batch, 11);
-    err = zcq_store_commit (store, batch, 11);
-    if (err != ZCQ_OK)
-        print_message ("store (%s): after the fault cleared the next commit still fails (%s): "
-                       "RocksDB keeps its background error until the DB is reopened\n",
-                       zcq_durability_name (durability), zcq_strerror (err));
-    bool resumed = err == ZCQ_OK;
+    assert_int_equal (zcq_store_commit (store, batch, 11), ZCQ_IO);
+
+    //  while every write fails, a reopen fails too: the store opens
+    //  read-only meanwhile, and reads go on
+    s_write_file (fixture->control, "both 5 data");
+    uint64_t epoch = zcq_store_epoch (store);
+    int64_t deadline = zclock_mono () + S_RECOVER_MS;
+    zcq_err_t recovered = ZCQ_OK;
+    while (zcq_store_epoch (store) == epoch && zclock_mono () < deadline) {
+        recovered = zcq_store_recover (store);
+        if (zcq_store_epoch (store) == epoch)
+            zclock_sleep (10); //  polling the backoff, with a deadline
+    }
+    unlink (fixture->control);
+    assert_true (zcq_store_epoch (store) > epoch);
+    assert_int_equal (recovered, ZCQ_IO);
+    assert_true (zcq_store_failed (store));
+    uint64_t read_only_head = zcq_store_head (store);
+    assert_true (read_only_head == 10
+                 || (durability == ZCQ_DURABILITY_FSYNC && read_only_head == 13));
+    assert_int_equal (s_log_count (store), read_only_head);
+    assert_int_equal (zcq_store_stream_version (store, "s", &version), ZCQ_OK);
+    assert_int_equal (version, read_only_head);
+    assert_true (s_has_command (store, 10));
+    assert_int_equal (zcq_store_commit (store, batch, 11), ZCQ_IO);
+
+    //  the fault is gone: the store reopens (after its backoff) and takes
+    //  commits again, positions following the head it reloaded
+    epoch = zcq_store_epoch (store);
+    deadline = zclock_mono () + S_RECOVER_MS;
+    while ((recovered = zcq_store_recover (store)) != ZCQ_OK && zclock_mono () < deadline)
+        zclock_sleep (10); //  polling the backoff, with a deadline
+    assert_int_equal (recovered, ZCQ_OK);
+    assert_false (zcq_store_failed (store));
+    assert_true (zcq_store_epoch (store) > epoch);
+    uint64_t head = zcq_store_head (store);
+    //  10: the batch is gone; 13: it came back whole from the WAL (a failed
+    //  sync: outcome unknown); never in part
+    if (head != 10 && (durability == ZCQ_DURABILITY_WAL || head != 13))
+        fail_msg ("after the reopen the head is %llu: a failed batch of three was written in "
+                  "part, or (wal mode) written at all",
+                  (unsigned long long) head);
+    assert_int_equal (s_log_count (store), head);
+    for (uint64_t number = 11; number <= 13; number++)
+        assert_int_equal (s_has_command (store, number), head == 13);
+    if (head == 13)
+        print_message ("store (%s): the batch whose commit returned an error is in the "
+                       "store after the reopen (its WAL record was written before the %s "
+                       "failed)\n",
+                       zcq_durability_name (durability), fault);
+    zcq_batch_clear (batch);
+    s_stage (batch, head + 1);
+    assert_int_equal (zcq_store_commit (store, batch, head + 1), ZCQ_OK);
+    assert_int_equal (zcq_store_head (store), head + 1);
     zcq_batch_destroy (&batch);
     zcq_store_close (&store);
 
-    //  after a reopen: all before the fault, and the failed batch whole or
-    //  not at all
+    //  after a close and an open: everything committed, nothing else
     store = s_store_open (path, durability);
-    uint64_t head = zcq_store_head (store);
-    uint64_t count = s_log_count (store);
-    assert_int_equal (count, head);
+    assert_int_equal (zcq_store_head (store), head + 1);
+    assert_int_equal (s_log_count (store), head + 1);
     assert_int_equal (zcq_store_stream_version (store, "s", &version), ZCQ_OK);
-    assert_int_equal (version, head);
-    for (uint64_t number = 1; number <= 10; number++)
+    assert_int_equal (version, head + 1);
+    for (uint64_t number = 1; number <= head + 1; number++)
         assert_true (s_has_command (store, number));
-    if (resumed)
-        assert_int_equal (head, 11);
-    else {
-        //  10: the batch is gone; 13: it came back whole from the WAL
-        if (head != 10 && head != 13)
-            fail_msg ("after reopen the head is %llu: a failed batch of three was written in "
-                      "part",
-                      (unsigned long long) head);
-        for (uint64_t number = 11; number <= 13; number++)
-            assert_int_equal (s_has_command (store, number), head == 13);
-        if (head == 13)
-            print_message ("store (%s): the batch whose commit returned an error is in the "
-                           "store after a reopen (its WAL record was written before the %s "
-                           "failed)\n",
-                           zcq_durability_name (durability), fault);
-    }
-    //  and it takes commits again
-    batch = zcq_batch_new (store);
-    s_stage (batch, head + 1);
-    assert_int_equal (zcq_store_commit (store, batch, head + 1), ZCQ_OK);
-    zcq_batch_destroy (&batch);
+    assert_int_equal (zcq_store_verified (store, NULL, 0), ZCQ_OK);
     zcq_store_close (&store);
 }
 
@@ -791,7 +829,15 @@ typedef struct {
     const char *durability;
     const char *fault; //  shim control text, or NULL for disk full
     const char *mount; //  disk full: the tmpfs
+    bool unknown;      //  a failed command may have been applied (a failed sync)
 } s_scenario_t;
+
+//  The amount of a deposit the scenario sent, by its id.
+static int64_t
+s_amount (const char *id)
+{
+    return strncmp (id, "after-", 6) == 0 ? 100 : 1;
+}
 
 //  Start the fault: the shim's control file, or a full disk.
 static void
@@ -831,6 +877,11 @@ s_storage_fault_scenario (const char *workdir, const s_scenario_t *scenario)
     snprintf (control, sizeof control, "%s/fault", workdir);
     zlistx_t *acked = s_id_list ();
     zlistx_t *failed = s_id_list ();
+    //  failed commands found applied (outcome unknown), when the scenario
+    //  allows that
+    zlistx_t *applied = scenario->unknown ? s_id_list () : NULL;
+    if (applied)
+        zlistx_set_comparator (applied, (zlistx_comparator_fn *) strcmp);
     s_daemon_t daemon;
     assert_true (s_daemon_start (&daemon, workdir, data, scenario->durability,
                                  scenario->fault ? control : NULL));
@@ -849,7 +900,7 @@ s_storage_fault_scenario (const char *workdir, const s_scenario_t *scenario)
         balance += 10;
     }
     uint64_t head_before = 0;
-    s_check_log (client, acked, failed, "before the fault", &problems, &head_before);
+    s_check_log (client, acked, failed, applied, "before the fault", &problems, &head_before);
     assert_int_equal (head_before, 51);
 
     //  the fault: commands fail with `internal`, or (disk full) succeed
@@ -904,17 +955,21 @@ s_storage_fault_scenario (const char *workdir, const s_scenario_t *scenario)
             s_problem (&problems, "`health` during the fault: %s",
                        health ? zcq_test_code (health) : "no reply");
         uint64_t head = 0;
-        s_check_log (client, acked, failed, "during the fault", &problems, &head);
+        s_check_log (client, acked, failed, applied, "during the fault", &problems, &head);
+        int64_t expected = balance;
+        for (const char *applied_id = applied ? zlistx_first (applied) : NULL; applied_id;
+             applied_id = zlistx_next (applied))
+            expected += s_amount (applied_id);
         char position[32];
         snprintf (position, sizeof position, "i:%llu", (unsigned long long) head);
         const zcq_value_t *row = s_query (client, "get", "view", "s:accounts", "key", "s:a",
                                           "min_position", position, "timeout_ms", "i:20000", NULL);
         int64_t seen = row ? zcq_value_get_int (zcq_value_get (row, "row"), "balance", -1) : -1;
-        if (seen != balance)
+        if (seen != expected)
             s_problem (&problems,
                        "during the fault the accounts view says balance %lld, the "
-                       "acknowledged deposits make %lld",
-                       (long long) seen, (long long) balance);
+                       "acknowledged (and applied) deposits make %lld",
+                       (long long) seen, (long long) expected);
 
         //  the fault clears: the node must take commands again
         s_fault_off (scenario, control, filler);
@@ -942,7 +997,7 @@ s_storage_fault_scenario (const char *workdir, const s_scenario_t *scenario)
                        "the failed write and refuses every later write until the DB is "
                        "reopened; the node never resumes or reopens it",
                        S_RECOVER_MS / 1000, reply.code, reply.message);
-        s_check_log (client, acked, failed, "after the fault cleared", &problems, NULL);
+        s_check_log (client, acked, failed, applied, "after the fault cleared", &problems, NULL);
         int status = s_daemon_stop (&daemon, SIGTERM);
         if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
             char text[128];
@@ -958,26 +1013,36 @@ s_storage_fault_scenario (const char *workdir, const s_scenario_t *scenario)
     //  acknowledged commands are there, and commands work
     assert_true (s_daemon_start (&daemon, workdir, data, scenario->durability, NULL));
     client = zcq_client_new (daemon.command, daemon.query);
-    s_check_log (client, acked, failed, "after a restart", &problems, NULL);
+    s_check_log (client, acked, failed, applied, "after a restart", &problems, NULL);
     reply = s_command (client, "after-restart", "deposit", "a", 1);
     if (!reply.ok)
         s_problem (&problems, "a command after the restart: `%s` (%s)", reply.code, reply.message);
-    if (zlistx_size (failed)) {
-        //  a failed id is decided afresh (only successes are remembered)
-        const char *first = zlistx_first (failed);
+    for (const char *first = zlistx_first (failed); first; first = zlistx_next (failed)) {
+        //  a failed id is decided afresh (only successes are remembered),
+        //  unless it was applied after all: then it is a duplicate
+        bool was_applied = applied && zlistx_find (applied, (void *) first);
         reply = s_command (client, first, "deposit", "a", 1);
-        if (!reply.ok || reply.duplicate)
+        if (!reply.ok || reply.duplicate != was_applied)
             s_problem (&problems,
-                       "retry of %s (answered `internal` before) after the restart: "
-                       "`%s`%s, expected a fresh success",
-                       first, reply.code, reply.duplicate ? " duplicate" : "");
+                       "retry of %s (answered `internal` before, %s) after the restart: "
+                       "`%s`%s, expected %s",
+                       first, was_applied ? "found applied" : "not in the log", reply.code,
+                       reply.duplicate ? " duplicate" : "",
+                       was_applied ? "a duplicate" : "a fresh success");
+        if (!was_applied)
+            break; //  one fresh retry is enough
     }
     zcq_client_destroy (&client);
     int status = s_daemon_stop (&daemon, SIGTERM);
     if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
         s_problem (&problems, "zcqrsd did not exit 0 after the final SIGTERM");
+    if (applied)
+        print_message ("%s: %zu commands answered `internal` were applied after all (a failed "
+                       "sync: outcome unknown)\n",
+                       scenario->fault ? scenario->fault : "disk full", zlistx_size (applied));
     zlistx_destroy (&acked);
     zlistx_destroy (&failed);
+    zlistx_destroy (&applied);
     if (problems.size)
         fail_msg ("storage fault (%s, durability %s):\n%s",
                   scenario->fault ? scenario->fault : "disk full", scenario->durability,
@@ -991,7 +1056,7 @@ test_node_wal_write_error (void **state)
     s_dir_fixture_t *fixture = *state;
     if (!s_shim)
         skip ();
-    s_scenario_t scenario = { "wal", "write 5 wal", NULL };
+    s_scenario_t scenario = { "wal", "write 5 wal", NULL, false };
     s_storage_fault_scenario (fixture->dir, &scenario);
 }
 
@@ -1002,7 +1067,7 @@ test_node_wal_sync_error (void **state)
     s_dir_fixture_t *fixture = *state;
     if (!s_shim)
         skip ();
-    s_scenario_t scenario = { "fsync", "sync 5 wal", NULL };
+    s_scenario_t scenario = { "fsync", "sync 5 wal", NULL, true };
     s_storage_fault_scenario (fixture->dir, &scenario);
 }
 
@@ -1018,7 +1083,7 @@ test_node_disk_full (void **state)
         print_message ("disk_full: skipped (needs root and tmpfs)\n");
         skip ();
     }
-    s_scenario_t scenario = { "wal", NULL, mount_dir };
+    s_scenario_t scenario = { "wal", NULL, mount_dir, false };
     //  unmount even when the scenario fails (cmocka longjmps out of it)
     s_storage_fault_scenario (fixture->dir, &scenario);
     umount2 (mount_dir, MNT_DETACH);
