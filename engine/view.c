@@ -23,6 +23,7 @@ typedef struct s_node_t {
     uint32_t key_len;
     uint32_t row_len;
     uint8_t level;
+    uint32_t mark;              //  scratch: a row's number while a snapshot is taken
     struct s_node_t *forward[]; //  `level` pointers, then the key bytes
 } s_node_t;
 
@@ -62,6 +63,10 @@ struct zcq_viewtable_t {
     zcq_writer_t *new_value;
     char *composite;
     size_t composite_size;
+    s_node_t **loaded; //  rows appended by zcq_viewtable_load_row, in order
+    size_t loaded_count;
+    size_t loaded_capacity;
+    bool *index_loaded; //  per index: its entries came from the snapshot
 };
 
 static inline const char *
@@ -484,8 +489,42 @@ zcq_viewtable_destroy (zcq_viewtable_t **self_p)
     zcq_writer_destroy (&self->old_value);
     zcq_writer_destroy (&self->new_value);
     free (self->composite);
+    free (self->loaded);
+    free (self->index_loaded);
     free (self);
     *self_p = NULL;
+}
+
+//  True when value (one whole encoded value) is a string or a non-negative
+//  integer in the shortest form, which is how the writer encodes it: its
+//  bytes can go into an index as they are, without a decode and encode.
+static bool
+s_shortest (const uint8_t *value, size_t len)
+{
+    uint8_t type = value[0];
+    uint64_t size = 0;
+    if ((type & 0xe0) == 0xa0 || type <= 0x7f)
+        return true; //  fixstr, positive fixint
+    if ((type == 0xd9 || type == 0xcc) && len >= 2)
+        size = value[1];
+    else if ((type == 0xda || type == 0xcd) && len >= 3)
+        size = (uint64_t) value[1] << 8 | value[2];
+    else if ((type == 0xdb || type == 0xce) && len >= 5)
+        size = (uint64_t) value[1] << 24 | (uint64_t) value[2] << 16 | (uint64_t) value[3] << 8
+             | value[4];
+    else if (type == 0xcf && len >= 9)
+        size = zcq_get_be64 (value + 1);
+    else
+        return false;
+    switch (type) {
+        case 0xd9: return size >= 32;
+        case 0xda: return size >= 256;
+        case 0xdb: return size >= 65536;
+        case 0xcc: return size >= 128;
+        case 0xcd: return size >= 256;
+        case 0xce: return size >= 65536;
+        default: return size >= (1ULL << 32);
+    }
 }
 
 //  Encode a row's field value into writer; false when the row lacks it.
@@ -498,8 +537,13 @@ s_field_value (zcq_viewtable_t *self, const void *row, size_t row_len, const cha
     zcq_writer_reset (writer);
     const void *raw;
     size_t raw_len;
-    if (!row || !zcq_msgpack_peek (row, row_len, field, &raw, &raw_len)
-        || zcq_doc_decode_trusted (self->doc, raw, raw_len) != ZCQ_OK)
+    if (!row || !zcq_msgpack_peek (row, row_len, field, &raw, &raw_len))
+        return false;
+    if (s_shortest (raw, raw_len)) {
+        zcq_writer_raw (writer, raw, raw_len);
+        return zcq_writer_ok (writer);
+    }
+    if (zcq_doc_decode_trusted (self->doc, raw, raw_len) != ZCQ_OK)
         return false;
     zcq_writer_value (writer, zcq_doc_root (self->doc));
     return zcq_writer_ok (writer);
@@ -660,9 +704,10 @@ zcq_viewtable_reserve (zcq_viewtable_t *self, size_t rows)
     return true;
 }
 
-zcq_err_t
-zcq_viewtable_append (zcq_viewtable_t *self, const char *key, size_t key_len, const void *row,
-                      size_t row_len)
+//  Append a row (no index entries) whose key must be the greatest.
+static zcq_err_t
+s_append_row (zcq_viewtable_t *self, const char *key, size_t key_len, const void *row,
+              size_t row_len, s_node_t **node_p)
 {
     if (key_len > UINT32_MAX || row_len > UINT32_MAX)
         return ZCQ_INVALID;
@@ -683,8 +728,18 @@ zcq_viewtable_append (zcq_viewtable_t *self, const char *key, size_t key_len, co
     node->payload = copy;
     node->row_len = (uint32_t) row_len;
     self->memory += row_len;
+    *node_p = node;
+    return ZCQ_OK;
+}
+
+zcq_err_t
+zcq_viewtable_append (zcq_viewtable_t *self, const char *key, size_t key_len, const void *row,
+                      size_t row_len)
+{
+    s_node_t *node;
+    ZCQ_TRY (s_append_row (self, key, key_len, row, row_len, &node));
     if (self->index_count)
-        return s_reindex (self, key, key_len, NULL, 0, copy, row_len, node);
+        return s_reindex (self, key, key_len, NULL, 0, node->payload, row_len, node);
     return ZCQ_OK;
 }
 
@@ -817,6 +872,153 @@ zcq_viewtable_list_value (const zcq_viewtable_t *self, const char *field, const 
     if (more)
         *more = node && s_has_value (node, value, value_len);
     return given;
+}
+
+//  --------------------------------------------------------------------------
+//  Snapshots (viewsnap.c): rows go out in key order, numbered 0, 1, ...;
+//  each index goes out as the row numbers in its order, so that loading
+//  appends every entry instead of searching for its place.
+
+size_t
+zcq_viewtable_index_count (const zcq_viewtable_t *self)
+{
+    return self->index_count;
+}
+
+const char *
+zcq_viewtable_index_field (const zcq_viewtable_t *self, size_t index)
+{
+    return self->indexes[index].field;
+}
+
+size_t
+zcq_viewtable_index_size (const zcq_viewtable_t *self, size_t index)
+{
+    return self->indexes[index].list.count;
+}
+
+void
+zcq_viewtable_index_order (const zcq_viewtable_t *self, size_t index, uint8_t *rows)
+{
+    //  number the rows in the marks (scratch, not table state)
+    uint32_t number = 0;
+    for (s_node_t *node = self->rows.head->forward[0]; node; node = node->forward[0])
+        node->mark = number++;
+    for (s_node_t *node = self->indexes[index].list.head->forward[0]; node;
+         node = node->forward[0]) {
+        uint32_t row = ((s_node_t *) node->payload)->mark;
+        rows[0] = (uint8_t) (row >> 24);
+        rows[1] = (uint8_t) (row >> 16);
+        rows[2] = (uint8_t) (row >> 8);
+        rows[3] = (uint8_t) row;
+        rows += 4;
+    }
+}
+
+zcq_err_t
+zcq_viewtable_load_row (zcq_viewtable_t *self, const char *key, size_t key_len, const void *row,
+                        size_t row_len)
+{
+    if (self->loaded_count >= UINT32_MAX)
+        return ZCQ_INVALID;
+    if (self->loaded_count == self->loaded_capacity) {
+        size_t capacity = self->loaded_capacity ? self->loaded_capacity * 2 : 1024;
+        s_node_t **loaded = realloc (self->loaded, capacity * sizeof (s_node_t *));
+        if (!loaded)
+            return ZCQ_NOMEM;
+        self->loaded = loaded;
+        self->loaded_capacity = capacity;
+    }
+    s_node_t *node;
+    ZCQ_TRY (s_append_row (self, key, key_len, row, row_len, &node));
+    self->loaded[self->loaded_count++] = node;
+    return ZCQ_OK;
+}
+
+static inline uint32_t
+s_row_number (const uint8_t *bytes)
+{
+    return (uint32_t) bytes[0] << 24 | (uint32_t) bytes[1] << 16 | (uint32_t) bytes[2] << 8
+         | bytes[3];
+}
+
+zcq_err_t
+zcq_viewtable_load_index (zcq_viewtable_t *self, const char *field, size_t field_len,
+                          const uint8_t *rows, size_t count)
+{
+    size_t position = 0;
+    while (position < self->index_count
+           && (strlen (self->indexes[position].field) != field_len
+               || memcmp (self->indexes[position].field, field, field_len) != 0))
+        position++;
+    if (position == self->index_count)
+        return ZCQ_OK; //  an index the view no longer has
+    if (!self->index_loaded && !(self->index_loaded = calloc (self->index_count, sizeof (bool))))
+        return ZCQ_NOMEM;
+    s_index_t *index = &self->indexes[position];
+    if (self->index_loaded[position] || count > self->loaded_count)
+        return ZCQ_INVALID;
+    for (size_t entry = 0; entry < count; entry++, rows += 4) {
+        uint32_t number = s_row_number (rows);
+        if (number >= self->loaded_count)
+            return ZCQ_INVALID;
+        //  rows come in the index's order, not in memory's: fetch the
+        //  nodes, and then their rows, a few entries ahead
+        if (entry + 16 < count && s_row_number (rows + 64) < self->loaded_count)
+            __builtin_prefetch (self->loaded[s_row_number (rows + 64)]);
+        if (entry + 8 < count && s_row_number (rows + 32) < self->loaded_count)
+            __builtin_prefetch (self->loaded[s_row_number (rows + 32)]->payload);
+        s_node_t *row = self->loaded[number];
+        if (!s_field_value (self, row->payload, row->row_len, index->field, self->new_value))
+            return ZCQ_INVALID;
+        size_t size = s_composite (self, zcq_writer_data (self->new_value),
+                                   zcq_writer_size (self->new_value), s_key (row), row->key_len);
+        bool in_order;
+        s_node_t *node = size ? s_skiplist_append (&index->list, self->composite, size,
+                                                   &self->memory, &in_order)
+                              : NULL;
+        if (!node)
+            return size && !in_order ? ZCQ_INVALID : ZCQ_NOMEM;
+        node->payload = row;
+        if (!s_count_add (self, index, zcq_writer_data (self->new_value),
+                          zcq_writer_size (self->new_value), 1))
+            return ZCQ_NOMEM;
+    }
+    self->index_loaded[position] = true;
+    return ZCQ_OK;
+}
+
+zcq_err_t
+zcq_viewtable_load_done (zcq_viewtable_t *self)
+{
+    zcq_err_t err = ZCQ_OK;
+    for (size_t position = 0; err == ZCQ_OK && position < self->index_count; position++) {
+        s_index_t *index = &self->indexes[position];
+        bool given = self->index_loaded && self->index_loaded[position];
+        size_t having = 0;
+        for (size_t number = 0; err == ZCQ_OK && number < self->loaded_count; number++) {
+            s_node_t *row = self->loaded[number];
+            const void *raw;
+            size_t raw_len;
+            if (given)
+                having
+                    += zcq_msgpack_peek (row->payload, row->row_len, index->field, &raw, &raw_len);
+            else if (s_field_value (self, row->payload, row->row_len, index->field,
+                                    self->new_value))
+                err = s_index_add (self, index, zcq_writer_data (self->new_value),
+                                   zcq_writer_size (self->new_value), s_key (row), row->key_len,
+                                   row);
+        }
+        //  an index that leaves out rows that have the field is damaged
+        if (given && having != index->list.count)
+            err = ZCQ_INVALID;
+    }
+    free (self->loaded);
+    self->loaded = NULL;
+    self->loaded_count = self->loaded_capacity = 0;
+    free (self->index_loaded);
+    self->index_loaded = NULL;
+    return err;
 }
 
 size_t

@@ -6,7 +6,9 @@
     1.  The file is one buffer: magic "ZCQVIEW1", a MessagePack header
         (view, version, position, check, rows) behind its be32 length, the
         rows in key order as [be32 key length][key][be32 row length][row],
-        and a be64 checksum of everything before it.
+        then per index [be32 field length][field][be32 entries][be32 row
+        number]*entries (the rows numbered 0, 1, ... in key order, listed in
+        the index's order), and a be64 checksum of everything before it.
     2.  Saving is split in two: an image (a copy of the rows into one
         buffer, taken by the table's owner between two changes; a memcpy
         per row) and a write (the slow part: write, fsync, rename, fsync of
@@ -14,7 +16,10 @@
     3.  Loading trusts nothing: the checksum covers the whole file, every
         length is checked against the bytes left, every row must be a
         well-formed map and the keys strictly increasing (so rows go in by
-        append, O(1) each, and a reordered file is refused).
+        append, O(1) each, and a reordered file is refused). Index entries
+        go in by append too, in the order the file gives, which must be
+        strictly increasing and cover every row that has the field; an
+        index the file lacks (new in the view) is built from the rows.
 */
 #include "zcq_internal.h"
 #include <errno.h>
@@ -157,6 +162,18 @@ zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_vie
     zcq_writer_destroy (&header);
     if (!self->failed)
         zcq_viewtable_list (table, NULL, 0, SIZE_MAX, s_add_row, self, NULL);
+    for (size_t index = 0; index < zcq_viewtable_index_count (table); index++) {
+        const char *field = zcq_viewtable_index_field (table, index);
+        size_t field_len = strlen (field);
+        size_t entries = zcq_viewtable_index_size (table, index);
+        uint8_t *bytes = s_reserve (self, 8 + field_len + 4 * entries);
+        if (!bytes)
+            break;
+        s_put_be32 (bytes, (uint32_t) field_len);
+        memcpy (bytes + 4, field, field_len);
+        s_put_be32 (bytes + 4 + field_len, (uint32_t) entries);
+        zcq_viewtable_index_order (table, index, bytes + 8 + field_len);
+    }
     uint8_t *trailer = s_reserve (self, S_TRAILER);
     if (trailer)
         zcq_put_be64 (trailer, s_checksum (self->bytes, self->size - S_TRAILER));
@@ -336,8 +353,11 @@ s_header (const uint8_t *bytes, size_t length, const char *path, const char *vie
     zcq_err_t err = ZCQ_OK;
     const zcq_value_t *root = NULL;
     uint64_t version = 0;
+    const char *name;
+    size_t name_len;
     if (zcq_doc_decode (doc, bytes + S_MAGIC_SIZE + 4, header_len, NULL) != ZCQ_OK
         || !(root = zcq_doc_root (doc))
+        || !zcq_value_str (zcq_value_get (root, "view"), &name, &name_len)
         || !zcq_value_uint (zcq_value_get (root, "version"), &version) || version > UINT32_MAX
         || !zcq_value_uint (zcq_value_get (root, "position"), &snap->position)
         || !zcq_value_uint (zcq_value_get (root, "check"), &snap->check)
@@ -395,14 +415,41 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
             err = s_corrupt (path, "a row is not a map", error, size);
             break;
         }
-        err = zcq_viewtable_append (table, key, key_len, data, row_len);
+        err = zcq_viewtable_load_row (table, key, key_len, data, row_len);
         if (err == ZCQ_INVALID)
             err = s_corrupt (path, "keys out of order", error, size);
         else if (err != ZCQ_OK)
             snprintf (error, size, "loading %s: %s", path, zcq_strerror (err));
     }
-    if (err == ZCQ_OK && cursor != end)
-        err = s_corrupt (path, "bytes after the last row", error, size);
+    //  the indexes, each in its order
+    while (err == ZCQ_OK && cursor < end) {
+        if (end - cursor < 8 || s_get_be32 (bytes + cursor) > end - cursor - 8) {
+            err = s_corrupt (path, "an index name runs past the end", error, size);
+            break;
+        }
+        size_t field_len = s_get_be32 (bytes + cursor);
+        const char *field = (const char *) bytes + cursor + 4;
+        cursor += 4 + field_len;
+        size_t entries = s_get_be32 (bytes + cursor);
+        cursor += 4;
+        if (entries > (end - cursor) / 4) {
+            err = s_corrupt (path, "an index runs past the end", error, size);
+            break;
+        }
+        err = zcq_viewtable_load_index (table, field, field_len, bytes + cursor, entries);
+        cursor += 4 * entries;
+        if (err == ZCQ_INVALID)
+            err = s_corrupt (path, "an index is out of order or names a missing row", error, size);
+        else if (err != ZCQ_OK)
+            snprintf (error, size, "loading %s: %s", path, zcq_strerror (err));
+    }
+    if (err == ZCQ_OK) {
+        err = zcq_viewtable_load_done (table);
+        if (err == ZCQ_INVALID)
+            err = s_corrupt (path, "an index leaves out rows", error, size);
+        else if (err != ZCQ_OK)
+            snprintf (error, size, "loading %s: %s", path, zcq_strerror (err));
+    }
     free (bytes);
     if (err != ZCQ_OK)
         zcq_viewtable_destroy (&table);

@@ -53,6 +53,22 @@ zcq_err_t zcq_viewtable_append (zcq_viewtable_t *self, const char *key, size_t k
 //  Size the hash table for rows rows; false when out of memory.
 bool zcq_viewtable_reserve (zcq_viewtable_t *self, size_t rows);
 
+//  Snapshots carry the order of each index as row numbers (rows numbered
+//  0, 1, ... in key order): index_order writes index_size be32 numbers.
+size_t zcq_viewtable_index_count (const zcq_viewtable_t *self);
+const char *zcq_viewtable_index_field (const zcq_viewtable_t *self, size_t index);
+size_t zcq_viewtable_index_size (const zcq_viewtable_t *self, size_t index);
+void zcq_viewtable_index_order (const zcq_viewtable_t *self, size_t index, uint8_t *rows);
+//  Loading: rows in key order without their index entries, then the
+//  indexes the snapshot has, in their order (ZCQ_INVALID when the order or
+//  a number is wrong), then load_done builds the other indexes and checks
+//  that the loaded ones have every row with the field.
+zcq_err_t zcq_viewtable_load_row (zcq_viewtable_t *self, const char *key, size_t key_len,
+                                  const void *row, size_t row_len);
+zcq_err_t zcq_viewtable_load_index (zcq_viewtable_t *self, const char *field, size_t field_len,
+                                    const uint8_t *rows, size_t count);
+zcq_err_t zcq_viewtable_load_done (zcq_viewtable_t *self);
+
 //  A snapshot in memory: taken by the table's owner between two changes
 //  (a copy of the rows), written by any thread afterwards.
 typedef struct zcq_viewimage_t zcq_viewimage_t;
