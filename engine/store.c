@@ -8,10 +8,12 @@
     2.  The head is derived from the log itself (its last key) when the
         store opens, so it can never disagree with what is stored.
     3.  A command id record carries its commit time; look-ups treat records
-        older than the dedup window as absent, and zcq_store_expire_commands
-        deletes them through the expiry index (time-ordered), checking that
-        the record still has that time so a newer record for a reused id
-        survives.
+        older than the dedup window as absent, and a compaction filter on
+        the `commands` family drops them when RocksDB compacts it (only the
+        newest record of an id is seen there, so a reused id's newer record
+        survives). Data dirs of earlier versions also kept a time-ordered
+        `expiry` index, one more put a command; zcq_store_expire_commands
+        still empties what is left of it.
     4.  Reads use their own iterators; RocksDB is thread-safe for
         concurrent reads and writes. The only lock is the handle's (DESIGN
         7): every read holds it shared, uncontended but during a reopen.
@@ -111,7 +113,8 @@ struct zcq_store_t {
     rocksdb_options_t *options;
     rocksdb_options_t *streams_options; //  DESIGN 6
     rocksdb_options_t *commands_options;
-    rocksdb_readoptions_t *scan_options; //  total order, for whole-family scans
+    rocksdb_compactionfilter_t *expired_ids; //  DESIGN 3
+    rocksdb_readoptions_t *scan_options;     //  total order, for whole-family scans
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table;
     rocksdb_column_family_handle_t *cf[S_CF_COUNT];
@@ -220,6 +223,33 @@ static const char *
 s_stream_prefix_name (void *state)
 {
     return "zcqrs.stream-prefix";
+}
+
+//  The compaction filter of `commands` (DESIGN 3): drop records older than
+//  the dedup window. Called from RocksDB's compaction threads; reads only
+//  the window, which never changes.
+static unsigned char
+s_expired_id (void *state, int level, const char *key, size_t key_len, const char *value,
+              size_t value_len, char **new_value, size_t *new_value_len,
+              unsigned char *value_changed)
+{
+    const zcq_store_t *self = state;
+    *value_changed = 0;
+    if (value_len < 8)
+        return 0;
+    int64_t time = (int64_t) zcq_get_be64 ((const uint8_t *) value);
+    return time < zcq_now_us () - (int64_t) self->dedup_window_s * 1000000;
+}
+
+static void
+s_expired_destroy (void *state)
+{
+}
+
+static const char *
+s_expired_name (void *state)
+{
+    return "zcqrs.expired-command-ids";
 }
 
 //  Turn a RocksDB error string into an error code and a message; frees it.
@@ -964,6 +994,9 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
                                    s_stream_in_domain, s_stream_in_range, s_stream_prefix_name));
     rocksdb_options_set_hash_skip_list_rep (self->streams_options, 200003, 16, 4);
     self->commands_options = rocksdb_options_create_copy (self->options);
+    self->expired_ids
+        = rocksdb_compactionfilter_create (self, s_expired_destroy, s_expired_id, s_expired_name);
+    rocksdb_options_set_compaction_filter (self->commands_options, self->expired_ids);
     rocksdb_options_set_prefix_extractor (self->commands_options,
                                           rocksdb_slicetransform_create_noop ());
     rocksdb_options_set_hash_skip_list_rep (self->commands_options, 200003, 4, 4);
@@ -1024,6 +1057,8 @@ zcq_store_close (zcq_store_t **self_p)
         rocksdb_options_destroy (self->streams_options);
     if (self->commands_options)
         rocksdb_options_destroy (self->commands_options);
+    if (self->expired_ids)
+        rocksdb_compactionfilter_destroy (self->expired_ids);
     if (self->options)
         rocksdb_options_destroy (self->options);
     if (self->table)
@@ -1179,18 +1214,6 @@ zcq_batch_command (zcq_batch_t *self, const char *id, size_t id_len, int64_t tim
     rocksdb_writebatch_putv_cf (self->batch, self->store->cf[S_CF_COMMANDS], 1, &id, &id_len, 2,
                                 parts, sizes);
     s_bloom_add (&self->store->ids, id, id_len);
-    char buffer[8 + ZCQ_ID_MAX];
-    char *expiry_key = id_len <= ZCQ_ID_MAX ? buffer : malloc (8 + id_len);
-    if (!expiry_key) {
-        self->failed = true;
-        return;
-    }
-    memcpy (expiry_key, time_bytes, 8);
-    memcpy (expiry_key + 8, id, id_len);
-    rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_EXPIRY], expiry_key, 8 + id_len,
-                               "", 0);
-    if (expiry_key != buffer)
-        free (expiry_key);
     self->count++;
 }
 
@@ -1527,6 +1550,15 @@ zcq_store_command (zcq_store_t *self, const char *id, size_t id_len, void **resu
     *len = value_len - 8;
     memmove (value, (char *) value + 8, *len);
     *result = value;
+    return ZCQ_OK;
+}
+
+zcq_err_t
+zcq_store_compact_commands (zcq_store_t *self)
+{
+    ZCQ_TRY (s_read_begin (self));
+    rocksdb_compact_range_cf (self->db, self->cf[S_CF_COMMANDS], NULL, 0, NULL, 0);
+    s_read_end (self);
     return ZCQ_OK;
 }
 

@@ -753,13 +753,11 @@ test_store_command_window_and_expiry (void **state)
     assert_memory_equal (result, "second run", 10);
     free (result);
 
-    //  Expire at most 3, oldest first (bulk-4 .. bulk-2 are the oldest)
-    size_t expired = 0;
-    assert_int_equal (zcq_store_expire_commands (store, s_now_us (), 3, &expired), ZCQ_OK);
-    assert_int_equal (expired, 3);
-    //  then the rest of the old ones: bulk-1, bulk-0, old, reused@old
-    assert_int_equal (zcq_store_expire_commands (store, s_now_us (), 100, &expired), ZCQ_OK);
-    assert_int_equal (expired, 4);
+    //  A compaction drops the old records (the newer record of the reused
+    //  id is the one it sees); the expiry index of earlier data dirs is
+    //  no longer written, so there is nothing left there to expire
+    assert_int_equal (zcq_store_compact_commands (store), ZCQ_OK);
+    size_t expired = 99;
     assert_int_equal (zcq_store_expire_commands (store, s_now_us (), 100, &expired), ZCQ_OK);
     assert_int_equal (expired, 0);
     assert_int_equal (zcq_store_command (store, "reused", 6, &result, &len), ZCQ_OK);

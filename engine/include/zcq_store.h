@@ -6,7 +6,8 @@
                      stream NUL                  -> the stream's version (u64 BE)
         snapshots    stream                      -> schema, version, state
         commands     command id                  -> commit time, result
-        expiry       commit time (u64 BE) id     -> (empty), to expire ids
+        expiry       commit time (u64 BE) id     -> (empty): written by earlier
+                     versions only (ids now expire by compaction)
         default      metadata: format version, view checkpoints, ...
 
     Every commit is one WriteBatch covering all of them, written with the
@@ -123,10 +124,14 @@ ZCQ_EXPORT zcq_err_t zcq_store_snapshot (zcq_store_t *self, const char *stream, 
 //  when unknown or older than the deduplication window.
 ZCQ_EXPORT zcq_err_t zcq_store_command (zcq_store_t *self, const char *id, size_t id_len,
                                         void **result, size_t *len);
-//  Delete command ids committed before now_us - window, at most max of
-//  them; *expired says how many went.
+//  Delete command ids committed before now_us - window that data dirs of
+//  earlier versions listed in their `expiry` family, at most max of them;
+//  *expired says how many went. (Ids are now dropped by compaction.)
 ZCQ_EXPORT zcq_err_t zcq_store_expire_commands (zcq_store_t *self, int64_t now_us, size_t max,
                                                 size_t *expired);
+//  Compact the command ids now, dropping the records older than the dedup
+//  window (RocksDB's own compactions drop them too, in their own time).
+ZCQ_EXPORT zcq_err_t zcq_store_compact_commands (zcq_store_t *self);
 //  A metadata value; caller frees. ZCQ_NOT_FOUND when absent.
 ZCQ_EXPORT zcq_err_t zcq_store_meta (zcq_store_t *self, const char *name, void **value,
                                      size_t *len);
