@@ -301,6 +301,7 @@ s_rebuild_step (self_t *self, s_view_t *view)
         zcq_viewtable_destroy (&view->table);
         view->table = view->rebuild;
         view->rebuild = NULL;
+        view->floor = 0; //  the new table has every event
         atomic_store (&view->info->status, self->caught_up ? ZCQ_VIEW_LIVE : ZCQ_VIEW_CATCHING_UP);
         zsys_info ("view %s: rebuilt to position %llu", view->def->view,
                    (unsigned long long) self->position);
@@ -757,7 +758,7 @@ s_load_snapshots (self_t *self)
             reason = "it is of another version of the projection";
         else if (snap.position > head)
             reason = "it is ahead of the log (the log lost its tail)";
-        else if (snap.position && s_check_of (self, snap.position) != snap.check)
+        else if (!snap.position || s_check_of (self, snap.position) != snap.check)
             reason = "the log holds another event at its position";
         if (err == ZCQ_OK && !reason) {
             zcq_viewtable_destroy (&view->table);
@@ -1035,11 +1036,10 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
         return NULL;
     }
     //  DESIGN 2: a synchronous host is complete before commands flow
-    if (self->synchronous) {
+    if (self->synchronous)
         while (!self->caught_up)
             s_catch_up_step (self);
-        s_publish_info (self);
-    }
+    s_publish_info (self);
     return self;
 }
 

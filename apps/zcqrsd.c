@@ -36,6 +36,8 @@ s_usage (FILE *out)
              "  --request-limit B     largest request body (default 1048576)\n"
              "  --heartbeat-ms MS     heartbeat interval (default 500)\n"
              "  --max-inflight N      commands in flight before `unavailable` (default 65536)\n"
+             "  --view-snapshot-every N  events between view snapshots (default 1000000;\n"
+             "                        0: none; one is also saved at a clean stop)\n"
              "  --config FILE         settings from a ZPL file (flags after it override)\n"
              "  --verbose             log more\n"
              "  --help                this text\n"

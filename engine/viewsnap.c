@@ -144,9 +144,13 @@ zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_vie
     zcq_writer_str (header, "rows");
     zcq_writer_uint (header, rows);
     size_t header_len = zcq_writer_size (header);
-    //  the table's own count of key and row bytes sizes the buffer once
+    //  the table's own count of its bytes (rows, keys, structure: more
+    //  than the rows need) sizes the buffer once, index sections included
     self->capacity
         = S_MAGIC_SIZE + 4 + header_len + zcq_viewtable_memory (table) + 8 * rows + S_TRAILER;
+    for (size_t index = 0; index < zcq_viewtable_index_count (table); index++)
+        self->capacity += 8 + strlen (zcq_viewtable_index_field (table, index))
+                        + 4 * zcq_viewtable_index_size (table, index);
     self->bytes = malloc (self->capacity);
     uint8_t *start = NULL;
     if (!self->bytes)

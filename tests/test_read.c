@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define S_TIMEOUT_MS 10000 //  safety net for any one reply
 
@@ -2331,6 +2334,644 @@ test_rebuild (void **state)
     s_stop (&fixture);
 }
 
+//  --------------------------------------------------------------------------
+//  View snapshots: <data>/views/<view>.snap, saved every
+//  view-snapshot-every events and at a clean stop, loaded on start when
+//  whole, of the projection's version, not ahead of the log and matching
+//  the event at its position; otherwise the view is rebuilt from the log.
+
+static const char *const s_accounts_indexes[] = { "owner", NULL };
+
+//  The bank domain with both views synchronous (one shared view host).
+static const zcq_domain_t *
+s_sync_domain (void)
+{
+    static zcq_projection_def_t accounts, totals;
+    static const zcq_projection_def_t *projections[3];
+    static zcq_domain_t domain;
+    const zcq_domain_t *bank = zcq_bank_domain ();
+    accounts = *bank->projections[0];
+    totals = *bank->projections[1];
+    assert_string_equal (accounts.view, "accounts");
+    assert_string_equal (totals.view, "totals");
+    accounts.synchronous = totals.synchronous = true;
+    projections[0] = &accounts;
+    projections[1] = &totals;
+    projections[2] = NULL;
+    domain = *bank;
+    domain.projections = projections;
+    return &domain;
+}
+
+//  Start a node on the fixture's dir: domain NULL = bank; every NULL =
+//  the default view-snapshot-every.
+static void
+s_node_up_with (s_fixture_t *self, const zcq_domain_t *domain, const char *every)
+{
+    zcq_config_t *config = zcq_config_new ();
+    char error[256];
+    assert_int_equal (zcq_config_set (config, "data", self->dir, error, sizeof error), ZCQ_OK);
+    zcq_config_set (config, "command", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "events", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "query", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "heartbeat-ms", "100", NULL, 0);
+    if (every
+        && zcq_config_set (config, "view-snapshot-every", every, error, sizeof error) != ZCQ_OK)
+        fail_msg ("view-snapshot-every %s: %s", every, error);
+    if (zcq_node_start (&self->node, config, domain ? domain : zcq_bank_domain (), error,
+                        sizeof error)
+        != ZCQ_OK)
+        fail_msg ("node did not start: %s", error);
+    zcq_config_destroy (&config);
+    self->client = zcq_client_new (zcq_node_endpoint (self->node, ZCQ_ENDPOINT_COMMAND),
+                                   zcq_node_endpoint (self->node, ZCQ_ENDPOINT_QUERY));
+    assert_non_null (self->client);
+}
+
+static void
+s_start_with (s_fixture_t *self, const char *name, const zcq_domain_t *domain, const char *every)
+{
+    memset (self, 0, sizeof *self);
+    self->dir = zcq_test_dir (name);
+    assert_non_null (self->dir);
+    self->writer = zcq_writer_new ();
+    s_node_up_with (self, domain, every);
+}
+
+typedef struct {
+    int64_t position;
+    int64_t rows;
+    int64_t snapshot;
+    char status[32];
+} s_view_state_t;
+
+//  One view's entry in `views` (which also checks every entry's fields);
+//  returns the reply's head.
+static int64_t
+s_view_state (s_fixture_t *self, const char *name, s_view_state_t *state)
+{
+    const zcq_value_t *reply = zcq_test_query (self->client, "op", "s:views", NULL);
+    s_assert_ok (reply);
+    const zcq_value_t *views = zcq_value_get (reply, "views");
+    bool found = false;
+    for (size_t index = 0; index < zcq_value_size (views); index++) {
+        const zcq_value_t *view = zcq_value_at (views, index);
+        int64_t snapshot = s_int (view, "snapshot");
+        assert_true (snapshot >= 0);
+        if (!zcq_value_streq (zcq_value_get (view, "name"), name))
+            continue;
+        found = true;
+        state->position = s_int (view, "position");
+        state->rows = s_int (view, "rows");
+        state->snapshot = snapshot;
+        s_str (view, "status", state->status, sizeof state->status);
+    }
+    if (!found)
+        fail_msg ("no view %s in `views`", name);
+    return s_int (reply, "head");
+}
+
+static int64_t
+s_snapshot_of (s_fixture_t *self, const char *name)
+{
+    s_view_state_t state;
+    s_view_state (self, name, &state);
+    return state.snapshot;
+}
+
+//  Events a view applied since its node started (stats view.<name>.applied).
+static int64_t
+s_applied (s_fixture_t *self, const char *name)
+{
+    const zcq_value_t *reply = zcq_test_query (self->client, "op", "s:stats", NULL);
+    s_assert_ok (reply);
+    char key[64];
+    snprintf (key, sizeof key, "view.%s.applied", name);
+    return s_int (zcq_value_get (reply, "stats"), key);
+}
+
+static const char *
+s_snap_file (s_fixture_t *self, const char *view, const char *suffix, char *path, size_t size)
+{
+    snprintf (path, size, "%s/views/%s.snap%s", self->dir, view, suffix ? suffix : "");
+    return path;
+}
+
+static bool
+s_exists (const char *path)
+{
+    return access (path, F_OK) == 0;
+}
+
+static void
+s_copy_file (const char *from, const char *to)
+{
+    FILE *in = fopen (from, "rb");
+    assert_non_null (in);
+    FILE *out = fopen (to, "wb");
+    assert_non_null (out);
+    char buffer[65536];
+    size_t got;
+    while ((got = fread (buffer, 1, sizeof buffer, in)) > 0)
+        assert_int_equal (fwrite (buffer, 1, got, out), got);
+    fclose (in);
+    assert_int_equal (fclose (out), 0);
+}
+
+//  Load a view's snapshot file as the node would; fails unless it loads.
+static zcq_viewtable_t *
+s_load_file (s_fixture_t *self, const char *view, zcq_viewsnap_t *snap)
+{
+    char path[1024], error[512];
+    s_snap_file (self, view, NULL, path, sizeof path);
+    zcq_viewtable_t *table = NULL;
+    zcq_err_t err = zcq_viewtable_load (&table,
+                                        streq (view, "accounts") ? s_accounts_indexes : NULL, path,
+                                        view, snap, error, sizeof error);
+    if (err != ZCQ_OK)
+        fail_msg ("%s does not load: %s", path, error);
+    return table;
+}
+
+static int
+s_sum_versions (void *arg, const char *key, size_t key_len, const void *row, size_t row_len)
+{
+    zcq_doc_t *doc = zcq_doc_new ();
+    assert_int_equal (zcq_doc_decode (doc, row, row_len, NULL), ZCQ_OK);
+    *(int64_t *) arg += zcq_value_get_int (zcq_doc_root (doc), "version", -1000000);
+    zcq_doc_destroy (&doc);
+    return 0;
+}
+
+//  A snapshot file's rows are the views at its position: every bank event
+//  moves one account's version by one, and counts once in totals.events.
+static void
+s_check_file_contents (s_fixture_t *self, uint64_t position_at_least, uint64_t head)
+{
+    zcq_viewsnap_t snap;
+    zcq_viewtable_t *accounts = s_load_file (self, "accounts", &snap);
+    assert_int_equal (snap.version, 1);
+    assert_true (snap.position >= position_at_least && snap.position <= head);
+    int64_t versions = 0;
+    zcq_viewtable_list (accounts, NULL, 0, SIZE_MAX, s_sum_versions, &versions, NULL);
+    assert_int_equal (versions, snap.position);
+    zcq_viewtable_destroy (&accounts);
+    zcq_viewtable_t *totals = s_load_file (self, "totals", &snap);
+    assert_true (snap.position >= position_at_least && snap.position <= head);
+    size_t row_len;
+    const void *row = zcq_viewtable_get (totals, "bank", 4, &row_len);
+    assert_non_null (row);
+    zcq_doc_t *doc = zcq_doc_new ();
+    assert_int_equal (zcq_doc_decode (doc, row, row_len, NULL), ZCQ_OK);
+    assert_int_equal (zcq_value_get_int (zcq_doc_root (doc), "events", -1), snap.position);
+    zcq_doc_destroy (&doc);
+    zcq_viewtable_destroy (&totals);
+}
+
+//  (a) A clean stop saves both views at the head; a restart loads them,
+//  applies nothing, and the views are as they were.
+static void
+test_view_snapshot_restart (void **state)
+{
+    s_fixture_t fixture;
+    s_start (&fixture, "snap-restart");
+    s_bank_t *bank = calloc (1, sizeof (s_bank_t));
+    bank->random = 11;
+    s_bank_random (&fixture, bank, 500);
+    uint64_t head = zcq_node_head (fixture.node);
+    s_snapshot_t before, after;
+    s_snapshot (&fixture, head, &before);
+    assert_true (before.count > 50);
+    //  the default (every 1000000 events): none yet
+    assert_int_equal (s_snapshot_of (&fixture, "accounts"), 0);
+    assert_int_equal (s_snapshot_of (&fixture, "totals"), 0);
+
+    s_node_down (&fixture);
+    char path[1024];
+    assert_true (s_exists (s_snap_file (&fixture, "accounts", NULL, path, sizeof path)));
+    assert_true (s_exists (s_snap_file (&fixture, "totals", NULL, path, sizeof path)));
+    assert_false (s_exists (s_snap_file (&fixture, "accounts", ".tmp", path, sizeof path)));
+    zcq_viewsnap_t snap;
+    zcq_viewtable_t *table = s_load_file (&fixture, "accounts", &snap);
+    assert_int_equal (snap.position, head);
+    assert_int_equal (zcq_viewtable_count (table), before.count);
+    zcq_viewtable_destroy (&table);
+    s_check_file_contents (&fixture, head, head);
+
+    s_node_up (&fixture, "100");
+    //  loaded before the node started: the position of the snapshot shows
+    assert_int_equal (s_snapshot_of (&fixture, "accounts"), head);
+    assert_int_equal (s_snapshot_of (&fixture, "totals"), head);
+    s_wait_views_live (&fixture, 2000);
+    s_view_state_t view;
+    assert_int_equal (s_view_state (&fixture, "accounts", &view), head);
+    assert_int_equal (view.position, head);
+    assert_int_equal (view.rows, before.count);
+    assert_int_equal (view.snapshot, head);
+    s_assert_str (zcq_test_query (fixture.client, "op", "s:health", NULL), "durability", "wal");
+    //  nothing replayed
+    assert_int_equal (s_applied (&fixture, "accounts"), 0);
+    assert_int_equal (s_applied (&fixture, "totals"), 0);
+    s_snapshot (&fixture, head, &after);
+    s_assert_same (&before, &after);
+    s_snapshot_free (&after);
+    s_bank_check (&fixture, bank);
+
+    //  the loaded views follow new events, and a rebuild of a loaded view
+    //  gives the same rows
+    s_bank_random (&fixture, bank, 150);
+    s_bank_check (&fixture, bank);
+    uint64_t head2 = zcq_node_head (fixture.node);
+    assert_true (head2 > head);
+    assert_int_equal (s_applied (&fixture, "accounts"), head2 - head);
+    s_snapshot (&fixture, head2, &before);
+    s_assert_ok (zcq_test_query (fixture.client, "op", "s:rebuild", "view", "s:accounts", NULL));
+    s_wait_views_live (&fixture, S_TIMEOUT_MS);
+    s_snapshot (&fixture, head2, &after);
+    s_assert_same (&before, &after);
+    s_snapshot_free (&after);
+    s_snapshot_free (&before);
+
+    //  the next clean stop saves at the new head
+    s_node_down (&fixture);
+    table = s_load_file (&fixture, "totals", &snap);
+    assert_int_equal (snap.position, head2);
+    zcq_viewtable_destroy (&table);
+    s_check_file_contents (&fixture, head2, head2);
+    free (bank);
+    s_stop (&fixture);
+}
+
+//  (b) A snapshot older than the head: the view loads it and replays the
+//  rest of the log; the result is what a rebuild from the log gives.
+static void
+test_view_snapshot_older (void **state)
+{
+    s_fixture_t fixture;
+    s_start (&fixture, "snap-older");
+    s_bank_t *bank = calloc (1, sizeof (s_bank_t));
+    bank->random = 12;
+    s_bank_random (&fixture, bank, 300);
+    uint64_t head1 = zcq_node_head (fixture.node);
+    s_node_down (&fixture);
+    char path[1024], old[1024];
+    static const char *const views[] = { "accounts", "totals" };
+    for (int index = 0; index < 2; index++)
+        s_copy_file (s_snap_file (&fixture, views[index], NULL, path, sizeof path),
+                     s_snap_file (&fixture, views[index], ".old", old, sizeof old));
+
+    s_node_up (&fixture, "100");
+    s_bank_random (&fixture, bank, 300);
+    uint64_t head2 = zcq_node_head (fixture.node);
+    assert_true (head2 > head1 + 50);
+    s_snapshot_t truth, loaded, rebuilt;
+    s_snapshot (&fixture, head2, &truth);
+    s_node_down (&fixture);
+    for (int index = 0; index < 2; index++)
+        assert_int_equal (rename (s_snap_file (&fixture, views[index], ".old", old, sizeof old),
+                                  s_snap_file (&fixture, views[index], NULL, path, sizeof path)),
+                          0);
+
+    s_node_up (&fixture, "100");
+    assert_int_equal (s_snapshot_of (&fixture, "accounts"), head1);
+    assert_int_equal (s_snapshot_of (&fixture, "totals"), head1);
+    s_snapshot (&fixture, head2, &loaded);
+    s_wait_views_live (&fixture, S_TIMEOUT_MS);
+    assert_int_equal (s_applied (&fixture, "accounts"), head2 - head1);
+    assert_int_equal (s_applied (&fixture, "totals"), head2 - head1);
+    s_assert_same (&truth, &loaded);
+    s_bank_check (&fixture, bank);
+    s_node_down (&fixture);
+
+    //  the same log without snapshots: a rebuild from position 1
+    for (int index = 0; index < 2; index++)
+        assert_int_equal (unlink (s_snap_file (&fixture, views[index], NULL, path, sizeof path)),
+                          0);
+    s_node_up (&fixture, "100");
+    assert_int_equal (s_snapshot_of (&fixture, "accounts"), 0);
+    s_snapshot (&fixture, head2, &rebuilt);
+    s_wait_views_live (&fixture, S_TIMEOUT_MS);
+    assert_int_equal (s_applied (&fixture, "accounts"), head2);
+    s_assert_same (&rebuilt, &loaded);
+    s_snapshot_free (&rebuilt);
+    s_snapshot_free (&loaded);
+    s_snapshot_free (&truth);
+    free (bank);
+    s_stop (&fixture);
+}
+
+//  Write <data>/views/accounts.snap from the table, with this header.
+static void
+s_write_accounts (s_fixture_t *self, const zcq_viewtable_t *table, uint32_t version,
+                  uint64_t position, uint64_t check)
+{
+    char path[1024], error[512];
+    zcq_viewsnap_t snap = { version, position, check };
+    if (zcq_viewtable_save (table, s_snap_file (self, "accounts", NULL, path, sizeof path),
+                            "accounts", &snap, error, sizeof error)
+        != ZCQ_OK)
+        fail_msg ("cannot write %s: %s", path, error);
+}
+
+//  Start on the data dir and check how the accounts view came up: from
+//  its snapshot (used) or rebuilt from the log; totals always from its
+//  own (good) snapshot at head. Returns the views, stops the node.
+static void
+s_restart_and_capture (s_fixture_t *self, uint64_t head, bool used, s_snapshot_t *views)
+{
+    s_node_up (self, "100");
+    assert_int_equal (s_snapshot_of (self, "accounts"), used ? (int64_t) head : 0);
+    assert_int_equal (s_snapshot_of (self, "totals"), head);
+    s_snapshot (self, head, views);
+    s_wait_views_live (self, S_TIMEOUT_MS);
+    assert_int_equal (s_applied (self, "accounts"), used ? 0 : head);
+    assert_int_equal (s_applied (self, "totals"), 0);
+    const zcq_value_t *reply = s_get (self, "accounts", "zz-bogus", 0);
+    assert_int_equal (zcq_value_type (zcq_value_get (reply, "row")),
+                      used ? ZCQ_TYPE_MAP : ZCQ_TYPE_NIL);
+    s_node_down (self);
+}
+
+//  (c, d, e) Snapshots that must not be used: another version, ahead of
+//  the log, another event at its position, damaged, another view's. Each
+//  carries a row the log never made, which must not show.
+static void
+test_view_snapshot_refused (void **state)
+{
+    s_fixture_t fixture;
+    s_start (&fixture, "snap-refused");
+    s_bank_t *bank = calloc (1, sizeof (s_bank_t));
+    bank->random = 13;
+    s_bank_random (&fixture, bank, 300);
+    uint64_t head = zcq_node_head (fixture.node);
+    s_snapshot_t truth, views;
+    s_snapshot (&fixture, head, &truth);
+    s_node_down (&fixture);
+
+    //  the genuine snapshot, and a doctored copy with one row too many
+    zcq_viewsnap_t snap;
+    zcq_viewtable_t *table = s_load_file (&fixture, "accounts", &snap);
+    assert_int_equal (snap.position, head);
+    zcq_writer_t *row = zcq_writer_new ();
+    zcq_writer_map (row, 5);
+    zcq_writer_str (row, "key");
+    zcq_writer_str (row, "zz-bogus");
+    zcq_writer_str (row, "owner");
+    zcq_writer_str (row, "owner-0");
+    zcq_writer_str (row, "balance");
+    zcq_writer_int (row, 999999);
+    zcq_writer_str (row, "status");
+    zcq_writer_str (row, "open");
+    zcq_writer_str (row, "version");
+    zcq_writer_int (row, 1);
+    assert_int_equal (
+        zcq_viewtable_put (table, "zz-bogus", 8, zcq_writer_data (row), zcq_writer_size (row)),
+        ZCQ_OK);
+    zcq_writer_destroy (&row);
+
+    //  the control: with the right header the node trusts the rows as
+    //  they are (so the bogus row shows, and nothing is replayed)
+    s_write_accounts (&fixture, table, snap.version, snap.position, snap.check);
+    s_restart_and_capture (&fixture, head, true, &views);
+    assert_int_equal (views.count, truth.count + 1);
+    s_snapshot_free (&views);
+
+    //  (c) another version of the projection
+    s_write_accounts (&fixture, table, snap.version + 1, snap.position, snap.check);
+    s_restart_and_capture (&fixture, head, false, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+
+    //  (d) ahead of the log: with the head's check, and with a check of 0
+    //  (what the log gives for a position it does not hold)
+    s_write_accounts (&fixture, table, snap.version, head + 100, snap.check);
+    s_restart_and_capture (&fixture, head, false, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+    s_write_accounts (&fixture, table, snap.version, head + 100, 0);
+    s_restart_and_capture (&fixture, head, false, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+
+    //  (e) the log holds another event at its position: a wrong check at
+    //  the head, and the head's check at an earlier position
+    s_write_accounts (&fixture, table, snap.version, snap.position, snap.check ^ 1);
+    s_restart_and_capture (&fixture, head, false, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+    s_write_accounts (&fixture, table, snap.version, snap.position - 1, snap.check);
+    s_restart_and_capture (&fixture, head, false, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+    //  position 0 has no event to match (and the node never saves there)
+    s_write_accounts (&fixture, table, snap.version, 0, 0);
+    s_restart_and_capture (&fixture, head, false, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+
+    //  damaged: one byte flipped in a good file
+    char path[1024], other[1024];
+    s_write_accounts (&fixture, table, snap.version, snap.position, snap.check);
+    s_snap_file (&fixture, "accounts", NULL, path, sizeof path);
+    FILE *file = fopen (path, "r+b");
+    assert_non_null (file);
+    assert_int_equal (fseek (file, 40, SEEK_SET), 0);
+    int byte = fgetc (file);
+    assert_int_equal (fseek (file, 40, SEEK_SET), 0);
+    fputc (byte ^ 0x10, file);
+    assert_int_equal (fclose (file), 0);
+    s_restart_and_capture (&fixture, head, false, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+
+    //  another view's file
+    s_copy_file (s_snap_file (&fixture, "totals", NULL, other, sizeof other), path);
+    s_restart_and_capture (&fixture, head, false, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+
+    //  after all that, the file the last clean stop wrote is the genuine
+    //  one again
+    zcq_viewtable_destroy (&table);
+    table = s_load_file (&fixture, "accounts", &snap);
+    assert_int_equal (snap.position, head);
+    assert_int_equal (zcq_viewtable_count (table), truth.count);
+    assert_null (zcq_viewtable_get (table, "zz-bogus", 8, &(size_t) { 0 }));
+    zcq_viewtable_destroy (&table);
+    s_snapshot_free (&truth);
+    free (bank);
+    s_stop (&fixture);
+}
+
+//  Poll `views` (each poll waits on its reply) until both views report a
+//  snapshot at or past `least`; returns the smaller of the two.
+static int64_t
+s_wait_snapshots (s_fixture_t *self, int64_t least)
+{
+    int64_t deadline = zclock_mono () + S_TIMEOUT_MS;
+    while (true) {
+        s_view_state_t accounts, totals;
+        int64_t head = s_view_state (self, "accounts", &accounts);
+        s_view_state (self, "totals", &totals);
+        assert_true (accounts.snapshot <= head && totals.snapshot <= head);
+        int64_t smaller = accounts.snapshot < totals.snapshot ? accounts.snapshot : totals.snapshot;
+        if (smaller >= least)
+            return smaller;
+        if (zclock_mono () > deadline)
+            fail_msg ("no view snapshots at %lld or later within %d ms (accounts %lld, totals "
+                      "%lld)",
+                      (long long) least, S_TIMEOUT_MS, (long long) accounts.snapshot,
+                      (long long) totals.snapshot);
+    }
+}
+
+//  (f) view-snapshot-every=100: snapshots follow the log while it grows.
+static void
+test_view_snapshot_periodic (void **state)
+{
+    s_fixture_t fixture;
+    s_start_with (&fixture, "snap-periodic", NULL, "100");
+    s_bank_t *bank = calloc (1, sizeof (s_bank_t));
+    bank->random = 14;
+    //  (about half of the random commands make an event)
+    while (zcq_node_head (fixture.node) < 300)
+        s_bank_random (&fixture, bank, 100);
+    uint64_t head1 = zcq_node_head (fixture.node);
+    int64_t first = s_wait_snapshots (&fixture, 100);
+    assert_true (first <= (int64_t) head1);
+    //  the files are at least as new as what `views` reports
+    s_check_file_contents (&fixture, (uint64_t) first, head1);
+
+    while ((int64_t) zcq_node_head (fixture.node) < first + 300)
+        s_bank_random (&fixture, bank, 100);
+    uint64_t head2 = zcq_node_head (fixture.node);
+    int64_t second = s_wait_snapshots (&fixture, first + 100);
+    assert_true (second > first && second <= (int64_t) head2);
+    s_check_file_contents (&fixture, (uint64_t) second, head2);
+    s_bank_check (&fixture, bank);
+
+    //  a clean stop saves at the head, and a restart loads it
+    s_node_down (&fixture);
+    s_check_file_contents (&fixture, head2, head2);
+    s_node_up_with (&fixture, NULL, "100");
+    assert_int_equal (s_snapshot_of (&fixture, "accounts"), head2);
+    s_wait_views_live (&fixture, S_TIMEOUT_MS);
+    assert_int_equal (s_applied (&fixture, "accounts"), 0);
+    s_bank_check (&fixture, bank);
+    free (bank);
+    s_stop (&fixture);
+}
+
+static size_t
+s_files_in (const char *path)
+{
+    DIR *dir = opendir (path);
+    if (!dir)
+        return 0;
+    size_t count = 0;
+    struct dirent *entry;
+    while ((entry = readdir (dir)))
+        count += strcmp (entry->d_name, ".") && strcmp (entry->d_name, "..");
+    closedir (dir);
+    return count;
+}
+
+//  (g) view-snapshot-every=0: nothing written, nothing loaded.
+static void
+test_view_snapshot_off (void **state)
+{
+    s_fixture_t fixture;
+    s_start_with (&fixture, "snap-off", NULL, "0");
+    s_bank_t *bank = calloc (1, sizeof (s_bank_t));
+    bank->random = 15;
+    s_bank_random (&fixture, bank, 200);
+    uint64_t head = zcq_node_head (fixture.node);
+    s_wait_views_live (&fixture, S_TIMEOUT_MS);
+    assert_int_equal (s_snapshot_of (&fixture, "accounts"), 0);
+    s_node_down (&fixture);
+    char views[1024];
+    snprintf (views, sizeof views, "%s/views", fixture.dir);
+    assert_int_equal (s_files_in (views), 0);
+
+    //  snapshots from a node with them on are not read while they are off
+    s_node_up_with (&fixture, NULL, NULL);
+    s_wait_views_live (&fixture, S_TIMEOUT_MS);
+    assert_int_equal (s_applied (&fixture, "accounts"), head);
+    s_node_down (&fixture);
+    assert_int_equal (s_files_in (views), 2);
+    char path[1024];
+    struct stat before, after;
+    assert_int_equal (stat (s_snap_file (&fixture, "accounts", NULL, path, sizeof path), &before),
+                      0);
+    s_node_up_with (&fixture, NULL, "0");
+    assert_int_equal (s_snapshot_of (&fixture, "accounts"), 0);
+    s_wait_views_live (&fixture, S_TIMEOUT_MS);
+    assert_int_equal (s_applied (&fixture, "accounts"), head);
+    s_bank_check (&fixture, bank);
+    s_bank_random (&fixture, bank, 20);
+    s_node_down (&fixture);
+    //  and not rewritten at its stop
+    assert_int_equal (stat (path, &after), 0);
+    assert_int_equal (after.st_ino, before.st_ino);
+    assert_int_equal (after.st_size, before.st_size);
+    assert_int_equal (s_files_in (views), 2);
+    free (bank);
+    s_stop (&fixture);
+}
+
+//  Synchronous views share one host: each view skips the events its own
+//  snapshot already has, however old the other's is.
+static void
+test_view_snapshot_shared_host (void **state)
+{
+    const zcq_domain_t *domain = s_sync_domain ();
+    s_fixture_t fixture;
+    s_start_with (&fixture, "snap-shared", domain, NULL);
+    s_bank_t *bank = calloc (1, sizeof (s_bank_t));
+    bank->random = 16;
+    s_bank_random (&fixture, bank, 300);
+    uint64_t head1 = zcq_node_head (fixture.node);
+    s_node_down (&fixture);
+    char path[1024], old[1024];
+    s_copy_file (s_snap_file (&fixture, "totals", NULL, path, sizeof path),
+                 s_snap_file (&fixture, "totals", ".old", old, sizeof old));
+    s_node_up_with (&fixture, domain, NULL);
+    s_bank_random (&fixture, bank, 300);
+    uint64_t head2 = zcq_node_head (fixture.node);
+    s_snapshot_t truth, views;
+    s_snapshot (&fixture, head2, &truth);
+    s_node_down (&fixture);
+
+    //  accounts at head2, totals at head1
+    assert_int_equal (rename (old, path), 0);
+    s_node_up_with (&fixture, domain, NULL);
+    assert_int_equal (s_snapshot_of (&fixture, "accounts"), head2);
+    assert_int_equal (s_snapshot_of (&fixture, "totals"), head1);
+    assert_int_equal (s_applied (&fixture, "accounts"), 0);
+    assert_int_equal (s_applied (&fixture, "totals"), head2 - head1);
+    s_snapshot (&fixture, head2, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+    s_bank_check (&fixture, bank);
+    s_node_down (&fixture);
+
+    //  accounts at head2, totals from the log
+    assert_int_equal (unlink (path), 0);
+    s_node_up_with (&fixture, domain, NULL);
+    assert_int_equal (s_snapshot_of (&fixture, "totals"), 0);
+    assert_int_equal (s_applied (&fixture, "accounts"), 0);
+    assert_int_equal (s_applied (&fixture, "totals"), head2);
+    s_snapshot (&fixture, head2, &views);
+    s_assert_same (&truth, &views);
+    s_snapshot_free (&views);
+    //  and both follow what comes next
+    s_bank_random (&fixture, bank, 100);
+    s_bank_check (&fixture, bank);
+    s_snapshot_free (&truth);
+    free (bank);
+    s_stop (&fixture);
+}
+
 int
 main (void)
 {
@@ -2350,6 +2991,12 @@ main (void)
         cmocka_unit_test (test_catchup_burst),
         cmocka_unit_test (test_restart),
         cmocka_unit_test (test_rebuild),
+        cmocka_unit_test (test_view_snapshot_restart),
+        cmocka_unit_test (test_view_snapshot_older),
+        cmocka_unit_test (test_view_snapshot_refused),
+        cmocka_unit_test (test_view_snapshot_periodic),
+        cmocka_unit_test (test_view_snapshot_off),
+        cmocka_unit_test (test_view_snapshot_shared_host),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

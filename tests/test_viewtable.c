@@ -14,6 +14,9 @@ size_t __sanitizer_get_current_allocated_bytes (void);
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 //  --------------------------------------------------------------------------
 //  Helpers
@@ -1198,6 +1201,829 @@ test_viewtable_distinct_values_are_released (void **state)
                   after - before);
 }
 
+//  --------------------------------------------------------------------------
+//  Snapshots: zcq_viewtable_save and zcq_viewtable_load
+
+//  A copy of viewsnap.c's s_checksum (static there), so that the tests can
+//  build files with a valid checksum by hand. Keep in step with viewsnap.c.
+static uint64_t
+s_test_checksum (const uint8_t *bytes, size_t len)
+{
+    const uint64_t prime1 = 0x9e3779b185ebca87ULL, prime2 = 0xc2b2ae3d27d4eb4fULL;
+    uint64_t lanes[4] = { prime1, prime2, len, ~len };
+    size_t index = 0;
+    for (; index + 32 <= len; index += 32)
+        for (int lane = 0; lane < 4; lane++) {
+            uint64_t word;
+            memcpy (&word, bytes + index + 8 * lane, 8);
+            lanes[lane] += word * prime2;
+            lanes[lane] = (lanes[lane] << 31 | lanes[lane] >> 33) * prime1;
+        }
+    uint64_t hash = lanes[0] ^ (lanes[1] << 7 | lanes[1] >> 57) ^ (lanes[2] << 12 | lanes[2] >> 52)
+                  ^ (lanes[3] << 18 | lanes[3] >> 46);
+    for (; index < len; index++)
+        hash = (hash ^ bytes[index]) * prime1;
+    hash ^= hash >> 33;
+    hash *= prime2;
+    hash ^= hash >> 29;
+    return hash;
+}
+
+//  A path in the test's directory.
+static char *
+s_path (const char *dir, const char *name)
+{
+    char *path = NULL;
+    assert_true (asprintf (&path, "%s/%s", dir, name) > 0);
+    return path;
+}
+
+static uint8_t *
+s_read_whole (const char *path, size_t *size)
+{
+    FILE *file = fopen (path, "rb");
+    assert_non_null (file);
+    assert_int_equal (fseek (file, 0, SEEK_END), 0);
+    long length = ftell (file);
+    assert_true (length >= 0);
+    rewind (file);
+    uint8_t *bytes = malloc ((size_t) length + 1);
+    assert_non_null (bytes);
+    assert_int_equal (fread (bytes, 1, (size_t) length, file), (size_t) length);
+    fclose (file);
+    *size = (size_t) length;
+    return bytes;
+}
+
+static void
+s_write_whole (const char *path, const void *bytes, size_t size)
+{
+    FILE *file = fopen (path, "wb");
+    assert_non_null (file);
+    if (size)
+        assert_int_equal (fwrite (bytes, 1, size, file), size);
+    assert_int_equal (fclose (file), 0);
+}
+
+//  Every row of a table, [key][row] in key order, into writer (as a
+//  MessagePack array of pairs: bytes compare equal for equal tables).
+static int
+s_dump_row (void *arg, const char *key, size_t key_len, const void *row, size_t row_len)
+{
+    zcq_writer_t *writer = arg;
+    zcq_writer_array (writer, 2);
+    zcq_writer_bin (writer, key, key_len);
+    zcq_writer_bin (writer, row, row_len);
+    return 0;
+}
+
+static void
+s_assert_tables_equal (const zcq_viewtable_t *left, const zcq_viewtable_t *right)
+{
+    assert_int_equal (zcq_viewtable_count (left), zcq_viewtable_count (right));
+    zcq_writer_t *a = zcq_writer_new (), *b = zcq_writer_new ();
+    zcq_viewtable_list (left, NULL, 0, SIZE_MAX, s_dump_row, a, NULL);
+    zcq_viewtable_list (right, NULL, 0, SIZE_MAX, s_dump_row, b, NULL);
+    assert_true (zcq_writer_ok (a) && zcq_writer_ok (b));
+    assert_int_equal (zcq_writer_size (a), zcq_writer_size (b));
+    assert_memory_equal (zcq_writer_data (a), zcq_writer_data (b), zcq_writer_size (a));
+    zcq_writer_destroy (&a);
+    zcq_writer_destroy (&b);
+}
+
+//  The rows of one status value, listed by index, as a dump.
+static void
+s_assert_index_equal (const zcq_viewtable_t *left, const zcq_viewtable_t *right, const char *status)
+{
+    assert_int_equal (s_count_status (left, status), s_count_status (right, status));
+    zcq_writer_t *value = zcq_writer_new ();
+    size_t len;
+    const void *bytes = s_str_value (value, status, &len);
+    zcq_writer_t *a = zcq_writer_new (), *b = zcq_writer_new ();
+    size_t given_a = zcq_viewtable_list_value (left, "status", bytes, len, NULL, 0, SIZE_MAX,
+                                               s_dump_row, a, NULL);
+    size_t given_b = zcq_viewtable_list_value (right, "status", bytes, len, NULL, 0, SIZE_MAX,
+                                               s_dump_row, b, NULL);
+    assert_int_equal (given_a, given_b);
+    assert_int_equal (given_a, s_count_status (left, status));
+    assert_int_equal (zcq_writer_size (a), zcq_writer_size (b));
+    assert_memory_equal (zcq_writer_data (a), zcq_writer_data (b), zcq_writer_size (a));
+    zcq_writer_destroy (&a);
+    zcq_writer_destroy (&b);
+    zcq_writer_destroy (&value);
+}
+
+static const char *const s_statuses[] = { "open", "closed", "frozen", NULL };
+
+static void
+s_assert_same_indexed (const zcq_viewtable_t *left, const zcq_viewtable_t *right)
+{
+    s_assert_tables_equal (left, right);
+    for (const char *const *status = s_statuses; *status; status++)
+        s_assert_index_equal (left, right, *status);
+}
+
+//  Save table, load it back (with the given indexes); checks the header.
+static zcq_viewtable_t *
+s_round_trip (const zcq_viewtable_t *table, const char *const *indexes, const char *path)
+{
+    char error[512] = "";
+    zcq_viewsnap_t snap = { 7, 123456789012ULL, 0xfeedfacecafebeefULL };
+    assert_int_equal (zcq_viewtable_save (table, path, "accounts", &snap, error, sizeof error),
+                      ZCQ_OK);
+    zcq_viewtable_t *loaded = NULL;
+    zcq_viewsnap_t got = { 0 };
+    zcq_err_t err
+        = zcq_viewtable_load (&loaded, indexes, path, "accounts", &got, error, sizeof error);
+    if (err != ZCQ_OK)
+        fail_msg ("load: %s: %s", zcq_strerror (err), error);
+    assert_non_null (loaded);
+    assert_int_equal (got.version, snap.version);
+    assert_true (got.position == snap.position);
+    assert_true (got.check == snap.check);
+    return loaded;
+}
+
+static void
+test_viewsnap_round_trip (void **state)
+{
+    char *dir = zcq_test_dir ("viewsnap-trip");
+    char *path = s_path (dir, "accounts.snap");
+    const char *indexes[] = { "status", NULL };
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_writer_t *writer = zcq_writer_new ();
+    //  keys of every shape: binary bytes, a NUL inside, prefixes of each
+    //  other, high bytes; rows with and without the indexed field
+    char key[S_KEY_MAX];
+    for (int index = 0; index < 300; index++) {
+        snprintf (key, sizeof key, "acc-%d", index * 7919 % 1000);
+        const char *status = index % 10 == 9 ? NULL : s_statuses[index % 3];
+        s_put (table, writer, key, status, index * 1000003LL - 77);
+    }
+    s_write_row (writer, "open", -1);
+    assert_int_equal (
+        zcq_viewtable_put (table, "a\0b", 3, zcq_writer_data (writer), zcq_writer_size (writer)),
+        ZCQ_OK);
+    assert_int_equal (zcq_viewtable_put (table, "\xff\xfe", 2, zcq_writer_data (writer),
+                                         zcq_writer_size (writer)),
+                      ZCQ_OK);
+    s_put (table, writer, "a", "closed", 1);
+    s_put (table, writer, "ab", "closed", 2);
+    //  a bigger row, and a row with nested values
+    s_put (table, writer, "big", "frozen", INT64_MIN);
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 3);
+    zcq_writer_str (writer, "status");
+    zcq_writer_str (writer, "open");
+    zcq_writer_str (writer, "list");
+    zcq_writer_array (writer, 2);
+    zcq_writer_float (writer, 2.5);
+    zcq_writer_nil (writer);
+    zcq_writer_str (writer, "map");
+    zcq_writer_map (writer, 1);
+    zcq_writer_str (writer, "x");
+    zcq_writer_bin (writer, "\0\1", 2);
+    assert_int_equal (
+        zcq_viewtable_put (table, "nested", 6, zcq_writer_data (writer), zcq_writer_size (writer)),
+        ZCQ_OK);
+
+    zcq_viewtable_t *loaded = s_round_trip (table, indexes, path);
+    s_assert_same_indexed (table, loaded);
+
+    //  the loaded table moves on like the original: puts before, between
+    //  and after the loaded keys, a changed indexed value, same-size and
+    //  other-size rows, deletes, a patch-like rewrite of one field
+    for (int round = 0; round < 2; round++) {
+        zcq_viewtable_t *target = round ? loaded : table;
+        s_put (target, writer, "0-first", "open", 5);
+        s_put (target, writer, "zzz-last", "frozen", 6);
+        s_put (target, writer, "acc-5", "frozen", 7);
+        s_put (target, writer, "acc-10", "closed", 123456789);
+        s_put (target, writer, "acc-11", NULL, 8);
+        assert_true (zcq_viewtable_delete (target, "acc-12", 6));
+        assert_true (zcq_viewtable_delete (target, "a\0b", 3));
+        assert_false (zcq_viewtable_delete (target, "absent", 6));
+        s_put (target, writer, "zzzz-after-last", "open", 9);
+        assert_true (zcq_viewtable_delete (target, "zzz-last", 8));
+        s_put (target, writer, "zzz-last", "open", 10);
+    }
+    s_assert_same_indexed (table, loaded);
+    assert_int_equal (s_get_amount (loaded, "acc-10", 6), 123456789);
+    assert_int_equal (s_get_amount (loaded, "acc-12", 6), -2);
+
+    //  a table loaded with other indexes builds them from the rows
+    const char *none[] = { NULL };
+    zcq_viewtable_t *plain = s_round_trip (table, none, path);
+    s_assert_tables_equal (table, plain);
+    assert_false (zcq_viewtable_has_index (plain, "status"));
+    const char *amount_index[] = { "amount", "status", NULL };
+    zcq_viewtable_t *more = s_round_trip (table, amount_index, path);
+    s_assert_same_indexed (table, more);
+    zcq_writer_reset (writer);
+    zcq_writer_int (writer, 123456789);
+    assert_int_equal (zcq_viewtable_count_value (more, "amount", zcq_writer_data (writer),
+                                                 zcq_writer_size (writer)),
+                      1);
+
+    //  saving over a snapshot replaces it, and leaves no temporary file
+    s_put (table, writer, "only-in-the-second", "open", 1);
+    zcq_viewtable_t *again = s_round_trip (table, indexes, path);
+    s_assert_same_indexed (table, again);
+    char *temporary = s_path (dir, "accounts.snap.tmp");
+    assert_int_equal (access (temporary, F_OK), -1);
+
+    free (temporary);
+    zcq_viewtable_destroy (&again);
+    zcq_viewtable_destroy (&more);
+    zcq_viewtable_destroy (&plain);
+    zcq_viewtable_destroy (&loaded);
+    zcq_viewtable_destroy (&table);
+    zcq_writer_destroy (&writer);
+    free (path);
+    zcq_test_rmdir (&dir);
+}
+
+static void
+test_viewsnap_empty (void **state)
+{
+    char *dir = zcq_test_dir ("viewsnap-empty");
+    char *path = s_path (dir, "empty.snap");
+    const char *indexes[] = { "status", NULL };
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_viewtable_t *loaded = s_round_trip (table, indexes, path);
+    assert_int_equal (zcq_viewtable_count (loaded), 0);
+    s_page_t page = { 0 };
+    bool more = true;
+    assert_int_equal (s_list (loaded, NULL, 10, &page, &more), 0);
+    assert_false (more);
+    assert_int_equal (s_count_status (loaded, "open"), 0);
+    zcq_writer_t *writer = zcq_writer_new ();
+    s_put (loaded, writer, "k", "open", 1);
+    assert_int_equal (s_count_status (loaded, "open"), 1);
+    assert_int_equal (s_get_amount (loaded, "k", 1), 1);
+    zcq_writer_destroy (&writer);
+    s_page_free (&page);
+    zcq_viewtable_destroy (&loaded);
+    zcq_viewtable_destroy (&table);
+    free (path);
+    zcq_test_rmdir (&dir);
+}
+
+static void
+test_viewsnap_large (void **state)
+{
+    char *dir = zcq_test_dir ("viewsnap-large");
+    char *path = s_path (dir, "large.snap");
+    const char *indexes[] = { "status", NULL };
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_writer_t *writer = zcq_writer_new ();
+    enum { ROWS = 50000 };
+    char key[S_KEY_MAX];
+    uint64_t random = 42;
+    for (int index = 0; index < ROWS; index++) {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        snprintf (key, sizeof key, "k%08llx-%d", (unsigned long long) (random & 0xffffffff), index);
+        s_put (table, writer, key, s_statuses[random % 3], (int64_t) (random >> 8));
+    }
+    assert_int_equal (zcq_viewtable_count (table), ROWS);
+    zcq_viewtable_t *loaded = s_round_trip (table, indexes, path);
+    s_assert_same_indexed (table, loaded);
+    //  the loaded table's memory is of the same order as the original's
+    assert_true (zcq_viewtable_memory (loaded) <= zcq_viewtable_memory (table) * 2);
+    assert_true (zcq_viewtable_memory (loaded) >= zcq_viewtable_memory (table) / 2);
+    //  and gets the same random changes right
+    for (int index = 0; index < 5000; index++) {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        snprintf (key, sizeof key, "k%08llx-%d", (unsigned long long) (random & 0xffffffff),
+                  (int) (random % ROWS));
+        for (int round = 0; round < 2; round++) {
+            zcq_viewtable_t *target = round ? loaded : table;
+            if (random % 5 == 0)
+                zcq_viewtable_delete (target, key, strlen (key));
+            else
+                s_put (target, writer, key, s_statuses[(random >> 3) % 3], index);
+        }
+    }
+    s_assert_same_indexed (table, loaded);
+    zcq_viewtable_destroy (&loaded);
+    zcq_viewtable_destroy (&table);
+    zcq_writer_destroy (&writer);
+    free (path);
+    zcq_test_rmdir (&dir);
+}
+
+static void
+test_viewsnap_missing_and_other_view (void **state)
+{
+    char *dir = zcq_test_dir ("viewsnap-other");
+    char *path = s_path (dir, "accounts.snap");
+    const char *indexes[] = { "status", NULL };
+    char error[512] = "";
+    zcq_viewsnap_t snap = { 0 };
+    zcq_viewtable_t *loaded = (zcq_viewtable_t *) &snap; //  must be set to NULL
+    assert_int_equal (
+        zcq_viewtable_load (&loaded, indexes, path, "accounts", &snap, error, sizeof error),
+        ZCQ_NOT_FOUND);
+    assert_null (loaded);
+    assert_true (strlen (error) > 0);
+
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_writer_t *writer = zcq_writer_new ();
+    s_put (table, writer, "k", "open", 1);
+    zcq_viewsnap_t saved = { 1, 10, 11 };
+    assert_int_equal (zcq_viewtable_save (table, path, "totals", &saved, error, sizeof error),
+                      ZCQ_OK);
+    error[0] = 0;
+    loaded = (zcq_viewtable_t *) &snap;
+    assert_int_equal (
+        zcq_viewtable_load (&loaded, indexes, path, "accounts", &snap, error, sizeof error),
+        ZCQ_INVALID);
+    assert_null (loaded);
+    assert_true (strlen (error) > 0);
+    //  a view name that is a prefix of the saved one is another view too
+    assert_int_equal (
+        zcq_viewtable_load (&loaded, indexes, path, "total", &snap, error, sizeof error),
+        ZCQ_INVALID);
+    assert_int_equal (
+        zcq_viewtable_load (&loaded, indexes, path, "totals", &snap, error, sizeof error), ZCQ_OK);
+    assert_int_equal (zcq_viewtable_count (loaded), 1);
+    zcq_viewtable_destroy (&loaded);
+    //  a directory where the file should be: an error, not a table
+    char *sub = s_path (dir, "sub.snap");
+    assert_int_equal (mkdir (sub, 0755), 0);
+    assert_int_not_equal (
+        zcq_viewtable_load (&loaded, indexes, sub, "accounts", &snap, error, sizeof error), ZCQ_OK);
+    assert_null (loaded);
+    free (sub);
+    zcq_writer_destroy (&writer);
+    zcq_viewtable_destroy (&table);
+    free (path);
+    zcq_test_rmdir (&dir);
+}
+
+//  Load path, expecting ZCQ_CORRUPT, no table and an explanation.
+static void
+s_assert_corrupt (const char *path, const char *what, size_t at)
+{
+    const char *indexes[] = { "status", NULL };
+    char error[512] = "";
+    zcq_viewsnap_t snap;
+    zcq_viewtable_t *loaded = NULL;
+    zcq_err_t err
+        = zcq_viewtable_load (&loaded, indexes, path, "accounts", &snap, error, sizeof error);
+    if (err != ZCQ_CORRUPT)
+        fail_msg ("%s at %zu: expected corrupt, got %s (%s)", what, at, zcq_strerror (err), error);
+    assert_null (loaded);
+    assert_true (strlen (error) > 0);
+}
+
+//  Load every damaged variant of the snapshot bytes (size of them) that
+//  the test tries; each must be ZCQ_CORRUPT. Returns how many.
+static size_t
+s_damage_all (const char *damaged, const uint8_t *bytes, size_t size, uint8_t *copy,
+              size_t header_end)
+{
+    size_t attempts = 0;
+    //  every single-byte flip in the magic, header and trailer; every 5th
+    //  byte of the rows; two flips each (one bit, every bit)
+    for (size_t at = 0; at < size; at++) {
+        if (at >= header_end && at < size - 8 && at % 5)
+            continue;
+        for (int variant = 0; variant < 2; variant++) {
+            memcpy (copy, bytes, size);
+            copy[at] ^= variant ? 0xff : 0x01;
+            s_write_whole (damaged, copy, size);
+            s_assert_corrupt (damaged, variant ? "byte flip" : "bit flip", at);
+            attempts++;
+        }
+    }
+    //  every truncation, and bytes after the end
+    for (size_t length = 0; length < size; length++) {
+        s_write_whole (damaged, bytes, length);
+        s_assert_corrupt (damaged, "truncated", length);
+        attempts++;
+    }
+    for (size_t extra = 1; extra <= 64; extra *= 2) {
+        memcpy (copy, bytes, size);
+        memset (copy + size, extra == 8 ? 0 : 0x5a, extra);
+        s_write_whole (damaged, copy, size + extra);
+        s_assert_corrupt (damaged, "bytes after the end", extra);
+        attempts++;
+    }
+    //  files of zeros: as long as the snapshot, and short ones (the last
+    //  one written is 64 bytes)
+    static const size_t zero_sizes[] = { 1, 8, 12, 19, 20, 21, 64, 0 };
+    memset (copy, 0, size);
+    s_write_whole (damaged, copy, size);
+    s_assert_corrupt (damaged, "zeros", size);
+    for (const size_t *length = zero_sizes; *length; length++) {
+        s_write_whole (damaged, copy, *length);
+        s_assert_corrupt (damaged, "zeros", *length);
+        attempts++;
+    }
+    return attempts;
+}
+
+static void
+test_viewsnap_damaged (void **state)
+{
+    char *dir = zcq_test_dir ("viewsnap-damaged");
+    char *path = s_path (dir, "accounts.snap");
+    char *damaged = s_path (dir, "damaged.snap");
+    const char *indexes[] = { "status", NULL };
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_writer_t *writer = zcq_writer_new ();
+    char key[S_KEY_MAX];
+    for (int index = 0; index < 60; index++) {
+        snprintf (key, sizeof key, "row-%03d", index);
+        s_put (table, writer, key, s_statuses[index % 3], index * 31);
+    }
+    char error[512];
+    zcq_viewsnap_t snap = { 1, 1000, 2000 };
+    assert_int_equal (zcq_viewtable_save (table, path, "accounts", &snap, error, sizeof error),
+                      ZCQ_OK);
+    size_t size;
+    uint8_t *bytes = s_read_whole (path, &size);
+    assert_true (size > 1000);
+    uint8_t *copy = malloc (size + 64);
+    assert_non_null (copy);
+    size_t header_end
+        = 12 + ((size_t) bytes[8] << 24 | bytes[9] << 16 | bytes[10] << 8 | bytes[11]);
+    assert_true (header_end < size - 8);
+
+    //  the intact copy loads (the control for what follows)
+    s_write_whole (damaged, bytes, size);
+    zcq_viewtable_t *loaded = NULL;
+    assert_int_equal (
+        zcq_viewtable_load (&loaded, indexes, damaged, "accounts", &snap, error, sizeof error),
+        ZCQ_OK);
+    zcq_viewtable_destroy (&loaded);
+
+    //  every damage twice: the first pass lets the allocator's caches
+    //  (glibc keeps freed chunks of each size for reuse) fill up, so
+    //  that heap growth over the second pass is what failed loads leak
+    size_t heap_before = 0, attempts = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass)
+            heap_before = s_heap_in_use ();
+        attempts = s_damage_all (damaged, bytes, size, copy, header_end);
+    }
+    size_t heap_after = s_heap_in_use ();
+    if (heap_before && heap_after > heap_before + 16384)
+        fail_msg ("%zu failed loads left %zu more heap bytes in use", attempts,
+                  heap_after - heap_before);
+    //  a failed load leaves the file alone
+    size_t still;
+    uint8_t *left = s_read_whole (damaged, &still);
+    free (left);
+    assert_int_equal (still, 64);
+
+    free (copy);
+    free (bytes);
+    zcq_writer_destroy (&writer);
+    zcq_viewtable_destroy (&table);
+    free (damaged);
+    free (path);
+    zcq_test_rmdir (&dir);
+}
+
+//  --------------------------------------------------------------------------
+//  Hand-built snapshot files (DESIGN 1 of viewsnap.c) with a valid checksum
+
+static void
+s_be32 (zcq_writer_t *writer, uint32_t value)
+{
+    uint8_t bytes[4] = { (uint8_t) (value >> 24), (uint8_t) (value >> 16), (uint8_t) (value >> 8),
+                         (uint8_t) value };
+    zcq_writer_raw (writer, bytes, 4);
+}
+
+//  [be32 key length][key][be32 row length][row]
+static void
+s_raw_row (zcq_writer_t *rows, const char *key, size_t key_len, const void *row, size_t row_len)
+{
+    s_be32 (rows, (uint32_t) key_len);
+    zcq_writer_raw (rows, key, key_len);
+    s_be32 (rows, (uint32_t) row_len);
+    zcq_writer_raw (rows, row, row_len);
+}
+
+//  A row {"status": status, "amount": amount} under key.
+static void
+s_map_row (zcq_writer_t *rows, const char *key, const char *status, int64_t amount)
+{
+    zcq_writer_t *row = zcq_writer_new ();
+    s_write_row (row, status, amount);
+    s_raw_row (rows, key, strlen (key), zcq_writer_data (row), zcq_writer_size (row));
+    zcq_writer_destroy (&row);
+}
+
+static void
+s_header_map (zcq_writer_t *header, const char *view, uint64_t version, uint64_t rows)
+{
+    zcq_writer_reset (header);
+    zcq_writer_map (header, 5);
+    zcq_writer_str (header, "view");
+    zcq_writer_str (header, view);
+    zcq_writer_str (header, "version");
+    zcq_writer_uint (header, version);
+    zcq_writer_str (header, "position");
+    zcq_writer_uint (header, 500);
+    zcq_writer_str (header, "check");
+    zcq_writer_uint (header, 600);
+    zcq_writer_str (header, "rows");
+    zcq_writer_uint (header, rows);
+}
+
+//  Write magic, header (its be32 length given, or the real one when 0),
+//  rows and a valid checksum to path.
+static void
+s_build_with (const char *path, const char *magic, const zcq_writer_t *header, uint32_t header_len,
+              const zcq_writer_t *rows)
+{
+    zcq_writer_t *file = zcq_writer_new ();
+    zcq_writer_raw (file, magic, 8);
+    s_be32 (file, header_len ? header_len : (uint32_t) zcq_writer_size (header));
+    zcq_writer_raw (file, zcq_writer_data (header), zcq_writer_size (header));
+    if (rows)
+        zcq_writer_raw (file, zcq_writer_data (rows), zcq_writer_size (rows));
+    uint64_t checksum = s_test_checksum (zcq_writer_data (file), zcq_writer_size (file));
+    uint8_t trailer[8];
+    for (int index = 0; index < 8; index++)
+        trailer[index] = (uint8_t) (checksum >> (56 - 8 * index));
+    zcq_writer_raw (file, trailer, 8);
+    assert_true (zcq_writer_ok (file));
+    s_write_whole (path, zcq_writer_data (file), zcq_writer_size (file));
+    zcq_writer_destroy (&file);
+}
+
+static void
+s_build (const char *path, const zcq_writer_t *header, const zcq_writer_t *rows)
+{
+    s_build_with (path, "ZCQVIEW1", header, 0, rows);
+}
+
+static void
+test_viewsnap_hand_built (void **state)
+{
+    char *dir = zcq_test_dir ("viewsnap-hand");
+    char *path = s_path (dir, "accounts.snap");
+    const char *indexes[] = { "status", NULL };
+    zcq_writer_t *header = zcq_writer_new ();
+    zcq_writer_t *rows = zcq_writer_new ();
+    zcq_writer_t *row = zcq_writer_new ();
+    char error[512];
+    zcq_viewsnap_t snap;
+    zcq_viewtable_t *loaded = NULL;
+
+    //  the control: a well-formed file loads, so the format and the
+    //  checksum copy above are right ("a" sorts before "ab", "" first)
+    s_header_map (header, "accounts", 3, 4);
+    s_map_row (rows, "", "open", 0);
+    s_map_row (rows, "a", "open", 1);
+    s_map_row (rows, "ab", "closed", 2);
+    s_map_row (rows, "b", "open", 3);
+    s_build (path, header, rows);
+    zcq_err_t err
+        = zcq_viewtable_load (&loaded, indexes, path, "accounts", &snap, error, sizeof error);
+    if (err != ZCQ_OK)
+        fail_msg ("the hand-built control file does not load: %s", error);
+    assert_int_equal (snap.version, 3);
+    assert_int_equal (snap.position, 500);
+    assert_int_equal (snap.check, 600);
+    assert_int_equal (zcq_viewtable_count (loaded), 4);
+    assert_int_equal (s_count_status (loaded, "open"), 3);
+    assert_int_equal (s_get_amount (loaded, "ab", 2), 2);
+    assert_int_equal (s_get_amount (loaded, "", 0), 0);
+    zcq_viewtable_destroy (&loaded);
+
+    //  the same view name under another: INVALID, not CORRUPT
+    s_header_map (header, "totals", 3, 4);
+    s_build (path, header, rows);
+    assert_int_equal (
+        zcq_viewtable_load (&loaded, indexes, path, "accounts", &snap, error, sizeof error),
+        ZCQ_INVALID);
+    assert_null (loaded);
+
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    size_t heap_before = s_heap_in_use ();
+    //  keys out of order, a key twice, a prefix after its extension
+    static const char *const bad_orders[][2]
+        = { { "b", "a" }, { "a", "a" }, { "ab", "a" }, { "a", "" }, { "\xff", "\x01" } };
+    for (size_t index = 0; index < sizeof bad_orders / sizeof bad_orders[0]; index++) {
+        zcq_writer_reset (rows);
+        s_map_row (rows, "0", "open", 0);
+        s_map_row (rows, bad_orders[index][0], "open", 1);
+        s_map_row (rows, bad_orders[index][1], "open", 2);
+        s_map_row (rows, "\xff\xff", "open", 3);
+        s_header_map (header, "accounts", 1, 4);
+        s_build (path, header, rows);
+        s_assert_corrupt (path, "keys out of order", index);
+    }
+
+    //  rows that are not one well-formed map
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } bad_rows[] = {
+        { "", 0 },         //  empty
+        { "\x05", 1 },     //  an integer
+        { "\x91\x01", 2 }, //  an array
+        { "\xa3"
+          "abc",
+          4 },                       //  a string
+        { "\xc0", 1 },               //  nil
+        { "\x81\xa1x", 3 },          //  a map without its value
+        { "\x81\xa1x\x01\xc0", 5 },  //  a map, then a byte more
+        { "\x82\xa1x\x01", 4 },      //  a map with a pair missing
+        { "\xde\x00\x01\xa1x", 5 },  //  map16 without its value
+        { "\x81\xa1x\xd9\x10x", 6 }, //  a value running past the row
+        { "\x81\xa1x\xc1", 4 },      //  the never-used byte
+    };
+    for (size_t index = 0; index < sizeof bad_rows / sizeof bad_rows[0]; index++) {
+        zcq_writer_reset (rows);
+        s_map_row (rows, "a", "open", 1);
+        s_raw_row (rows, "b", 1, bad_rows[index].bytes, bad_rows[index].len);
+        s_map_row (rows, "c", "open", 3);
+        s_header_map (header, "accounts", 1, 3);
+        s_build (path, header, rows);
+        s_assert_corrupt (path, "a row that is not a map", index);
+    }
+
+    //  counts and lengths that do not match the bytes
+    zcq_writer_reset (rows);
+    s_map_row (rows, "a", "open", 1);
+    s_map_row (rows, "b", "open", 2);
+    static const uint64_t bad_counts[] = { 0, 1, 3, 4, 1000, 1ULL << 40, UINT64_MAX };
+    for (size_t index = 0; index < sizeof bad_counts / sizeof bad_counts[0]; index++) {
+        s_header_map (header, "accounts", 1, bad_counts[index]);
+        s_build (path, header, rows);
+        s_assert_corrupt (path, "a row count that does not match", index);
+    }
+    s_header_map (header, "accounts", 1, 2);
+    static const uint32_t bad_lengths[] = { 2, 100, 0x7fffffff, 0xffffffff, 0xfffffffc };
+    for (size_t index = 0; index < sizeof bad_lengths / sizeof bad_lengths[0]; index++) {
+        for (int which = 0; which < 2; which++) {
+            //  "a" with its key or row length wrong, then "b"
+            zcq_writer_reset (rows);
+            s_write_row (row, "open", 1);
+            s_be32 (rows, which ? 1 : bad_lengths[index]);
+            zcq_writer_raw (rows, "a", 1);
+            s_be32 (rows, which ? bad_lengths[index] : (uint32_t) zcq_writer_size (row));
+            zcq_writer_raw (rows, zcq_writer_data (row), zcq_writer_size (row));
+            s_map_row (rows, "b", "open", 2);
+            s_build (path, header, rows);
+            s_assert_corrupt (
+                path, which ? "a row length past the end" : "a key length past the end", index);
+        }
+    }
+    //  a last row cut short: 4 bytes of key length and nothing else
+    zcq_writer_reset (rows);
+    s_map_row (rows, "a", "open", 1);
+    s_be32 (rows, 1);
+    s_build (path, header, rows);
+    s_assert_corrupt (path, "a row cut short", 0);
+
+    //  headers: not a map, a field missing or ill-typed, too long, past
+    //  the end, a length that covers bytes after the map
+    zcq_writer_reset (rows);
+    s_map_row (rows, "a", "open", 1);
+    zcq_writer_reset (header);
+    zcq_writer_array (header, 1);
+    zcq_writer_int (header, 1);
+    s_build (path, header, rows);
+    s_assert_corrupt (path, "a header that is not a map", 0);
+    static const char *const fields[] = { "view", "version", "position", "check", "rows" };
+    for (size_t skip = 0; skip < 5; skip++) {
+        for (int typed = 0; typed < 2; typed++) {
+            zcq_writer_reset (header);
+            zcq_writer_map (header, typed ? 5 : 4);
+            for (size_t field = 0; field < 5; field++) {
+                if (field == skip && !typed)
+                    continue;
+                zcq_writer_str (header, fields[field]);
+                if (field == skip)
+                    zcq_writer_int (header, field == 0 ? 1 : -1); //  ill-typed
+                else if (field == 0)
+                    zcq_writer_str (header, "accounts");
+                else
+                    zcq_writer_uint (header, field == 4 ? 1 : 10);
+            }
+            s_build (path, header, rows);
+            s_assert_corrupt (path, typed ? "an ill-typed header field" : "a missing header field",
+                              skip);
+        }
+    }
+    s_header_map (header, "accounts", 1ULL << 32, 1);
+    s_build (path, header, rows);
+    s_assert_corrupt (path, "a version past 32 bits", 0);
+    s_header_map (header, "accounts", 1, 1);
+    s_build_with (path, "ZCQVIEW2", header, 0, rows);
+    s_assert_corrupt (path, "another magic", 0);
+    s_build_with (path, "ZCQVIEW1", header, (uint32_t) zcq_writer_size (header) + 1, rows);
+    s_assert_corrupt (path, "a header length one past its map", 0);
+    s_build_with (path, "ZCQVIEW1", header, (uint32_t) zcq_writer_size (header) - 1, rows);
+    s_assert_corrupt (path, "a header length one short", 0);
+    s_build_with (path, "ZCQVIEW1", header, 0xffffffff, rows);
+    s_assert_corrupt (path, "a header length past the end", 0);
+    //  a header longer than 4096 bytes (a long view name)
+    char *long_name = malloc (5000);
+    memset (long_name, 'v', 4999);
+    long_name[4999] = 0;
+    s_header_map (header, long_name, 1, 1);
+    s_build (path, header, rows);
+    err = zcq_viewtable_load (&loaded, indexes, path, long_name, &snap, error, sizeof error);
+    assert_int_equal (err, ZCQ_CORRUPT);
+    assert_null (loaded);
+    //  ... which zcq_viewtable_save refuses to write in the first place
+    zcq_viewsnap_t saved = { 1, 1, 1 };
+    assert_int_not_equal (zcq_viewtable_save (table, path, long_name, &saved, error, sizeof error),
+                          ZCQ_OK);
+    free (long_name);
+    size_t heap_after = s_heap_in_use ();
+    if (heap_before && heap_after > heap_before + 16384)
+        fail_msg ("failed loads of hand-built files left %zu more heap bytes in use",
+                  heap_after - heap_before);
+
+    //  the header's numbers keep all their bits
+    saved = (zcq_viewsnap_t) { UINT32_MAX, UINT64_MAX, UINT64_MAX - 1 };
+    assert_int_equal (zcq_viewtable_save (table, path, "accounts", &saved, error, sizeof error),
+                      ZCQ_OK);
+    assert_int_equal (
+        zcq_viewtable_load (&loaded, indexes, path, "accounts", &snap, error, sizeof error),
+        ZCQ_OK);
+    assert_int_equal (snap.version, UINT32_MAX);
+    assert_true (snap.position == UINT64_MAX);
+    assert_true (snap.check == UINT64_MAX - 1);
+    zcq_viewtable_destroy (&loaded);
+
+    zcq_viewtable_destroy (&table);
+    zcq_writer_destroy (&row);
+    zcq_writer_destroy (&rows);
+    zcq_writer_destroy (&header);
+    free (path);
+    zcq_test_rmdir (&dir);
+}
+
+//  Saving where it cannot: an error (not a crash), and nothing left behind.
+static void
+test_viewsnap_save_errors (void **state)
+{
+    char *dir = zcq_test_dir ("viewsnap-save");
+    const char *indexes[] = { "status", NULL };
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_writer_t *writer = zcq_writer_new ();
+    s_put (table, writer, "k", "open", 1);
+    zcq_viewsnap_t snap = { 1, 2, 3 };
+    char error[512] = "";
+
+    //  a directory that does not exist
+    char *missing = s_path (dir, "no-such-dir/accounts.snap");
+    assert_int_not_equal (
+        zcq_viewtable_save (table, missing, "accounts", &snap, error, sizeof error), ZCQ_OK);
+    assert_true (strlen (error) > 0);
+    char *missing_dir = s_path (dir, "no-such-dir");
+    assert_int_equal (access (missing_dir, F_OK), -1);
+
+    //  a directory where the file should go: the rename fails, and the
+    //  temporary file is removed
+    char *blocked = s_path (dir, "blocked.snap");
+    assert_int_equal (mkdir (blocked, 0755), 0);
+    char *inside = s_path (blocked, "keep");
+    s_write_whole (inside, "x", 1);
+    error[0] = 0;
+    assert_int_not_equal (
+        zcq_viewtable_save (table, blocked, "accounts", &snap, error, sizeof error), ZCQ_OK);
+    assert_true (strlen (error) > 0);
+    char *temporary = s_path (dir, "blocked.snap.tmp");
+    assert_int_equal (access (temporary, F_OK), -1);
+    //  what was there is untouched
+    assert_int_equal (access (inside, F_OK), 0);
+
+    //  nothing in dir but the blocking directory
+    DIR *listing = opendir (dir);
+    assert_non_null (listing);
+    struct dirent *entry;
+    while ((entry = readdir (listing)))
+        if (strcmp (entry->d_name, ".") && strcmp (entry->d_name, "..")
+            && strcmp (entry->d_name, "blocked.snap"))
+            fail_msg ("a file was left behind: %s", entry->d_name);
+    closedir (listing);
+
+    free (temporary);
+    free (inside);
+    free (blocked);
+    free (missing_dir);
+    free (missing);
+    zcq_writer_destroy (&writer);
+    zcq_viewtable_destroy (&table);
+    zcq_test_rmdir (&dir);
+}
+
 int
 main (void)
 {
@@ -1213,6 +2039,13 @@ main (void)
         cmocka_unit_test (test_viewtable_random_against_model),
         cmocka_unit_test (test_viewtable_memory),
         cmocka_unit_test (test_viewtable_distinct_values_are_released),
+        cmocka_unit_test (test_viewsnap_round_trip),
+        cmocka_unit_test (test_viewsnap_empty),
+        cmocka_unit_test (test_viewsnap_large),
+        cmocka_unit_test (test_viewsnap_missing_and_other_view),
+        cmocka_unit_test (test_viewsnap_damaged),
+        cmocka_unit_test (test_viewsnap_hand_built),
+        cmocka_unit_test (test_viewsnap_save_errors),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
