@@ -67,13 +67,13 @@ read -r -a pkg_cflags <<< "$(pkg-config --cflags libczmq libzmq msgpack rocksdb)
 read -r -a pkg_libs <<< "$(pkg-config --libs libczmq libzmq msgpack rocksdb)"
 libs=("${pkg_libs[@]}" -lpthread -ldl)
 
-sources=(
-    engine/error.c engine/codec.c engine/fields.c engine/store.c engine/config.c
-    engine/domain.c engine/client.c engine/view.c engine/catchup.c
-    actors/batch.c actors/command_router.c actors/aggregate_shard.c actors/log_writer.c
-    actors/projection.c actors/query_router.c actors/node.c
-    examples/bank/bank.c
-)
+#  the library is every .c of engine/ and actors/ (as in CMakeLists.txt),
+#  so that a new source file cannot be left out here
+sources=()
+for file in "$root"/engine/*.c "$root"/actors/*.c; do
+    sources+=("${file#"$root"/}")
+done
+sources+=(examples/bank/bank.c)
 
 mkdir -p "$build/obj"
 jobs=$(nproc 2>/dev/null || echo 2)
