@@ -377,9 +377,13 @@ s_op_health (self_t *self, zcq_query_t *query)
     zcq_writer_int (self->writer, (zcq_now_us () - self->env->started_us) / 1000);
     zcq_writer_str (self->writer, "durability");
     zcq_writer_str (self->writer, zcq_durability_name (self->env->config->durability));
+    //  `failed` while a storage error keeps commands from committing (the
+    //  store reopens itself once the fault clears)
+    zcq_writer_str (self->writer, "store");
+    zcq_writer_str (self->writer, zcq_store_failed (self->env->store) ? "failed" : "ok");
     zcq_writer_str (self->writer, "views");
     s_write_views (self);
-    zcq_query_reply_close (query, self->writer, mark, count + 5);
+    zcq_query_reply_close (query, self->writer, mark, count + 6);
 }
 
 static void

@@ -997,6 +997,12 @@ s_storage_fault_scenario (const char *workdir, const s_scenario_t *scenario)
                        "the failed write and refuses every later write until the DB is "
                        "reopened; the node never resumes or reopens it",
                        S_RECOVER_MS / 1000, reply.code, reply.message);
+        if (recovered) {
+            //  a command committed: the store reports itself healthy again
+            health = s_query (client, "health", NULL);
+            if (!health || !zcq_value_streq (zcq_value_get (health, "store"), "ok"))
+                s_problem (&problems, "`health` after the recovery does not say store `ok`");
+        }
         s_check_log (client, acked, failed, applied, "after the fault cleared", &problems, NULL);
         int status = s_daemon_stop (&daemon, SIGTERM);
         if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {

@@ -372,6 +372,7 @@ def test_health(client):
     assert is_int(rep["head"]) and rep["head"] >= 0
     assert is_int(rep["uptime_ms"]) and rep["uptime_ms"] >= 0
     assert rep["durability"] == "wal"
+    assert rep["store"] == "ok"
     check_views_list(rep["views"])
     pos = assert_ok(client.open(uniq()))["position"]
     rep2 = assert_ok(client.query("health"))
