@@ -9,17 +9,26 @@
     2.  Log reads (read, stream) and node queries (views, health, stats)
         are answered here from the store and the counters; none of them
         touches the write path.
+    3.  A reply that meets a client's full pipe (a burst of answered
+        queries is faster than the I/O thread) waits in a backlog, retried
+        every few ms, and a client's later replies queue behind it. A client
+        that does not read its replies is bounded: its waiting replies stop
+        at S_PEER_BYTES, every client's at S_BACKLOG_BYTES, and a reply
+        still waiting after S_BACKLOG_MS is dropped.
 */
 #include "zcq_read.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#define S_READ_DEFAULT 1000
-#define S_READ_MAX     10000
-#define S_ROUND        256
-#define S_REPLY_BYTES  (16 << 20) //  a read or stream reply stops growing here
-#define S_SNDHWM       300        //  replies queued per client
+#define S_READ_DEFAULT  1000
+#define S_READ_MAX      10000
+#define S_ROUND         256
+#define S_REPLY_BYTES   (16 << 20) //  a read or stream reply stops growing here
+#define S_SNDHWM        300        //  replies queued per client in ZeroMQ
+#define S_PEER_BYTES    (32 << 20) //  DESIGN 3: backlog per client
+#define S_BACKLOG_BYTES (256 << 20)
+#define S_BACKLOG_MS    10000
 
 static const char *s_status_names[] = { "live", "catching_up", "rebuilding" };
 
@@ -116,6 +125,9 @@ typedef struct {
     size_t view_count;
     zcq_writer_t *writer;
     zcq_limits_t limits;
+    zlistx_t *backlog;    //  DESIGN 3: answered queries waiting for a pipe
+    zhashx_t *queued;     //  client identity (hex) -> bytes it has waiting
+    size_t backlog_bytes; //  of every client
     bool terminated;
     char endpoint[ZCQ_ENDPOINT_MAX];
 } self_t;
@@ -136,6 +148,13 @@ s_destroy (self_t **self_p)
         zsock_destroy (&self->hosts[host]);
     }
     free (self->hosts);
+    if (self->backlog) {
+        zcq_query_t *query;
+        while ((query = zlistx_detach (self->backlog, NULL)))
+            zcq_query_destroy (&query);
+        zlistx_destroy (&self->backlog);
+    }
+    zhashx_destroy (&self->queued);
     zsock_destroy (&self->clients);
     zcq_writer_destroy (&self->writer);
     free (self);
@@ -160,7 +179,11 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
     self->writer = zcq_writer_new ();
     self->hosts = calloc (self->host_count ? self->host_count : 1, sizeof (zsock_t *));
     self->clients = zsock_new (ZMQ_ROUTER);
-    if (!self->writer || !self->hosts || !self->clients) {
+    self->backlog = zlistx_new ();
+    self->queued = zhashx_new ();
+    if (self->queued)
+        zhashx_set_destructor (self->queued, (zhashx_destructor_fn *) zstr_free);
+    if (!self->writer || !self->hosts || !self->clients || !self->backlog || !self->queued) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
@@ -196,29 +219,129 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
     return self;
 }
 
-//  Send a query's reply with its envelope, then free the query.
+//  Try to send a query's reply with its envelope, without blocking: 0 =
+//  sent, 1 = the client's pipe is full (nothing sent), -1 = not sent (the
+//  client is gone, or there is no reply).
+static int
+s_send_reply (self_t *self, zcq_query_t *query)
+{
+    void *socket = zsock_resolve (self->clients);
+    zframe_t *frame = zmsg_first (query->envelope);
+    if (!frame || !query->reply)
+        return -1;
+    bool first = true;
+    while (frame) {
+        if (zmq_send (socket, zframe_data (frame), zframe_size (frame),
+                      ZMQ_SNDMORE | (first ? ZMQ_DONTWAIT : 0))
+            < 0)
+            return first && zmq_errno () == EAGAIN ? 1 : -1;
+        first = false;
+        frame = zmsg_next (query->envelope);
+    }
+    return zmq_send (socket, query->reply, query->reply_size, 0) >= 0 ? 0 : -1;
+}
+
+//  The client a query came from, as hex of its routing identity.
+static void
+s_peer (const zcq_query_t *query, char *peer, size_t size)
+{
+    zframe_t *identity = zmsg_first (query->envelope);
+    size_t len = identity ? zframe_size (identity) : 0;
+    if (len * 2 + 1 > size)
+        len = (size - 1) / 2;
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *bytes = identity ? zframe_data (identity) : NULL;
+    for (size_t index = 0; index < len; index++) {
+        peer[2 * index] = hex[bytes[index] >> 4];
+        peer[2 * index + 1] = hex[bytes[index] & 15];
+    }
+    peer[2 * len] = 0;
+}
+
+//  What a waiting reply holds: the reply, its envelope and the query.
+static size_t
+s_reply_bytes (const zcq_query_t *query)
+{
+    return query->reply_size + zmsg_content_size (query->envelope) + sizeof (zcq_query_t) + 256;
+}
+
+//  Queue a reply for a full pipe (DESIGN 3); false when over a bound.
+static bool
+s_backlog_add (self_t *self, zcq_query_t *query, const char *peer)
+{
+    size_t bytes = s_reply_bytes (query);
+    char *queued = zhashx_lookup (self->queued, peer);
+    size_t peer_bytes = queued ? strtoull (queued, NULL, 10) : 0;
+    char *total = NULL;
+    if (peer_bytes + bytes > S_PEER_BYTES || self->backlog_bytes + bytes > S_BACKLOG_BYTES
+        || !(total = zsys_sprintf ("%zu", peer_bytes + bytes))
+        || !zlistx_add_end (self->backlog, query)) {
+        zstr_free (&total);
+        return false;
+    }
+    zhashx_update (self->queued, peer, total);
+    //  the request is answered: only the reply and its envelope wait
+    query->root = query->rid = NULL;
+    zcq_doc_destroy (&query->doc);
+    zframe_destroy (&query->body);
+    self->backlog_bytes += bytes;
+    query->deadline = zclock_mono () + S_BACKLOG_MS;
+    return true;
+}
+
+static void
+s_backlog_forget (self_t *self, zcq_query_t *query)
+{
+    char peer[520];
+    s_peer (query, peer, sizeof peer);
+    size_t bytes = s_reply_bytes (query);
+    char *queued = zhashx_lookup (self->queued, peer);
+    size_t peer_bytes = queued ? strtoull (queued, NULL, 10) : 0;
+    char *total = peer_bytes > bytes ? zsys_sprintf ("%zu", peer_bytes - bytes) : NULL;
+    if (total)
+        zhashx_update (self->queued, peer, total);
+    else
+        zhashx_delete (self->queued, peer);
+    self->backlog_bytes -= bytes;
+}
+
+//  Send a query's reply (or queue it, DESIGN 3), then let go of the query.
 static void
 s_reply (self_t *self, zcq_query_t **query_p)
 {
     zcq_query_t *query = *query_p;
-    void *socket = zsock_resolve (self->clients);
+    *query_p = NULL;
     ZCQ_STAT_ADD (self->env->stats, queries_served, 1);
-    zframe_t *frame = zmsg_first (query->envelope);
-    bool sent = frame != NULL && query->reply != NULL;
-    bool first = true;
-    while (sent && frame) {
-        if (zmq_send (socket, zframe_data (frame), zframe_size (frame),
-                      ZMQ_SNDMORE | (first ? ZMQ_DONTWAIT : 0))
-            < 0)
-            sent = false;
-        first = false;
-        frame = zmsg_next (query->envelope);
-    }
-    if (sent)
-        sent = zmq_send (socket, query->reply, query->reply_size, 0) >= 0;
-    if (!sent)
+    char peer[520];
+    s_peer (query, peer, sizeof peer);
+    //  behind the client's replies already waiting, to keep their order
+    int rc = zhashx_lookup (self->queued, peer) ? 1 : s_send_reply (self, query);
+    if (rc == 1 && s_backlog_add (self, query, peer))
+        return;
+    if (rc != 0)
         ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
-    zcq_query_destroy (query_p);
+    zcq_query_destroy (&query);
+}
+
+//  Retry the waiting replies, oldest first; drop those waiting too long.
+static void
+s_flush_backlog (self_t *self)
+{
+    int64_t now = zclock_mono ();
+    zcq_query_t *query = zlistx_first (self->backlog);
+    while (query) {
+        int rc = now < query->deadline ? s_send_reply (self, query) : -1;
+        if (rc == 1) {
+            query = zlistx_next (self->backlog);
+            continue;
+        }
+        if (rc < 0)
+            ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
+        zlistx_detach_cur (self->backlog);
+        s_backlog_forget (self, query);
+        zcq_query_destroy (&query);
+        query = zlistx_next (self->backlog);
+    }
 }
 
 //  Optional integer field within [min, max]; false (query failed) when it
@@ -612,7 +735,8 @@ zcq_query_actor (zsock_t *pipe, void *args)
     for (uint32_t host = 0; host < self->host_count; host++)
         items[2 + host] = (zmq_pollitem_t) { zsock_resolve (self->hosts[host]), 0, ZMQ_POLLIN, 0 };
     while (!self->terminated) {
-        if (zmq_poll (items, (int) item_count, -1) < 0) {
+        long timeout = zlistx_size (self->backlog) ? 2 : -1;
+        if (zmq_poll (items, (int) item_count, timeout) < 0) {
             if (zmq_errno () == EINTR)
                 continue; //  a signal for the process, not for us
             break;
@@ -626,6 +750,8 @@ zcq_query_actor (zsock_t *pipe, void *args)
             for (int count = 0; count < S_ROUND; count++)
                 if (!s_take_request (self))
                     break;
+        if (zlistx_size (self->backlog))
+            s_flush_backlog (self);
     }
     free (items);
     s_destroy (&self);

@@ -504,3 +504,30 @@ def test_op_ill_typed_is_invalid(client):
     wrong = {op: rep for op, rep in replies.items()
              if rep.get("error") != "invalid"}
     assert not wrong, "ill-typed op must be invalid: %r" % wrong
+
+
+def test_burst_of_answered_queries_loses_none(daemon):
+    """Thousands of queries waiting for one position are answered at once
+    when a command reaches it: a burst faster than the node's I/O thread
+    sends. Every one of them must come back (a reply that meets a full
+    pipe waits for it; it is not dropped)."""
+    c = Client(daemon)
+    try:
+        k = uniq()
+        assert_ok(c.open(k))
+        head = c.head()
+        count = 3000
+        for n in range(count):
+            c.send_query({"op": "get", "view": "accounts", "key": k,
+                          "min_position": head + 1, "timeout_ms": 20000,
+                          "rid": n})
+        # every query has reached the router (it takes them in order)
+        assert_ok(c.query("health"))
+        assert_ok(c.deposit(k, 7))
+        for n in range(count):
+            rep = view_reply(c.wait_query(n, 20))
+            assert rep["row"]["balance"] == 7
+        stats = assert_ok(c.query("stats"))["stats"]
+        assert stats["replies_dropped"] == 0, stats
+    finally:
+        c.close()
