@@ -416,6 +416,21 @@ class Client:
     def get(self, view, key, **kw):
         return self.query("get", view=view, key=key, **kw)
 
+    def rows(self, view, min_position, limit=50):
+        """Every row of a view, paged in key order, once the view has
+        reached min_position."""
+        rows, after = [], None
+        while True:
+            q = {"view": view, "limit": limit, "min_position": min_position,
+                 "timeout_ms": 10000}
+            if after is not None:
+                q["after"] = after
+            rep = assert_ok(self.query("list", **q))
+            rows += rep["rows"]
+            after = rep["next"]
+            if after is None:
+                return rows
+
     def head(self):
         rep = assert_ok(self.query("health"))
         return rep["head"]

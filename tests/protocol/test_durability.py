@@ -40,18 +40,7 @@ def snapshot(c):
         streams[e["stream"]] = max(streams.get(e["stream"], 0), e["version"])
     versions = {s: c.stream(s)["version"] for s in streams}
     assert versions == streams
-    rows = []
-    after = None
-    while True:
-        q = {"view": "accounts", "limit": 7, "min_position": head,
-             "timeout_ms": 10000}
-        if after is not None:
-            q["after"] = after
-        rep = assert_ok(c.query("list", **q))
-        rows += rep["rows"]
-        after = rep["next"]
-        if after is None:
-            break
+    rows = c.rows("accounts", head, limit=7)
     totals = c.row("totals", "bank", min_position=head)
     return {"head": head, "log": log, "versions": versions, "rows": rows,
             "totals": totals}

@@ -39,18 +39,7 @@ def wait_live(c, head):
 
 def view_contents(c, head):
     """Every accounts row (paged) and the totals row, at head."""
-    rows, after = [], None
-    while True:
-        q = {"view": "accounts", "limit": 50, "min_position": head,
-             "timeout_ms": 10000}
-        if after is not None:
-            q["after"] = after
-        rep = assert_ok(c.query("list", **q))
-        rows += rep["rows"]
-        after = rep["next"]
-        if after is None:
-            break
-    return {"accounts": rows,
+    return {"accounts": c.rows("accounts", head),
             "totals": c.row("totals", "bank", min_position=head)}
 
 
