@@ -124,14 +124,11 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     return ZCQ_OK;
 }
 
-void
-zcq_node_destroy (zcq_node_t **self_p)
+int
+zcq_node_drain (zcq_node_t *self)
 {
-    if (!self_p || !*self_p)
-        return;
-    zcq_node_t *self = *self_p;
+    int left = 0;
     if (self->router) {
-        int left = 0;
         zsock_send (self->router, "s", "DRAIN");
         if (zsock_recv (self->router, "i", &left) == 0 && left)
             zsys_warning ("node: %d commands still in flight at shutdown", left);
@@ -145,6 +142,16 @@ zcq_node_destroy (zcq_node_t **self_p)
         zsock_recv (self->shards[shard], "i", &status);
         zactor_destroy (&self->shards[shard]);
     }
+    return left;
+}
+
+void
+zcq_node_destroy (zcq_node_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zcq_node_t *self = *self_p;
+    zcq_node_drain (self);
     free (self->shards);
     free (self->shard_args);
     zactor_destroy (&self->writer);

@@ -162,10 +162,10 @@ main (int argc, char *argv[])
     int signal_number = 0;
     sigwait (&signals, &signal_number);
     fprintf (stderr, "zcqrsd: %s: stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
-    uint64_t head = zcq_node_head (node);
+    zcq_node_drain (node);
+    uint64_t head = zcq_node_head (node); //  final: nothing is in flight
     zcq_node_destroy (&node);
-    fprintf (stderr, "zcqrsd: stopped cleanly at log head %llu (before the drain)\n",
-             (unsigned long long) head);
+    fprintf (stderr, "zcqrsd: stopped cleanly at log head %llu\n", (unsigned long long) head);
     zcq_config_destroy (&config);
     if (plugin)
         dlclose (plugin);

@@ -34,6 +34,11 @@ typedef enum {
 //  written into error[size].
 ZCQ_EXPORT zcq_err_t zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config,
                                      const zcq_domain_t *domain, char *error, size_t size);
+//  Stop taking commands (new ones get `unavailable`) and return once every
+//  command in flight is committed and answered: the head is final then,
+//  and queries are still answered. Returns how many commands were still in
+//  flight when waiting gave up (0 = clean). zcq_node_destroy drains too.
+ZCQ_EXPORT int zcq_node_drain (zcq_node_t *self);
 //  Stop taking commands, finish the commits in flight, stop every actor and
 //  close the store. Safe on NULL; nulls the pointer.
 ZCQ_EXPORT void zcq_node_destroy (zcq_node_t **self_p);
