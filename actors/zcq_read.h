@@ -27,7 +27,7 @@ typedef struct {
     atomic_uint_fast64_t position;
     atomic_uint_fast64_t rows;
     atomic_uint_fast64_t memory;
-    atomic_uint_fast64_t applied; //  events applied (rebuilds included)
+    atomic_uint_fast64_t applied;  //  events applied (rebuilds included)
     atomic_uint_fast64_t snapshot; //  position of the last snapshot saved or loaded
     atomic_int status;
 } zcq_view_info_t;

@@ -2575,6 +2575,7 @@ test_view_snapshot_restart (void **state)
     s_snapshot (&fixture, head, &after);
     s_assert_same (&before, &after);
     s_snapshot_free (&after);
+    s_snapshot_free (&before);
     s_bank_check (&fixture, bank);
 
     //  the loaded views follow new events, and a rebuild of a loaded view

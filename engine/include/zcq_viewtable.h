@@ -74,15 +74,15 @@ typedef struct {
 //  Save the table to path atomically (a temporary file, fsync, rename,
 //  fsync of the directory). On error, error says why.
 ZCQ_EXPORT zcq_err_t zcq_viewtable_save (const zcq_viewtable_t *self, const char *path,
-                                         const char *view, const zcq_viewsnap_t *snap,
-                                         char *error, size_t size);
+                                         const char *view, const zcq_viewsnap_t *snap, char *error,
+                                         size_t size);
 //  Load a snapshot of view into a new table with the given indexes, and
 //  its header into snap. ZCQ_NOT_FOUND when there is no file, ZCQ_INVALID
 //  when it is another view's, ZCQ_CORRUPT when it is damaged (checksum,
 //  bounds, key order, a row that is not a map); error says why.
 ZCQ_EXPORT zcq_err_t zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes,
-                                         const char *path, const char *view,
-                                         zcq_viewsnap_t *snap, char *error, size_t size);
+                                         const char *path, const char *view, zcq_viewsnap_t *snap,
+                                         char *error, size_t size);
 
 #ifdef __cplusplus
 }
