@@ -1191,10 +1191,7 @@ zcq_batch_snapshot (zcq_batch_t *self, const char *stream, size_t stream_len, ui
                     uint64_t version, const void *state, size_t len)
 {
     uint8_t header[12];
-    header[0] = (uint8_t) (schema >> 24);
-    header[1] = (uint8_t) (schema >> 16);
-    header[2] = (uint8_t) (schema >> 8);
-    header[3] = (uint8_t) schema;
+    zcq_put_be32 (header, schema);
     zcq_put_be64 (header + 4, version);
     const char *parts[2] = { (const char *) header, state };
     size_t sizes[2] = { sizeof header, len };
@@ -1516,8 +1513,7 @@ zcq_store_snapshot (zcq_store_t *self, const char *stream, uint32_t *schema, uin
         return ZCQ_CORRUPT;
     }
     const uint8_t *bytes = value;
-    *schema = (uint32_t) bytes[0] << 24 | (uint32_t) bytes[1] << 16 | (uint32_t) bytes[2] << 8
-            | bytes[3];
+    *schema = zcq_get_be32 (bytes);
     *version = zcq_get_be64 (bytes + 4);
     *len = value_len - 12;
     memmove (value, bytes + 12, *len);

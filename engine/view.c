@@ -510,8 +510,7 @@ s_shortest (const uint8_t *value, size_t len)
     else if ((type == 0xda || type == 0xcd) && len >= 3)
         size = (uint64_t) value[1] << 8 | value[2];
     else if ((type == 0xdb || type == 0xce) && len >= 5)
-        size = (uint64_t) value[1] << 24 | (uint64_t) value[2] << 16 | (uint64_t) value[3] << 8
-             | value[4];
+        size = zcq_get_be32 (value + 1);
     else if (type == 0xcf && len >= 9)
         size = zcq_get_be64 (value + 1);
     else
@@ -563,10 +562,7 @@ s_composite (zcq_viewtable_t *self, const void *value, size_t value_len, const c
         self->composite_size = size;
     }
     uint8_t *bytes = (uint8_t *) self->composite;
-    bytes[0] = (uint8_t) (value_len >> 24);
-    bytes[1] = (uint8_t) (value_len >> 16);
-    bytes[2] = (uint8_t) (value_len >> 8);
-    bytes[3] = (uint8_t) value_len;
+    zcq_put_be32 (bytes, (uint32_t) value_len);
     memcpy (bytes + 4, value, value_len);
     memcpy (bytes + 4 + value_len, key, key_len);
     return size;
@@ -732,17 +728,6 @@ s_append_row (zcq_viewtable_t *self, const char *key, size_t key_len, const void
     return ZCQ_OK;
 }
 
-zcq_err_t
-zcq_viewtable_append (zcq_viewtable_t *self, const char *key, size_t key_len, const void *row,
-                      size_t row_len)
-{
-    s_node_t *node;
-    ZCQ_TRY (s_append_row (self, key, key_len, row, row_len, &node));
-    if (self->index_count)
-        return s_reindex (self, key, key_len, NULL, 0, node->payload, row_len, node);
-    return ZCQ_OK;
-}
-
 bool
 zcq_viewtable_delete (zcq_viewtable_t *self, const char *key, size_t key_len)
 {
@@ -827,9 +812,7 @@ static bool
 s_has_value (const s_node_t *node, const uint8_t *value, size_t value_len)
 {
     const uint8_t *key = (const uint8_t *) s_key (node);
-    return node->key_len >= 4 + value_len
-        && ((size_t) key[0] << 24 | (size_t) key[1] << 16 | (size_t) key[2] << 8 | key[3])
-               == value_len
+    return node->key_len >= 4 + value_len && zcq_get_be32 (key) == value_len
         && memcmp (key + 4, value, value_len) == 0;
 }
 
@@ -850,10 +833,7 @@ zcq_viewtable_list_value (const zcq_viewtable_t *self, const char *field, const 
     if (!start)
         return 0;
     uint8_t *bytes = (uint8_t *) start;
-    bytes[0] = (uint8_t) (value_len >> 24);
-    bytes[1] = (uint8_t) (value_len >> 16);
-    bytes[2] = (uint8_t) (value_len >> 8);
-    bytes[3] = (uint8_t) value_len;
+    zcq_put_be32 (bytes, (uint32_t) value_len);
     memcpy (bytes + 4, value, value_len);
     if (after)
         memcpy (bytes + 4 + value_len, after, after_len);
@@ -906,11 +886,7 @@ zcq_viewtable_index_order (const zcq_viewtable_t *self, size_t index, uint8_t *r
         node->mark = number++;
     for (s_node_t *node = self->indexes[index].list.head->forward[0]; node;
          node = node->forward[0]) {
-        uint32_t row = ((s_node_t *) node->payload)->mark;
-        rows[0] = (uint8_t) (row >> 24);
-        rows[1] = (uint8_t) (row >> 16);
-        rows[2] = (uint8_t) (row >> 8);
-        rows[3] = (uint8_t) row;
+        zcq_put_be32 (rows, ((s_node_t *) node->payload)->mark);
         rows += 4;
     }
 }
@@ -935,13 +911,6 @@ zcq_viewtable_load_row (zcq_viewtable_t *self, const char *key, size_t key_len, 
     return ZCQ_OK;
 }
 
-static inline uint32_t
-s_row_number (const uint8_t *bytes)
-{
-    return (uint32_t) bytes[0] << 24 | (uint32_t) bytes[1] << 16 | (uint32_t) bytes[2] << 8
-         | bytes[3];
-}
-
 zcq_err_t
 zcq_viewtable_load_index (zcq_viewtable_t *self, const char *field, size_t field_len,
                           const uint8_t *rows, size_t count)
@@ -959,15 +928,15 @@ zcq_viewtable_load_index (zcq_viewtable_t *self, const char *field, size_t field
     if (self->index_loaded[position] || count > self->loaded_count)
         return ZCQ_INVALID;
     for (size_t entry = 0; entry < count; entry++, rows += 4) {
-        uint32_t number = s_row_number (rows);
+        uint32_t number = zcq_get_be32 (rows);
         if (number >= self->loaded_count)
             return ZCQ_INVALID;
         //  rows come in the index's order, not in memory's: fetch the
         //  nodes, and then their rows, a few entries ahead
-        if (entry + 16 < count && s_row_number (rows + 64) < self->loaded_count)
-            __builtin_prefetch (self->loaded[s_row_number (rows + 64)]);
-        if (entry + 8 < count && s_row_number (rows + 32) < self->loaded_count)
-            __builtin_prefetch (self->loaded[s_row_number (rows + 32)]->payload);
+        if (entry + 16 < count && zcq_get_be32 (rows + 64) < self->loaded_count)
+            __builtin_prefetch (self->loaded[zcq_get_be32 (rows + 64)]);
+        if (entry + 8 < count && zcq_get_be32 (rows + 32) < self->loaded_count)
+            __builtin_prefetch (self->loaded[zcq_get_be32 (rows + 32)]->payload);
         s_node_t *row = self->loaded[number];
         if (!s_field_value (self, row->payload, row->row_len, index->field, self->new_value))
             return ZCQ_INVALID;

@@ -66,22 +66,6 @@ s_checksum (const uint8_t *bytes, size_t len)
     return hash;
 }
 
-static void
-s_put_be32 (uint8_t *bytes, uint32_t value)
-{
-    bytes[0] = (uint8_t) (value >> 24);
-    bytes[1] = (uint8_t) (value >> 16);
-    bytes[2] = (uint8_t) (value >> 8);
-    bytes[3] = (uint8_t) value;
-}
-
-static uint32_t
-s_get_be32 (const uint8_t *bytes)
-{
-    return (uint32_t) bytes[0] << 24 | (uint32_t) bytes[1] << 16 | (uint32_t) bytes[2] << 8
-         | bytes[3];
-}
-
 //  --------------------------------------------------------------------------
 //  Images (DESIGN 2)
 
@@ -114,9 +98,9 @@ s_add_row (void *arg, const char *key, size_t key_len, const void *row, size_t r
     uint8_t *bytes = s_reserve (self, 8 + key_len + row_len);
     if (!bytes)
         return 1;
-    s_put_be32 (bytes, (uint32_t) key_len);
+    zcq_put_be32 (bytes, (uint32_t) key_len);
     memcpy (bytes + 4, key, key_len);
-    s_put_be32 (bytes + 4 + key_len, (uint32_t) row_len);
+    zcq_put_be32 (bytes + 4 + key_len, (uint32_t) row_len);
     memcpy (bytes + 8 + key_len, row, row_len);
     return 0;
 }
@@ -158,7 +142,7 @@ zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_vie
     else if (zcq_writer_ok (header) && header_len <= S_HEADER_MAX
              && (start = s_reserve (self, S_MAGIC_SIZE + 4 + header_len))) {
         memcpy (start, S_MAGIC, S_MAGIC_SIZE);
-        s_put_be32 (start + S_MAGIC_SIZE, (uint32_t) header_len);
+        zcq_put_be32 (start + S_MAGIC_SIZE, (uint32_t) header_len);
         memcpy (start + S_MAGIC_SIZE + 4, zcq_writer_data (header), header_len);
     }
     else
@@ -173,9 +157,9 @@ zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_vie
         uint8_t *bytes = s_reserve (self, 8 + field_len + 4 * entries);
         if (!bytes)
             break;
-        s_put_be32 (bytes, (uint32_t) field_len);
+        zcq_put_be32 (bytes, (uint32_t) field_len);
         memcpy (bytes + 4, field, field_len);
-        s_put_be32 (bytes + 4 + field_len, (uint32_t) entries);
+        zcq_put_be32 (bytes + 4 + field_len, (uint32_t) entries);
         zcq_viewtable_index_order (table, index, bytes + 8 + field_len);
     }
     uint8_t *trailer = s_reserve (self, S_TRAILER);
@@ -184,12 +168,6 @@ zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_vie
     if (self->failed)
         zcq_viewimage_destroy (&self);
     return self;
-}
-
-size_t
-zcq_viewimage_size (const zcq_viewimage_t *self)
-{
-    return self->size;
 }
 
 void
@@ -346,7 +324,7 @@ s_header (const uint8_t *bytes, size_t length, const char *path, const char *vie
         return s_corrupt (path, "not a zcqrs view snapshot", error, size);
     if (zcq_get_be64 (bytes + length - S_TRAILER) != s_checksum (bytes, length - S_TRAILER))
         return s_corrupt (path, "checksum mismatch", error, size);
-    uint32_t header_len = s_get_be32 (bytes + S_MAGIC_SIZE);
+    uint32_t header_len = zcq_get_be32 (bytes + S_MAGIC_SIZE);
     if (header_len > S_HEADER_MAX || header_len > length - S_MAGIC_SIZE - 4 - S_TRAILER)
         return s_corrupt (path, "header length out of bounds", error, size);
     zcq_doc_t *doc = zcq_doc_new ();
@@ -400,14 +378,14 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
     }
     size_t end = length - S_TRAILER;
     for (uint64_t row = 0; err == ZCQ_OK && row < rows; row++) {
-        if (end - cursor < 8 || s_get_be32 (bytes + cursor) > end - cursor - 8) {
+        if (end - cursor < 8 || zcq_get_be32 (bytes + cursor) > end - cursor - 8) {
             err = s_corrupt (path, "a key runs past the end", error, size);
             break;
         }
-        size_t key_len = s_get_be32 (bytes + cursor);
+        size_t key_len = zcq_get_be32 (bytes + cursor);
         const char *key = (const char *) bytes + cursor + 4;
         cursor += 4 + key_len;
-        size_t row_len = s_get_be32 (bytes + cursor);
+        size_t row_len = zcq_get_be32 (bytes + cursor);
         if (row_len > end - cursor - 4) {
             err = s_corrupt (path, "a row runs past the end", error, size);
             break;
@@ -427,14 +405,14 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
     }
     //  the indexes, each in its order
     while (err == ZCQ_OK && cursor < end) {
-        if (end - cursor < 8 || s_get_be32 (bytes + cursor) > end - cursor - 8) {
+        if (end - cursor < 8 || zcq_get_be32 (bytes + cursor) > end - cursor - 8) {
             err = s_corrupt (path, "an index name runs past the end", error, size);
             break;
         }
-        size_t field_len = s_get_be32 (bytes + cursor);
+        size_t field_len = zcq_get_be32 (bytes + cursor);
         const char *field = (const char *) bytes + cursor + 4;
         cursor += 4 + field_len;
-        size_t entries = s_get_be32 (bytes + cursor);
+        size_t entries = zcq_get_be32 (bytes + cursor);
         cursor += 4;
         if (entries > (end - cursor) / 4) {
             err = s_corrupt (path, "an index runs past the end", error, size);

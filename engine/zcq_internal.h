@@ -45,11 +45,6 @@ bool zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const vo
 //  --------------------------------------------------------------------------
 //  View tables and their snapshots (view.c, viewsnap.c)
 
-//  Add a row whose key sorts after every key in the table: O(1) while
-//  appends follow each other. ZCQ_INVALID when the key is not the greatest.
-zcq_err_t zcq_viewtable_append (zcq_viewtable_t *self, const char *key, size_t key_len,
-                                const void *row, size_t row_len);
-
 //  Size the hash table for rows rows; false when out of memory.
 bool zcq_viewtable_reserve (zcq_viewtable_t *self, size_t rows);
 
@@ -75,7 +70,6 @@ typedef struct zcq_viewimage_t zcq_viewimage_t;
 zcq_viewimage_t *zcq_viewimage_new (const zcq_viewtable_t *table, const char *view,
                                     const zcq_viewsnap_t *snap);
 void zcq_viewimage_destroy (zcq_viewimage_t **self_p);
-size_t zcq_viewimage_size (const zcq_viewimage_t *self);
 zcq_err_t zcq_viewimage_write (const zcq_viewimage_t *self, const char *path, char *error,
                                size_t size);
 
@@ -179,6 +173,22 @@ zcq_get_be64 (const uint8_t *bytes)
     for (int index = 0; index < 8; index++)
         value = (value << 8) | bytes[index];
     return value;
+}
+
+static inline void
+zcq_put_be32 (uint8_t *bytes, uint32_t value)
+{
+    bytes[0] = (uint8_t) (value >> 24);
+    bytes[1] = (uint8_t) (value >> 16);
+    bytes[2] = (uint8_t) (value >> 8);
+    bytes[3] = (uint8_t) value;
+}
+
+static inline uint32_t
+zcq_get_be32 (const uint8_t *bytes)
+{
+    return (uint32_t) bytes[0] << 24 | (uint32_t) bytes[1] << 16 | (uint32_t) bytes[2] << 8
+         | bytes[3];
 }
 
 //  A 64-bit hash of bytes (FNV-1a, then mixed), for hash tables, filters
