@@ -172,69 +172,6 @@ s_assert_error (const zcq_value_t *reply, const char *code, int line)
 //  --------------------------------------------------------------------------
 //  Request builders
 
-//  Write one typed value: the testutil forms ("s:", "i:", "b:", "n:") and
-//  "f:1.5" (float), "x:N" (a string of N bytes), "B:N" (N bytes of bin),
-//  "D:N" (N nested arrays), "a:" (an empty array), "m:" (the map
-//  {amount: 100}).
-static void
-s_write_typed (zcq_writer_t *writer, const char *value)
-{
-    if (strncmp (value, "i:", 2) == 0)
-        zcq_writer_int (writer, atoll (value + 2));
-    else if (strncmp (value, "f:", 2) == 0)
-        zcq_writer_float (writer, atof (value + 2));
-    else if (strncmp (value, "b:", 2) == 0)
-        zcq_writer_bool (writer, strcmp (value + 2, "true") == 0);
-    else if (strncmp (value, "n:", 2) == 0)
-        zcq_writer_nil (writer);
-    else if (strncmp (value, "s:", 2) == 0)
-        zcq_writer_str (writer, value + 2);
-    else if (strncmp (value, "x:", 2) == 0) {
-        size_t len = (size_t) atol (value + 2);
-        char *text = malloc (len + 1);
-        assert_non_null (text);
-        memset (text, 'k', len);
-        zcq_writer_strn (writer, text, len);
-        free (text);
-    }
-    else if (strncmp (value, "B:", 2) == 0) {
-        size_t len = (size_t) atol (value + 2);
-        char *bytes = calloc (1, len + 1);
-        assert_non_null (bytes);
-        zcq_writer_bin (writer, bytes, len);
-        free (bytes);
-    }
-    else if (strncmp (value, "D:", 2) == 0) {
-        for (int depth = atoi (value + 2); depth > 0; depth--)
-            zcq_writer_array (writer, 1);
-        zcq_writer_int (writer, 1);
-    }
-    else if (strncmp (value, "a:", 2) == 0)
-        zcq_writer_array (writer, 0);
-    else if (strncmp (value, "m:", 2) == 0) {
-        zcq_writer_map (writer, 1);
-        zcq_writer_str (writer, "amount");
-        zcq_writer_int (writer, 100);
-    }
-    else
-        fail_msg ("test value '%s' has no type prefix", value);
-}
-
-//  Encode a map of name, typed-value pairs ending with NULL.
-static void
-s_write_map (zcq_writer_t *writer, va_list args)
-{
-    size_t mark = zcq_writer_map_open (writer);
-    size_t count = 0;
-    const char *name;
-    while ((name = va_arg (args, const char *))) {
-        zcq_writer_str (writer, name);
-        s_write_typed (writer, va_arg (args, const char *));
-        count++;
-    }
-    zcq_writer_map_close (writer, mark, count);
-}
-
 //  Send raw bytes to the command endpoint, return the reply.
 static const zcq_value_t *
 s_call_raw (zcq_client_t *client, const void *body, size_t size)
@@ -256,39 +193,11 @@ s_request (zcq_client_t *client, ...)
     zcq_writer_t *writer = zcq_writer_new ();
     va_list args;
     va_start (args, client);
-    s_write_map (writer, args);
+    zcq_test_write_map (writer, args);
     va_end (args);
     const zcq_value_t *reply
         = s_call_raw (client, zcq_writer_data (writer), zcq_writer_size (writer));
     zcq_writer_destroy (&writer);
-    return reply;
-}
-
-//  Send an account command whose data map is built from name, typed-value
-//  pairs ending with NULL; expect < 0 = absent, id NULL = a fresh id.
-static const zcq_value_t *
-s_send (zcq_client_t *client, const char *id, const char *type, const char *key, int64_t expect,
-        ...)
-{
-    zcq_writer_t *data = zcq_writer_new ();
-    va_list args;
-    va_start (args, expect);
-    s_write_map (data, args);
-    va_end (args);
-    zcq_command_req_t command = {
-        .id = id,
-        .aggregate = "account",
-        .key = key,
-        .type = type,
-        .expect = expect,
-        .data = zcq_writer_data (data),
-        .data_len = zcq_writer_size (data),
-    };
-    const zcq_value_t *reply = NULL;
-    zcq_err_t err = zcq_client_command (client, &command, S_TIMEOUT, &reply);
-    zcq_writer_destroy (&data);
-    if (err != ZCQ_OK)
-        fail_msg ("no reply to command %s", id ? id : "(fresh id)");
     return reply;
 }
 
@@ -299,7 +208,7 @@ s_send_data (zcq_client_t *client, const char *id, const char *type, const char 
 {
     zcq_writer_t *writer = zcq_writer_new ();
     if (data)
-        s_write_typed (writer, data);
+        zcq_test_write_typed (writer, data);
     zcq_command_req_t command = {
         .id = id,
         .aggregate = "account",
@@ -522,19 +431,19 @@ test_open (void **state)
     zcq_client_t *client = fixture->client;
 
     //  invalid payloads, each appending nothing
-    ASSERT_ERROR (s_send (client, NULL, "open", "1", -1, NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "open", "1", -1, "owner", "s:", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "open", "1", -1, "owner", "x:129", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "open", "1", -1, "owner", "i:7", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "open", "1", -1, "owner", "n:", NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "1", -1, NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "1", -1, "owner", "s:", NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "1", -1, "owner", "x:129", NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "1", -1, "owner", "i:7", NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "1", -1, "owner", "n:", NULL), "invalid");
     ASSERT_ERROR (
-        s_send (client, NULL, "open", "1", -1, "owner", "s:ann", "overdraft", "i:-1", NULL),
+        zcq_test_send (client, NULL, "open", "1", -1, "owner", "s:ann", "overdraft", "i:-1", NULL),
         "invalid");
     ASSERT_ERROR (
-        s_send (client, NULL, "open", "1", -1, "owner", "s:ann", "overdraft", "s:100", NULL),
+        zcq_test_send (client, NULL, "open", "1", -1, "owner", "s:ann", "overdraft", "s:100", NULL),
         "invalid");
     ASSERT_ERROR (
-        s_send (client, NULL, "open", "1", -1, "owner", "s:ann", "overdraft", "f:1.5", NULL),
+        zcq_test_send (client, NULL, "open", "1", -1, "owner", "s:ann", "overdraft", "f:1.5", NULL),
         "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "open", "1", "s:ann"), "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "open", "1", "a:"), "invalid");
@@ -543,26 +452,29 @@ test_open (void **state)
     assert_int_equal (zcq_node_head (fixture->node), 0);
 
     //  boundaries: 1 byte, 128 bytes, overdraft 0, absent or nil overdraft
-    ASSERT_OK (s_send (client, NULL, "open", "1", -1, "owner", "s:a", NULL), "account/1", 1);
-    ASSERT_OK (s_send (client, NULL, "open", "2", -1, "owner", "x:128", NULL), "account/2", 1);
-    ASSERT_OK (s_send (client, NULL, "open", "3", -1, "owner", "s:bob", "overdraft", "i:0", NULL),
-               "account/3", 1);
-    uint64_t position = ASSERT_OK (s_send (client, NULL, "open", "4", -1, "owner", "s:cy",
-                                           "overdraft", "n:", "extra", "s:ignored", NULL),
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "1", -1, "owner", "s:a", NULL), "account/1", 1);
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "2", -1, "owner", "x:128", NULL), "account/2",
+               1);
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "open", "3", -1, "owner", "s:bob", "overdraft", "i:0", NULL),
+        "account/3", 1);
+    uint64_t position = ASSERT_OK (zcq_test_send (client, NULL, "open", "4", -1, "owner", "s:cy",
+                                                  "overdraft", "n:", "extra", "s:ignored", NULL),
                                    "account/4", 1);
     assert_int_equal (position, 4);
 
     //  re-open is rejected, whatever the payload, and appends nothing
-    ASSERT_ERROR (s_send (client, NULL, "open", "1", -1, "owner", "s:a", NULL), "rejected");
-    ASSERT_ERROR (
-        s_send (client, NULL, "open", "2", -1, "owner", "s:other", "overdraft", "i:50", NULL),
-        "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "1", -1, "owner", "s:a", NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "2", -1, "owner", "s:other", "overdraft",
+                                 "i:50", NULL),
+                  "rejected");
     assert_int_equal (zcq_node_head (fixture->node), 4);
 
     //  the default overdraft is 0: nothing can be withdrawn from account 4
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "4", -1, "amount", "i:1", NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "4", -1, "amount", "i:1", NULL),
+                  "rejected");
     //  and the version goes on from 1
-    position = ASSERT_OK (s_send (client, NULL, "deposit", "1", -1, "amount", "i:5", NULL),
+    position = ASSERT_OK (zcq_test_send (client, NULL, "deposit", "1", -1, "amount", "i:5", NULL),
                           "account/1", 2);
     assert_int_equal (position, 5);
     assert_int_equal (zcq_node_head (fixture->node), 5);
@@ -578,40 +490,50 @@ test_deposit (void **state)
     zcq_client_t *client = fixture->client;
 
     //  before open: rejected, nothing appended
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, "amount", "i:100", NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "i:100", NULL),
+                  "rejected");
     assert_int_equal (zcq_node_head (fixture->node), 0);
-    ASSERT_OK (s_send (client, NULL, "open", "7", -1, "owner", "s:dee", NULL), "account/7", 1);
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "7", -1, "owner", "s:dee", NULL), "account/7",
+               1);
 
     //  every invalid payload class
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, "amount", "i:0", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, "amount", "i:-5", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, "amount", "s:10", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, "amount", "f:10.5", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, "amount", "n:", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, "amount", "b:true", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "7", -1, "sum", "i:10", NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "i:0", NULL),
+                  "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "i:-5", NULL),
+                  "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "s:10", NULL),
+                  "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "f:10.5", NULL),
+                  "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "n:", NULL),
+                  "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "b:true", NULL),
+                  "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "7", -1, "sum", "i:10", NULL), "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "deposit", "7", "i:10"), "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "deposit", "7", "a:"), "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "deposit", "7", "s:10"), "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "deposit", "7", "n:"), "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "deposit", "7", NULL), "invalid");
     //  invalid beats rejected: the payload is checked before the rules
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "8", -1, "amount", "i:0", NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "8", -1, "amount", "i:0", NULL),
+                  "invalid");
     assert_int_equal (zcq_node_head (fixture->node), 1);
 
     //  accepted: 1 cent and a large amount
-    uint64_t position = ASSERT_OK (s_send (client, NULL, "deposit", "7", -1, "amount", "i:1", NULL),
-                                   "account/7", 2);
+    uint64_t position = ASSERT_OK (
+        zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "i:1", NULL), "account/7", 2);
     assert_int_equal (position, 2);
-    position
-        = ASSERT_OK (s_send (client, NULL, "deposit", "7", -1, "amount", "i:1000000000000", NULL),
-                     "account/7", 3);
+    position = ASSERT_OK (
+        zcq_test_send (client, NULL, "deposit", "7", -1, "amount", "i:1000000000000", NULL),
+        "account/7", 3);
     assert_int_equal (position, 3);
     //  the balance is 1000000000001: withdrawing it all empties the account
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "7", -1, "amount", "i:1000000000002", NULL),
-                  "rejected");
-    ASSERT_OK (s_send (client, NULL, "withdraw", "7", -1, "amount", "i:1000000000001", NULL),
+    ASSERT_ERROR (
+        zcq_test_send (client, NULL, "withdraw", "7", -1, "amount", "i:1000000000002", NULL),
+        "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "7", -1, "amount", "i:1000000000001", NULL),
                "account/7", 4);
     assert_int_equal (zcq_node_head (fixture->node), 4);
 }
@@ -625,39 +547,54 @@ test_withdraw (void **state)
     fixture_t *fixture = *state;
     zcq_client_t *client = fixture->client;
 
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "9", -1, "amount", "i:1", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "open", "9", -1, "owner", "s:eve", "overdraft", "i:100", NULL),
-               "account/9", 1);
-    ASSERT_OK (s_send (client, NULL, "deposit", "9", -1, "amount", "i:50", NULL), "account/9", 2);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "open", "9", -1, "owner", "s:eve", "overdraft", "i:100", NULL),
+        "account/9", 1);
+    ASSERT_OK (zcq_test_send (client, NULL, "deposit", "9", -1, "amount", "i:50", NULL),
+               "account/9", 2);
 
     //  invalid payloads
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "9", -1, NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "9", -1, "amount", "i:0", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "9", -1, "amount", "i:-50", NULL), "invalid");
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "9", -1, "amount", "s:5", NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "9", -1, NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "i:0", NULL),
+                  "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "i:-50", NULL),
+                  "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "s:5", NULL),
+                  "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "withdraw", "9", "a:"), "invalid");
     ASSERT_ERROR (s_send_data (client, NULL, "withdraw", "9", NULL), "invalid");
 
     //  balance 50, overdraft 100: 151 would leave -101 < -100
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "9", -1, "amount", "i:151", NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "i:151", NULL),
+                  "rejected");
     assert_int_equal (zcq_node_head (fixture->node), 2);
     //  150 leaves exactly -100: accepted
     uint64_t position = ASSERT_OK (
-        s_send (client, NULL, "withdraw", "9", -1, "amount", "i:150", NULL), "account/9", 3);
+        zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "i:150", NULL), "account/9", 3);
     assert_int_equal (position, 3);
     //  at the limit, not one cent more
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "9", -1, "amount", "i:1", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "deposit", "9", -1, "amount", "i:10", NULL), "account/9", 4);
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "9", -1, "amount", "i:11", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "withdraw", "9", -1, "amount", "i:10", NULL), "account/9", 5);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "deposit", "9", -1, "amount", "i:10", NULL),
+               "account/9", 4);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "i:11", NULL),
+                  "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "9", -1, "amount", "i:10", NULL),
+               "account/9", 5);
 
     //  without overdraft, the balance is the limit
-    ASSERT_OK (s_send (client, NULL, "open", "10", -1, "owner", "s:fay", NULL), "account/10", 1);
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "10", -1, "amount", "i:1", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "deposit", "10", -1, "amount", "i:30", NULL), "account/10", 2);
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "10", -1, "amount", "i:31", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "withdraw", "10", -1, "amount", "i:30", NULL), "account/10",
-               3);
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "10", -1, "owner", "s:fay", NULL), "account/10",
+               1);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "10", -1, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "deposit", "10", -1, "amount", "i:30", NULL),
+               "account/10", 2);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "10", -1, "amount", "i:31", NULL),
+                  "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "10", -1, "amount", "i:30", NULL),
+               "account/10", 3);
 
     assert_int_equal (zcq_node_head (fixture->node), 8);
 }
@@ -671,34 +608,44 @@ test_close (void **state)
     fixture_t *fixture = *state;
     zcq_client_t *client = fixture->client;
 
-    ASSERT_ERROR (s_send (client, NULL, "close", "12", -1, NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "open", "12", -1, "owner", "s:hal", "overdraft", "i:20", NULL),
-               "account/12", 1);
-    ASSERT_OK (s_send (client, NULL, "deposit", "12", -1, "amount", "i:5", NULL), "account/12", 2);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "close", "12", -1, NULL), "rejected");
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "open", "12", -1, "owner", "s:hal", "overdraft", "i:20", NULL),
+        "account/12", 1);
+    ASSERT_OK (zcq_test_send (client, NULL, "deposit", "12", -1, "amount", "i:5", NULL),
+               "account/12", 2);
     //  positive balance
-    ASSERT_ERROR (s_send (client, NULL, "close", "12", -1, NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "withdraw", "12", -1, "amount", "i:15", NULL), "account/12",
-               3);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "close", "12", -1, NULL), "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "12", -1, "amount", "i:15", NULL),
+               "account/12", 3);
     //  negative balance
-    ASSERT_ERROR (s_send (client, NULL, "close", "12", -1, NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "deposit", "12", -1, "amount", "i:10", NULL), "account/12", 4);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "close", "12", -1, NULL), "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "deposit", "12", -1, "amount", "i:10", NULL),
+               "account/12", 4);
     assert_int_equal (zcq_node_head (fixture->node), 4);
     //  balance 0
-    uint64_t position = ASSERT_OK (s_send (client, NULL, "close", "12", -1, NULL), "account/12", 5);
+    uint64_t position
+        = ASSERT_OK (zcq_test_send (client, NULL, "close", "12", -1, NULL), "account/12", 5);
     assert_int_equal (position, 5);
 
     //  closed: every command is rejected and appends nothing
-    ASSERT_ERROR (s_send (client, NULL, "close", "12", -1, NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "12", -1, "amount", "i:1", NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "12", -1, "amount", "i:1", NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "open", "12", -1, "owner", "s:hal", NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "close", "12", -1, NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "12", -1, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "12", -1, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "12", -1, "owner", "s:hal", NULL),
+                  "rejected");
     //  a closed account still checks payloads first
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "12", -1, "amount", "i:0", NULL), "invalid");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "12", -1, "amount", "i:0", NULL),
+                  "invalid");
     assert_int_equal (zcq_node_head (fixture->node), 5);
 
     //  the stream did not move: expect 5 is still right
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "12", 5, "amount", "i:1", NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "12", 4, "amount", "i:1", NULL), "conflict");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "12", 5, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "12", 4, "amount", "i:1", NULL),
+                  "conflict");
 }
 
 //  --------------------------------------------------------------------------
@@ -720,7 +667,8 @@ test_request_validation (void **state)
     zcq_client_t *client = fixture->client;
     const zcq_value_t *reply;
 
-    ASSERT_OK (s_send (client, "v-open", "open", "1", -1, "owner", "s:ann", NULL), "account/1", 1);
+    ASSERT_OK (zcq_test_send (client, "v-open", "open", "1", -1, "owner", "s:ann", NULL),
+               "account/1", 1);
     //  the request that every case below spoils in one way
     reply = s_request (client, "id", "s:v-good", "aggregate", "s:account", "key", "s:1", "type",
                        "s:deposit", "data", "m:", NULL);
@@ -763,7 +711,7 @@ test_request_validation (void **state)
                                 "s:1", "type",         "s:deposit", "data",      "m:" };
         for (size_t pair = 0; pair < 10; pair += 2) {
             zcq_writer_str (request, pairs[pair]);
-            s_write_typed (request, pairs[pair + 1]);
+            zcq_test_write_typed (request, pairs[pair + 1]);
         }
         s_send_body (dealer, zcq_writer_data (request), zcq_writer_size (request));
         ASSERT_ERROR (s_recv_reply (dealer, doc, S_TIMEOUT), "invalid");
@@ -870,10 +818,11 @@ test_request_validation (void **state)
     memset (long_key, 'k', 256);
     long_key[256] = 0;
     snprintf (long_stream, sizeof long_stream, "account/%s", long_key);
-    ASSERT_OK (s_send (client, NULL, "open", long_key, -1, "owner", "s:long", NULL), long_stream,
-               1);
-    ASSERT_OK (s_send (client, NULL, "open", "Ann Smith: #1 ~ 100%", -1, "owner", "s:ann", NULL),
-               "account/Ann Smith: #1 ~ 100%", 1);
+    ASSERT_OK (zcq_test_send (client, NULL, "open", long_key, -1, "owner", "s:long", NULL),
+               long_stream, 1);
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "open", "Ann Smith: #1 ~ 100%", -1, "owner", "s:ann", NULL),
+        "account/Ann Smith: #1 ~ 100%", 1);
     assert_int_equal (zcq_node_head (fixture->node), 8);
 
     //  unknown aggregate and command types
@@ -915,7 +864,7 @@ s_encode_padded (zcq_writer_t *writer, const char *id, size_t size)
         for (size_t index = 0; index < 8; index++)
             zcq_writer_str (writer, pairs[index]);
         zcq_writer_str (writer, "data");
-        s_write_typed (writer, "m:");
+        zcq_test_write_typed (writer, "m:");
         zcq_writer_str (writer, "padding");
         char *bytes = calloc (1, padding);
         assert_non_null (bytes);
@@ -935,8 +884,8 @@ test_request_limit (void **state)
     zcq_writer_t *writer = zcq_writer_new ();
     zcq_doc_t *doc = zcq_doc_new ();
     const zcq_value_t *reply;
-    ASSERT_OK (s_send (fixture->client, NULL, "open", "1", -1, "owner", "s:ann", NULL), "account/1",
-               1);
+    ASSERT_OK (zcq_test_send (fixture->client, NULL, "open", "1", -1, "owner", "s:ann", NULL),
+               "account/1", 1);
 
     //  at the limit: taken
     s_encode_padded (writer, "limit-at", 1048576);
@@ -958,7 +907,7 @@ test_request_limit (void **state)
         zcq_value_get_str (reply, "id", ids[index], sizeof ids[index], "");
     }
     assert_int_equal (zcq_node_head (fixture->node), 2);
-    ASSERT_OK (s_send (fixture->client, NULL, "deposit", "1", -1, "amount", "i:1", NULL),
+    ASSERT_OK (zcq_test_send (fixture->client, NULL, "deposit", "1", -1, "amount", "i:1", NULL),
                "account/1", 3);
     zcq_doc_destroy (&doc);
     zcq_writer_destroy (&writer);
@@ -981,42 +930,47 @@ test_expect (void **state)
     const zcq_value_t *reply;
 
     //  0 on a new stream
-    ASSERT_OK (s_send (client, NULL, "open", "e1", 0, "owner", "s:ivy", NULL), "account/e1", 1);
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "e1", 0, "owner", "s:ivy", NULL), "account/e1",
+               1);
     //  0 on an existing stream: conflict, with the stream's version
-    reply = s_send (client, "x-1", "open", "e1", 0, "owner", "s:ivy", NULL);
+    reply = zcq_test_send (client, "x-1", "open", "e1", 0, "owner", "s:ivy", NULL);
     ASSERT_ERROR (reply, "conflict");
     assert_int_equal (zcq_value_get_int (reply, "version", -1), 1);
     s_assert_id (reply, "x-1");
-    reply = s_send (client, NULL, "deposit", "e1", 0, "amount", "i:5", NULL);
+    reply = zcq_test_send (client, NULL, "deposit", "e1", 0, "amount", "i:5", NULL);
     ASSERT_ERROR (reply, "conflict");
     assert_int_equal (zcq_value_get_int (reply, "version", -1), 1);
     //  the right version
-    ASSERT_OK (s_send (client, NULL, "deposit", "e1", 1, "amount", "i:5", NULL), "account/e1", 2);
-    reply = s_send (client, NULL, "deposit", "e1", 1, "amount", "i:5", NULL);
+    ASSERT_OK (zcq_test_send (client, NULL, "deposit", "e1", 1, "amount", "i:5", NULL),
+               "account/e1", 2);
+    reply = zcq_test_send (client, NULL, "deposit", "e1", 1, "amount", "i:5", NULL);
     ASSERT_ERROR (reply, "conflict");
     assert_int_equal (zcq_value_get_int (reply, "version", -1), 2);
-    reply = s_send (client, NULL, "deposit", "e1", 7, "amount", "i:5", NULL);
+    reply = zcq_test_send (client, NULL, "deposit", "e1", 7, "amount", "i:5", NULL);
     ASSERT_ERROR (reply, "conflict");
     assert_int_equal (zcq_value_get_int (reply, "version", -1), 2);
     assert_int_equal (zcq_node_head (fixture->node), 2);
-    ASSERT_OK (s_send (client, NULL, "withdraw", "e1", 2, "amount", "i:5", NULL), "account/e1", 3);
+    ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "e1", 2, "amount", "i:5", NULL),
+               "account/e1", 3);
 
     //  a new stream is at version 0
-    reply = s_send (client, NULL, "open", "e2", 1, "owner", "s:jo", NULL);
+    reply = zcq_test_send (client, NULL, "open", "e2", 1, "owner", "s:jo", NULL);
     ASSERT_ERROR (reply, "conflict");
     assert_int_equal (zcq_value_get_int (reply, "version", -1), 0);
     //  a matching expect still goes through the rules
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "e2", 0, "amount", "i:5", NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "e2", 0, "amount", "i:5", NULL),
+                  "rejected");
     assert_int_equal (zcq_node_head (fixture->node), 3);
 
     //  a conflicting command's id can be retried with the right version
-    ASSERT_ERROR (s_send (client, "x-2", "deposit", "e1", 9, "amount", "i:1", NULL), "conflict");
+    ASSERT_ERROR (zcq_test_send (client, "x-2", "deposit", "e1", 9, "amount", "i:1", NULL),
+                  "conflict");
     uint64_t position = ASSERT_OK (
-        s_send (client, "x-2", "deposit", "e1", 3, "amount", "i:1", NULL), "account/e1", 4);
+        zcq_test_send (client, "x-2", "deposit", "e1", 3, "amount", "i:1", NULL), "account/e1", 4);
     assert_int_equal (position, 4);
     //  its retry is a duplicate, whatever it expects now
     assert_int_equal (
-        ASSERT_DUPLICATE (s_send (client, "x-2", "deposit", "e1", 0, "amount", "i:1", NULL),
+        ASSERT_DUPLICATE (zcq_test_send (client, "x-2", "deposit", "e1", 0, "amount", "i:1", NULL),
                           "account/e1", 4),
         4);
     assert_int_equal (zcq_node_head (fixture->node), 4);
@@ -1032,52 +986,54 @@ test_duplicates (void **state)
     zcq_client_t *client = fixture->client;
     const zcq_value_t *reply;
 
-    ASSERT_OK (s_send (client, "d-open", "open", "20", -1, "owner", "s:kim", NULL), "account/20",
-               1);
-    ASSERT_OK (s_send (client, "d-dep", "deposit", "20", -1, "amount", "i:100", NULL), "account/20",
-               2);
+    ASSERT_OK (zcq_test_send (client, "d-open", "open", "20", -1, "owner", "s:kim", NULL),
+               "account/20", 1);
+    ASSERT_OK (zcq_test_send (client, "d-dep", "deposit", "20", -1, "amount", "i:100", NULL),
+               "account/20", 2);
     assert_int_equal (zcq_node_head (fixture->node), 2);
 
     //  the retry gets the stored result and appends nothing
-    reply = s_send (client, "d-dep", "deposit", "20", -1, "amount", "i:100", NULL);
+    reply = zcq_test_send (client, "d-dep", "deposit", "20", -1, "amount", "i:100", NULL);
     assert_int_equal (ASSERT_DUPLICATE (reply, "account/20", 2), 2);
     assert_int_equal (zcq_value_get_int (reply, "events", -1), 1);
     s_assert_id (reply, "d-dep");
-    assert_int_equal (
-        ASSERT_DUPLICATE (s_send (client, "d-open", "open", "20", -1, "owner", "s:kim", NULL),
-                          "account/20", 1),
-        1);
+    assert_int_equal (ASSERT_DUPLICATE (zcq_test_send (client, "d-open", "open", "20", -1, "owner",
+                                                       "s:kim", NULL),
+                                        "account/20", 1),
+                      1);
     //  even when the retry says something else: the first success stands
-    assert_int_equal (
-        ASSERT_DUPLICATE (s_send (client, "d-dep", "deposit", "20", -1, "amount", "i:5", NULL),
-                          "account/20", 2),
-        2);
-    assert_int_equal (
-        ASSERT_DUPLICATE (s_send (client, "d-dep", "withdraw", "20", -1, "amount", "i:5", NULL),
-                          "account/20", 2),
-        2);
+    assert_int_equal (ASSERT_DUPLICATE (zcq_test_send (client, "d-dep", "deposit", "20", -1,
+                                                       "amount", "i:5", NULL),
+                                        "account/20", 2),
+                      2);
+    assert_int_equal (ASSERT_DUPLICATE (zcq_test_send (client, "d-dep", "withdraw", "20", -1,
+                                                       "amount", "i:5", NULL),
+                                        "account/20", 2),
+                      2);
     assert_int_equal (zcq_node_head (fixture->node), 2);
     //  the balance is 100: deposited once
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "20", -1, "amount", "i:101", NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "20", -1, "amount", "i:101", NULL),
+                  "rejected");
 
     //  a rejected command's id is not remembered: decided again
-    ASSERT_ERROR (s_send (client, "d-early", "deposit", "21", -1, "amount", "i:40", NULL),
+    ASSERT_ERROR (zcq_test_send (client, "d-early", "deposit", "21", -1, "amount", "i:40", NULL),
                   "rejected");
-    ASSERT_ERROR (s_send (client, "d-early", "deposit", "21", -1, "amount", "i:40", NULL),
+    ASSERT_ERROR (zcq_test_send (client, "d-early", "deposit", "21", -1, "amount", "i:40", NULL),
                   "rejected");
-    ASSERT_OK (s_send (client, "d-open21", "open", "21", -1, "owner", "s:lou", NULL), "account/21",
-               1);
-    uint64_t position = ASSERT_OK (
-        s_send (client, "d-early", "deposit", "21", -1, "amount", "i:40", NULL), "account/21", 2);
+    ASSERT_OK (zcq_test_send (client, "d-open21", "open", "21", -1, "owner", "s:lou", NULL),
+               "account/21", 1);
+    uint64_t position
+        = ASSERT_OK (zcq_test_send (client, "d-early", "deposit", "21", -1, "amount", "i:40", NULL),
+                     "account/21", 2);
     assert_int_equal (position, 4);
-    assert_int_equal (
-        ASSERT_DUPLICATE (s_send (client, "d-early", "deposit", "21", -1, "amount", "i:40", NULL),
-                          "account/21", 2),
-        4);
+    assert_int_equal (ASSERT_DUPLICATE (zcq_test_send (client, "d-early", "deposit", "21", -1,
+                                                       "amount", "i:40", NULL),
+                                        "account/21", 2),
+                      4);
     //  nor is an invalid one
-    ASSERT_ERROR (s_send (client, "d-invalid", "deposit", "21", -1, "amount", "i:0", NULL),
+    ASSERT_ERROR (zcq_test_send (client, "d-invalid", "deposit", "21", -1, "amount", "i:0", NULL),
                   "invalid");
-    ASSERT_OK (s_send (client, "d-invalid", "deposit", "21", -1, "amount", "i:2", NULL),
+    ASSERT_OK (zcq_test_send (client, "d-invalid", "deposit", "21", -1, "amount", "i:2", NULL),
                "account/21", 3);
     assert_int_equal (zcq_node_head (fixture->node), 5);
 
@@ -1120,9 +1076,10 @@ test_duplicates (void **state)
     assert_int_equal (burst_position, 6);
     assert_int_equal (zcq_node_head (fixture->node), 7);
     //  the balance is 100 + 7 + 1
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "20", -1, "amount", "i:109", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "withdraw", "20", -1, "amount", "i:108", NULL), "account/20",
-               5);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "20", -1, "amount", "i:109", NULL),
+                  "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "20", -1, "amount", "i:108", NULL),
+               "account/20", 5);
     zcq_doc_destroy (&doc);
     zcq_writer_destroy (&writer);
 }
@@ -1143,7 +1100,8 @@ test_duplicates_across_streams (void **state)
     for (int account = 0; account < 16; account++) {
         snprintf (key, sizeof key, "s%d", account);
         assert_string_equal (
-            zcq_test_code (s_send (client, NULL, "open", key, -1, "owner", "s:x", NULL)), "ok");
+            zcq_test_code (zcq_test_send (client, NULL, "open", key, -1, "owner", "s:x", NULL)),
+            "ok");
     }
     uint64_t head = zcq_node_head (fixture->node);
     assert_int_equal (head, 16);
@@ -1273,10 +1231,12 @@ test_pipelined (void **state)
     assert_int_equal (zcq_value_get_int (row, "balance", -1), 417 * S_ROUNDS + 45);
     assert_int_equal (zcq_value_get_int (row, "version", -1), 1 + S_ROUNDS);
     //  and the write side agrees
-    ASSERT_ERROR (s_send (fixture->client, NULL, "withdraw", "417", -1, "amount", "i:3799", NULL),
-                  "rejected");
-    ASSERT_OK (s_send (fixture->client, NULL, "withdraw", "417", -1, "amount", "i:3798", NULL),
-               "account/417", 2 + S_ROUNDS);
+    ASSERT_ERROR (
+        zcq_test_send (fixture->client, NULL, "withdraw", "417", -1, "amount", "i:3799", NULL),
+        "rejected");
+    ASSERT_OK (
+        zcq_test_send (fixture->client, NULL, "withdraw", "417", -1, "amount", "i:3798", NULL),
+        "account/417", 2 + S_ROUNDS);
 
     zcq_doc_destroy (&doc);
     zcq_writer_destroy (&writer);
@@ -1409,8 +1369,9 @@ test_clients (void **state)
         }
     //  meanwhile a well-behaved client goes on
     for (int64_t index = 0; index < 50; index++)
-        ASSERT_OK (s_send (fixture->client, NULL, "deposit", "30", -1, "amount", "i:2", NULL),
-                   "account/30", 5 + index);
+        ASSERT_OK (
+            zcq_test_send (fixture->client, NULL, "deposit", "30", -1, "amount", "i:2", NULL),
+            "account/30", 5 + index);
     for (size_t count = 0; count < kinds * rounds; count++) {
         reply = s_recv_reply (bad, doc, S_TIMEOUT);
         if (!reply)
@@ -1423,9 +1384,10 @@ test_clients (void **state)
     ASSERT_OK (s_recv_reply (bad, doc, S_TIMEOUT), "account/30", 55);
     assert_int_equal (zcq_node_head (fixture->node), 55);
     //  balance: 60 + 40 - 100 + 50 * 2 + 1
-    ASSERT_ERROR (s_send (fixture->client, NULL, "withdraw", "30", -1, "amount", "i:102", NULL),
-                  "rejected");
-    ASSERT_OK (s_send (fixture->client, NULL, "withdraw", "30", -1, "amount", "i:101", NULL),
+    ASSERT_ERROR (
+        zcq_test_send (fixture->client, NULL, "withdraw", "30", -1, "amount", "i:102", NULL),
+        "rejected");
+    ASSERT_OK (zcq_test_send (fixture->client, NULL, "withdraw", "30", -1, "amount", "i:101", NULL),
                "account/30", 56);
 
     free (good_body);
@@ -1441,20 +1403,20 @@ test_restart (void **state)
 {
     fixture_t *fixture = *state;
     zcq_client_t *client = fixture->client;
-    ASSERT_OK (s_send (client, "r-open", "open", "40", -1, "owner", "s:max", NULL), "account/40",
-               1);
-    ASSERT_OK (
-        s_send (client, "r-open41", "open", "41", -1, "owner", "s:ned", "overdraft", "i:25", NULL),
-        "account/41", 1);
-    ASSERT_OK (s_send (client, "r-dep", "deposit", "40", -1, "amount", "i:100", NULL), "account/40",
-               2);
-    ASSERT_OK (s_send (client, "r-wd", "withdraw", "40", -1, "amount", "i:30", NULL), "account/40",
-               3);
-    ASSERT_OK (s_send (client, "r-wd41", "withdraw", "41", -1, "amount", "i:20", NULL),
+    ASSERT_OK (zcq_test_send (client, "r-open", "open", "40", -1, "owner", "s:max", NULL),
+               "account/40", 1);
+    ASSERT_OK (zcq_test_send (client, "r-open41", "open", "41", -1, "owner", "s:ned", "overdraft",
+                              "i:25", NULL),
+               "account/41", 1);
+    ASSERT_OK (zcq_test_send (client, "r-dep", "deposit", "40", -1, "amount", "i:100", NULL),
+               "account/40", 2);
+    ASSERT_OK (zcq_test_send (client, "r-wd", "withdraw", "40", -1, "amount", "i:30", NULL),
+               "account/40", 3);
+    ASSERT_OK (zcq_test_send (client, "r-wd41", "withdraw", "41", -1, "amount", "i:20", NULL),
                "account/41", 2);
-    ASSERT_OK (s_send (client, "r-open42", "open", "42", -1, "owner", "s:oz", NULL), "account/42",
-               1);
-    ASSERT_OK (s_send (client, "r-close42", "close", "42", -1, NULL), "account/42", 2);
+    ASSERT_OK (zcq_test_send (client, "r-open42", "open", "42", -1, "owner", "s:oz", NULL),
+               "account/42", 1);
+    ASSERT_OK (zcq_test_send (client, "r-close42", "close", "42", -1, NULL), "account/42", 2);
     uint64_t head = zcq_node_head (fixture->node);
     assert_int_equal (head, 7);
 
@@ -1463,40 +1425,50 @@ test_restart (void **state)
     assert_int_equal (zcq_node_head (fixture->node), head);
 
     //  balances survive: 70 on account 40, -20 with an overdraft of 25 on 41
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "40", -1, "amount", "i:71", NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "41", -1, "amount", "i:6", NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "open", "40", -1, "owner", "s:max", NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "42", -1, "amount", "i:1", NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "40", 2, "amount", "i:1", NULL), "conflict");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "40", -1, "amount", "i:71", NULL),
+                  "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "41", -1, "amount", "i:6", NULL),
+                  "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "open", "40", -1, "owner", "s:max", NULL),
+                  "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "42", -1, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "40", 2, "amount", "i:1", NULL),
+                  "conflict");
     assert_int_equal (zcq_node_head (fixture->node), head);
     //  versions and positions go on
-    assert_int_equal (ASSERT_OK (s_send (client, NULL, "withdraw", "40", 3, "amount", "i:70", NULL),
-                                 "account/40", 4),
-                      head + 1);
-    assert_int_equal (ASSERT_OK (s_send (client, NULL, "withdraw", "41", -1, "amount", "i:5", NULL),
-                                 "account/41", 3),
-                      head + 2);
+    assert_int_equal (
+        ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "40", 3, "amount", "i:70", NULL),
+                   "account/40", 4),
+        head + 1);
+    assert_int_equal (
+        ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "41", -1, "amount", "i:5", NULL),
+                   "account/41", 3),
+        head + 2);
     //  ids from before the restart are duplicates with their first result
+    assert_int_equal (ASSERT_DUPLICATE (zcq_test_send (client, "r-dep", "deposit", "40", -1,
+                                                       "amount", "i:100", NULL),
+                                        "account/40", 2),
+                      3);
     assert_int_equal (
-        ASSERT_DUPLICATE (s_send (client, "r-dep", "deposit", "40", -1, "amount", "i:100", NULL),
-                          "account/40", 2),
-        3);
-    assert_int_equal (
-        ASSERT_DUPLICATE (s_send (client, "r-close42", "close", "42", -1, NULL), "account/42", 2),
+        ASSERT_DUPLICATE (zcq_test_send (client, "r-close42", "close", "42", -1, NULL),
+                          "account/42", 2),
         7);
     assert_int_equal (zcq_node_head (fixture->node), head + 2);
-    ASSERT_OK (s_send (client, NULL, "close", "40", -1, NULL), "account/40", 5);
+    ASSERT_OK (zcq_test_send (client, NULL, "close", "40", -1, NULL), "account/40", 5);
 
     //  and once more, with nothing written in between
     s_restart (fixture, NULL, NULL);
     s_restart (fixture, NULL, NULL);
     client = fixture->client;
     assert_int_equal (zcq_node_head (fixture->node), head + 3);
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "40", -1, "amount", "i:1", NULL), "rejected");
-    assert_int_equal (ASSERT_OK (s_send (client, NULL, "deposit", "41", -1, "amount", "i:25", NULL),
-                                 "account/41", 4),
-                      head + 4);
-    ASSERT_OK (s_send (client, NULL, "close", "41", -1, NULL), "account/41", 5);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "40", -1, "amount", "i:1", NULL),
+                  "rejected");
+    assert_int_equal (
+        ASSERT_OK (zcq_test_send (client, NULL, "deposit", "41", -1, "amount", "i:25", NULL),
+                   "account/41", 4),
+        head + 4);
+    ASSERT_OK (zcq_test_send (client, NULL, "close", "41", -1, NULL), "account/41", 5);
 }
 
 //  An aggregate past several snapshots (every 100 events) restarts right.
@@ -1507,8 +1479,8 @@ test_restart_snapshots (void **state)
     zsock_t *dealer = s_keep (fixture, s_dealer (fixture->node));
     zcq_writer_t *writer = zcq_writer_new ();
     zcq_doc_t *doc = zcq_doc_new ();
-    ASSERT_OK (s_send (fixture->client, NULL, "open", "big", -1, "owner", "s:pat", "overdraft",
-                       "i:500", NULL),
+    ASSERT_OK (zcq_test_send (fixture->client, NULL, "open", "big", -1, "owner", "s:pat",
+                              "overdraft", "i:500", NULL),
                "account/big", 1);
     //  250 deposits of 1..250 cents, pipelined: 251 events in all
     const int64_t deposits = 250;
@@ -1537,21 +1509,25 @@ test_restart_snapshots (void **state)
     assert_int_equal (zcq_node_head (fixture->node), 251);
     char amount[32];
     snprintf (amount, sizeof amount, "i:%lld", (long long) (balance + 500 + 1));
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "big", -1, "amount", amount, NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "close", "big", -1, NULL), "rejected");
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "big", 250, "amount", "i:1", NULL), "conflict");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "big", -1, "amount", amount, NULL),
+                  "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "close", "big", -1, NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "big", 250, "amount", "i:1", NULL),
+                  "conflict");
     //  the last deposit before the restart is still a duplicate
-    ASSERT_DUPLICATE (s_send (client, "big-250", "deposit", "big", -1, "amount", "i:250", NULL),
-                      "account/big", 251);
+    ASSERT_DUPLICATE (
+        zcq_test_send (client, "big-250", "deposit", "big", -1, "amount", "i:250", NULL),
+        "account/big", 251);
     snprintf (amount, sizeof amount, "i:%lld", (long long) (balance + 500));
     assert_int_equal (
-        ASSERT_OK (s_send (client, NULL, "withdraw", "big", 251, "amount", amount, NULL),
+        ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "big", 251, "amount", amount, NULL),
                    "account/big", 252),
         252);
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "big", -1, "amount", "i:1", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "deposit", "big", -1, "amount", "i:500", NULL), "account/big",
-               253);
-    ASSERT_OK (s_send (client, NULL, "close", "big", -1, NULL), "account/big", 254);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "big", -1, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "deposit", "big", -1, "amount", "i:500", NULL),
+               "account/big", 253);
+    ASSERT_OK (zcq_test_send (client, NULL, "close", "big", -1, NULL), "account/big", 254);
     zcq_doc_destroy (&doc);
     zcq_writer_destroy (&writer);
 }
@@ -1597,8 +1573,9 @@ test_max_inflight (void **state)
     char refused_stream[48];
     snprintf (refused_key, sizeof refused_key, "m%s", refused_id + 2);
     snprintf (refused_stream, sizeof refused_stream, "account/%s", refused_key);
-    ASSERT_OK (s_send (fixture->client, refused_id, "open", refused_key, 0, "owner", "s:q", NULL),
-               refused_stream, 1);
+    ASSERT_OK (
+        zcq_test_send (fixture->client, refused_id, "open", refused_key, 0, "owner", "s:q", NULL),
+        refused_stream, 1);
     assert_int_equal (zcq_node_head (fixture->node), accepted + 1);
     zcq_doc_destroy (&doc);
     zcq_writer_destroy (&writer);
@@ -1616,18 +1593,20 @@ test_fsync (void **state)
     const zcq_value_t *health = zcq_test_query (client, "op", "s:health", NULL);
     char text[16];
     assert_string_equal (zcq_value_get_str (health, "durability", text, sizeof text, ""), "fsync");
-    ASSERT_OK (s_send (client, "f-open", "open", "50", 0, "owner", "s:rae", NULL), "account/50", 1);
-    ASSERT_OK (s_send (client, "f-dep", "deposit", "50", 1, "amount", "i:75", NULL), "account/50",
-               2);
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "50", -1, "amount", "i:76", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "withdraw", "50", -1, "amount", "i:75", NULL), "account/50",
-               3);
-    ASSERT_DUPLICATE (s_send (client, "f-dep", "deposit", "50", -1, "amount", "i:75", NULL),
+    ASSERT_OK (zcq_test_send (client, "f-open", "open", "50", 0, "owner", "s:rae", NULL),
+               "account/50", 1);
+    ASSERT_OK (zcq_test_send (client, "f-dep", "deposit", "50", 1, "amount", "i:75", NULL),
+               "account/50", 2);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "50", -1, "amount", "i:76", NULL),
+                  "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "50", -1, "amount", "i:75", NULL),
+               "account/50", 3);
+    ASSERT_DUPLICATE (zcq_test_send (client, "f-dep", "deposit", "50", -1, "amount", "i:75", NULL),
                       "account/50", 2);
     assert_int_equal (zcq_node_head (fixture->node), 3);
     s_restart (fixture, "durability", "fsync");
     assert_int_equal (zcq_node_head (fixture->node), 3);
-    ASSERT_OK (s_send (fixture->client, NULL, "close", "50", 3, NULL), "account/50", 4);
+    ASSERT_OK (zcq_test_send (fixture->client, NULL, "close", "50", 3, NULL), "account/50", 4);
 }
 
 //  --------------------------------------------------------------------------
@@ -1694,23 +1673,30 @@ test_withdraw_huge_overdraft (void **state)
     fixture_t *fixture = *state;
     zcq_client_t *client = fixture->client;
     //  balance 0, overdraft INT64_MAX: all of it, not a cent more
-    ASSERT_OK (s_send (client, NULL, "open", "h1", -1, "owner", "s:gus", "overdraft",
-                       "i:9223372036854775807", NULL),
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "h1", -1, "owner", "s:gus", "overdraft",
+                              "i:9223372036854775807", NULL),
                "account/h1", 1);
-    ASSERT_OK (s_send (client, NULL, "withdraw", "h1", -1, "amount", "i:9223372036854775807", NULL),
-               "account/h1", 2);
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "h1", -1, "amount", "i:1", NULL), "rejected");
-    ASSERT_OK (s_send (client, NULL, "deposit", "h1", -1, "amount", "i:9223372036854775807", NULL),
-               "account/h1", 3);
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "withdraw", "h1", -1, "amount", "i:9223372036854775807", NULL),
+        "account/h1", 2);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "h1", -1, "amount", "i:1", NULL),
+                  "rejected");
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "deposit", "h1", -1, "amount", "i:9223372036854775807", NULL),
+        "account/h1", 3);
     //  a positive balance with overdraft INT64_MAX: 5 - 1 >= -INT64_MAX
-    ASSERT_OK (s_send (client, NULL, "open", "h2", -1, "owner", "s:hub", "overdraft",
-                       "i:9223372036854775807", NULL),
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "h2", -1, "owner", "s:hub", "overdraft",
+                              "i:9223372036854775807", NULL),
                "account/h2", 1);
-    ASSERT_OK (s_send (client, NULL, "deposit", "h2", -1, "amount", "i:5", NULL), "account/h2", 2);
-    ASSERT_OK (s_send (client, NULL, "withdraw", "h2", -1, "amount", "i:1", NULL), "account/h2", 3);
-    ASSERT_OK (s_send (client, NULL, "withdraw", "h2", -1, "amount", "i:9223372036854775807", NULL),
-               "account/h2", 4);
-    ASSERT_ERROR (s_send (client, NULL, "withdraw", "h2", -1, "amount", "i:5", NULL), "rejected");
+    ASSERT_OK (zcq_test_send (client, NULL, "deposit", "h2", -1, "amount", "i:5", NULL),
+               "account/h2", 2);
+    ASSERT_OK (zcq_test_send (client, NULL, "withdraw", "h2", -1, "amount", "i:1", NULL),
+               "account/h2", 3);
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "withdraw", "h2", -1, "amount", "i:9223372036854775807", NULL),
+        "account/h2", 4);
+    ASSERT_ERROR (zcq_test_send (client, NULL, "withdraw", "h2", -1, "amount", "i:5", NULL),
+                  "rejected");
 }
 
 //  Balances whose sum leaves int64: the node and its views go on.
@@ -1719,14 +1705,18 @@ test_totals_overflow (void **state)
 {
     fixture_t *fixture = *state;
     zcq_client_t *client = fixture->client;
-    ASSERT_OK (s_send (client, NULL, "open", "t1", -1, "owner", "s:ida", NULL), "account/t1", 1);
-    ASSERT_OK (s_send (client, NULL, "open", "t2", -1, "owner", "s:jan", NULL), "account/t2", 1);
-    ASSERT_OK (s_send (client, NULL, "deposit", "t1", -1, "amount", "i:9223372036854775807", NULL),
-               "account/t1", 2);
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "t1", -1, "owner", "s:ida", NULL), "account/t1",
+               1);
+    ASSERT_OK (zcq_test_send (client, NULL, "open", "t2", -1, "owner", "s:jan", NULL), "account/t2",
+               1);
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "deposit", "t1", -1, "amount", "i:9223372036854775807", NULL),
+        "account/t1", 2);
     //  the deposit rule keeps each balance in range
-    ASSERT_ERROR (s_send (client, NULL, "deposit", "t1", -1, "amount", "i:1", NULL), "rejected");
+    ASSERT_ERROR (zcq_test_send (client, NULL, "deposit", "t1", -1, "amount", "i:1", NULL),
+                  "rejected");
     uint64_t position = ASSERT_OK (
-        s_send (client, NULL, "deposit", "t2", -1, "amount", "i:9223372036854775807", NULL),
+        zcq_test_send (client, NULL, "deposit", "t2", -1, "amount", "i:9223372036854775807", NULL),
         "account/t2", 2);
     //  every row is right once the views have applied the last deposit
     const zcq_value_t *row = s_get_row (client, "accounts", "t2", position);
@@ -1741,9 +1731,10 @@ test_totals_overflow (void **state)
     assert_int_equal (zcq_value_get_int (row, "events", -1), 3);
     assert_int_equal (zcq_value_get_int (row, "balance", -1), INT64_MAX);
     //  and the write side goes on
-    ASSERT_OK (s_send (client, NULL, "withdraw", "t1", -1, "amount", "i:9223372036854775807", NULL),
-               "account/t1", 3);
-    ASSERT_OK (s_send (client, NULL, "close", "t1", -1, NULL), "account/t1", 4);
+    ASSERT_OK (
+        zcq_test_send (client, NULL, "withdraw", "t1", -1, "amount", "i:9223372036854775807", NULL),
+        "account/t1", 3);
+    ASSERT_OK (zcq_test_send (client, NULL, "close", "t1", -1, NULL), "account/t1", 4);
 }
 
 int

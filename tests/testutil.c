@@ -58,31 +58,60 @@ zcq_test_node (const char *dir, ...)
     return node;
 }
 
-static void
-s_write_typed (zcq_writer_t *writer, const char *value)
+//  One typed value, in the forms testutil.h lists.
+void
+zcq_test_write_typed (zcq_writer_t *writer, const char *value)
 {
     if (strncmp (value, "i:", 2) == 0)
         zcq_writer_int (writer, atoll (value + 2));
+    else if (strncmp (value, "f:", 2) == 0)
+        zcq_writer_float (writer, atof (value + 2));
     else if (strncmp (value, "b:", 2) == 0)
         zcq_writer_bool (writer, strcmp (value + 2, "true") == 0);
     else if (strncmp (value, "n:", 2) == 0)
         zcq_writer_nil (writer);
     else if (strncmp (value, "s:", 2) == 0)
         zcq_writer_str (writer, value + 2);
+    else if (strncmp (value, "x:", 2) == 0) {
+        size_t len = (size_t) atol (value + 2);
+        char *text = malloc (len + 1);
+        assert_non_null (text);
+        memset (text, 'k', len);
+        zcq_writer_strn (writer, text, len);
+        free (text);
+    }
+    else if (strncmp (value, "B:", 2) == 0) {
+        size_t len = (size_t) atol (value + 2);
+        char *bytes = calloc (1, len + 1);
+        assert_non_null (bytes);
+        zcq_writer_bin (writer, bytes, len);
+        free (bytes);
+    }
+    else if (strncmp (value, "D:", 2) == 0) {
+        for (int depth = atoi (value + 2); depth > 0; depth--)
+            zcq_writer_array (writer, 1);
+        zcq_writer_int (writer, 1);
+    }
+    else if (strncmp (value, "a:", 2) == 0)
+        zcq_writer_array (writer, 0);
+    else if (strncmp (value, "m:", 2) == 0) {
+        zcq_writer_map (writer, 1);
+        zcq_writer_str (writer, "amount");
+        zcq_writer_int (writer, 100);
+    }
     else
         fail_msg ("test value '%s' has no type prefix", value);
 }
 
-//  Write name/typed-value pairs as a map, from a va_list.
-static void
-s_write_pairs (zcq_writer_t *writer, va_list args)
+void
+zcq_test_write_map (zcq_writer_t *writer, va_list args)
 {
     size_t mark = zcq_writer_map_open (writer);
     size_t count = 0;
     const char *name;
     while ((name = va_arg (args, const char *))) {
         zcq_writer_str (writer, name);
-        s_write_typed (writer, va_arg (args, const char *));
+        zcq_test_write_typed (writer, va_arg (args, const char *));
         count++;
     }
     zcq_writer_map_close (writer, mark, count);
@@ -95,7 +124,7 @@ zcq_test_send (zcq_client_t *client, const char *id, const char *type, const cha
     zcq_writer_t *data = zcq_writer_new ();
     va_list args;
     va_start (args, expect);
-    s_write_pairs (data, args);
+    zcq_test_write_map (data, args);
     va_end (args);
     zcq_command_req_t command = {
         .id = id,
@@ -110,7 +139,7 @@ zcq_test_send (zcq_client_t *client, const char *id, const char *type, const cha
     zcq_err_t err = zcq_client_command (client, &command, 10000, &reply);
     zcq_writer_destroy (&data);
     if (err != ZCQ_OK)
-        fail_msg ("no reply to command %s", id ? id : "(no id)");
+        fail_msg ("no reply to command %s", id ? id : "(fresh id)");
     return reply;
 }
 
@@ -120,7 +149,7 @@ zcq_test_query (zcq_client_t *client, ...)
     zcq_writer_t *body = zcq_writer_new ();
     va_list args;
     va_start (args, client);
-    s_write_pairs (body, args);
+    zcq_test_write_map (body, args);
     va_end (args);
     const zcq_value_t *reply = NULL;
     zcq_err_t err = zcq_client_call (client, ZCQ_ENDPOINT_QUERY, zcq_writer_data (body),

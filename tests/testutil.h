@@ -21,7 +21,12 @@ void zcq_test_rmdir (char **path_p);
 zcq_node_t *zcq_test_node (const char *dir, ...);
 
 //  Typed values on the test command lines are strings: "s:text",
-//  "i:123", "b:true", "n:" (nil).
+//  "i:123", "b:true", "n:" (nil), "f:1.5" (float), "x:N" (a string of N
+//  bytes), "B:N" (N bytes of bin), "D:N" (N nested arrays), "a:" (an empty
+//  array), "m:" (the map {amount: 100}).
+void zcq_test_write_typed (zcq_writer_t *writer, const char *value);
+//  Write name, typed-value pairs (ending with NULL) as one map.
+void zcq_test_write_map (zcq_writer_t *writer, va_list args);
 
 //  Send a bank command (aggregate `account`) whose data map is given as
 //  name, typed-value pairs ending with NULL; expect < 0 = absent. Returns
