@@ -1226,17 +1226,6 @@ test_codec_ext_types (void **state)
 //  Fuzz: mutations of valid documents never crash; decode and check agree;
 //  a decoded value written back decodes to the same bytes again.
 
-static uint64_t
-s_next (uint64_t *seed)
-{
-    uint64_t x = *seed;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *seed = x;
-    return x;
-}
-
 static void
 test_codec_fuzz (void **state)
 {
@@ -1271,10 +1260,10 @@ test_codec_fuzz (void **state)
     for (int round = 0; round < 20000; round++) {
         size_t size = original_size;
         memcpy (buffer, original, size);
-        int mutations = 1 + (int) (s_next (&seed) % 4);
+        int mutations = 1 + (int) (zcq_test_next (&seed) % 4);
         for (int mutation = 0; mutation < mutations; mutation++) {
-            uint64_t dice = s_next (&seed);
-            size_t at = (size_t) (s_next (&seed) % (size ? size : 1));
+            uint64_t dice = zcq_test_next (&seed);
+            size_t at = (size_t) (zcq_test_next (&seed) % (size ? size : 1));
             switch (dice % 6) {
                 case 0: //  flip a bit
                     if (size)

@@ -833,17 +833,6 @@ typedef struct {
     int64_t amount;
 } s_model_row_t;
 
-static uint64_t
-s_next (uint64_t *seed)
-{
-    uint64_t x = *seed;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *seed = x;
-    return x;
-}
-
 static void
 s_model_write (zcq_writer_t *writer, const s_model_row_t *row)
 {
@@ -993,16 +982,16 @@ test_viewtable_random_against_model (void **state)
     uint64_t seed = 0x7ab1e5eedULL;
     size_t peak_memory = 0;
     for (int operation = 1; operation <= 50000; operation++) {
-        s_model_row_t *row = &model[s_next (&seed) % S_KEYS];
-        uint64_t dice = s_next (&seed) % 100;
+        s_model_row_t *row = &model[zcq_test_next (&seed) % S_KEYS];
+        uint64_t dice = zcq_test_next (&seed) % 100;
         if (dice < 55 || (dice >= 80 && !row->present)) {
             //  put a new row or replace one
             row->present = true;
-            row->group = (int) (s_next (&seed) % (S_GROUPS + 2)) - 2;
+            row->group = (int) (zcq_test_next (&seed) % (S_GROUPS + 2)) - 2;
             if (row->group < 0)
                 row->group = -1;
-            row->tag = (int) (s_next (&seed) % S_TAGS);
-            row->amount = (int64_t) (s_next (&seed) % 1000000) - 500000;
+            row->tag = (int) (zcq_test_next (&seed) % S_TAGS);
+            row->amount = (int64_t) (zcq_test_next (&seed) % 1000000) - 500000;
             s_model_write (writer, row);
             assert_int_equal (zcq_viewtable_put (table, row->key.bytes, row->key.len,
                                                  zcq_writer_data (writer),
@@ -1017,7 +1006,7 @@ test_viewtable_random_against_model (void **state)
         else {
             //  change one field of an existing row
             if (dice < 90)
-                row->group = row->group >= 0 ? -1 : (int) (s_next (&seed) % S_GROUPS);
+                row->group = row->group >= 0 ? -1 : (int) (zcq_test_next (&seed) % S_GROUPS);
             else
                 row->amount++;
             s_model_write (writer, row);

@@ -170,3 +170,14 @@ zcq_test_code (const zcq_value_t *reply)
         return "ok";
     return zcq_value_get_str (reply, "error", code, sizeof code, "?");
 }
+
+uint64_t
+zcq_test_next (uint64_t *seed)
+{
+    uint64_t x = *seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *seed = x;
+    return x;
+}

@@ -39,5 +39,8 @@ const zcq_value_t *zcq_test_send (zcq_client_t *client, const char *id, const ch
 const zcq_value_t *zcq_test_query (zcq_client_t *client, ...);
 //  The reply's error code as a string ("ok" for success).
 const char *zcq_test_code (const zcq_value_t *reply);
+//  The next number of a xorshift sequence (seed must not be 0): seeded,
+//  repeatable randomness for the tests.
+uint64_t zcq_test_next (uint64_t *seed);
 
 #endif
