@@ -126,7 +126,7 @@ typedef struct {
     zcq_writer_t *writer;
     zcq_limits_t limits;
     zlistx_t *backlog;    //  DESIGN 3: answered queries waiting for a pipe
-    zhashx_t *queued;     //  client identity (hex) -> bytes it has waiting
+    zhashx_t *queued;     //  client identity (hex) -> size_t bytes it has waiting
     size_t backlog_bytes; //  of every client
     bool terminated;
     char endpoint[ZCQ_ENDPOINT_MAX];
@@ -161,6 +161,13 @@ s_destroy (self_t **self_p)
     *self_p = NULL;
 }
 
+static void
+s_free_item (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
 static self_t *
 s_new (zsock_t *pipe, const zcq_query_args_t *args)
 {
@@ -182,7 +189,7 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
     self->backlog = zlistx_new ();
     self->queued = zhashx_new ();
     if (self->queued)
-        zhashx_set_destructor (self->queued, (zhashx_destructor_fn *) zstr_free);
+        zhashx_set_destructor (self->queued, s_free_item);
     if (!self->writer || !self->hosts || !self->clients || !self->backlog || !self->queued) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
@@ -270,21 +277,21 @@ static bool
 s_backlog_add (self_t *self, zcq_query_t *query, const char *peer)
 {
     size_t bytes = s_reply_bytes (query);
-    char *queued = zhashx_lookup (self->queued, peer);
-    size_t peer_bytes = queued ? strtoull (queued, NULL, 10) : 0;
-    char *total = NULL;
-    if (peer_bytes + bytes > S_PEER_BYTES || self->backlog_bytes + bytes > S_BACKLOG_BYTES
-        || !(total = zsys_sprintf ("%zu", peer_bytes + bytes))
+    size_t *queued = zhashx_lookup (self->queued, peer);
+    if (!queued && (queued = calloc (1, sizeof (size_t))))
+        zhashx_insert (self->queued, peer, queued);
+    if (!queued || *queued + bytes > S_PEER_BYTES || self->backlog_bytes + bytes > S_BACKLOG_BYTES
         || !zlistx_add_end (self->backlog, query)) {
-        zstr_free (&total);
+        if (queued && *queued == 0)
+            zhashx_delete (self->queued, peer);
         return false;
     }
-    zhashx_update (self->queued, peer, total);
+    *queued += bytes;
+    self->backlog_bytes += bytes;
     //  the request is answered: only the reply and its envelope wait
     query->root = query->rid = NULL;
     zcq_doc_destroy (&query->doc);
     zframe_destroy (&query->body);
-    self->backlog_bytes += bytes;
     query->deadline = zclock_mono () + S_BACKLOG_MS;
     return true;
 }
@@ -295,11 +302,9 @@ s_backlog_forget (self_t *self, zcq_query_t *query)
     char peer[520];
     s_peer (query, peer, sizeof peer);
     size_t bytes = s_reply_bytes (query);
-    char *queued = zhashx_lookup (self->queued, peer);
-    size_t peer_bytes = queued ? strtoull (queued, NULL, 10) : 0;
-    char *total = peer_bytes > bytes ? zsys_sprintf ("%zu", peer_bytes - bytes) : NULL;
-    if (total)
-        zhashx_update (self->queued, peer, total);
+    size_t *queued = zhashx_lookup (self->queued, peer);
+    if (queued && *queued > bytes)
+        *queued -= bytes;
     else
         zhashx_delete (self->queued, peer);
     self->backlog_bytes -= bytes;
@@ -312,12 +317,18 @@ s_reply (self_t *self, zcq_query_t **query_p)
     zcq_query_t *query = *query_p;
     *query_p = NULL;
     ZCQ_STAT_ADD (self->env->stats, queries_served, 1);
-    char peer[520];
-    s_peer (query, peer, sizeof peer);
     //  behind the client's replies already waiting, to keep their order
-    int rc = zhashx_lookup (self->queued, peer) ? 1 : s_send_reply (self, query);
-    if (rc == 1 && s_backlog_add (self, query, peer))
-        return;
+    //  (the client is looked up only while some replies wait)
+    char peer[520] = "";
+    if (zlistx_size (self->backlog))
+        s_peer (query, peer, sizeof peer);
+    int rc = *peer && zhashx_lookup (self->queued, peer) ? 1 : s_send_reply (self, query);
+    if (rc == 1) {
+        if (!*peer)
+            s_peer (query, peer, sizeof peer);
+        if (s_backlog_add (self, query, peer))
+            return;
+    }
     if (rc != 0)
         ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
     zcq_query_destroy (&query);
