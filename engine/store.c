@@ -68,6 +68,16 @@
         checksums, no block cache, readahead) and checks that its keys run
         1..head without a hole; zcq_store_verified waits for it. The node
         waits for it before it takes commands, while its views catch up.
+    10. A stream's version is not stored: it is the highest version in the
+        stream index, whose versions run 1..V without a hole. Loading an
+        aggregate reads the snapshot and then the index from the snapshot's
+        version on, so the last entry read gives V; a bare version query
+        finds V by probing versions 1, 2, 4, ... until one is missing, then
+        halving the gap. Data dirs of format 1 also kept a head record
+        (stream NUL -> version) per stream, one more random-order put per
+        commit; they are left where they are, unread, and opening such a
+        dir for writing moves its format to 2 so that older builds, which
+        would trust the stale records, refuse it.
 */
 #include "zcq_internal.h"
 #include <dirent.h>
@@ -93,7 +103,9 @@ enum {
 static const char *s_cf_names[S_CF_COUNT]
     = { "default", "log", "streams", "snapshots", "commands", "expiry" };
 
-#define S_FORMAT         "1"
+#define S_FORMAT "2"
+//  a data dir of format 1 (with stream head records, DESIGN 10) is read too
+#define S_FORMAT_HEADS   "1"
 #define S_DEFAULT_WINDOW (24 * 3600)
 #define S_MULTIGET_CHUNK 256
 #define S_BLOOM_MIN_BITS (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
@@ -476,8 +488,17 @@ s_check_format (zcq_store_t *self, char *error, size_t size)
         return err;
     }
     bool same = len == strlen (S_FORMAT) && memcmp (format, S_FORMAT, len) == 0;
+    bool heads = len == strlen (S_FORMAT_HEADS) && memcmp (format, S_FORMAT_HEADS, len) == 0;
     free (format);
-    if (!same) {
+    if (heads && !self->read_only) {
+        //  DESIGN 10: from now on the head records go stale, so a build that
+        //  still reads them must not open this dir
+        char *rocks_error = NULL;
+        rocksdb_put_cf (self->db, self->write_options, self->cf[S_CF_DEFAULT], "format", 6,
+                        S_FORMAT, strlen (S_FORMAT), &rocks_error);
+        return rocks_error ? s_error (rocks_error, error, size, "writing the format") : ZCQ_OK;
+    }
+    if (!same && !heads) {
         snprintf (error, size, "data dir has an unsupported format (this build reads %s)",
                   S_FORMAT);
         return ZCQ_CORRUPT;
@@ -1139,9 +1160,6 @@ s_stream_key (char *key, const char *stream, size_t stream_len, uint64_t version
     return stream_len + 9;
 }
 
-static void s_batch_stream_version (zcq_batch_t *self, const char *stream, size_t stream_len,
-                                    uint64_t version);
-
 void
 zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream, size_t stream_len,
                  uint64_t version, const void *body, size_t len)
@@ -1161,29 +1179,7 @@ zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream, size_
                                (const char *) position_key, 8);
     if (stream_key != buffer)
         free (stream_key);
-    //  events are staged in version order, so the last one sets the head
-    s_batch_stream_version (self, stream, stream_len, version);
     self->count++;
-}
-
-//  The stream's head record: stream NUL -> version.
-static void
-s_batch_stream_version (zcq_batch_t *self, const char *stream, size_t stream_len, uint64_t version)
-{
-    char buffer[ZCQ_STREAM_MAX + 1];
-    char *key = stream_len <= ZCQ_STREAM_MAX ? buffer : malloc (stream_len + 1);
-    if (!key) {
-        self->failed = true;
-        return;
-    }
-    memcpy (key, stream, stream_len);
-    key[stream_len] = 0;
-    uint8_t value[8];
-    zcq_put_be64 (value, version);
-    rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_STREAMS], key, stream_len + 1,
-                               (const char *) value, 8);
-    if (key != buffer)
-        free (key);
 }
 
 void
@@ -1450,6 +1446,27 @@ zcq_store_read_stream (zcq_store_t *self, const char *stream, uint64_t from, siz
     return err;
 }
 
+//  Whether the stream has an event at this version (its index entry is
+//  there). The caller holds the handle.
+static zcq_err_t
+s_stream_has (zcq_store_t *self, char *key, size_t stream_len, uint64_t version, bool *has)
+{
+    zcq_put_be64 ((uint8_t *) key + stream_len + 1, version);
+    char *rocks_error = NULL;
+    size_t len;
+    char *value = rocksdb_get_cf (self->db, self->read_options, self->cf[S_CF_STREAMS], key,
+                                  stream_len + 9, &len, &rocks_error);
+    if (rocks_error)
+        return s_error (rocks_error, NULL, 0, "stream version");
+    *has = value != NULL;
+    zcq_err_t err = value && len != 8 ? ZCQ_CORRUPT : ZCQ_OK;
+    rocksdb_free (value);
+    return err;
+}
+
+//  DESIGN 10: a stream's versions run 1..V without holes, so V is found by
+//  doubling the probe until it misses, then halving the gap: 2 log2 V
+//  point look-ups, each answered by a memtable bucket or a Bloom filter.
 zcq_err_t
 zcq_store_stream_version (zcq_store_t *self, const char *stream, uint64_t *version)
 {
@@ -1457,20 +1474,32 @@ zcq_store_stream_version (zcq_store_t *self, const char *stream, uint64_t *versi
     if (stream_len > ZCQ_STREAM_MAX)
         return ZCQ_INVALID;
     *version = 0;
+    char key[ZCQ_STREAM_MAX + 9];
+    s_stream_key (key, stream, stream_len, 0);
     ZCQ_TRY (s_read_begin (self));
-    char *rocks_error = NULL;
-    size_t len;
-    char *value = rocksdb_get_cf (self->db, self->read_options, self->cf[S_CF_STREAMS], stream,
-                                  stream_len + 1, &len, &rocks_error);
-    s_read_end (self);
-    if (rocks_error)
-        return s_error (rocks_error, NULL, 0, "stream version");
+    uint64_t present = 0, absent = 0; //  absent 0: no miss seen yet
+    bool has = true;
     zcq_err_t err = ZCQ_OK;
-    if (value && len == 8)
-        *version = zcq_get_be64 ((const uint8_t *) value);
-    else if (value)
-        err = ZCQ_CORRUPT;
-    rocksdb_free (value);
+    for (uint64_t probe = 1; err == ZCQ_OK && !absent; probe = probe * 2) {
+        err = s_stream_has (self, key, stream_len, probe, &has);
+        if (err == ZCQ_OK && has)
+            present = probe;
+        else if (err == ZCQ_OK)
+            absent = probe;
+        if (probe > UINT64_MAX / 2)
+            break;
+    }
+    while (err == ZCQ_OK && absent && absent - present > 1) {
+        uint64_t middle = present + (absent - present) / 2;
+        err = s_stream_has (self, key, stream_len, middle, &has);
+        if (err == ZCQ_OK && has)
+            present = middle;
+        else if (err == ZCQ_OK)
+            absent = middle;
+    }
+    s_read_end (self);
+    if (err == ZCQ_OK)
+        *version = present;
     return err;
 }
 

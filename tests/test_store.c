@@ -805,7 +805,7 @@ test_store_metadata (void **state)
     //  The store records its format
     assert_int_equal (zcq_store_meta (store, "format", &value, &len), ZCQ_OK);
     assert_int_equal (len, 1);
-    assert_memory_equal (value, "1", 1);
+    assert_memory_equal (value, "2", 1);
     free (value);
 
     zcq_batch_t *batch = zcq_batch_new (store);
@@ -831,6 +831,61 @@ test_store_metadata (void **state)
     free (value);
     zcq_batch_destroy (&batch);
     zcq_store_close (&store);
+}
+
+//  A stream's version is found by probing its index (no head record is
+//  kept): right for every length, including the powers of two and their
+//  neighbours, and not fooled by a longer stream that shares the prefix.
+static void
+test_store_stream_version_probe (void **state)
+{
+    const char *path = *state;
+    zcq_store_t *store = s_open (path, NULL);
+    for (uint64_t count = 0; count <= 70; count++) {
+        assert_int_equal (s_version (store, "probe"), count);
+        s_append_one (store, "probe", "e");
+        s_append_one (store, "probe!", "f");
+        s_append_one (store, "probe!", "f");
+    }
+    assert_int_equal (s_version (store, "probe"), 71);
+    assert_int_equal (s_version (store, "probe!"), 142);
+    assert_int_equal (s_version (store, "prob"), 0);
+    zcq_store_close (&store);
+}
+
+//  A data dir of format 1 (which kept head records) opens, and is moved to
+//  format 2 so that older builds refuse it; an unknown format is refused.
+static void
+test_store_format_upgrade (void **state)
+{
+    const char *path = *state;
+    zcq_store_t *store = s_open (path, NULL);
+    s_append_one (store, "s", "a");
+    s_append_one (store, "s", "b");
+    zcq_batch_t *batch = zcq_batch_new (store);
+    zcq_batch_meta (batch, "format", "1", 1);
+    assert_int_equal (zcq_store_commit (store, batch, 2), ZCQ_OK);
+    zcq_batch_destroy (&batch);
+    zcq_store_close (&store);
+
+    store = s_open (path, NULL);
+    void *value = NULL;
+    size_t len = 0;
+    assert_int_equal (zcq_store_meta (store, "format", &value, &len), ZCQ_OK);
+    assert_int_equal (len, 1);
+    assert_memory_equal (value, "2", 1);
+    free (value);
+    assert_int_equal (s_version (store, "s"), 2);
+    batch = zcq_batch_new (store);
+    zcq_batch_meta (batch, "format", "7", 1);
+    assert_int_equal (zcq_store_commit (store, batch, 2), ZCQ_OK);
+    zcq_batch_destroy (&batch);
+    zcq_store_close (&store);
+
+    char error[256] = "";
+    assert_int_equal (zcq_store_open (&store, path, NULL, error, sizeof error), ZCQ_CORRUPT);
+    assert_null (store);
+    assert_non_null (strstr (error, "unsupported format"));
 }
 
 //  --------------------------------------------------------------------------
@@ -1228,6 +1283,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_store_command_ids, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_command_window_and_expiry, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_metadata, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_store_stream_version_probe, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_store_format_upgrade, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_reopen, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_durability, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_open_failures, s_setup, s_teardown),
