@@ -39,6 +39,7 @@ typedef enum {
 typedef enum {
     BENCH_OPS_DEPOSIT, //  deposits to accounts already opened (plus queries by query_share)
     BENCH_OPS_OPEN,    //  open accounts 0..accounts-1 once each, then stop
+    BENCH_OPS_TOUCH,   //  one deposit to accounts 0..accounts-1 each, then stop
 } bench_ops_t;
 
 typedef struct {
@@ -117,6 +118,10 @@ typedef struct {
     uint64_t started_ns;
 } bench_cpu_t;
 void bench_cpu_start (bench_cpu_t *cpu);
+//  CPU seconds this process has used, all its threads
+double bench_process_cpu_s (void);
+//  sleep until bench_now_ns () reaches when_ns
+void bench_sleep_until_ns (uint64_t when_ns);
 double bench_cpu_others (const bench_cpu_t *cpu, double *steal);
 
 //  --------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char s_workdir[512] = "/tmp";
@@ -261,6 +262,26 @@ s_cpu_read (uint64_t *busy, uint64_t *steal, uint64_t *self)
         fclose (file);
     }
     *self = utime + stime + cutime + cstime;
+}
+
+double
+bench_process_cpu_s (void)
+{
+    struct timespec now;
+    if (clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &now) != 0)
+        return 0;
+    return (double) now.tv_sec + (double) now.tv_nsec / 1e9;
+}
+
+void
+bench_sleep_until_ns (uint64_t when_ns)
+{
+    uint64_t now;
+    while ((now = bench_now_ns ()) < when_ns) {
+        uint64_t wait = when_ns - now;
+        struct timespec pause = { (time_t) (wait / 1000000000), (long) (wait % 1000000000) };
+        nanosleep (&pause, NULL);
+    }
 }
 
 void

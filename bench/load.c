@@ -309,14 +309,22 @@ s_send_query (s_client_t *self, s_kind_t kind, uint32_t key, uint64_t intended_n
     return true;
 }
 
+//  A pass over the accounts (opening them, or one deposit each), rather
+//  than a timed load.
+static bool
+s_is_pass (const bench_load_t *load)
+{
+    return load->ops == BENCH_OPS_OPEN || load->ops == BENCH_OPS_TOUCH;
+}
+
 //  One operation of the load, due at intended_ns.
 static bool
 s_send_operation (s_client_t *self, uint64_t intended_ns)
 {
     const bench_load_t *load = self->load;
-    if (load->ops == BENCH_OPS_OPEN) {
+    if (s_is_pass (load)) {
         uint32_t key = (uint32_t) (self->next_open * (uint64_t) load->clients + self->client);
-        if (!s_send_command (self, true, key, intended_ns))
+        if (!s_send_command (self, load->ops == BENCH_OPS_OPEN, key, intended_ns))
             return false;
         self->next_open++;
         return true;
@@ -336,7 +344,7 @@ s_send_operation (s_client_t *self, uint64_t intended_ns)
 static bool
 s_sending (s_client_t *self, uint64_t now)
 {
-    if (self->load->ops == BENCH_OPS_OPEN)
+    if (s_is_pass (self->load))
         return self->next_open < self->opens_total;
     if (self->ops_total && self->ops_sent >= self->ops_total)
         return false;
@@ -416,7 +424,7 @@ s_slot_of (s_client_t *self, uint64_t seq, s_kind_t kind)
 static bool
 s_in_window (s_client_t *self, uint64_t now)
 {
-    if (self->load->ops == BENCH_OPS_OPEN)
+    if (s_is_pass (self->load))
         return true;
     return now >= self->measure_ns && now < self->end_ns;
 }
@@ -646,7 +654,7 @@ s_client_run (void *arg)
         }
         now = bench_now_ns ();
         uint64_t deadline = sending ? self->end_ns : drain_deadline;
-        if (sending && load->ops == BENCH_OPS_OPEN)
+        if (sending && s_is_pass (load))
             deadline = now + 100000000ull;
         if (sending && load->loop == BENCH_CLOSED_LOOP
             && self->outstanding < (uint64_t) load->window
@@ -742,7 +750,7 @@ bench_load_run (const bench_load_t *load)
         self->commands = s_dealer (self, load->command_endpoint);
         if (load->query_endpoint && !load->echo)
             self->queries = s_dealer (self, load->query_endpoint);
-        if (load->ops == BENCH_OPS_OPEN)
+        if (s_is_pass (load))
             self->opens_total = load->accounts / (uint64_t) clients
                               + ((uint64_t) index < load->accounts % (uint64_t) clients);
         if (load->max_ops)
@@ -777,15 +785,25 @@ bench_load_run (const bench_load_t *load)
     int started = 0;
     for (int index = 0; ready && threads && index < clients; index++) {
         pool[index].start_ns = start;
-        pool[index].measure_ns = load->ops == BENCH_OPS_OPEN ? start : measure;
-        pool[index].end_ns = load->ops == BENCH_OPS_OPEN ? UINT64_MAX : end;
+        pool[index].measure_ns = s_is_pass (load) ? start : measure;
+        pool[index].end_ns = s_is_pass (load) ? UINT64_MAX : end;
         if (pthread_create (&threads[index], NULL, s_client_run, &pool[index]) != 0)
             break;
         started++;
     }
+    //  what an operation costs in CPU: the process's CPU time (node and
+    //  clients, every thread) from the start of the measured seconds to the
+    //  last reply, over the operations measured
+    double cpu_s = -1, cpu_before = 0;
+    if (!s_is_pass (load) && started == clients) {
+        bench_sleep_until_ns (measure);
+        cpu_before = bench_process_cpu_s ();
+    }
     for (int index = 0; index < started; index++)
         pthread_join (threads[index], NULL);
     free (threads);
+    if (!s_is_pass (load) && started == clients)
+        cpu_s = bench_process_cpu_s () - cpu_before;
     if (hiccups) {
         atomic_store (&hiccup.stop, true);
         pthread_join (hiccup.thread, NULL);
@@ -831,8 +849,7 @@ bench_load_run (const bench_load_t *load)
                 query_errors[code] += self->query_errors[code];
             }
         }
-        double seconds = load->ops == BENCH_OPS_OPEN ? (double) (last_reply - start) / 1e9
-                                                     : load->seconds;
+        double seconds = s_is_pass (load) ? (double) (last_reply - start) / 1e9 : load->seconds;
         if (seconds <= 0)
             seconds = 1e-9;
         result = json_object ();
@@ -849,6 +866,10 @@ bench_load_run (const bench_load_t *load)
         json_object_set_new (result, "sent_per_s",
                              json_real ((commands_sent + queries_sent) / seconds));
         json_object_set_new (result, "commands_ok", json_integer ((json_int_t) commands_ok));
+        if (cpu_s >= 0 && commands_ok + queries_ok)
+            json_object_set_new (
+                result, "cpu_us_per_op",
+                json_real (round (cpu_s * 1e7 / (double) (commands_ok + queries_ok)) / 10));
         json_object_set_new (result, "queries_ok", json_integer ((json_int_t) queries_ok));
         json_object_set_new (result, "ack", bench_hist_json (ack));
         if (bench_hist_count (query))
