@@ -17,16 +17,16 @@
     4.  Reads use their own iterators; RocksDB is thread-safe for
         concurrent reads and writes. The only lock is the handle's (DESIGN
         7): every read holds it shared, uncontended but during a reopen.
-    6.  The two families written in random key order (`streams` and
-        `commands`) cost far more than the log, whose keys only grow: an
-        insert into a skip list of random keys is a cache miss per level,
-        and their flushes and compactions rewrite random runs. They get
-        memtables of 16 MiB rather than the log's 64 MiB, whose skip lists
-        stay small enough for the caches. Hash-bucketed memtables (used
-        before) make the insert cheaper but sort everything again at each
-        flush, and cost more CPU in all. Seeks in `streams` stay inside one stream's prefix (the
-   stream name up to the NUL), which is all a stream read needs, so its tables carry prefix Bloom
-   filters.
+    6.  The two families written in random key order get hash-bucketed
+        memtables (a small skip list per bucket) instead of one big skip
+        list, since memtable inserts are most of the committer's work:
+        `streams` buckets by stream name (the prefix up to the NUL), so a
+        stream's entries stay together for its seeks; `commands` buckets by
+        the whole id (point look-ups only). Seeks in `streams` stay inside
+        one stream's prefix, which is all a stream read needs. A bucket's
+        skip list may hold a hot stream's whole history, so it gets the
+        height for millions of entries (16 levels, branching 4); ids are
+        spread thin, so theirs stay short.
     5.  Most command ids are new, and a look-up that finds nothing still
         searches the memtables. A Bloom filter of the ids (built from the
         commands family on open, bits set before each commit, never
@@ -105,16 +105,15 @@ static const char *s_cf_names[S_CF_COUNT]
 
 #define S_FORMAT "2"
 //  a data dir of format 1 (with stream head records, DESIGN 10) is read too
-#define S_FORMAT_HEADS    "1"
-#define S_DEFAULT_WINDOW  (24 * 3600)
-#define S_MULTIGET_CHUNK  256
-#define S_RANDOM_MEMTABLE (16 << 20)   //  DESIGN 6
-#define S_BLOOM_MIN_BITS  (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
-#define S_BLOOM_HASHES    7
-#define S_RETRY_FIRST_MS  100 //  DESIGN 7: first reopen attempt after a failure
-#define S_RETRY_MAX_MS    500
-#define S_YIELD_EVERY     1024 //  log read: keys between looks for a waiting reopen
-#define S_WAL_BLOCK       32768
+#define S_FORMAT_HEADS   "1"
+#define S_DEFAULT_WINDOW (24 * 3600)
+#define S_MULTIGET_CHUNK 256
+#define S_BLOOM_MIN_BITS (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
+#define S_BLOOM_HASHES   7
+#define S_RETRY_FIRST_MS 100 //  DESIGN 7: first reopen attempt after a failure
+#define S_RETRY_MAX_MS   500
+#define S_YIELD_EVERY    1024 //  log read: keys between looks for a waiting reopen
+#define S_WAL_BLOCK      32768
 
 typedef struct {
     _Atomic uint64_t *words;
@@ -990,15 +989,16 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     rocksdb_options_increase_parallelism (self->options, 2);
     rocksdb_options_set_max_background_jobs (self->options, 2);
     rocksdb_options_set_write_buffer_size (self->options, 64 << 20);
-    //  room for memtables waiting to be flushed, so that a slow flush does
-    //  not stall commits
+    //  room for memtables waiting to be flushed, so that a slow flush (the
+    //  hash memtables of DESIGN 6 sort on flush) does not stall commits
     rocksdb_options_set_max_write_buffer_number (self->options, 4);
     rocksdb_options_set_paranoid_checks (self->options, 1);
     //  RocksDB's own info log in the data dir would be the first thing to
     //  fail on a full disk, and its error path aborts: keep it quiet
     rocksdb_options_set_info_log_level (self->options, 4);
     rocksdb_options_set_compression (self->options, rocksdb_lz4_compression);
-    //  one committer: no concurrent memtable inserts
+    //  one committer: no concurrent memtable inserts (and the hash
+    //  memtables of DESIGN 6 do not support them)
     rocksdb_options_set_allow_concurrent_memtable_write (self->options, 0);
     self->cache = rocksdb_cache_create_lru ((options->cache_mb ? options->cache_mb : 64) << 20);
     self->table = rocksdb_block_based_options_create ();
@@ -1007,18 +1007,20 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
                                                    rocksdb_filterpolicy_create_bloom (10));
     rocksdb_options_set_block_based_table_factory (self->options, self->table);
 
-    //  DESIGN 6: small memtables where keys arrive in random order
+    //  DESIGN 6: hash-bucketed memtables where keys arrive in random order
     self->streams_options = rocksdb_options_create_copy (self->options);
     rocksdb_options_set_prefix_extractor (
         self->streams_options, rocksdb_slicetransform_create (
                                    NULL, s_stream_prefix_destroy, s_stream_prefix,
                                    s_stream_in_domain, s_stream_in_range, s_stream_prefix_name));
-    rocksdb_options_set_write_buffer_size (self->streams_options, S_RANDOM_MEMTABLE);
+    rocksdb_options_set_hash_skip_list_rep (self->streams_options, 200003, 16, 4);
     self->commands_options = rocksdb_options_create_copy (self->options);
     self->expired_ids
         = rocksdb_compactionfilter_create (self, s_expired_destroy, s_expired_id, s_expired_name);
     rocksdb_options_set_compaction_filter (self->commands_options, self->expired_ids);
-    rocksdb_options_set_write_buffer_size (self->commands_options, S_RANDOM_MEMTABLE);
+    rocksdb_options_set_prefix_extractor (self->commands_options,
+                                          rocksdb_slicetransform_create_noop ());
+    rocksdb_options_set_hash_skip_list_rep (self->commands_options, 200003, 4, 4);
     self->write_options = rocksdb_writeoptions_create ();
     rocksdb_writeoptions_set_sync (self->write_options, self->durability == ZCQ_DURABILITY_FSYNC);
     self->read_options = rocksdb_readoptions_create ();
