@@ -795,7 +795,15 @@ zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, siz
     const zcq_domain_t *domain = env->domain;
     while (domain->projections && domain->projections[self->view_count])
         self->view_count++;
-    //  one host per asynchronous view, one shared by the synchronous ones
+    //  hosts 0..async_hosts-1 take the asynchronous views in turn (there
+    //  are view-threads of them at most), the next one every synchronous view
+    size_t async_views = 0;
+    for (size_t index = 0; index < self->view_count; index++)
+        if (!domain->projections[index]->synchronous)
+            async_views++;
+    size_t async_hosts = async_views < (size_t) env->config->view_threads
+                           ? async_views
+                           : (size_t) env->config->view_threads;
     uint32_t sync_host = UINT32_MAX;
     self->views = calloc (self->view_count ? self->view_count : 1, sizeof (zcq_view_info_t));
     self->hosts = calloc (self->view_count + 1, sizeof (zactor_t *));
@@ -807,6 +815,8 @@ zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, siz
         snprintf (error, size, "out of memory");
         return ZCQ_NOMEM;
     }
+    self->host_count = (uint32_t) async_hosts;
+    size_t async_next = 0;
     for (size_t index = 0; index < self->view_count; index++) {
         zcq_view_info_t *view = &self->views[index];
         view->def = domain->projections[index];
@@ -817,7 +827,7 @@ zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, siz
             view->host = sync_host;
         }
         else
-            view->host = self->host_count++;
+            view->host = (uint32_t) (async_next++ % async_hosts);
     }
     //  each host's views, as consecutive runs of the members array
     size_t used = 0;

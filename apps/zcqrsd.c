@@ -38,6 +38,8 @@ s_usage (FILE *out)
              "  --max-inflight N      commands in flight before `unavailable` (default 65536)\n"
              "  --view-snapshot-every N  events between view snapshots (default 1000000;\n"
              "                        0: none; one is also saved at a clean stop)\n"
+             "  --view-threads N      threads hosting the asynchronous views (default:\n"
+             "                        cores - 1, at least 1)\n"
              "  --config FILE         settings from a ZPL file (flags after it override)\n"
              "  --verbose             log more\n"
              "  --help                this text\n"

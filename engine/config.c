@@ -106,6 +106,7 @@ S_NUMBER (request_limit, "request-limit", 1024, 256LL << 20)
 S_NUMBER (heartbeat_ms, "heartbeat-ms", 10, 1000)
 S_NUMBER (max_inflight, "max-inflight", 16, 100000000)
 S_NUMBER (view_snapshot_every, "view-snapshot-every", 0, 1LL << 40)
+S_NUMBER (view_threads, "view-threads", 1, 256)
 
 static zcq_err_t
 s_parse_durability (zcq_config_t *self, const char *value, char *error, size_t size)
@@ -141,6 +142,7 @@ static const s_setting_t s_settings[] = {
     { "heartbeat-ms", s_parse_heartbeat_ms, s_format_heartbeat_ms },
     { "max-inflight", s_parse_max_inflight, s_format_max_inflight },
     { "view-snapshot-every", s_parse_view_snapshot_every, s_format_view_snapshot_every },
+    { "view-threads", s_parse_view_threads, s_format_view_threads },
 };
 #define S_SETTING_COUNT (sizeof (s_settings) / sizeof (s_settings[0]))
 
@@ -174,6 +176,8 @@ zcq_config_new (void)
     self->heartbeat_ms = 500;
     self->max_inflight = 65536;
     self->view_snapshot_every = 1000000;
+    //  a core left for the write side; each thread wakes for every event
+    self->view_threads = cores > 2 ? (int) (cores > 257 ? 256 : cores - 1) : 1;
     return self;
 }
 

@@ -19,6 +19,7 @@ struct zcq_config_t {
     int heartbeat_ms;
     size_t max_inflight;
     uint64_t view_snapshot_every;
+    int view_threads;
     char text[64]; //  scratch for zcq_config_get
 };
 

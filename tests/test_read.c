@@ -346,7 +346,8 @@ typedef struct {
     char *dir;
     zcq_node_t *node;
     zcq_client_t *client;
-    zcq_writer_t *writer; //  for building requests
+    zcq_writer_t *writer;     //  for building requests
+    const char *view_threads; //  the setting, when not NULL
 } s_fixture_t;
 
 static void
@@ -2378,6 +2379,10 @@ s_node_up_with (s_fixture_t *self, const zcq_domain_t *domain, const char *every
     if (every
         && zcq_config_set (config, "view-snapshot-every", every, error, sizeof error) != ZCQ_OK)
         fail_msg ("view-snapshot-every %s: %s", every, error);
+    if (self->view_threads
+        && zcq_config_set (config, "view-threads", self->view_threads, error, sizeof error)
+               != ZCQ_OK)
+        fail_msg ("view-threads %s: %s", self->view_threads, error);
     if (zcq_node_start (&self->node, config, domain ? domain : zcq_bank_domain (), error,
                         sizeof error)
         != ZCQ_OK)
@@ -2973,6 +2978,106 @@ test_view_snapshot_shared_host (void **state)
     s_stop (&fixture);
 }
 
+//  Threads of this process whose name starts with prefix.
+static int
+s_threads_named (const char *prefix)
+{
+    DIR *tasks = opendir ("/proc/self/task");
+    assert_non_null (tasks);
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir (tasks))) {
+        if (entry->d_name[0] == '.')
+            continue;
+        char path[300], name[64] = "";
+        snprintf (path, sizeof path, "/proc/self/task/%s/comm", entry->d_name);
+        FILE *file = fopen (path, "r");
+        if (!file)
+            continue; //  the thread has ended
+        if (fgets (name, sizeof name, file) && strncmp (name, prefix, strlen (prefix)) == 0)
+            count++;
+        fclose (file);
+    }
+    closedir (tasks);
+    return count;
+}
+
+//  --------------------------------------------------------------------------
+//  view-threads: the asynchronous views share that many hosts (in turn),
+//  the synchronous ones one more. Whatever the spread, every view follows
+//  every event, answers its queries and agrees with the model.
+
+static void
+test_view_threads (void **state)
+{
+    //  the bank's two views, an asynchronous copy of accounts and a
+    //  synchronous copy of totals
+    static zcq_projection_def_t accounts_b, totals_s;
+    static const zcq_projection_def_t *projections[5];
+    static zcq_domain_t domain;
+    const zcq_domain_t *bank = zcq_bank_domain ();
+    accounts_b = *bank->projections[0];
+    accounts_b.view = "accounts_b";
+    totals_s = *bank->projections[1];
+    totals_s.view = "totals_s";
+    totals_s.synchronous = true;
+    projections[0] = bank->projections[0];
+    projections[1] = &totals_s;
+    projections[2] = bank->projections[1];
+    projections[3] = &accounts_b;
+    projections[4] = NULL;
+    domain = *bank;
+    domain.projections = projections;
+
+    const char *threads[] = { "1", "2", "3", "16" };
+    const int hosts[] = { 2, 3, 4, 4 }; //  three asynchronous views, one synchronous
+    assert_int_equal (s_threads_named ("zcq-views-"), 0);
+    for (size_t run = 0; run < sizeof threads / sizeof threads[0]; run++) {
+        s_fixture_t fixture;
+        memset (&fixture, 0, sizeof fixture);
+        fixture.dir = zcq_test_dir ("view-threads");
+        assert_non_null (fixture.dir);
+        fixture.writer = zcq_writer_new ();
+        fixture.view_threads = threads[run];
+        s_node_up_with (&fixture, &domain, NULL);
+        assert_int_equal (s_threads_named ("zcq-views-"), hosts[run]);
+        s_bank_t *bank_model = calloc (1, sizeof (s_bank_t));
+        assert_non_null (bank_model);
+        bank_model->random = 40 + run;
+        s_bank_random (&fixture, bank_model, 200);
+        s_bank_check (&fixture, bank_model);
+
+        //  the copies hold what the originals hold
+        const zcq_value_t *reply = s_get (&fixture, "totals", "bank", bank_model->position);
+        int64_t balance = s_int (zcq_value_get (reply, "row"), "balance");
+        reply = s_get (&fixture, "totals_s", "bank", 0);
+        assert_int_equal (s_int (zcq_value_get (reply, "row"), "balance"), balance);
+        s_listing_t original, copy;
+        s_list_all (&fixture, "accounts", NULL, NULL, 50, bank_model->position, &original);
+        s_list_all (&fixture, "accounts_b", NULL, NULL, 50, bank_model->position, &copy);
+        assert_int_equal (copy.count, original.count);
+        assert_int_equal (copy.balance, original.balance);
+        assert_int_equal (zcq_writer_size (copy.encoded), zcq_writer_size (original.encoded));
+        assert_memory_equal (zcq_writer_data (copy.encoded), zcq_writer_data (original.encoded),
+                             zcq_writer_size (original.encoded));
+        s_listing_free (&original);
+        s_listing_free (&copy);
+        free (bank_model);
+        s_stop (&fixture);
+    }
+
+    //  a number of threads the setting refuses
+    zcq_config_t *config = zcq_config_new ();
+    char error[256];
+    assert_int_equal (zcq_config_set (config, "view-threads", "0", error, sizeof error),
+                      ZCQ_INVALID);
+    assert_int_equal (zcq_config_set (config, "view-threads", "257", error, sizeof error),
+                      ZCQ_INVALID);
+    assert_int_equal (zcq_config_set (config, "view-threads", "4", error, sizeof error), ZCQ_OK);
+    assert_string_equal (zcq_config_get (config, "view-threads"), "4");
+    zcq_config_destroy (&config);
+}
+
 int
 main (void)
 {
@@ -2998,6 +3103,7 @@ main (void)
         cmocka_unit_test (test_view_snapshot_periodic),
         cmocka_unit_test (test_view_snapshot_off),
         cmocka_unit_test (test_view_snapshot_shared_host),
+        cmocka_unit_test (test_view_threads),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
