@@ -796,14 +796,14 @@ zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, siz
     while (domain->projections && domain->projections[self->view_count])
         self->view_count++;
     //  hosts 0..async_hosts-1 take the asynchronous views in turn (there
-    //  are view-threads of them at most), the next one every synchronous view
+    //  are view-threads of them at most, or one per view when it is 0), the
+    //  next one every synchronous view
     size_t async_views = 0;
     for (size_t index = 0; index < self->view_count; index++)
         if (!domain->projections[index]->synchronous)
             async_views++;
-    size_t async_hosts = async_views < (size_t) env->config->view_threads
-                           ? async_views
-                           : (size_t) env->config->view_threads;
+    size_t threads = (size_t) env->config->view_threads;
+    size_t async_hosts = threads == 0 || async_views < threads ? async_views : threads;
     uint32_t sync_host = UINT32_MAX;
     self->views = calloc (self->view_count ? self->view_count : 1, sizeof (zcq_view_info_t));
     self->hosts = calloc (self->view_count + 1, sizeof (zactor_t *));

@@ -106,7 +106,7 @@ S_NUMBER (request_limit, "request-limit", 1024, 256LL << 20)
 S_NUMBER (heartbeat_ms, "heartbeat-ms", 10, 1000)
 S_NUMBER (max_inflight, "max-inflight", 16, 100000000)
 S_NUMBER (view_snapshot_every, "view-snapshot-every", 0, 1LL << 40)
-S_NUMBER (view_threads, "view-threads", 1, 256)
+S_NUMBER (view_threads, "view-threads", 0, 256)
 
 static zcq_err_t
 s_parse_durability (zcq_config_t *self, const char *value, char *error, size_t size)
@@ -176,8 +176,7 @@ zcq_config_new (void)
     self->heartbeat_ms = 500;
     self->max_inflight = 65536;
     self->view_snapshot_every = 1000000;
-    //  a core left for the write side; each thread wakes for every event
-    self->view_threads = cores > 2 ? (int) (cores > 257 ? 256 : cores - 1) : 1;
+    self->view_threads = 0; //  one per asynchronous view
     return self;
 }
 

@@ -3003,9 +3003,9 @@ s_threads_named (const char *prefix)
 }
 
 //  --------------------------------------------------------------------------
-//  view-threads: the asynchronous views share that many hosts (in turn),
-//  the synchronous ones one more. Whatever the spread, every view follows
-//  every event, answers its queries and agrees with the model.
+//  view-threads: the asynchronous views share that many hosts (in turn;
+//  0, the default, gives each its own), the synchronous ones one more. Whatever the spread, every
+//  view follows every event, answers its queries and agrees with the model.
 
 static void
 test_view_threads (void **state)
@@ -3029,8 +3029,8 @@ test_view_threads (void **state)
     domain = *bank;
     domain.projections = projections;
 
-    const char *threads[] = { "1", "2", "3", "16" };
-    const int hosts[] = { 2, 3, 4, 4 }; //  three asynchronous views, one synchronous
+    const char *threads[] = { NULL, "1", "2", "3", "16" };
+    const int hosts[] = { 4, 2, 3, 4, 4 }; //  three asynchronous views, one synchronous
     assert_int_equal (s_threads_named ("zcq-views-"), 0);
     for (size_t run = 0; run < sizeof threads / sizeof threads[0]; run++) {
         s_fixture_t fixture;
@@ -3069,7 +3069,8 @@ test_view_threads (void **state)
     //  a number of threads the setting refuses
     zcq_config_t *config = zcq_config_new ();
     char error[256];
-    assert_int_equal (zcq_config_set (config, "view-threads", "0", error, sizeof error),
+    assert_string_equal (zcq_config_get (config, "view-threads"), "0");
+    assert_int_equal (zcq_config_set (config, "view-threads", "-1", error, sizeof error),
                       ZCQ_INVALID);
     assert_int_equal (zcq_config_set (config, "view-threads", "257", error, sizeof error),
                       ZCQ_INVALID);

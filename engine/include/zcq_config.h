@@ -18,8 +18,8 @@
         max-inflight     commands in flight per node     65536
         view-snapshot-every  events between view snapshots   1000000
                          (0: never; also saved at a clean stop)
-        view-threads     threads hosting the asynchronous  cores - 1, at least 1
-                         views (each view in one of them)
+        view-threads     threads hosting the asynchronous  0
+                         views, 0: one per view
 */
 #ifndef ZCQ_CONFIG_H_INCLUDED
 #define ZCQ_CONFIG_H_INCLUDED
