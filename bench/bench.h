@@ -146,8 +146,10 @@ double bench_views_wait (const char *query_endpoint, double timeout_s);
 //  same request bytes and driver as the commands.
 json_t *bench_baseline_zmq (const bench_load_t *load);
 //  Raw RocksDB WriteBatch appends of deposit event bodies, `batch` events
-//  per write, synced or not.
-json_t *bench_baseline_rocksdb (zcq_durability_t durability, int batch, double seconds);
+//  per write, synced or not; indexed: with the stream index and command id
+//  a commit writes beside each event, in the store's column families.
+json_t *bench_baseline_rocksdb (zcq_durability_t durability, int batch, double seconds,
+                                bool indexed);
 //  A PostgreSQL event store through libpq; {available: false, reason} when
 //  the harness was built without libpq or the server is unreachable.
 json_t *bench_baseline_pg (const char *conninfo, zcq_durability_t durability, uint64_t accounts,

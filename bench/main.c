@@ -899,10 +899,23 @@ s_run_baselines (s_suite_t *self)
         zcq_durability_t durability = self->options->durabilities[index];
         const char *name = zcq_durability_name (durability);
         bench_log ("baseline: raw RocksDB WriteBatch appends of %d events, %s", load.window, name);
-        json_t *raw = bench_baseline_rocksdb (durability, load.window, self->options->seconds);
+        json_t *raw
+            = bench_baseline_rocksdb (durability, load.window, self->options->seconds, false);
         if (raw) {
             bench_log ("  %.0f events/s", json_real_value (json_object_get (raw, "events_per_s")));
             json_object_set_new (rocksdb, name, raw);
+        }
+        bench_log ("baseline: raw RocksDB, each event with its stream index entry and command "
+                   "id, %s",
+                   name);
+        raw = bench_baseline_rocksdb (durability, load.window, self->options->seconds, true);
+        if (raw) {
+            bench_log ("  %.0f events/s, %.1f us of CPU each",
+                       json_real_value (json_object_get (raw, "events_per_s")),
+                       json_real_value (json_object_get (raw, "cpu_us_per_event")));
+            char indexed[32];
+            snprintf (indexed, sizeof indexed, "%s_indexed", name);
+            json_object_set_new (rocksdb, indexed, raw);
         }
         //  PostgreSQL is driven with several connection counts (group
         //  commit needs many for fsync, few are best without it): the best

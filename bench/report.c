@@ -322,20 +322,24 @@ s_baselines_table (const json_t *results, FILE *out)
                  s_ms (s_num (zmq, "ack.max")),
                  (long long) json_integer_value (json_object_get (zmq, "window")));
     static const char *modes[] = { "wal", "fsync" };
-    for (int mode = 0; mode < 2; mode++) {
+    static const char *rocksdb_runs[] = { "wal", "fsync", "wal_indexed", "fsync_indexed" };
+    for (int run = 0; run < 4; run++) {
         const json_t *rocksdb
-            = json_object_get (json_object_get (baselines, "rocksdb"), modes[mode]);
+            = json_object_get (json_object_get (baselines, "rocksdb"), rocksdb_runs[run]);
         if (rocksdb)
             fprintf (out,
-                     "| RocksDB WriteBatch | %s | %s | %s | %s | %s | %s | events/s, %lld per "
-                     "batch, %.0f bytes each; latency per batch |\n",
-                     modes[mode], s_rate (s_num (rocksdb, "events_per_s")),
+                     "| RocksDB WriteBatch%s | %s | %s | %s | %s | %s | %s | events/s, %lld per "
+                     "batch, %.0f bytes each; latency per batch%s%s%s |\n",
+                     run < 2 ? "" : ", with stream index and command id", modes[run % 2],
+                     s_rate (s_num (rocksdb, "events_per_s")),
                      s_ms (s_num (rocksdb, "write_latency.p50")),
                      s_ms (s_num (rocksdb, "write_latency.p99")),
                      s_ms (s_num (rocksdb, "write_latency.p999")),
                      s_ms (s_num (rocksdb, "write_latency.max")),
                      (long long) json_integer_value (json_object_get (rocksdb, "batch")),
-                     s_num (rocksdb, "event_bytes"));
+                     s_num (rocksdb, "event_bytes"), run < 2 ? "" : "; ",
+                     run < 2 ? "" : s_real (s_num (rocksdb, "cpu_us_per_event"), "%.1f"),
+                     run < 2 ? "" : " µs of CPU per event, flushes included");
     }
     for (int mode = 0; mode < 2; mode++) {
         const json_t *pg = json_object_get (json_object_get (baselines, "postgres"), modes[mode]);
