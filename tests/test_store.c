@@ -1137,22 +1137,6 @@ s_flip_byte (const char *path, double fraction)
     close (fd);
 }
 
-static int
-s_count_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
-{
-    (*(uint64_t *) arg)++;
-    return 0;
-}
-
-//  Events in the log, whatever their size.
-static uint64_t
-s_count_log (zcq_store_t *store)
-{
-    uint64_t count = 0;
-    assert_int_equal (zcq_store_read_log (store, 1, 0, s_count_event, &count), ZCQ_OK);
-    return count;
-}
-
 //  Leave a store at path whose last `count` events are only in the WAL,
 //  as a crash leaves it: a child process appends them and exits without
 //  closing the store. Each body is 1000 bytes, so the WAL spans blocks.
@@ -1198,7 +1182,7 @@ test_store_wal_damage (void **state)
     free (wal);
     zcq_store_t *store = s_open (path, NULL);
     assert_int_equal (zcq_store_head (store), 99);
-    assert_int_equal (s_count_log (store), 99);
+    assert_int_equal (zcq_test_log_events (store), 99);
     assert_int_equal (zcq_store_verified (store, NULL, 0), ZCQ_OK);
     zcq_store_close (&store);
 
@@ -1225,7 +1209,7 @@ test_store_wal_damage (void **state)
     store = s_open (path, NULL);
     uint64_t head = zcq_store_head (store);
     assert_true (head > 0 && head < 100);
-    assert_int_equal (s_count_log (store), head);
+    assert_int_equal (zcq_test_log_events (store), head);
     assert_int_equal (s_version (store, "s"), head);
     zcq_store_close (&store);
 }

@@ -1470,9 +1470,7 @@ test_viewsnap_large (void **state)
     char key[S_KEY_MAX];
     uint64_t random = 42;
     for (int index = 0; index < ROWS; index++) {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
+        zcq_test_next (&random);
         snprintf (key, sizeof key, "k%08llx-%d", (unsigned long long) (random & 0xffffffff), index);
         s_put (table, writer, key, s_statuses[random % 3], (int64_t) (random >> 8));
     }
@@ -1484,9 +1482,7 @@ test_viewsnap_large (void **state)
     assert_true (zcq_viewtable_memory (loaded) >= zcq_viewtable_memory (table) / 2);
     //  and gets the same random changes right
     for (int index = 0; index < 5000; index++) {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
+        zcq_test_next (&random);
         snprintf (key, sizeof key, "k%08llx-%d", (unsigned long long) (random & 0xffffffff),
                   (int) (random % ROWS));
         for (int round = 0; round < 2; round++) {

@@ -181,3 +181,18 @@ zcq_test_next (uint64_t *seed)
     *seed = x;
     return x;
 }
+
+static int
+s_count_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    (*(uint64_t *) arg)++;
+    return 0;
+}
+
+uint64_t
+zcq_test_log_events (zcq_store_t *store)
+{
+    uint64_t count = 0;
+    assert_int_equal (zcq_store_read_log (store, 1, 0, s_count_event, &count), ZCQ_OK);
+    return count;
+}

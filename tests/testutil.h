@@ -42,5 +42,7 @@ const char *zcq_test_code (const zcq_value_t *reply);
 //  The next number of a xorshift sequence (seed must not be 0): seeded,
 //  repeatable randomness for the tests.
 uint64_t zcq_test_next (uint64_t *seed);
+//  How many events the store's log holds, whatever their size.
+uint64_t zcq_test_log_events (zcq_store_t *store);
 
 #endif

@@ -653,13 +653,6 @@ s_stage (zcq_batch_t *batch, uint64_t number)
     zcq_batch_command (batch, id, strlen (id), zclock_time () * 1000, "r", 1);
 }
 
-static int
-s_count_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
-{
-    (*(uint64_t *) arg)++;
-    return 0;
-}
-
 static bool
 s_has_command (zcq_store_t *store, uint64_t number)
 {
@@ -670,14 +663,6 @@ s_has_command (zcq_store_t *store, uint64_t number)
     zcq_err_t err = zcq_store_command (store, id, strlen (id), &result, &len);
     free (result);
     return err == ZCQ_OK;
-}
-
-static uint64_t
-s_log_count (zcq_store_t *store)
-{
-    uint64_t count = 0;
-    assert_int_equal (zcq_store_read_log (store, 1, 0, s_count_event, &count), ZCQ_OK);
-    return count;
 }
 
 static void
@@ -702,7 +687,7 @@ s_store_scenario (s_store_fixture_t *fixture, zcq_durability_t durability, const
     assert_int_not_equal (err, ZCQ_OK);
     //  nothing of it is visible, reads work
     assert_int_equal (zcq_store_head (store), 10);
-    assert_int_equal (s_log_count (store), 10);
+    assert_int_equal (zcq_test_log_events (store), 10);
     uint64_t version = 0;
     assert_int_equal (zcq_store_stream_version (store, "s", &version), ZCQ_OK);
     assert_int_equal (version, 10);
@@ -734,7 +719,7 @@ s_store_scenario (s_store_fixture_t *fixture, zcq_durability_t durability, const
     uint64_t read_only_head = zcq_store_head (store);
     assert_true (read_only_head == 10
                  || (durability == ZCQ_DURABILITY_FSYNC && read_only_head == 13));
-    assert_int_equal (s_log_count (store), read_only_head);
+    assert_int_equal (zcq_test_log_events (store), read_only_head);
     assert_int_equal (zcq_store_stream_version (store, "s", &version), ZCQ_OK);
     assert_int_equal (version, read_only_head);
     assert_true (s_has_command (store, 10));
@@ -756,7 +741,7 @@ s_store_scenario (s_store_fixture_t *fixture, zcq_durability_t durability, const
         fail_msg ("after the reopen the head is %llu: a failed batch of three was written in "
                   "part, or (wal mode) written at all",
                   (unsigned long long) head);
-    assert_int_equal (s_log_count (store), head);
+    assert_int_equal (zcq_test_log_events (store), head);
     for (uint64_t number = 11; number <= 13; number++)
         assert_int_equal (s_has_command (store, number), head == 13);
     if (head == 13)
@@ -774,7 +759,7 @@ s_store_scenario (s_store_fixture_t *fixture, zcq_durability_t durability, const
     //  after a close and an open: everything committed, nothing else
     store = s_store_open (path, durability);
     assert_int_equal (zcq_store_head (store), head + 1);
-    assert_int_equal (s_log_count (store), head + 1);
+    assert_int_equal (zcq_test_log_events (store), head + 1);
     assert_int_equal (zcq_store_stream_version (store, "s", &version), ZCQ_OK);
     assert_int_equal (version, head + 1);
     for (uint64_t number = 1; number <= head + 1; number++)
