@@ -477,33 +477,30 @@ s_check_format (zcq_store_t *self, char *error, size_t size)
     void *format;
     size_t len;
     zcq_err_t err = zcq_store_meta (self, "format", &format, &len);
-    if (err == ZCQ_NOT_FOUND) {
-        char *rocks_error = NULL;
-        rocksdb_put_cf (self->db, self->write_options, self->cf[S_CF_DEFAULT], "format", 6,
-                        S_FORMAT, strlen (S_FORMAT), &rocks_error);
-        return rocks_error ? s_error (rocks_error, error, size, "writing the format") : ZCQ_OK;
+    bool write = err == ZCQ_NOT_FOUND; //  a new data dir
+    if (err == ZCQ_OK) {
+        bool same = len == strlen (S_FORMAT) && memcmp (format, S_FORMAT, len) == 0;
+        bool heads = len == strlen (S_FORMAT_HEADS) && memcmp (format, S_FORMAT_HEADS, len) == 0;
+        free (format);
+        if (!same && !heads) {
+            snprintf (error, size, "data dir has an unsupported format (this build reads %s)",
+                      S_FORMAT);
+            return ZCQ_CORRUPT;
+        }
+        //  DESIGN 10: from now on the head records go stale, so a build that
+        //  still reads them must not open this dir
+        write = heads && !self->read_only;
     }
-    if (err != ZCQ_OK) {
+    else if (!write) {
         snprintf (error, size, "reading the format: %s", zcq_strerror (err));
         return err;
     }
-    bool same = len == strlen (S_FORMAT) && memcmp (format, S_FORMAT, len) == 0;
-    bool heads = len == strlen (S_FORMAT_HEADS) && memcmp (format, S_FORMAT_HEADS, len) == 0;
-    free (format);
-    if (heads && !self->read_only) {
-        //  DESIGN 10: from now on the head records go stale, so a build that
-        //  still reads them must not open this dir
-        char *rocks_error = NULL;
-        rocksdb_put_cf (self->db, self->write_options, self->cf[S_CF_DEFAULT], "format", 6,
-                        S_FORMAT, strlen (S_FORMAT), &rocks_error);
-        return rocks_error ? s_error (rocks_error, error, size, "writing the format") : ZCQ_OK;
-    }
-    if (!same && !heads) {
-        snprintf (error, size, "data dir has an unsupported format (this build reads %s)",
-                  S_FORMAT);
-        return ZCQ_CORRUPT;
-    }
-    return ZCQ_OK;
+    if (!write)
+        return ZCQ_OK;
+    char *rocks_error = NULL;
+    rocksdb_put_cf (self->db, self->write_options, self->cf[S_CF_DEFAULT], "format", 6, S_FORMAT,
+                    strlen (S_FORMAT), &rocks_error);
+    return rocks_error ? s_error (rocks_error, error, size, "writing the format") : ZCQ_OK;
 }
 
 //  --------------------------------------------------------------------------
