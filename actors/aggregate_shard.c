@@ -330,10 +330,7 @@ s_encode_events (self_t *self, zcq_command_t *command, uint64_t first_version)
             return ZCQ_NOMEM;
         uint8_t length[4];
         size_t size = zcq_writer_size (body);
-        length[0] = (uint8_t) (size >> 24);
-        length[1] = (uint8_t) (size >> 16);
-        length[2] = (uint8_t) (size >> 8);
-        length[3] = (uint8_t) size;
+        zcq_put_be32 (length, (uint32_t) size);
         zcq_writer_raw (self->events, length, 4);
         zcq_writer_raw (self->events, zcq_writer_data (body), size);
     }
@@ -403,8 +400,7 @@ s_parse_result (zcq_command_t *command, const uint8_t *result, size_t len)
         return false;
     command->version = zcq_get_be64 (result);
     command->position = zcq_get_be64 (result + 8);
-    command->event_count = (uint32_t) result[16] << 24 | (uint32_t) result[17] << 16
-                         | (uint32_t) result[18] << 8 | result[19];
+    command->event_count = zcq_get_be32 (result + 16);
     memcpy (command->stream, result + 20, len - 20);
     command->stream_len = len - 20;
     command->stream[command->stream_len] = 0;

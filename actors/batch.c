@@ -51,10 +51,7 @@ zcq_command_add_frame (zcq_command_t *self, const void *data, size_t size)
     else if (size > UINT32_MAX)
         return false;
     uint8_t *at = self->envelope + self->envelope_size;
-    at[0] = (uint8_t) (size >> 24);
-    at[1] = (uint8_t) (size >> 16);
-    at[2] = (uint8_t) (size >> 8);
-    at[3] = (uint8_t) size;
+    zcq_put_be32 (at, (uint32_t) size);
     if (size)
         memcpy (at + 4, data, size);
     self->envelope_size = needed;
@@ -67,7 +64,7 @@ zcq_command_next_frame (const zcq_command_t *self, size_t *offset, size_t *size)
     if (*offset + 4 > self->envelope_size)
         return NULL;
     const uint8_t *at = self->envelope + *offset;
-    *size = (size_t) at[0] << 24 | (size_t) at[1] << 16 | (size_t) at[2] << 8 | at[3];
+    *size = zcq_get_be32 (at);
     *offset += 4 + *size;
     return at + 4;
 }
@@ -90,8 +87,7 @@ zcq_command_next_event (const zcq_command_t *self, size_t *offset, size_t *size)
     if (*offset + 4 > self->events_size)
         return NULL;
     uint8_t *length = self->events + *offset;
-    *size = (size_t) length[0] << 24 | (size_t) length[1] << 16 | (size_t) length[2] << 8
-          | length[3];
+    *size = zcq_get_be32 (length);
     if (*size > self->events_size - *offset - 4)
         return NULL;
     *offset += 4 + *size;

@@ -197,10 +197,7 @@ s_stage (self_t *self, zcq_command_t *command, uint64_t *head, int64_t time)
     uint8_t *result = self->result;
     zcq_put_be64 (result, command->version);
     zcq_put_be64 (result + 8, command->position);
-    result[16] = (uint8_t) (command->event_count >> 24);
-    result[17] = (uint8_t) (command->event_count >> 16);
-    result[18] = (uint8_t) (command->event_count >> 8);
-    result[19] = (uint8_t) command->event_count;
+    zcq_put_be32 (result + 16, command->event_count);
     memcpy (result + 20, command->stream, command->stream_len);
     zcq_batch_command (self->batch, command->id, command->id_len, time, result,
                        20 + command->stream_len);
