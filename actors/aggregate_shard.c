@@ -11,10 +11,11 @@
         command goes to the log writer; the aggregate stays pinned in the
         cache until the writer's answer comes back (DONE).
     3.  A failed commit drops every aggregate it touched from the cache
-        (they reload from the store, which has none of the failed events)
-        and raises the shard's generation: the writer fails every batch of
-        an older generation, so no command decided on a dropped state can
-        commit (see log_writer.c).
+        (they reload from the store, which has none of the failed events),
+        and every aggregate that a batch still in flight, and bound to fail
+        with it, has touched; then the shard's generation passes the failed
+        batch's. The failure protocol is F1-F8 in zcq_actors.h; this file
+        keeps F4 (zcq_shard_done), F6 and F8.
     4.  Deduplication: the store is asked (the command router holds a
         second command with an id in flight until the first is answered,
         so the store has the first's outcome by then). Only successful
@@ -27,7 +28,10 @@
         the one the cache was loaded under: when it moved, every cached
         aggregate is dropped and the generation raised; the epoch goes with
         the commit batch, and the writer fails a batch decided under an
-        older epoch.
+        older epoch (F6).
+    7.  The shard is a socket-free core (zcq_shard_t: decide a batch, take
+        one back) and a thin actor that moves batches over its two pipes;
+        tests drive the core directly.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
@@ -44,15 +48,12 @@ struct zcq_cached_t {
     void *state;
 };
 
-typedef struct {
+struct zcq_shard_t {
     const zcq_node_env_t *env;
-    zsock_t *pipe;
-    zsock_t *router; //  PAIR, commands in and replies out
-    zsock_t *log;    //  PAIR to the log writer
     uint32_t shard;
-    uint32_t generation;
-    uint64_t epoch;  //  the store's, when the cache was last emptied (DESIGN 6)
-    zhashx_t *cache; //  stream -> zcq_cached_t
+    uint32_t generation; //  F3, F4
+    uint64_t epoch;      //  the store's, when the cache was last emptied (F6)
+    zhashx_t *cache;     //  stream -> zcq_cached_t
     zcq_cached_t *lru_head;
     zcq_cached_t *lru_tail;
     size_t cache_size; //  live entries in the map
@@ -62,8 +63,9 @@ typedef struct {
     zcq_writer_t *events; //  [u32 length][body]... of one command
     zcq_writer_t *body;
     zcq_fields_t *snapshot;
-    bool terminated;
-} self_t;
+};
+
+typedef zcq_shard_t self_t;
 
 //  --------------------------------------------------------------------------
 //  Cache (DESIGN 1)
@@ -392,19 +394,24 @@ s_snapshot (self_t *self, zcq_command_t *command, zcq_cached_t *cached, uint64_t
     return ZCQ_OK;
 }
 
-//  A stored result: [u64 version][u64 position][u32 events][stream]
-static bool
-s_parse_result (zcq_command_t *command, const uint8_t *result, size_t len)
+//  A stored result answers a retry (DESIGN 4).
+static void
+s_answer_duplicate (zcq_command_t *command, const uint8_t *bytes, size_t len)
 {
-    if (len < 20 || len - 20 > ZCQ_STREAM_MAX)
-        return false;
-    command->version = zcq_get_be64 (result);
-    command->position = zcq_get_be64 (result + 8);
-    command->event_count = zcq_get_be32 (result + 16);
-    memcpy (command->stream, result + 20, len - 20);
-    command->stream_len = len - 20;
-    command->stream[command->stream_len] = 0;
-    return true;
+    zcq_result_t result;
+    if (!zcq_result_parse (&result, bytes, len))
+        zcq_command_fail (command, ZCQ_INTERNAL, "stored result of %s is corrupt",
+                          command->id_copy);
+    else {
+        command->outcome = ZCQ_OK;
+        command->duplicate = true;
+        command->version = result.version;
+        command->position = result.position;
+        command->event_count = result.event_count;
+        memcpy (command->stream, result.stream, result.stream_len);
+        command->stream_len = result.stream_len;
+        command->stream[command->stream_len] = 0;
+    }
 }
 
 typedef enum { S_REPLY, S_COMMIT } s_route_t;
@@ -419,15 +426,8 @@ s_decide (self_t *self, zcq_command_t *command)
     zcq_err_t err
         = zcq_store_command (self->env->store, command->id, command->id_len, &result, &result_len);
     if (err == ZCQ_OK) {
-        bool parsed = s_parse_result (command, result, result_len);
+        s_answer_duplicate (command, result, result_len);
         free (result);
-        if (!parsed)
-            zcq_command_fail (command, ZCQ_INTERNAL, "stored result of %s is corrupt",
-                              command->id_copy);
-        else {
-            command->outcome = ZCQ_OK;
-            command->duplicate = true;
-        }
         return S_REPLY;
     }
     if (err != ZCQ_NOT_FOUND) {
@@ -486,51 +486,47 @@ s_decide (self_t *self, zcq_command_t *command)
 }
 
 //  --------------------------------------------------------------------------
-//  Handlers
+//  The core's API (zcq_actors.h)
 
+//  Answer every command of a batch with the same failure.
 static void
-s_send_batch (self_t *self, zcq_cbatch_t **batch_p, zsock_t *socket)
+s_fail_all (zcq_cbatch_t *batch, zcq_err_t outcome, const char *message)
 {
-    if (*batch_p && (*batch_p)->count)
-        zcq_cbatch_send (batch_p, socket);
-    else
-        zcq_cbatch_destroy (batch_p);
+    for (size_t index = 0; index < batch->count; index++)
+        zcq_command_fail (batch->commands[index], outcome, "%s", message);
+    batch->kind = ZCQ_BATCH_REPLIES;
 }
 
-static void
-s_handle_commands (self_t *self, zcq_cbatch_t *batch)
+void
+zcq_shard_decide (zcq_shard_t *self, zcq_cbatch_t **batch_p, zcq_cbatch_t **commit_p,
+                  zcq_cbatch_t **replies_p)
 {
-    zcq_cbatch_t *commit = zcq_cbatch_new (ZCQ_BATCH_COMMIT, self->shard);
-    zcq_cbatch_t *replies = zcq_cbatch_new (ZCQ_BATCH_REPLIES, self->shard);
-    if (!commit || !replies) {
-        //  answer the whole batch: nothing was decided
-        for (size_t index = 0; index < batch->count; index++)
-            zcq_command_fail (batch->commands[index], ZCQ_INTERNAL, "out of memory");
-        batch->kind = ZCQ_BATCH_REPLIES;
-        zcq_cbatch_destroy (&commit);
-        zcq_cbatch_destroy (&replies);
-        zcq_cbatch_send (&batch, self->router);
-        return;
-    }
+    zcq_cbatch_t *batch = *batch_p;
+    *batch_p = NULL;
+    *commit_p = NULL;
+    *replies_p = NULL;
     uint64_t epoch = zcq_store_epoch (self->env->store);
     if (epoch != self->epoch) {
+        //  F6
         s_drop_all (self);
         self->epoch = epoch;
         self->generation++;
     }
-    commit->generation = self->generation;
-    commit->epoch = epoch;
+    zcq_cbatch_t *commit = zcq_cbatch_new (ZCQ_BATCH_COMMIT, self->shard);
+    zcq_cbatch_t *replies = zcq_cbatch_new (ZCQ_BATCH_REPLIES, self->shard);
     //  the batches hold at least as many commands as came in, so adding
     //  cannot fail once they are sized
-    if (!zcq_cbatch_reserve (commit, batch->count) || !zcq_cbatch_reserve (replies, batch->count)) {
+    if (!commit || !replies || !zcq_cbatch_reserve (commit, batch->count)
+        || !zcq_cbatch_reserve (replies, batch->count)) {
+        //  answer the whole batch: nothing was decided
         zcq_cbatch_destroy (&commit);
         zcq_cbatch_destroy (&replies);
-        for (size_t index = 0; index < batch->count; index++)
-            zcq_command_fail (batch->commands[index], ZCQ_INTERNAL, "out of memory");
-        batch->kind = ZCQ_BATCH_REPLIES;
-        zcq_cbatch_send (&batch, self->router);
+        s_fail_all (batch, ZCQ_INTERNAL, "out of memory");
+        *replies_p = batch;
         return;
     }
+    commit->generation = self->generation;
+    commit->epoch = epoch;
     for (size_t index = 0; index < batch->count; index++) {
         zcq_command_t *command = batch->commands[index];
         if (s_decide (self, command) == S_COMMIT)
@@ -540,25 +536,33 @@ s_handle_commands (self_t *self, zcq_cbatch_t *batch)
     }
     batch->count = 0;
     zcq_cbatch_destroy (&batch);
-    s_send_batch (self, &commit, self->log);
-    s_send_batch (self, &replies, self->router);
+    if (commit->count)
+        *commit_p = commit;
+    else
+        zcq_cbatch_destroy (&commit);
+    if (replies->count)
+        *replies_p = replies;
+    else
+        zcq_cbatch_destroy (&replies);
 }
 
-//  The writer's outcome came back through the router (DESIGN 2, 3).
-static void
-s_handle_done (self_t *self, zcq_cbatch_t *batch)
+void
+zcq_shard_done (zcq_shard_t *self, zcq_cbatch_t **batch_p)
 {
+    zcq_cbatch_t *batch = *batch_p;
+    *batch_p = NULL;
     bool failed = false;
     for (size_t index = 0; index < batch->count; index++) {
         zcq_command_t *command = batch->commands[index];
         zcq_cached_t *cached = command->cached;
-        if (cached) {
-            cached->inflight--;
-            if (command->outcome != ZCQ_OK)
-                failed = true;
-            if (command->outcome != ZCQ_OK || cached->dead)
-                s_drop (self, cached);
-        }
+        if (!cached)
+            continue;
+        command->cached = NULL;
+        cached->inflight--;
+        if (command->outcome != ZCQ_OK)
+            failed = true;
+        if (command->outcome != ZCQ_OK || cached->dead)
+            s_drop (self, cached);
     }
     if (failed)
         self->generation++;
@@ -566,49 +570,38 @@ s_handle_done (self_t *self, zcq_cbatch_t *batch)
     s_evict (self);
 }
 
-static void
-s_handle_router (self_t *self)
+zcq_shard_t *
+zcq_shard_new (const zcq_node_env_t *env, uint32_t shard)
 {
-    zcq_cbatch_t *batch;
-    while ((batch = zcq_cbatch_recv (self->router, ZMQ_DONTWAIT))) {
-        if (batch->kind == ZCQ_BATCH_COMMANDS)
-            s_handle_commands (self, batch);
-        else if (batch->kind == ZCQ_BATCH_DONE)
-            s_handle_done (self, batch);
-        else {
-            zsys_error ("shard %u: unexpected batch kind %d", self->shard, batch->kind);
-            zcq_cbatch_destroy (&batch);
-        }
+    zcq_shard_t *self = calloc (1, sizeof (zcq_shard_t));
+    if (!self)
+        return NULL;
+    self->env = env;
+    self->shard = shard;
+    self->epoch = zcq_store_epoch (env->store);
+    self->cache = zhashx_new ();
+    self->decide = zcq_decide_new ();
+    self->doc = zcq_doc_new ();
+    self->events = zcq_writer_new ();
+    self->body = zcq_writer_new ();
+    self->snapshot = zcq_fields_new ();
+    if (!self->cache || !self->decide || !self->doc || !self->events || !self->body
+        || !self->snapshot) {
+        zcq_shard_destroy (&self);
+        return NULL;
     }
+    //  the map uses the stream names its values carry
+    zhashx_set_key_duplicator (self->cache, NULL);
+    zhashx_set_key_destructor (self->cache, NULL);
+    return self;
 }
 
-static void
-s_handle_pipe (self_t *self)
+void
+zcq_shard_destroy (zcq_shard_t **self_p)
 {
-    char *command = zstr_recv (self->pipe);
-    if (!command || streq (command, "$TERM"))
-        self->terminated = true;
-    else if (streq (command, "SYNC")) {
-        s_handle_router (self);
-        zsock_send (self->pipe, "i", 0);
-    }
-    else
-        zsys_error ("shard %u: unknown pipe command '%s'", self->shard, command);
-    zstr_free (&command);
-}
-
-//  --------------------------------------------------------------------------
-
-static void
-s_destroy (self_t **self_p)
-{
-    self_t *self = *self_p;
+    zcq_shard_t *self = *self_p;
     if (!self)
         return;
-    if (self->router)
-        zcq_cbatch_drain (self->router);
-    zsock_destroy (&self->router);
-    zsock_destroy (&self->log);
     zhashx_destroy (&self->cache);
     zcq_cached_t *cached = self->lru_head;
     while (cached) {
@@ -626,37 +619,88 @@ s_destroy (self_t **self_p)
     *self_p = NULL;
 }
 
-static self_t *
+//  --------------------------------------------------------------------------
+//  The actor: the core between the router's pipe and the writer's
+
+typedef struct {
+    zsock_t *pipe;
+    zsock_t *router; //  PAIR, commands in and replies out
+    zsock_t *log;    //  PAIR to the log writer
+    zcq_shard_t *core;
+    bool terminated;
+} s_actor_t;
+
+static void
+s_handle_router (s_actor_t *self)
+{
+    zcq_cbatch_t *batch;
+    while ((batch = zcq_cbatch_recv (self->router, ZMQ_DONTWAIT))) {
+        if (batch->kind == ZCQ_BATCH_COMMANDS) {
+            zcq_cbatch_t *commit, *replies;
+            zcq_shard_decide (self->core, &batch, &commit, &replies);
+            if (commit)
+                zcq_cbatch_send (&commit, self->log);
+            if (replies)
+                zcq_cbatch_send (&replies, self->router);
+        }
+        else if (batch->kind == ZCQ_BATCH_DONE)
+            zcq_shard_done (self->core, &batch);
+        else {
+            zsys_error ("shard %u: unexpected batch kind %d", self->core->shard, batch->kind);
+            zcq_cbatch_destroy (&batch);
+        }
+    }
+}
+
+static void
+s_handle_pipe (s_actor_t *self)
+{
+    char *command = zstr_recv (self->pipe);
+    if (!command || streq (command, "$TERM"))
+        self->terminated = true;
+    else if (streq (command, "SYNC")) {
+        s_handle_router (self);
+        zsock_send (self->pipe, "i", 0);
+    }
+    else
+        zsys_error ("shard %u: unknown pipe command '%s'", self->core->shard, command);
+    zstr_free (&command);
+}
+
+static void
+s_destroy (s_actor_t **self_p)
+{
+    s_actor_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->router)
+        zcq_cbatch_drain (self->router);
+    zsock_destroy (&self->router);
+    zsock_destroy (&self->log);
+    zcq_shard_destroy (&self->core);
+    free (self);
+    *self_p = NULL;
+}
+
+static s_actor_t *
 s_new (zsock_t *pipe, const zcq_shard_args_t *args)
 {
-    self_t *self = calloc (1, sizeof (self_t));
+    s_actor_t *self = calloc (1, sizeof (s_actor_t));
     if (!self) {
         zcq_actor_failed (pipe, "out of memory");
         return NULL;
     }
-    self->env = args->env;
     self->pipe = pipe;
-    self->shard = args->shard;
-    self->epoch = zcq_store_epoch (self->env->store);
-    self->cache = zhashx_new ();
-    self->decide = zcq_decide_new ();
-    self->doc = zcq_doc_new ();
-    self->events = zcq_writer_new ();
-    self->body = zcq_writer_new ();
-    self->snapshot = zcq_fields_new ();
+    self->core = zcq_shard_new (args->env, args->shard);
     self->router = zsock_new (ZMQ_PAIR);
     self->log = zsock_new (ZMQ_PAIR);
-    if (!self->cache || !self->decide || !self->doc || !self->events || !self->body
-        || !self->snapshot || !self->router || !self->log) {
+    if (!self->core || !self->router || !self->log) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
     }
-    //  the map uses the stream names its values carry
-    zhashx_set_key_duplicator (self->cache, NULL);
-    zhashx_set_key_destructor (self->cache, NULL);
     char endpoint[128];
-    zcq_endpoint_shard (self->env, self->shard, endpoint, sizeof endpoint);
+    zcq_endpoint_shard (args->env, args->shard, endpoint, sizeof endpoint);
     zsock_set_sndhwm (self->router, 0);
     zsock_set_rcvhwm (self->router, 0);
     if (zsock_bind (self->router, "%s", endpoint) < 0) {
@@ -664,7 +708,7 @@ s_new (zsock_t *pipe, const zcq_shard_args_t *args)
         s_destroy (&self);
         return NULL;
     }
-    zcq_endpoint_shard_log (self->env, self->shard, endpoint, sizeof endpoint);
+    zcq_endpoint_shard_log (args->env, args->shard, endpoint, sizeof endpoint);
     zsock_set_sndhwm (self->log, 0);
     zsock_set_rcvhwm (self->log, 0);
     if (zsock_connect (self->log, "%s", endpoint) < 0) {
@@ -680,7 +724,7 @@ zcq_shard_actor (zsock_t *pipe, void *args)
 {
     zsock_signal (pipe, 0);
     zcq_actor_name ("zcq-shard-%u", ((zcq_shard_args_t *) args)->shard);
-    self_t *self = s_new (pipe, args);
+    s_actor_t *self = s_new (pipe, args);
     if (!self)
         return;
     zsock_send (pipe, "is", 0, "");

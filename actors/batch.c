@@ -94,6 +94,37 @@ zcq_command_next_event (const zcq_command_t *self, size_t *offset, size_t *size)
     return length + 4;
 }
 
+size_t
+zcq_result_encode (uint8_t *buffer, const zcq_command_t *command)
+{
+    zcq_put_be64 (buffer, command->version);
+    zcq_put_be64 (buffer + 8, command->position);
+    zcq_put_be32 (buffer + 16, command->event_count);
+    uint8_t *at = buffer + 20;
+    memcpy (at, command->stream, command->stream_len);
+    at += command->stream_len;
+    *at++ = 0;
+    memcpy (at, command->type, command->type_len);
+    return (size_t) (at - buffer) + command->type_len;
+}
+
+bool
+zcq_result_parse (zcq_result_t *result, const uint8_t *bytes, size_t len)
+{
+    if (len < 21 || len > ZCQ_RESULT_MAX)
+        return false;
+    result->version = zcq_get_be64 (bytes);
+    result->position = zcq_get_be64 (bytes + 8);
+    result->event_count = zcq_get_be32 (bytes + 16);
+    result->stream = (const char *) bytes + 20;
+    const char *end = memchr (result->stream, 0, len - 20);
+    result->stream_len = end ? (size_t) (end - result->stream) : len - 20;
+    result->type = end ? end + 1 : result->stream + result->stream_len;
+    result->type_len = len - 20 - result->stream_len - (end ? 1 : 0);
+    return result->stream_len >= 3 && result->stream_len <= ZCQ_STREAM_MAX
+        && result->type_len <= ZCQ_TYPE_MAX;
+}
+
 zcq_cbatch_t *
 zcq_cbatch_new (zcq_batch_kind_t kind, uint32_t shard)
 {

@@ -12,9 +12,11 @@
     3.  A failed commit fails every command of the group with `internal`,
         leaves the head where it was (so the next group reuses the same
         positions: nothing of the failed one is stored) and poisons the
-        shards involved: any batch of theirs with an older generation than
-        the failure fails too, because it was decided on a state that
-        included the failed events (aggregate_shard.c, DESIGN 3).
+        shards involved: any batch of theirs with a generation up to a
+        failed one's fails too, because it may have been decided on a state
+        that included the failed events. Each batch's fate is decided once,
+        while the group is staged, and the poison marks move only after
+        every fate is known (F1-F3 in zcq_actors.h; the shard keeps F4).
     4.  Events are published only after the commit returns, in position
         order, on a PUB socket bound to the events endpoint and to an
         inproc endpoint for the node's own projections. PUB drops for slow
@@ -30,7 +32,10 @@
         whose commit had failed may be back (fsync mode, outcome unknown),
         sends a heartbeat at once so that subscribers fill the gap from the
         log, and fails every batch decided under an older epoch (the shards
-        drop their cached aggregates when they see the new one).
+        drop their cached aggregates when they see the new one: F6).
+    7.  The committer (zcq_committer_t) is the socket-free core: positions,
+        staging, the commit and every batch's fate. The actor around it
+        gathers, publishes what was written (F7) and passes batches on.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
@@ -43,6 +48,162 @@
 #define S_SUBSCRIPTION_MAX 4096
 #define S_RECOVER_MS       100 //  DESIGN 6: how often a failed store is retried
 
+//  --------------------------------------------------------------------------
+//  The committer: the socket-free core
+
+struct zcq_committer_t {
+    zcq_store_t *store;
+    zcq_stats_t *stats; //  may be NULL
+    uint32_t shard_count;
+    uint32_t *poisoned_below; //  per shard: generations below fail (F3)
+    uint64_t head;
+    uint64_t epoch; //  the store's, when head was taken (DESIGN 6)
+    zcq_batch_t *batch;
+    uint8_t *result; //  scratch for a command's stored result
+};
+
+#define S_STAT_ADD(self, name, value)                  \
+    do {                                               \
+        if ((self)->stats)                             \
+            ZCQ_STAT_ADD ((self)->stats, name, value); \
+    } while (0)
+
+zcq_committer_t *
+zcq_committer_new (zcq_store_t *store, zcq_stats_t *stats, uint32_t shard_count)
+{
+    zcq_committer_t *self = calloc (1, sizeof (zcq_committer_t));
+    if (!self)
+        return NULL;
+    self->store = store;
+    self->stats = stats;
+    self->shard_count = shard_count;
+    self->head = zcq_store_head (store);
+    self->epoch = zcq_store_epoch (store);
+    self->poisoned_below = calloc (shard_count ? shard_count : 1, sizeof (uint32_t));
+    self->batch = zcq_batch_new (store);
+    self->result = malloc (ZCQ_RESULT_MAX);
+    if (!self->poisoned_below || !self->batch || !self->result)
+        zcq_committer_destroy (&self);
+    return self;
+}
+
+void
+zcq_committer_destroy (zcq_committer_t **self_p)
+{
+    zcq_committer_t *self = *self_p;
+    if (!self)
+        return;
+    free (self->poisoned_below);
+    zcq_batch_destroy (&self->batch);
+    free (self->result);
+    free (self);
+    *self_p = NULL;
+}
+
+uint64_t
+zcq_committer_head (const zcq_committer_t *self)
+{
+    return self->head;
+}
+
+bool
+zcq_committer_recover (zcq_committer_t *self)
+{
+    zcq_store_recover (self->store);
+    uint64_t epoch = zcq_store_epoch (self->store);
+    if (epoch == self->epoch)
+        return false;
+    self->epoch = epoch;
+    uint64_t head = zcq_store_head (self->store);
+    if (head == self->head)
+        return false;
+    zsys_warning ("writer: the reopened store's log head is %llu, was %llu",
+                  (unsigned long long) head, (unsigned long long) self->head);
+    self->head = head;
+    return true;
+}
+
+//  Add a command to the WriteBatch: its events at the next positions, its
+//  snapshot and its id with its result (DESIGN 1).
+static void
+s_stage (zcq_committer_t *self, zcq_command_t *command, uint64_t *head, int64_t time)
+{
+    uint64_t version = command->version - command->event_count + 1;
+    size_t offset = 0, size;
+    uint8_t *body;
+    while ((body = zcq_command_next_event (command, &offset, &size))) {
+        ++*head;
+        zcq_put_be64 (body + ZCQ_EVENT_POSITION_OFFSET, *head);
+        zcq_put_be64 (body + ZCQ_EVENT_TIME_OFFSET, (uint64_t) time);
+        zcq_batch_event (self->batch, *head, command->stream, command->stream_len, version++, body,
+                         size);
+    }
+    command->position = *head;
+    if (command->snapshot)
+        zcq_batch_snapshot (self->batch, command->stream, command->stream_len,
+                            command->snapshot_schema, command->version, command->snapshot,
+                            command->snapshot_size);
+    size_t len = zcq_result_encode (self->result, command);
+    zcq_batch_command (self->batch, command->id, command->id_len, time, self->result, len);
+}
+
+//  A batch decided on state that may not be the store's (DESIGN 3, 6).
+static bool
+s_poisoned (zcq_committer_t *self, const zcq_cbatch_t *batch)
+{
+    return batch->generation < self->poisoned_below[batch->shard] || batch->epoch != self->epoch;
+}
+
+void
+zcq_committer_commit (zcq_committer_t *self, zcq_cbatch_t *const *group, size_t count,
+                      int64_t time_us)
+{
+    zcq_err_t ready = zcq_store_failed (self->store) ? ZCQ_IO : ZCQ_OK;
+    uint64_t head = self->head;
+    size_t staged = 0;
+    zcq_batch_clear (self->batch);
+    for (size_t index = 0; index < count; index++) {
+        zcq_cbatch_t *batch = group[index];
+        bool poisoned = s_poisoned (self, batch);
+        for (size_t command = 0; command < batch->count; command++) {
+            if (poisoned)
+                zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
+                                  "not written: an earlier commit failed");
+            else {
+                s_stage (self, batch->commands[command], &head, time_us);
+                staged++;
+            }
+        }
+    }
+    zcq_err_t err = ready;
+    if (err == ZCQ_OK && staged)
+        err = zcq_store_commit (self->store, self->batch, head);
+    if (err != ZCQ_OK) {
+        S_STAT_ADD (self, commit_failures, 1);
+        zsys_error ("writer: commit of %zu commands failed: %s", staged, zcq_strerror (err));
+    }
+    else if (staged) {
+        S_STAT_ADD (self, commits, 1);
+        S_STAT_ADD (self, events_written, head - self->head);
+        self->head = head;
+    }
+    for (size_t index = 0; index < count; index++) {
+        zcq_cbatch_t *batch = group[index];
+        bool poisoned = s_poisoned (self, batch);
+        batch->kind = ZCQ_BATCH_COMMITTED;
+        batch->written = !poisoned && err == ZCQ_OK;
+        if (!poisoned && err != ZCQ_OK) {
+            for (size_t command = 0; command < batch->count; command++)
+                zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
+                                  "storage failure, nothing written: %s", zcq_strerror (err));
+            self->poisoned_below[batch->shard] = batch->generation + 1;
+        }
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  The actor
+
 typedef struct {
     const zcq_node_env_t *env;
     zsock_t *pipe;
@@ -50,14 +211,10 @@ typedef struct {
     zsock_t *acks;      //  PAIR to the router: COMMITTED out
     zsock_t *publisher; //  PUB: events and heartbeats
     uint32_t shard_count;
-    uint32_t *poisoned_below; //  per shard: generations below fail
-    uint64_t head;
-    uint64_t epoch; //  the store's, when head was taken (DESIGN 6)
-    zcq_batch_t *batch;
+    zcq_committer_t *committer;
     zcq_cbatch_t **group;
     size_t group_count;
     size_t group_capacity;
-    uint8_t *result; //  scratch for a command's stored result
     zcq_writer_t *heartbeat;
     int64_t next_heartbeat;
     int64_t next_expiry;
@@ -77,15 +234,13 @@ s_destroy (self_t **self_p)
         zsock_destroy (&self->shards[shard]);
     }
     free (self->shards);
-    free (self->poisoned_below);
     for (size_t index = 0; index < self->group_count; index++)
         zcq_cbatch_destroy (&self->group[index]);
     free (self->group);
     zsock_destroy (&self->acks);
     zsock_destroy (&self->publisher);
-    zcq_batch_destroy (&self->batch);
+    zcq_committer_destroy (&self->committer);
     zcq_writer_destroy (&self->heartbeat);
-    free (self->result);
     free (self);
     *self_p = NULL;
 }
@@ -101,17 +256,12 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
     self->env = env;
     self->pipe = pipe;
     self->shard_count = (uint32_t) env->config->shards;
-    self->head = zcq_store_head (env->store);
-    self->epoch = zcq_store_epoch (env->store);
     self->shards = calloc (self->shard_count, sizeof (zsock_t *));
-    self->poisoned_below = calloc (self->shard_count, sizeof (uint32_t));
-    self->batch = zcq_batch_new (env->store);
+    self->committer = zcq_committer_new (env->store, env->stats, self->shard_count);
     self->heartbeat = zcq_writer_new ();
-    self->result = malloc (20 + ZCQ_STREAM_MAX);
     self->acks = zsock_new (ZMQ_PAIR);
     self->publisher = zsock_new (ZMQ_PUB);
-    if (!self->shards || !self->poisoned_below || !self->batch || !self->heartbeat || !self->result
-        || !self->acks || !self->publisher) {
+    if (!self->shards || !self->committer || !self->heartbeat || !self->acks || !self->publisher) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
@@ -172,37 +322,6 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
     return self;
 }
 
-//  --------------------------------------------------------------------------
-
-//  Add a command to the WriteBatch: its events at the next positions, its
-//  snapshot and its id (DESIGN 1).
-static void
-s_stage (self_t *self, zcq_command_t *command, uint64_t *head, int64_t time)
-{
-    uint64_t version = command->version - command->event_count + 1;
-    size_t offset = 0, size;
-    uint8_t *body;
-    while ((body = (uint8_t *) zcq_command_next_event (command, &offset, &size))) {
-        ++*head;
-        zcq_put_be64 (body + ZCQ_EVENT_POSITION_OFFSET, *head);
-        zcq_put_be64 (body + ZCQ_EVENT_TIME_OFFSET, (uint64_t) time);
-        zcq_batch_event (self->batch, *head, command->stream, command->stream_len, version++, body,
-                         size);
-    }
-    command->position = *head;
-    if (command->snapshot)
-        zcq_batch_snapshot (self->batch, command->stream, command->stream_len,
-                            command->snapshot_schema, command->version, command->snapshot,
-                            command->snapshot_size);
-    uint8_t *result = self->result;
-    zcq_put_be64 (result, command->version);
-    zcq_put_be64 (result + 8, command->position);
-    zcq_put_be32 (result + 16, command->event_count);
-    memcpy (result + 20, command->stream, command->stream_len);
-    zcq_batch_command (self->batch, command->id, command->id_len, time, result,
-                       20 + command->stream_len);
-}
-
 //  Publish the events of a committed command (DESIGN 4).
 static void
 s_publish (self_t *self, zcq_command_t *command)
@@ -228,7 +347,7 @@ s_send_heartbeat (self_t *self)
     zcq_writer_str (writer, "node");
     zcq_writer_str (writer, self->env->config->node);
     zcq_writer_str (writer, "head");
-    zcq_writer_uint (writer, self->head);
+    zcq_writer_uint (writer, zcq_committer_head (self->committer));
     zcq_writer_str (writer, "time");
     zcq_writer_int (writer, zcq_now_us ());
     void *socket = zsock_resolve (self->publisher);
@@ -237,82 +356,18 @@ s_send_heartbeat (self_t *self)
     self->next_heartbeat = zclock_mono () + self->env->config->heartbeat_ms;
 }
 
-//  Let a failed store reopen; after a reopen, take its head (DESIGN 6).
-//  ZCQ_OK when the store takes commits.
-static zcq_err_t
-s_check_store (self_t *self)
-{
-    zcq_store_t *store = self->env->store;
-    zcq_err_t err = zcq_store_recover (store);
-    uint64_t epoch = zcq_store_epoch (store);
-    if (epoch != self->epoch) {
-        self->epoch = epoch;
-        uint64_t head = zcq_store_head (store);
-        if (head != self->head) {
-            zsys_warning ("writer: the reopened store's log head is %llu, was %llu",
-                          (unsigned long long) head, (unsigned long long) self->head);
-            self->head = head;
-            s_send_heartbeat (self);
-        }
-    }
-    return err;
-}
-
-//  A batch decided on state that may not be the store's (DESIGN 3, 6).
-static bool
-s_poisoned (self_t *self, const zcq_cbatch_t *batch)
-{
-    return batch->generation < self->poisoned_below[batch->shard] || batch->epoch != self->epoch;
-}
-
-//  Commit the group (DESIGN 2, 3, 6), then hand every batch to the router.
+//  Commit the group (DESIGN 2, 3, 6), publish what was written (F7), then
+//  hand every batch to the router.
 static void
 s_commit_group (self_t *self)
 {
-    zcq_stats_t *stats = self->env->stats;
-    zcq_err_t ready = s_check_store (self);
-    int64_t time = zcq_now_us ();
-    uint64_t head = self->head;
-    size_t staged = 0;
-    zcq_batch_clear (self->batch);
+    if (zcq_committer_recover (self->committer))
+        s_send_heartbeat (self); //  subscribers fill the gap from the log
+    zcq_committer_commit (self->committer, self->group, self->group_count, zcq_now_us ());
     for (size_t index = 0; index < self->group_count; index++) {
         zcq_cbatch_t *batch = self->group[index];
-        bool poisoned = s_poisoned (self, batch);
-        for (size_t command = 0; command < batch->count; command++) {
-            if (poisoned)
-                zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
-                                  "not written: an earlier commit failed");
-            else {
-                s_stage (self, batch->commands[command], &head, time);
-                staged++;
-            }
-        }
-    }
-    zcq_err_t err = ready;
-    if (err == ZCQ_OK && staged)
-        err = zcq_store_commit (self->env->store, self->batch, head);
-    if (err != ZCQ_OK) {
-        ZCQ_STAT_ADD (stats, commit_failures, 1);
-        zsys_error ("writer: commit of %zu commands failed: %s", staged, zcq_strerror (err));
-    }
-    else if (staged) {
-        ZCQ_STAT_ADD (stats, commits, 1);
-        ZCQ_STAT_ADD (stats, events_written, head - self->head);
-        self->head = head;
-    }
-    for (size_t index = 0; index < self->group_count; index++) {
-        zcq_cbatch_t *batch = self->group[index];
-        bool poisoned = s_poisoned (self, batch);
-        if (!poisoned && err != ZCQ_OK) {
-            for (size_t command = 0; command < batch->count; command++)
-                zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
-                                  "storage failure, nothing written: %s", zcq_strerror (err));
-            self->poisoned_below[batch->shard] = batch->generation + 1;
-        }
-        else if (!poisoned)
-            for (size_t command = 0; command < batch->count; command++)
-                s_publish (self, batch->commands[command]);
-        batch->kind = ZCQ_BATCH_COMMITTED;
+        for (size_t command = 0; batch->written && command < batch->count; command++)
+            s_publish (self, batch->commands[command]);
         zcq_cbatch_send (&self->group[index], self->acks);
     }
     self->group_count = 0;
@@ -361,7 +416,7 @@ s_handle_pipe (self_t *self)
     else if (streq (command, "ENDPOINT"))
         zsock_send (self->pipe, "s", self->endpoint);
     else if (streq (command, "HEAD"))
-        zsock_send (self->pipe, "8", self->head);
+        zsock_send (self->pipe, "8", zcq_committer_head (self->committer));
     else
         zsys_error ("writer: unknown pipe command '%s'", command);
     zstr_free (&command);
@@ -397,8 +452,8 @@ zcq_writer_actor (zsock_t *pipe, void *args)
         s_gather (self);
         if (self->group_count)
             s_commit_group (self);
-        else if (failed)
-            s_check_store (self); //  heal without waiting for a command
+        else if (failed && zcq_committer_recover (self->committer))
+            s_send_heartbeat (self); //  healed without waiting for a command
         int64_t now = zclock_mono ();
         if (now >= self->next_heartbeat)
             s_send_heartbeat (self);

@@ -12,6 +12,46 @@
 
     A batch holds commands of one shard. Every command gets exactly one
     reply, sent by the command router, which owns the client socket.
+
+    THE FAILURE PROTOCOL of the write path. Every file that keeps one of
+    these cites it by number; docs/architecture.md explains them.
+
+    F1  `ok` for a command that writes events means its events are in a
+        commit the store reported successful. A COMMITTED batch is written
+        whole or not at all (batch->written), and a batch that is not
+        written has every command failed (log_writer.c, zcq_committer_commit).
+    F2  A batch's fate is decided once, while its group is staged, from
+        state that nothing changes until every batch of the group has its
+        fate; the writer's per-shard poison mark moves only after that.
+    F3  The writer fails every batch of shard s whose generation is below
+        poisoned_below[s], and after a group raises poisoned_below[s] to
+        generation + 1 for each batch of s that it failed, whatever the
+        reason (storage error, store failed, poisoned, old epoch).
+    F4  No batch decided on uncommitted state commits. A shard applies a
+        decided command's events to its cached aggregate at once (so the
+        next command sees them); when a batch of generation g comes back
+        failed, the shard drops the failed batch's aggregates and every
+        cached aggregate whose latest command in flight has a generation
+        <= g (all of those batches fail by F3), then raises its generation
+        to at least g + 1 (aggregate_shard.c, zcq_shard_done). A batch
+        decided after that holds no failed events; a batch decided before
+        it has a generation <= g, or one raised by an earlier failure that
+        already dropped the same aggregates.
+    F5  Per shard, batches reach the writer in the order they were sent,
+        and their COMMITTED and DONE come back in that order (single PAIR
+        pipes; the synchronous view host and the router forward in order).
+    F6  A store epoch change (a reopen of RocksDB after a storage error)
+        drops every cached aggregate of every shard and raises its
+        generation; the writer fails every batch decided under an older
+        epoch and takes the head from the reopened store, since a batch
+        whose sync failed may be there after all.
+    F7  Events are published, and applied by views, only from written
+        batches, after the commit returned, in position order.
+    F8  An aggregate whose cached state is unusable while commands of it
+        are still in flight (a decide that failed half way through its
+        events) is not reloaded from the store until they are back: its
+        commands get `unavailable` meanwhile, since the store does not yet
+        hold the in-flight events.
 */
 #ifndef ZCQ_ACTORS_H_INCLUDED
 #define ZCQ_ACTORS_H_INCLUDED
@@ -82,6 +122,26 @@ const uint8_t *zcq_command_next_frame (const zcq_command_t *self, size_t *offset
 //  Walk the encoded events of a command: the next body and its size, from
 //  *offset (start at 0); NULL after the last one.
 uint8_t *zcq_command_next_event (const zcq_command_t *self, size_t *offset, size_t *size);
+//  A successful command's stored result (what a duplicate is answered
+//  with): [u64 version][u64 position][u32 events][stream] NUL [type].
+//  Results written by earlier versions end at the stream; their type is
+//  empty.
+#define ZCQ_RESULT_MAX (20 + ZCQ_STREAM_MAX + 1 + ZCQ_TYPE_MAX)
+typedef struct {
+    uint64_t version;
+    uint64_t position;
+    uint32_t event_count;
+    const char *stream; //  into the stored bytes, not NUL-terminated
+    size_t stream_len;
+    const char *type; //  likewise; empty for results of earlier versions
+    size_t type_len;
+} zcq_result_t;
+//  Encode a committed command's result into buffer (ZCQ_RESULT_MAX bytes);
+//  returns its size.
+size_t zcq_result_encode (uint8_t *buffer, const zcq_command_t *command);
+//  Parse a stored result; false when it is damaged.
+bool zcq_result_parse (zcq_result_t *result, const uint8_t *bytes, size_t len);
+
 //  Record an outcome with a formatted message.
 void zcq_command_fail (zcq_command_t *self, zcq_err_t outcome, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
@@ -100,8 +160,9 @@ typedef enum {
 typedef struct {
     zcq_batch_kind_t kind;
     uint32_t shard;
-    uint32_t generation; //  shard's commit generation (see log_writer.c)
-    uint64_t epoch;      //  the store epoch the shard decided under (log_writer.c)
+    uint32_t generation; //  shard's commit generation (invariants F3-F5 above)
+    uint64_t epoch;      //  the store epoch the shard decided under (F6)
+    bool written;        //  COMMITTED: every command's events are in the log (F1)
     size_t count;
     size_t capacity;
     zcq_command_t **commands;
@@ -178,10 +239,44 @@ typedef struct {
     uint32_t shard;
 } zcq_shard_args_t;
 
+//  Aggregate shard core, socket-free: decides commands for the
+//  aggregates hashed to one shard, caching them (aggregate_shard.c).
+typedef struct zcq_shard_t zcq_shard_t;
+zcq_shard_t *zcq_shard_new (const zcq_node_env_t *env, uint32_t shard);
+void zcq_shard_destroy (zcq_shard_t **self_p);
+//  Decide a COMMANDS batch (taken): the commands to commit come out as a
+//  COMMIT batch in *commit_p, those answered now (rejected, conflict,
+//  duplicate, ...) as a REPLIES batch in *replies_p; either is NULL when
+//  empty.
+void zcq_shard_decide (zcq_shard_t *self, zcq_cbatch_t **batch_p, zcq_cbatch_t **commit_p,
+                       zcq_cbatch_t **replies_p);
+//  A COMMITTED batch of this shard came back answered (DONE, taken):
+//  unpin its aggregates, and after a failure drop what F4 says.
+void zcq_shard_done (zcq_shard_t *self, zcq_cbatch_t **batch_p);
+
 //  Aggregate shard: decides commands for the aggregates hashed to it.
 //  Pipe: zsock_send (shard, "s", "SYNC") / reply "i" 0 once every batch
 //  already sent to it is handled.
 void zcq_shard_actor (zsock_t *pipe, void *args);
+
+//  Committer: the log writer's socket-free core. It assigns positions,
+//  writes a group of COMMIT batches in one store commit and decides every
+//  batch's fate (F1-F3, F6). The log writer runs it in its actor loop; a
+//  test drives it directly.
+typedef struct zcq_committer_t zcq_committer_t;
+//  stats may be NULL. The head is the store's.
+zcq_committer_t *zcq_committer_new (zcq_store_t *store, zcq_stats_t *stats, uint32_t shard_count);
+void zcq_committer_destroy (zcq_committer_t **self_p);
+//  Let a failed store reopen (zcq_store_recover); after a reopen, take the
+//  store's head (F6). True when the head moved: subscribers must be told.
+bool zcq_committer_recover (zcq_committer_t *self);
+//  Stage, commit and decide a group of COMMIT batches: afterwards every
+//  batch is COMMITTED with `written` set, or has every command failed.
+//  Events get positions head + 1, ... and the time time_us.
+void zcq_committer_commit (zcq_committer_t *self, zcq_cbatch_t *const *group, size_t count,
+                           int64_t time_us);
+//  The position of the last event committed.
+uint64_t zcq_committer_head (const zcq_committer_t *self);
 
 //  Log writer: sequences, commits and publishes.
 //  Pipe: zsock_send (writer, "s", "ENDPOINT") / reply "s" events endpoint.
