@@ -43,8 +43,10 @@ struct zcq_cached_t {
     const zcq_aggregate_def_t *def;
     char *stream;
     uint64_t version;
-    uint32_t inflight; //  commands with the writer (DESIGN 2)
-    bool dead;         //  dropped from the map, freed when idle
+    uint32_t inflight;   //  commands with the writer (DESIGN 2)
+    uint32_t generation; //  of the latest command decided on it (F4)
+    bool dead;           //  dropped from the map, freed when idle
+    bool broken;         //  state unusable, commands in flight (F8)
     void *state;
 };
 
@@ -442,6 +444,12 @@ s_decide (self_t *self, zcq_command_t *command)
                           zcq_strerror (err));
         return S_REPLY;
     }
+    if (cached->broken) {
+        //  F8
+        zcq_command_fail (command, ZCQ_UNAVAILABLE,
+                          "aggregate %s is reloading after an error; retry", command->stream);
+        return S_REPLY;
+    }
     if (command->expect >= 0 && (uint64_t) command->expect != cached->version) {
         command->version = cached->version;
         zcq_command_fail (command, ZCQ_CONFLICT, "stream %s is at version %llu, not %lld",
@@ -472,7 +480,9 @@ s_decide (self_t *self, zcq_command_t *command)
         cached->version = before + decide->event_count;
         if (err == ZCQ_OK)
             err = s_snapshot (self, command, cached, before);
-        if (err != ZCQ_OK)
+        if (err != ZCQ_OK && cached->inflight)
+            cached->broken = true; //  F8: reloaded once its commands are back
+        else if (err != ZCQ_OK)
             s_drop (self, cached); //  the state may be half-evolved
     }
     if (err != ZCQ_OK) {
@@ -482,6 +492,7 @@ s_decide (self_t *self, zcq_command_t *command)
     command->version = cached->version;
     command->cached = cached;
     cached->inflight++;
+    cached->generation = self->generation;
     return S_COMMIT;
 }
 
@@ -561,11 +572,23 @@ zcq_shard_done (zcq_shard_t *self, zcq_cbatch_t **batch_p)
         cached->inflight--;
         if (command->outcome != ZCQ_OK)
             failed = true;
-        if (command->outcome != ZCQ_OK || cached->dead)
+        if (command->outcome != ZCQ_OK || cached->dead || (cached->broken && !cached->inflight))
             s_drop (self, cached);
     }
-    if (failed)
-        self->generation++;
+    if (failed) {
+        //  F4: every batch still in flight with a generation up to this
+        //  one's fails too (F3), so no state that holds their events may
+        //  be decided on again
+        zcq_cached_t *cached = self->lru_head;
+        while (cached) {
+            zcq_cached_t *next = cached->next;
+            if (cached->inflight && cached->generation <= batch->generation)
+                s_drop (self, cached);
+            cached = next;
+        }
+        if (self->generation <= batch->generation)
+            self->generation = batch->generation + 1;
+    }
     zcq_cbatch_destroy (&batch);
     s_evict (self);
 }

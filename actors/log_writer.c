@@ -147,57 +147,65 @@ s_stage (zcq_committer_t *self, zcq_command_t *command, uint64_t *head, int64_t 
     zcq_batch_command (self->batch, command->id, command->id_len, time, self->result, len);
 }
 
-//  A batch decided on state that may not be the store's (DESIGN 3, 6).
-static bool
-s_poisoned (zcq_committer_t *self, const zcq_cbatch_t *batch)
+//  Fail every command of a batch that will not be written (F1).
+static void
+s_fail (zcq_cbatch_t *batch, const char *reason, zcq_err_t err)
 {
-    return batch->generation < self->poisoned_below[batch->shard] || batch->epoch != self->epoch;
+    batch->written = false;
+    for (size_t command = 0; command < batch->count; command++)
+        zcq_command_fail (batch->commands[command], ZCQ_INTERNAL, "%s%s%s", reason, err ? ": " : "",
+                          err ? zcq_strerror (err) : "");
 }
 
 void
 zcq_committer_commit (zcq_committer_t *self, zcq_cbatch_t *const *group, size_t count,
                       int64_t time_us)
 {
-    zcq_err_t ready = zcq_store_failed (self->store) ? ZCQ_IO : ZCQ_OK;
+    //  F2: every fate below comes from this state, which the loop that
+    //  stages does not change
+    bool ready = !zcq_store_failed (self->store);
     uint64_t head = self->head;
     size_t staged = 0;
     zcq_batch_clear (self->batch);
     for (size_t index = 0; index < count; index++) {
         zcq_cbatch_t *batch = group[index];
-        bool poisoned = s_poisoned (self, batch);
-        for (size_t command = 0; command < batch->count; command++) {
-            if (poisoned)
-                zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
-                                  "not written: an earlier commit failed");
-            else {
+        batch->kind = ZCQ_BATCH_COMMITTED;
+        if (!ready)
+            s_fail (batch, "storage failure, nothing written", ZCQ_IO);
+        else if (batch->shard >= self->shard_count
+                 || batch->generation < self->poisoned_below[batch->shard]
+                 || batch->epoch != self->epoch)
+            //  F3, F6: decided on state that included failed events, or
+            //  on a store that has since been reopened
+            s_fail (batch, "not written: an earlier commit failed", ZCQ_OK);
+        else {
+            batch->written = true;
+            for (size_t command = 0; command < batch->count; command++)
                 s_stage (self, batch->commands[command], &head, time_us);
-                staged++;
-            }
+            staged += batch->count;
         }
     }
-    zcq_err_t err = ready;
-    if (err == ZCQ_OK && staged)
+    zcq_err_t err = ZCQ_OK;
+    if (staged)
         err = zcq_store_commit (self->store, self->batch, head);
     if (err != ZCQ_OK) {
         S_STAT_ADD (self, commit_failures, 1);
         zsys_error ("writer: commit of %zu commands failed: %s", staged, zcq_strerror (err));
+        for (size_t index = 0; index < count; index++)
+            if (group[index]->written)
+                s_fail (group[index], "storage failure, nothing written", err);
     }
     else if (staged) {
         S_STAT_ADD (self, commits, 1);
         S_STAT_ADD (self, events_written, head - self->head);
         self->head = head;
     }
+    //  F2, F3: the poison marks move only now that every fate is known
     for (size_t index = 0; index < count; index++) {
         zcq_cbatch_t *batch = group[index];
-        bool poisoned = s_poisoned (self, batch);
-        batch->kind = ZCQ_BATCH_COMMITTED;
-        batch->written = !poisoned && err == ZCQ_OK;
-        if (!poisoned && err != ZCQ_OK) {
-            for (size_t command = 0; command < batch->count; command++)
-                zcq_command_fail (batch->commands[command], ZCQ_INTERNAL,
-                                  "storage failure, nothing written: %s", zcq_strerror (err));
+        if (!batch->written && batch->shard < self->shard_count
+            && self->poisoned_below[batch->shard] <= batch->generation)
             self->poisoned_below[batch->shard] = batch->generation + 1;
-        }
     }
 }
 
