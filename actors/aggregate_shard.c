@@ -19,7 +19,9 @@
     4.  Deduplication: the store is asked (the command router holds a
         second command with an id in flight until the first is answered,
         so the store has the first's outcome by then). Only successful
-        commands are remembered.
+        commands are remembered. A stored result answers only the same
+        command: an id used before for another stream or command type is
+        `invalid`, never answered with the other command's result.
     5.  Replies for outcomes decided here (rejected, conflict, invalid,
         duplicate) go straight back to the router, per round.
     6.  After a storage failure the store reopens RocksDB, and the reopened
@@ -396,7 +398,8 @@ s_snapshot (self_t *self, zcq_command_t *command, zcq_cached_t *cached, uint64_t
     return ZCQ_OK;
 }
 
-//  A stored result answers a retry (DESIGN 4).
+//  A stored result answers a retry of the same command, and only that: an
+//  id used for another stream or command type is `invalid` (DESIGN 4).
 static void
 s_answer_duplicate (zcq_command_t *command, const uint8_t *bytes, size_t len)
 {
@@ -404,15 +407,23 @@ s_answer_duplicate (zcq_command_t *command, const uint8_t *bytes, size_t len)
     if (!zcq_result_parse (&result, bytes, len))
         zcq_command_fail (command, ZCQ_INTERNAL, "stored result of %s is corrupt",
                           command->id_copy);
+    else if (result.stream_len != command->stream_len
+             || memcmp (result.stream, command->stream, result.stream_len) != 0
+             || (result.type_len
+                 && (result.type_len != command->type_len
+                     || memcmp (result.type, command->type, result.type_len) != 0)))
+        zcq_command_fail (command, ZCQ_INVALID,
+                          "command id %s was already used for %.*s %.*s: "
+                          "an id names one command, retries included",
+                          command->id_copy, (int) result.stream_len, result.stream,
+                          (int) (result.type_len ? result.type_len : 1),
+                          result.type_len ? result.type : "?");
     else {
         command->outcome = ZCQ_OK;
         command->duplicate = true;
         command->version = result.version;
         command->position = result.position;
         command->event_count = result.event_count;
-        memcpy (command->stream, result.stream, result.stream_len);
-        command->stream_len = result.stream_len;
-        command->stream[command->stream_len] = 0;
     }
 }
 

@@ -210,6 +210,29 @@ test_walk_through (void **state)
     assert_int_equal (fold.balance, 50);
 }
 
+//  A stored result answers a retry of the same command only (DESIGN 4).
+static void
+test_id_names_one_command (void **state)
+{
+    s_fixture_t *fixture = *state;
+    assert_int_equal (s_run (fixture, "w-1", "1", "open", 0), ZCQ_OK);
+    assert_int_equal (s_run (fixture, "w-2", "1", "deposit", 50), ZCQ_OK);
+    //  a retry answers the stored result; the same id for another stream
+    //  or command type does not
+    zcq_err_t outcome;
+    zcq_cbatch_t *batch
+        = s_decide (fixture, s_command (fixture, "w-2", "1", "deposit", 50), &outcome);
+    assert_null (batch);
+    assert_int_equal (outcome, ZCQ_OK);
+    assert_null (s_decide (fixture, s_command (fixture, "w-2", "2", "deposit", 50), &outcome));
+    assert_int_equal (outcome, ZCQ_INVALID);
+    assert_null (s_decide (fixture, s_command (fixture, "w-2", "1", "withdraw", 50), &outcome));
+    assert_int_equal (outcome, ZCQ_INVALID);
+    s_fold_t fold = s_fold (fixture, "1");
+    assert_int_equal (fold.version, 2);
+    assert_int_equal (fold.balance, 50);
+}
+
 //  F4: batch A fails; batch B of the same shard, decided before the failure
 //  came back, fails as poisoned; a batch decided after A's failure came
 //  back but before B's must not see B's events.
@@ -384,6 +407,7 @@ main (void)
     zsys_set_logstream (NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_walk_through, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_id_names_one_command, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_failure_drops_what_in_flight_batches_touched, s_setup,
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_random_pipeline, s_setup, s_teardown),

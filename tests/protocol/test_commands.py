@@ -161,20 +161,24 @@ def test_many_retries_pipelined(node):
         c.close()
 
 
-def test_duplicate_id_is_global_across_streams(node):
-    """The id alone identifies the intent: the same id sent to other
-    streams (one after the other, or pipelined to many streams at once) is
-    applied once, and every reply is the stored first result."""
+def test_id_reused_for_another_stream_or_type_is_invalid(node):
+    """An id names one command. The same id sent to another stream or with
+    another command type is not a retry: it gets `invalid`, never the first
+    command's result, and is never applied. Pipelined to many streams at
+    once, the id is applied to exactly one of them."""
     c = Client(node)
     try:
         a, b = uniq(), uniq()
         cid = uniq("g")
         first = check_success(c.open(a, id=cid), cid)
-        again = check_success(c.open(b, id=cid), cid)
-        assert again["duplicate"] is True
-        assert again["stream"] == "account/" + a
-        assert again["position"] == first["position"]
+        again = assert_error(c.open(b, id=cid), "invalid")
+        assert again["id"] == cid
         assert c.stream("account/" + b)["version"] == 0
+        other_type = assert_error(c.deposit(a, 5, id=cid), "invalid")
+        assert other_type["id"] == cid
+        retry = check_success(c.open(a, id=cid), cid)
+        assert retry["duplicate"] is True
+        assert retry["position"] == first["position"]
         for round_ in range(5):
             keys = [uniq() for _ in range(16)]
             cid = uniq("g")
@@ -182,18 +186,16 @@ def test_duplicate_id_is_global_across_streams(node):
                 c.send_command({"id": cid, "aggregate": "account", "key": k,
                                 "type": "open", "data": {"owner": "o"}})
             reps = [c.wait_command(cid) for _ in keys]
-            assert all(r["ok"] for r in reps), reps
             applied = ["account/" + k for k in keys
                        if c.stream("account/" + k)["version"] == 1]
             assert len(applied) == 1, \
                 "round %d: one id applied to %d streams %r" % (
                     round_, len(applied), applied)
-            assert [r["duplicate"] for r in reps].count(False) == 1, reps
-            wrong = [r for r in reps if r["stream"] != applied[0]]
-            assert not wrong, \
-                "round %d: the id was applied to %s, yet these replies " \
-                "name another stream: %r" % (round_, applied[0], wrong[:3])
-            assert len({r["position"] for r in reps}) == 1, reps
+            oks = [r for r in reps if r["ok"]]
+            assert len(oks) == 1 and oks[0]["duplicate"] is False, reps
+            assert oks[0]["stream"] == applied[0], reps
+            refused = [r for r in reps if not r["ok"]]
+            assert all(r["error"] == "invalid" for r in refused), refused
     finally:
         c.close()
 

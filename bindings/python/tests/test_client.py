@@ -1,5 +1,7 @@
 """Every Client method against a real node: embedded (zcqrs.Node) and zcqrsd."""
 
+import pytest
+
 import zcqrs
 from conftest import uniq, wait_for
 
@@ -35,11 +37,16 @@ def test_send_with_id_meta_and_expect(client):
 
 
 def test_send_retries_reuse_the_id(client):
-    """retries=n is safe: a generated id is kept, so at most one application."""
+    """retries=n is safe: a generated id is kept, so at most one application;
+    the id sent for another command type or stream is refused."""
     key = uniq()
     result = client.send("account", key, "open", {"owner": "r"}, retries=3)
     assert not result.duplicate and len(result.id) == 32
-    assert client.send("account", key, "deposit", {"amount": 1}, id=result.id).duplicate
+    assert client.send("account", key, "open", {"owner": "r"}, id=result.id).duplicate
+    with pytest.raises(zcqrs.Invalid):
+        client.send("account", key, "deposit", {"amount": 1}, id=result.id)
+    with pytest.raises(zcqrs.Invalid):
+        client.send("account", uniq(), "open", {"owner": "r"}, id=result.id)
 
 
 def test_get_absent_and_read_your_writes_forms(client):

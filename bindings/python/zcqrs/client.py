@@ -26,7 +26,7 @@ from typing import (Any, Deque, Dict, Iterable, Iterator, List, Mapping, NamedTu
 import msgpack
 import zmq
 
-from .errors import Error, Timeout, Unavailable, error_from_reply
+from .errors import Error, Invalid, Timeout, Unavailable, error_from_reply
 
 __all__ = ["Client", "CommandResult", "Outcome", "Page"]
 
@@ -229,6 +229,11 @@ class Client:
                               % (id, timeout, attempt + 1, "" if attempt == 0 else "s"),
                               id=id)
             if reply.get("ok") is True:
+                if reply.get("stream") != aggregate + "/" + key:
+                    # an id answers for one stream only: a node that names
+                    # another one answered someone else's command
+                    raise Invalid("command id %s answered for stream %r, not %s/%s"
+                                  % (id, reply.get("stream"), aggregate, key), id=id)
                 return _result(reply)
             error = error_from_reply(reply)
             if isinstance(error, Unavailable) and attempt < retries:
