@@ -177,8 +177,11 @@ zcq_cbatch_send (zcq_cbatch_t **self_p, zsock_t *socket)
 {
     zcq_cbatch_t *self = *self_p;
     *self_p = NULL;
-    if (zmq_send (zsock_resolve (socket), &self, sizeof self, 0) != sizeof self) {
-        zsys_error ("batch: inproc send failed: %s", zmq_strerror (zmq_errno ()));
+    //  the pipes have no high-water mark, so a send fails only when the
+    //  peer is gone (a shutdown that gave up waiting): never block on it
+    if (zmq_send (zsock_resolve (socket), &self, sizeof self, ZMQ_DONTWAIT) != sizeof self) {
+        zsys_error ("batch: a batch of %zu commands could not be passed on (%s): dropped",
+                    self->count, zmq_strerror (zmq_errno ()));
         zcq_cbatch_destroy (&self);
         return -1;
     }

@@ -109,7 +109,10 @@ zcq_committer_head (const zcq_committer_t *self)
 bool
 zcq_committer_recover (zcq_committer_t *self)
 {
-    zcq_store_recover (self->store);
+    //  a store that is still failed may show a head it could not read
+    //  whole: take the head only once a reopen has succeeded
+    if (zcq_store_recover (self->store) != ZCQ_OK || zcq_store_failed (self->store))
+        return false;
     uint64_t epoch = zcq_store_epoch (self->store);
     if (epoch == self->epoch)
         return false;
@@ -117,8 +120,14 @@ zcq_committer_recover (zcq_committer_t *self)
     uint64_t head = zcq_store_head (self->store);
     if (head == self->head)
         return false;
-    zsys_warning ("writer: the reopened store's log head is %llu, was %llu",
-                  (unsigned long long) head, (unsigned long long) self->head);
+    if (head < self->head)
+        zsys_error ("writer: the reopened store's log head is %llu, below the %llu committed: "
+                    "the store lost committed events",
+                    (unsigned long long) head, (unsigned long long) self->head);
+    else
+        zsys_warning ("writer: the reopened store's log head is %llu, was %llu (a commit "
+                      "reported as failed was written after all)",
+                      (unsigned long long) head, (unsigned long long) self->head);
     self->head = head;
     return true;
 }
@@ -210,24 +219,167 @@ zcq_committer_commit (zcq_committer_t *self, zcq_cbatch_t *const *group, size_t 
 }
 
 //  --------------------------------------------------------------------------
-//  The actor
+//  The log stage: the committer and what follows a commit
+
+struct zcq_log_stage_t {
+    const zcq_node_env_t *env;
+    zcq_committer_t *committer;
+    zsock_t *publisher; //  PUB: events and heartbeats
+    zcq_writer_t *heartbeat;
+    int64_t next_heartbeat;
+    int64_t next_expiry;
+    char endpoint[ZCQ_ENDPOINT_MAX];
+};
+
+void
+zcq_log_stage_destroy (zcq_log_stage_t **self_p)
+{
+    zcq_log_stage_t *self = *self_p;
+    if (!self)
+        return;
+    zsock_destroy (&self->publisher);
+    zcq_committer_destroy (&self->committer);
+    zcq_writer_destroy (&self->heartbeat);
+    free (self);
+    *self_p = NULL;
+}
+
+zcq_err_t
+zcq_log_stage_new (zcq_log_stage_t **self_p, const zcq_node_env_t *env, char *error, size_t size)
+{
+    *self_p = NULL;
+    zcq_log_stage_t *self = calloc (1, sizeof (zcq_log_stage_t));
+    if (self) {
+        self->env = env;
+        self->committer
+            = zcq_committer_new (env->store, env->stats, (uint32_t) env->config->shards);
+        self->heartbeat = zcq_writer_new ();
+        self->publisher = zsock_new (ZMQ_PUB);
+    }
+    if (!self || !self->committer || !self->heartbeat || !self->publisher) {
+        zcq_log_stage_destroy (&self);
+        snprintf (error, size, "out of memory");
+        return ZCQ_NOMEM;
+    }
+    //  DESIGN 4: bounded queues per subscriber; drops are filled from the log
+    zsock_set_sndhwm (self->publisher, S_PUBLISH_HWM);
+    //  subscribers send only subscriptions: topics are short
+    zsock_set_maxmsgsize (self->publisher, S_SUBSCRIPTION_MAX);
+    zsock_set_linger (self->publisher, 0);
+    const char *wanted = env->config->endpoints[ZCQ_ENDPOINT_EVENTS];
+    if (zsock_bind (self->publisher, "%s", wanted) < 0) {
+        snprintf (error, size, "cannot bind the events endpoint %s: %s", wanted,
+                  zmq_strerror (zmq_errno ()));
+        zcq_log_stage_destroy (&self);
+        return ZCQ_UNAVAILABLE;
+    }
+    char *bound = zsock_last_endpoint (self->publisher);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
+    zstr_free (&bound);
+    char endpoint[128];
+    zcq_endpoint_events (env, endpoint, sizeof endpoint);
+    if (zsock_bind (self->publisher, "%s", endpoint) < 0) {
+        snprintf (error, size, "cannot bind %s", endpoint);
+        zcq_log_stage_destroy (&self);
+        return ZCQ_UNAVAILABLE;
+    }
+    self->next_heartbeat = zclock_mono ();
+    self->next_expiry = zclock_mono () + S_EXPIRE_MS;
+    *self_p = self;
+    return ZCQ_OK;
+}
+
+const char *
+zcq_log_stage_endpoint (const zcq_log_stage_t *self)
+{
+    return self->endpoint;
+}
+
+uint64_t
+zcq_log_stage_head (const zcq_log_stage_t *self)
+{
+    return zcq_committer_head (self->committer);
+}
+
+//  Publish the events of a committed command (DESIGN 4).
+static void
+s_publish (zcq_log_stage_t *self, zcq_command_t *command)
+{
+    void *socket = zsock_resolve (self->publisher);
+    char topic[ZCQ_STREAM_MAX + 2];
+    memcpy (topic, command->stream, command->stream_len);
+    topic[command->stream_len] = '/';
+    size_t offset = 0, size;
+    const uint8_t *body;
+    while ((body = zcq_command_next_event (command, &offset, &size))) {
+        zmq_send (socket, topic, command->stream_len + 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send (socket, body, size, ZMQ_DONTWAIT);
+    }
+}
+
+static void
+s_send_heartbeat (zcq_log_stage_t *self)
+{
+    zcq_writer_t *writer = self->heartbeat;
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 3);
+    zcq_writer_str (writer, "node");
+    zcq_writer_str (writer, self->env->config->node);
+    zcq_writer_str (writer, "head");
+    zcq_writer_uint (writer, zcq_committer_head (self->committer));
+    zcq_writer_str (writer, "time");
+    zcq_writer_int (writer, zcq_now_us ());
+    void *socket = zsock_resolve (self->publisher);
+    zmq_send (socket, "$heartbeat", 10, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (socket, zcq_writer_data (writer), zcq_writer_size (writer), ZMQ_DONTWAIT);
+    self->next_heartbeat = zclock_mono () + self->env->config->heartbeat_ms;
+}
+
+void
+zcq_log_stage_commit (zcq_log_stage_t *self, zcq_cbatch_t *const *group, size_t count)
+{
+    if (zcq_committer_recover (self->committer))
+        s_send_heartbeat (self); //  subscribers fill the gap from the log
+    zcq_committer_commit (self->committer, group, count, zcq_now_us ());
+    for (size_t index = 0; index < count; index++)
+        for (size_t command = 0; group[index]->written && command < group[index]->count; command++)
+            s_publish (self, group[index]->commands[command]);
+}
+
+int64_t
+zcq_log_stage_tick (zcq_log_stage_t *self)
+{
+    bool failed = zcq_store_failed (self->env->store);
+    if (failed && zcq_committer_recover (self->committer))
+        s_send_heartbeat (self); //  healed without waiting for a command
+    int64_t now = zclock_mono ();
+    if (now >= self->next_heartbeat)
+        s_send_heartbeat (self);
+    if (now >= self->next_expiry) {
+        size_t expired = 0;
+        zcq_store_expire_commands (self->env->store, zcq_now_us (), S_EXPIRE_BATCH, &expired);
+        self->next_expiry = now + (expired == S_EXPIRE_BATCH ? 1000 : S_EXPIRE_MS);
+    }
+    int64_t wait = self->next_heartbeat - zclock_mono ();
+    if (zcq_store_failed (self->env->store) && wait > S_RECOVER_MS)
+        wait = S_RECOVER_MS;
+    return wait > 0 ? wait : 0;
+}
+
+//  --------------------------------------------------------------------------
+//  The actor: the log stage behind the shards' pipes
 
 typedef struct {
     const zcq_node_env_t *env;
     zsock_t *pipe;
-    zsock_t **shards;   //  PAIR per shard: COMMIT batches in
-    zsock_t *acks;      //  PAIR to the router: COMMITTED out
-    zsock_t *publisher; //  PUB: events and heartbeats
+    zsock_t **shards; //  PAIR per shard: COMMIT batches in
+    zsock_t *acks;    //  PAIR to the router: COMMITTED out
     uint32_t shard_count;
-    zcq_committer_t *committer;
+    zcq_log_stage_t *stage;
     zcq_cbatch_t **group;
     size_t group_count;
     size_t group_capacity;
-    zcq_writer_t *heartbeat;
-    int64_t next_heartbeat;
-    int64_t next_expiry;
     bool terminated;
-    char endpoint[ZCQ_ENDPOINT_MAX];
 } self_t;
 
 static void
@@ -246,9 +398,7 @@ s_destroy (self_t **self_p)
         zcq_cbatch_destroy (&self->group[index]);
     free (self->group);
     zsock_destroy (&self->acks);
-    zsock_destroy (&self->publisher);
-    zcq_committer_destroy (&self->committer);
-    zcq_writer_destroy (&self->heartbeat);
+    zcq_log_stage_destroy (&self->stage);
     free (self);
     *self_p = NULL;
 }
@@ -265,12 +415,15 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
     self->pipe = pipe;
     self->shard_count = (uint32_t) env->config->shards;
     self->shards = calloc (self->shard_count, sizeof (zsock_t *));
-    self->committer = zcq_committer_new (env->store, env->stats, self->shard_count);
-    self->heartbeat = zcq_writer_new ();
     self->acks = zsock_new (ZMQ_PAIR);
-    self->publisher = zsock_new (ZMQ_PUB);
-    if (!self->shards || !self->committer || !self->heartbeat || !self->acks || !self->publisher) {
+    if (!self->shards || !self->acks) {
         zcq_actor_failed (pipe, "out of memory");
+        s_destroy (&self);
+        return NULL;
+    }
+    char error[256];
+    if (zcq_log_stage_new (&self->stage, env, error, sizeof error) != ZCQ_OK) {
+        zcq_actor_failed (pipe, "%s", error);
         s_destroy (&self);
         return NULL;
     }
@@ -304,64 +457,7 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
         s_destroy (&self);
         return NULL;
     }
-    //  DESIGN 4: bounded queues per subscriber; drops are filled from the log
-    zsock_set_sndhwm (self->publisher, S_PUBLISH_HWM);
-    //  subscribers send only subscriptions: topics are short
-    zsock_set_maxmsgsize (self->publisher, S_SUBSCRIPTION_MAX);
-    zsock_set_linger (self->publisher, 0);
-    const char *wanted = env->config->endpoints[ZCQ_ENDPOINT_EVENTS];
-    if (zsock_bind (self->publisher, "%s", wanted) < 0) {
-        zcq_actor_failed (pipe, "cannot bind the events endpoint %s: %s", wanted,
-                          zmq_strerror (zmq_errno ()));
-        s_destroy (&self);
-        return NULL;
-    }
-    char *bound = zsock_last_endpoint (self->publisher);
-    snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
-    zstr_free (&bound);
-    zcq_endpoint_events (env, endpoint, sizeof endpoint);
-    if (zsock_bind (self->publisher, "%s", endpoint) < 0) {
-        zcq_actor_failed (pipe, "cannot bind %s", endpoint);
-        s_destroy (&self);
-        return NULL;
-    }
-    self->next_heartbeat = zclock_mono ();
-    self->next_expiry = zclock_mono () + S_EXPIRE_MS;
     return self;
-}
-
-//  Publish the events of a committed command (DESIGN 4).
-static void
-s_publish (self_t *self, zcq_command_t *command)
-{
-    void *socket = zsock_resolve (self->publisher);
-    char topic[ZCQ_STREAM_MAX + 2];
-    memcpy (topic, command->stream, command->stream_len);
-    topic[command->stream_len] = '/';
-    size_t offset = 0, size;
-    const uint8_t *body;
-    while ((body = zcq_command_next_event (command, &offset, &size))) {
-        zmq_send (socket, topic, command->stream_len + 1, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send (socket, body, size, ZMQ_DONTWAIT);
-    }
-}
-
-static void
-s_send_heartbeat (self_t *self)
-{
-    zcq_writer_t *writer = self->heartbeat;
-    zcq_writer_reset (writer);
-    zcq_writer_map (writer, 3);
-    zcq_writer_str (writer, "node");
-    zcq_writer_str (writer, self->env->config->node);
-    zcq_writer_str (writer, "head");
-    zcq_writer_uint (writer, zcq_committer_head (self->committer));
-    zcq_writer_str (writer, "time");
-    zcq_writer_int (writer, zcq_now_us ());
-    void *socket = zsock_resolve (self->publisher);
-    zmq_send (socket, "$heartbeat", 10, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send (socket, zcq_writer_data (writer), zcq_writer_size (writer), ZMQ_DONTWAIT);
-    self->next_heartbeat = zclock_mono () + self->env->config->heartbeat_ms;
 }
 
 //  Commit the group (DESIGN 2, 3, 6), publish what was written (F7), then
@@ -369,15 +465,9 @@ s_send_heartbeat (self_t *self)
 static void
 s_commit_group (self_t *self)
 {
-    if (zcq_committer_recover (self->committer))
-        s_send_heartbeat (self); //  subscribers fill the gap from the log
-    zcq_committer_commit (self->committer, self->group, self->group_count, zcq_now_us ());
-    for (size_t index = 0; index < self->group_count; index++) {
-        zcq_cbatch_t *batch = self->group[index];
-        for (size_t command = 0; batch->written && command < batch->count; command++)
-            s_publish (self, batch->commands[command]);
+    zcq_log_stage_commit (self->stage, self->group, self->group_count);
+    for (size_t index = 0; index < self->group_count; index++)
         zcq_cbatch_send (&self->group[index], self->acks);
-    }
     self->group_count = 0;
 }
 
@@ -398,10 +488,12 @@ s_gather (self_t *self)
                 size_t capacity = self->group_capacity ? self->group_capacity * 2 : 64;
                 zcq_cbatch_t **group = realloc (self->group, capacity * sizeof (zcq_cbatch_t *));
                 if (!group) {
-                    //  cannot hold it: fail it back to the router
-                    for (size_t index = 0; index < batch->count; index++)
-                        zcq_command_fail (batch->commands[index], ZCQ_INTERNAL, "out of memory");
-                    batch->kind = ZCQ_BATCH_COMMITTED;
+                    //  no room for a longer group: commit what is gathered,
+                    //  then this batch alone (failing it here would skip
+                    //  the poison mark of F3)
+                    if (self->group_count)
+                        s_commit_group (self);
+                    zcq_log_stage_commit (self->stage, &batch, 1);
                     zcq_cbatch_send (&batch, self->acks);
                     continue;
                 }
@@ -422,9 +514,9 @@ s_handle_pipe (self_t *self)
     if (!command || streq (command, "$TERM"))
         self->terminated = true;
     else if (streq (command, "ENDPOINT"))
-        zsock_send (self->pipe, "s", self->endpoint);
+        zsock_send (self->pipe, "s", zcq_log_stage_endpoint (self->stage));
     else if (streq (command, "HEAD"))
-        zsock_send (self->pipe, "8", zcq_committer_head (self->committer));
+        zsock_send (self->pipe, "8", zcq_log_stage_head (self->stage));
     else
         zsys_error ("writer: unknown pipe command '%s'", command);
     zstr_free (&command);
@@ -446,11 +538,8 @@ zcq_writer_actor (zsock_t *pipe, void *args)
         items[1 + shard]
             = (zmq_pollitem_t) { zsock_resolve (self->shards[shard]), 0, ZMQ_POLLIN, 0 };
     while (!self->terminated) {
-        int64_t wait = self->next_heartbeat - zclock_mono ();
-        bool failed = zcq_store_failed (self->env->store);
-        if (failed && wait > S_RECOVER_MS)
-            wait = S_RECOVER_MS;
-        if (zmq_poll (items, (int) item_count, wait > 0 ? wait : 0) < 0) {
+        int64_t wait = zcq_log_stage_tick (self->stage);
+        if (zmq_poll (items, (int) item_count, wait) < 0) {
             if (zmq_errno () == EINTR)
                 continue; //  a signal for the process, not for us
             break;
@@ -460,16 +549,6 @@ zcq_writer_actor (zsock_t *pipe, void *args)
         s_gather (self);
         if (self->group_count)
             s_commit_group (self);
-        else if (failed && zcq_committer_recover (self->committer))
-            s_send_heartbeat (self); //  healed without waiting for a command
-        int64_t now = zclock_mono ();
-        if (now >= self->next_heartbeat)
-            s_send_heartbeat (self);
-        if (now >= self->next_expiry) {
-            size_t expired = 0;
-            zcq_store_expire_commands (self->env->store, zcq_now_us (), S_EXPIRE_BATCH, &expired);
-            self->next_expiry = now + (expired == S_EXPIRE_BATCH ? 1000 : S_EXPIRE_MS);
-        }
     }
     free (items);
     s_destroy (&self);

@@ -198,7 +198,8 @@ typedef struct {
     atomic_uint_fast64_t events_written;
     atomic_uint_fast64_t commits;
     atomic_uint_fast64_t commit_failures;
-    atomic_uint_fast64_t replies_dropped; //  peer gone or never reading
+    atomic_uint_fast64_t replies_dropped;  //  peer gone or never reading
+    atomic_uint_fast64_t requests_dropped; //  envelope over the request limit
     atomic_uint_fast64_t aggregates_loaded;
     atomic_uint_fast64_t snapshots_written;
     atomic_uint_fast64_t queries_served;
@@ -277,6 +278,26 @@ void zcq_committer_commit (zcq_committer_t *self, zcq_cbatch_t *const *group, si
                            int64_t time_us);
 //  The position of the last event committed.
 uint64_t zcq_committer_head (const zcq_committer_t *self);
+
+//  Log stage: the committer and what follows a commit (publishing on the
+//  events endpoint, heartbeats, id expiry, healing a failed store), without
+//  the shards' pipes. The log writer actor runs it behind those pipes; a
+//  plan that calls the shards directly runs it in the same loop. It binds
+//  the events endpoints when made; use it from one thread at a time.
+typedef struct zcq_log_stage_t zcq_log_stage_t;
+zcq_err_t zcq_log_stage_new (zcq_log_stage_t **self_p, const zcq_node_env_t *env, char *error,
+                             size_t size);
+void zcq_log_stage_destroy (zcq_log_stage_t **self_p);
+//  The events endpoint as bound.
+const char *zcq_log_stage_endpoint (const zcq_log_stage_t *self);
+uint64_t zcq_log_stage_head (const zcq_log_stage_t *self);
+//  Commit a group (zcq_committer_commit, after letting a failed store
+//  heal) and publish the events of every written batch; the batches stay
+//  the caller's.
+void zcq_log_stage_commit (zcq_log_stage_t *self, zcq_cbatch_t *const *group, size_t count);
+//  The timed work: heartbeats, id expiry, healing a failed store. Returns
+//  how many ms until it wants to run again.
+int64_t zcq_log_stage_tick (zcq_log_stage_t *self);
 
 //  Log writer: sequences, commits and publishes.
 //  Pipe: zsock_send (writer, "s", "ENDPOINT") / reply "s" events endpoint.
