@@ -191,3 +191,35 @@ def test_send_and_send_many_interleaved(client):
     assert len(rest) == 49 and all(isinstance(o, zcqrs.CommandResult) for o in rest)
     position = max([single.position] + [o.position for o in rest])
     assert client.get("accounts", key, min_position=position)["balance"] == 150
+
+
+def test_a_retry_answers_for_the_command_not_an_earlier_attempt():
+    """After a timeout the client resends with the same id; the node holds the
+    retry behind the first attempt and decides it afresh when the first one
+    fails. The failure of the first attempt is not the command's outcome: the
+    retry's `ok` is. A node stand-in on loopback plays that order."""
+    import threading
+    import msgpack
+    import zmq
+    context = zmq.Context.instance()
+    router = context.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def node():
+        first, body = router.recv_multipart()
+        second, _ = router.recv_multipart()          # the retry, held
+        id = msgpack.unpackb(body)["id"]
+        router.send_multipart([first, msgpack.packb(
+            {"id": id, "ok": False, "error": "internal", "message": "not written"})])
+        router.send_multipart([second, msgpack.packb(
+            {"id": id, "ok": True, "stream": "account/1", "version": 1, "position": 7,
+             "events": 1, "duplicate": False})])
+
+    thread = threading.Thread(target=node, daemon=True)
+    thread.start()
+    with zcqrs.Client(command="tcp://127.0.0.1:%d" % port) as client:
+        result = client.send("account", "1", "open", {"owner": "x"}, timeout=0.5, retries=1)
+    thread.join(5)
+    router.close()
+    assert result.position == 7 and not result.duplicate

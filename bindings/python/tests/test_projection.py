@@ -140,3 +140,51 @@ def test_subclass_overrides_a_handler(node):
         doubled = Doubled()
         doubled.run(client, until=last.position)
         assert doubled.state[key] == 42
+
+
+class _Listed(zcqrs.Subscription):
+    """A subscription that hands out a fixed list of events."""
+
+    def __init__(self, events):
+        self.events = list(events)
+        self.client = None
+
+    def next(self, timeout=None):
+        return self.events.pop(0) if self.events else None
+
+    def close(self):
+        pass
+
+
+class Sums(zcqrs.Projection):
+    def initial_state(self):
+        return {"deposits": 0, "sum": 0}
+
+    @zcqrs.on("deposited")
+    def deposited(self, event):
+        self.state["deposits"] += 1
+        if event["data"] is None:
+            raise KeyboardInterrupt      # interrupted half way through the event
+        self.state["sum"] += event["data"]
+
+
+def test_a_half_applied_event_is_never_saved(tmp_path):
+    """A handler that raises (Ctrl-C included) leaves the state half applied:
+    run keeps the last checkpoint instead of saving it, save refuses, and a
+    restart applies the event again from the checkpoint, exactly once."""
+    path = str(tmp_path / "sums.json")
+    sums = Sums(checkpoint=path)
+    sums.run(_Listed([{"position": 1, "type": "deposited", "data": 10}]), max_events=1)
+    assert json.load(open(path))["position"] == 1
+    with pytest.raises(KeyboardInterrupt):
+        sums.run(_Listed([{"position": 2, "type": "deposited", "data": 5},
+                          {"position": 3, "type": "deposited", "data": None}]),
+                 checkpoint_every=1000, checkpoint_seconds=1000)
+    saved = json.load(open(path))
+    assert saved["position"] == 1 and saved["state"] == {"deposits": 1, "sum": 10}
+    with pytest.raises(RuntimeError):
+        sums.save()
+    again = Sums(checkpoint=path)
+    again.run(_Listed([{"position": 2, "type": "deposited", "data": 5},
+                       {"position": 3, "type": "deposited", "data": 7}]), max_events=2)
+    assert again.position == 3 and again.state == {"deposits": 3, "sum": 22}

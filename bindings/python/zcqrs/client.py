@@ -218,9 +218,19 @@ class Client:
             request["meta"] = meta
         body = self._packb(request)
         attempt = 0
+        outstanding = 0     # attempts sent and not yet answered
         while True:
             sock.send(body)
+            outstanding += 1
             reply = self._await_command(sock, id, timeout)
+            while reply is not None:
+                outstanding -= 1
+                if reply.get("ok") is True or outstanding == 0:
+                    break
+                # an earlier attempt failed while a later one is on its way:
+                # the node holds the later one behind it and decides it
+                # afresh, so only its answer says what happened
+                reply = self._await_command(sock, id, timeout)
             if reply is None:
                 if attempt < retries:
                     attempt += 1
@@ -533,7 +543,9 @@ class Client:
                                "limit": page}, timeout)
             got = reply.get("events") or []
             events.extend(got)
-            if not got or len(got) < page or got[-1]["version"] >= reply.get("version", 0):
+            # a page may be cut short by the node's reply size cap: only an
+            # empty page or the stream's version ends the read
+            if not got or got[-1]["version"] >= reply.get("version", 0):
                 return events
             version = got[-1]["version"] + 1
 

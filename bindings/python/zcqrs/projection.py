@@ -101,6 +101,9 @@ class Projection:
         self.state: Any = self.initial_state()
         self._instance_handlers: Dict[Tuple[str, Optional[str]], List[Callable[..., Any]]] = {}
         self.applied = 0           # events applied by this object
+        # True while an event's handlers run: a handler that raised left the
+        # state half-applied, which must never be saved
+        self._applying = False
         self.load()
 
     def initial_state(self) -> Any:
@@ -124,11 +127,14 @@ class Projection:
         """Apply one event if it is beyond :attr:`position`; True when applied.
 
         Events at or below the position are skipped (never applied twice).
-        The position advances past events no handler wants.
+        The position advances past events no handler wants. A handler that
+        raises leaves the state half-applied: :meth:`save` then refuses, and
+        the object should be reloaded from its checkpoint (:meth:`load`).
         """
         position = event["position"]
         if position <= self.position:
             return False
+        self._applying = True
         type = event.get("type")
         aggregate = event.get("aggregate")
         keys = ((type, None), (type, aggregate)) if aggregate is not None else ((type, None),)
@@ -141,6 +147,7 @@ class Projection:
                     self.state = state
         self.position = position
         self.applied += 1
+        self._applying = False
         return True
 
     def run(self, source: Union[Client, Subscription], *, until: Union[int, str, None] = None,
@@ -195,7 +202,10 @@ class Projection:
                     unsaved = 0
                     last_save = time.monotonic()
         finally:
-            if self.checkpoint and unsaved:
+            # a handler that raised (Ctrl-C included) left the state half
+            # applied: keep the last checkpoint, from which the event is
+            # applied again after a restart
+            if self.checkpoint and unsaved and not self._applying:
                 self.save()
             if owned:
                 subscription.close()
@@ -212,6 +222,9 @@ class Projection:
         """
         if not self.checkpoint:
             raise ValueError("this projection has no checkpoint file")
+        if self._applying:
+            raise RuntimeError("an event was applied half way (a handler raised): the state "
+                               "must not be saved; load() the last checkpoint instead")
         directory = os.path.dirname(os.path.abspath(self.checkpoint))
         document = {"projection": type(self).__name__, "version": self.version,
                     "position": self.position, "state": self.state}
@@ -251,12 +264,14 @@ class Projection:
             return False
         self.position = int(document["position"])
         self.state = document["state"]
+        self._applying = False
         return True
 
     def reset(self) -> None:
         """Forget everything: position 0, initial state (the file is untouched until save)."""
         self.position = 0
         self.state = self.initial_state()
+        self._applying = False
 
     def __repr__(self) -> str:
         return "<%s position=%d>" % (type(self).__name__, self.position)

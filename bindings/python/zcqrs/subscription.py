@@ -175,7 +175,9 @@ class Subscription:
             self.head = head
         for event in events:
             self._accept(event)
-        if len(events) < self.batch:
+        # a page may be cut short by the node's reply size cap: reading from
+        # the log ends on an empty page or at the head, not on a short page
+        if not events or self._fetched >= self.head:
             self._reading = False
 
     def _on_message(self, frames: list) -> None:
