@@ -17,6 +17,20 @@
                acknowledged commands.
     disk_full  zcqrsd on a real 8 MiB tmpfs that a filler file fills up
                (root only; skipped otherwise): same expectations.
+    pipelined_wal, pipelined_fsync
+               zcqrsd (2 shards) under pipelined load: 4 DEALER clients keep
+               256 commands each in flight (opens, then deposits of
+               distinct amounts, each with 200 bytes of meta) while WAL
+               writes (wal) or WAL syncs (fsync) fail through the shim, and
+               then (root only) while its tmpfs is full until a remount
+               grows it. Once the node takes commands again and every reply
+               is in, the log holds exactly the commands answered `ok`,
+               each at the position its reply gave (in fsync mode also
+               commands answered `internal` whose batch a failed sync left
+               in the WAL: outcome unknown, docs/reliability.md), and the
+               views, also once rebuilt, equal the fold of the log; the
+               same after a restart. (A failed group commit with two
+               batches of one shard used to acknowledge the second.)
     readonly   zcqrsd on a data dir it cannot write (a regular file in place
                of the dir; a read-only mount, empty or holding data; a
                chmod 500 dir when not root): a clear message and exit 2.
@@ -228,12 +242,13 @@ typedef struct {
     char err_path[4096];
 } s_daemon_t;
 
-//  Start zcqrsd on data; with `fault_file`, preload the fault shim and
-//  point it there. True once it printed its endpoints; false when it
-//  exited first (d->status says how).
+//  Start zcqrsd on data, with `extra` arguments (NULL-terminated, or NULL);
+//  with `fault_file`, preload the fault shim and point it there. True once
+//  it printed its endpoints; false when it exited first (d->status says
+//  how).
 static bool
-s_daemon_start (s_daemon_t *d, const char *workdir, const char *data, const char *durability,
-                const char *fault_file)
+s_daemon_start_args (s_daemon_t *d, const char *workdir, const char *data, const char *durability,
+                     const char *fault_file, const char *const *extra)
 {
     memset (d, 0, sizeof *d);
     int serial = ++s_spawned;
@@ -261,8 +276,14 @@ s_daemon_start (s_daemon_t *d, const char *workdir, const char *data, const char
             unsetenv ("LD_PRELOAD");
             unsetenv ("ZCQ_FAULT_FILE");
         }
-        execl (s_zcqrsd, s_zcqrsd, "--data", data, "--durability", durability, "--command",
-               s_endpoint, "--events", s_endpoint, "--query", s_endpoint, (char *) NULL);
+        const char *argv[64] = { s_zcqrsd,   "--data",    data,       "--durability",
+                                 durability, "--command", s_endpoint, "--events",
+                                 s_endpoint, "--query",   s_endpoint };
+        size_t count = 11;
+        for (size_t index = 0; extra && extra[index] && count < 63; index++)
+            argv[count++] = extra[index];
+        argv[count] = NULL;
+        execv (s_zcqrsd, (char *const *) argv);
         _exit (127);
     }
     d->pid = pid;
@@ -302,6 +323,13 @@ s_daemon_start (s_daemon_t *d, const char *workdir, const char *data, const char
     fail_msg ("zcqrsd printed no endpoints within %d s:\n%s", S_START_MS / 1000, s_tail (err, 10));
     free (err);
     return false;
+}
+
+static bool
+s_daemon_start (s_daemon_t *d, const char *workdir, const char *data, const char *durability,
+                const char *fault_file)
+{
+    return s_daemon_start_args (d, workdir, data, durability, fault_file, NULL);
 }
 
 //  Wait up to timeout_ms for the daemon to exit; true when it did.
@@ -454,8 +482,12 @@ s_log_release (s_log_t *log)
     zhashx_destroy (&log->ids);
 }
 
+//  Called for each event read, in log order.
+typedef void (s_event_fn) (const zcq_value_t *event, void *arg);
+
+//  Read the log; with on_event, hand it every event.
 static void
-s_read_log (zcq_client_t *client, s_log_t *log)
+s_read_log_with (zcq_client_t *client, s_log_t *log, s_event_fn *on_event, void *arg)
 {
     memset (log, 0, sizeof *log);
     log->ids = zhashx_new ();
@@ -483,6 +515,8 @@ s_read_log (zcq_client_t *client, s_log_t *log)
         const zcq_value_t *events = zcq_value_get (reply, "events");
         size_t size = zcq_value_size (events);
         log->events += size;
+        for (size_t index = 0; on_event && index < size; index++)
+            on_event (zcq_value_at (events, index), arg);
         for (size_t index = 0; index < size && !log->problem[0]; index++) {
             const zcq_value_t *event = zcq_value_at (events, index);
             uint64_t position = 0, version = 0;
@@ -521,6 +555,12 @@ s_read_log (zcq_client_t *client, s_log_t *log)
         snprintf (log->problem, sizeof log->problem, "log has %llu events, head is %llu",
                   (unsigned long long) log->count, (unsigned long long) log->head);
     zhashx_destroy (&versions);
+}
+
+static void
+s_read_log (zcq_client_t *client, s_log_t *log)
+{
+    s_read_log_with (client, log, NULL, NULL);
 }
 
 //  Problems are collected so that one run reports everything it saw.
@@ -1091,6 +1131,705 @@ s_disk_full_teardown (void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  Groups pipelined_wal and pipelined_fsync: storage faults under pipelined
+//  load
+
+#define S_PIPE_CLIENTS  4    //  DEALER sockets, each keeping a full window
+#define S_PIPE_WINDOW   256  //  commands in flight per client
+#define S_PIPE_ACCOUNTS 8    //  accounts per client
+#define S_PIPE_META     200  //  bytes of meta per command: the disk fills sooner
+#define S_PIPE_WARM     3000 //  commands acknowledged before the fault
+#define S_PIPE_FAULT_MS 1000 //  how long the fault lasts once commands fail
+#define S_PIPE_HEALED   2000 //  commands acknowledged after the fault cleared
+#define S_PIPE_PHASE_MS 20000
+#define S_PIPE_EXAMPLES 5 //  examples reported per kind of problem
+#define S_PIPE_SHARDS   "2"
+
+//  One command sent, and its reply.
+typedef struct {
+    char id[64];
+    char key[48];
+    bool open;      //  open, else deposit
+    int64_t amount; //  a deposit's amount, distinct per command
+    int client;
+    bool sent_healing; //  sent after the fault cleared
+    bool replied;
+    bool ok;
+    bool duplicate;
+    char code[24];
+    uint64_t position;
+} s_sent_t;
+
+typedef enum { S_PIPE_WARMING, S_PIPE_FAULTED, S_PIPE_HEALING, S_PIPE_DRAINING } s_phase_t;
+
+typedef struct {
+    const char *durability;
+    const char *fault; //  shim control text, or NULL for a full tmpfs
+    const char *mount; //  full tmpfs: its mount point
+    char control[4096];
+    char filler[4096];
+    char tag[16]; //  this run's, in every command id
+    zsock_t *clients[S_PIPE_CLIENTS];
+    size_t outstanding[S_PIPE_CLIENTS];
+    uint64_t counter[S_PIPE_CLIENTS];
+    zhashx_t *by_id; //  id -> s_sent_t (owned by sent)
+    s_sent_t **sent; //  in sending order
+    size_t count, capacity;
+    s_phase_t phase;
+    size_t oks, internals, others; //  replies by outcome
+    size_t failed_in_fault;        //  commands that failed while the fault was on
+    size_t oks_after;              //  ok replies to commands sent after the fault cleared
+    size_t strays;                 //  replies for no command in flight
+    int64_t phase_ms[4];
+    zcq_doc_t *doc;
+    zcq_writer_t *request, *data, *meta;
+} s_pipe_t;
+
+static void
+s_pipe_send (s_pipe_t *pipe, int client)
+{
+    s_sent_t *command = calloc (1, sizeof *command);
+    assert_non_null (command);
+    uint64_t number = ++pipe->counter[client];
+    snprintf (command->id, sizeof command->id, "%s-c%d-%llu", pipe->tag, client,
+              (unsigned long long) number);
+    snprintf (command->key, sizeof command->key, "%s-c%d-a%llu", pipe->tag, client,
+              (unsigned long long) ((number - 1) % S_PIPE_ACCOUNTS));
+    command->open = number <= S_PIPE_ACCOUNTS;
+    command->amount = command->open ? 0 : (int64_t) (client + 1) * 100000000 + (int64_t) number;
+    command->client = client;
+    command->sent_healing = pipe->phase >= S_PIPE_HEALING;
+    zcq_writer_reset (pipe->data);
+    zcq_writer_map (pipe->data, 1);
+    if (command->open) {
+        zcq_writer_str (pipe->data, "owner");
+        zcq_writer_str (pipe->data, "pipelined");
+    }
+    else {
+        zcq_writer_str (pipe->data, "amount");
+        zcq_writer_int (pipe->data, command->amount);
+    }
+    char note[S_PIPE_META + 1];
+    for (size_t index = 0; index < S_PIPE_META; index++)
+        note[index] = command->id[index % strlen (command->id)];
+    note[S_PIPE_META] = 0;
+    zcq_writer_reset (pipe->meta);
+    zcq_writer_map (pipe->meta, 1);
+    zcq_writer_str (pipe->meta, "note");
+    zcq_writer_str (pipe->meta, note);
+    zcq_command_req_t request = { .id = command->id,
+                                  .aggregate = "account",
+                                  .key = command->key,
+                                  .type = command->open ? "open" : "deposit",
+                                  .expect = -1,
+                                  .data = zcq_writer_data (pipe->data),
+                                  .data_len = zcq_writer_size (pipe->data),
+                                  .meta = zcq_writer_data (pipe->meta),
+                                  .meta_len = zcq_writer_size (pipe->meta) };
+    zcq_writer_reset (pipe->request);
+    zcq_command_encode (pipe->request, &request);
+    //  no high-water mark: the send queues
+    int rc = zmq_send (zsock_resolve (pipe->clients[client]), zcq_writer_data (pipe->request),
+                       zcq_writer_size (pipe->request), ZMQ_DONTWAIT);
+    assert_int_equal (rc, (int) zcq_writer_size (pipe->request));
+    if (pipe->count == pipe->capacity) {
+        pipe->capacity = pipe->capacity ? pipe->capacity * 2 : 16384;
+        pipe->sent = realloc (pipe->sent, pipe->capacity * sizeof (s_sent_t *));
+        assert_non_null (pipe->sent);
+    }
+    pipe->sent[pipe->count++] = command;
+    assert_int_equal (zhashx_insert (pipe->by_id, command->id, command), 0);
+    pipe->outstanding[client]++;
+}
+
+//  Take every reply waiting on a client's socket.
+static void
+s_pipe_receive (s_pipe_t *pipe, int client, s_problems_t *problems)
+{
+    void *socket = zsock_resolve (pipe->clients[client]);
+    zmq_msg_t message;
+    zmq_msg_init (&message);
+    while (zmq_msg_recv (&message, socket, ZMQ_DONTWAIT) >= 0) {
+        //  the body is the last frame
+        while (zmq_msg_more (&message))
+            if (zmq_msg_recv (&message, socket, 0) < 0)
+                break;
+        char id[64] = "";
+        s_sent_t *command = NULL;
+        if (zcq_doc_decode (pipe->doc, zmq_msg_data (&message), zmq_msg_size (&message), NULL)
+            == ZCQ_OK) {
+            zcq_value_get_str (zcq_doc_root (pipe->doc), "id", id, sizeof id, "");
+            command = zhashx_lookup (pipe->by_id, id);
+        }
+        if (!command || command->replied || command->client != client) {
+            if (pipe->strays++ < S_PIPE_EXAMPLES)
+                s_problem (problems, "client %d got a reply for no command in flight (id '%s')",
+                           client, id);
+            continue;
+        }
+        const zcq_value_t *reply = zcq_doc_root (pipe->doc);
+        command->replied = true;
+        zcq_value_bool (zcq_value_get (reply, "ok"), &command->ok);
+        zcq_value_bool (zcq_value_get (reply, "duplicate"), &command->duplicate);
+        zcq_value_uint (zcq_value_get (reply, "position"), &command->position);
+        snprintf (command->code, sizeof command->code, "%s", zcq_test_code (reply));
+        pipe->outstanding[client]--;
+        if (command->ok) {
+            pipe->oks++;
+            if (command->sent_healing)
+                pipe->oks_after++;
+        }
+        else if (strcmp (command->code, "internal") == 0)
+            pipe->internals++;
+        else
+            pipe->others++;
+        if (!command->ok && pipe->phase == S_PIPE_FAULTED)
+            pipe->failed_in_fault++;
+    }
+    zmq_msg_close (&message);
+}
+
+//  The fault: the shim's control file, or the tmpfs filled to the last
+//  byte.
+static void
+s_pipe_fault_on (s_pipe_t *pipe)
+{
+    s_scenario_t scenario = { pipe->durability, pipe->fault, pipe->mount, false };
+    s_fault_on (&scenario, pipe->control, pipe->filler, sizeof pipe->filler);
+}
+
+//  The fault clears: the control file goes, or the tmpfs grows (the filler
+//  stays).
+static void
+s_pipe_fault_off (s_pipe_t *pipe)
+{
+    if (pipe->fault)
+        unlink (pipe->control);
+    else if (mount (NULL, pipe->mount, NULL, MS_REMOUNT, "size=256m") != 0)
+        fail_msg ("cannot grow the tmpfs at %s: %s", pipe->mount, strerror (errno));
+}
+
+static const char *
+s_pipe_phase_name (s_phase_t phase)
+{
+    return phase == S_PIPE_WARMING ? "before the fault"
+         : phase == S_PIPE_FAULTED ? "during the fault"
+         : phase == S_PIPE_HEALING ? "after the fault cleared"
+                                   : "draining";
+}
+
+//  The load: every client keeps its window full until the node has
+//  acknowledged S_PIPE_WARM commands, the fault starts and lasts
+//  S_PIPE_FAULT_MS from the first failed command, then clears; once
+//  S_PIPE_HEALED more commands are acknowledged the clients stop sending
+//  and every reply is waited for.
+static void
+s_pipe_run (s_pipe_t *pipe, s_daemon_t *daemon, s_problems_t *problems)
+{
+    zmq_pollitem_t items[S_PIPE_CLIENTS];
+    for (int client = 0; client < S_PIPE_CLIENTS; client++)
+        items[client]
+            = (zmq_pollitem_t) { zsock_resolve (pipe->clients[client]), 0, ZMQ_POLLIN, 0 };
+    int64_t phase_start = zclock_mono ();
+    int64_t deadline = phase_start + S_PIPE_PHASE_MS;
+    int64_t first_failure = 0;
+    pipe->phase = S_PIPE_WARMING;
+    while (true) {
+        size_t outstanding = 0;
+        for (int client = 0; client < S_PIPE_CLIENTS; client++) {
+            while (pipe->phase != S_PIPE_DRAINING && pipe->outstanding[client] < S_PIPE_WINDOW)
+                s_pipe_send (pipe, client);
+            outstanding += pipe->outstanding[client];
+        }
+        if (pipe->phase == S_PIPE_DRAINING && outstanding == 0)
+            break;
+        //  waits for replies, not for time
+        if (zmq_poll (items, S_PIPE_CLIENTS, 100) < 0 && zmq_errno () != EINTR)
+            fail_msg ("zmq_poll: %s", zmq_strerror (zmq_errno ()));
+        for (int client = 0; client < S_PIPE_CLIENTS; client++)
+            if (items[client].revents & ZMQ_POLLIN)
+                s_pipe_receive (pipe, client, problems);
+        int64_t now = zclock_mono ();
+        s_phase_t next = pipe->phase;
+        if (pipe->phase == S_PIPE_WARMING && pipe->oks >= S_PIPE_WARM) {
+            s_pipe_fault_on (pipe);
+            next = S_PIPE_FAULTED;
+        }
+        else if (pipe->phase == S_PIPE_FAULTED) {
+            if (!first_failure && pipe->failed_in_fault)
+                first_failure = now;
+            if (first_failure && now - first_failure >= S_PIPE_FAULT_MS) {
+                s_pipe_fault_off (pipe);
+                next = S_PIPE_HEALING;
+            }
+        }
+        else if (pipe->phase == S_PIPE_HEALING && pipe->oks_after >= S_PIPE_HEALED)
+            next = S_PIPE_DRAINING;
+        if (next == pipe->phase && now >= deadline) {
+            char status[128] = "still running";
+            if (s_daemon_wait (daemon, 0))
+                s_describe_status (daemon->status, status, sizeof status);
+            s_problem (problems,
+                       "%s: stuck for %d s (%zu commands sent, %zu ok, %zu internal, %zu other, "
+                       "%zu without a reply; zcqrsd %s)",
+                       s_pipe_phase_name (pipe->phase), S_PIPE_PHASE_MS / 1000, pipe->count,
+                       pipe->oks, pipe->internals, pipe->others, outstanding, status);
+            if (pipe->phase == S_PIPE_FAULTED)
+                s_pipe_fault_off (pipe);
+            if (pipe->phase == S_PIPE_DRAINING || !daemon->running)
+                break;
+            next = pipe->phase == S_PIPE_FAULTED ? S_PIPE_HEALING : S_PIPE_DRAINING;
+        }
+        if (next != pipe->phase) {
+            pipe->phase_ms[pipe->phase] = now - phase_start;
+            pipe->phase = next;
+            phase_start = now;
+            deadline = now + (next == S_PIPE_DRAINING ? S_REPLY_MS : S_PIPE_PHASE_MS);
+        }
+    }
+    pipe->phase_ms[pipe->phase] = zclock_mono () - phase_start;
+    if (pipe->failed_in_fault == 0)
+        s_problem (problems, "no command failed during the storage fault");
+}
+
+//  What the log says, folded as the views should fold it.
+typedef struct {
+    bool opened;
+    char owner[64];
+    int64_t balance;
+    uint64_t version;
+} s_account_t;
+
+typedef struct {
+    s_pipe_t *pipe;
+    zhashx_t *accounts;  //  key -> s_account_t
+    zhashx_t *positions; //  position -> command id
+    int64_t opened, balance, events;
+    size_t strangers, mismatched;
+    char first_stranger[128], first_mismatch[512];
+} s_fold_t;
+
+static void
+s_fold_event (const zcq_value_t *event, void *arg)
+{
+    s_fold_t *fold = arg;
+    char id[64], key[48], type[64], owner[64], position[32];
+    zcq_value_get_str (event, "command", id, sizeof id, "?");
+    zcq_value_get_str (event, "key", key, sizeof key, "?");
+    zcq_value_get_str (event, "type", type, sizeof type, "?");
+    const zcq_value_t *data = zcq_value_get (event, "data");
+    int64_t amount = zcq_value_get_int (data, "amount", 0);
+    zcq_value_get_str (data, "owner", owner, sizeof owner, "");
+    snprintf (position, sizeof position, "%lld",
+              (long long) zcq_value_get_int (event, "position", 0));
+    zhashx_update (fold->positions, position, strdup (id));
+    fold->events++;
+    s_account_t *account = zhashx_lookup (fold->accounts, key);
+    if (!account) {
+        account = calloc (1, sizeof *account);
+        assert_non_null (account);
+        zhashx_insert (fold->accounts, key, account);
+    }
+    account->version = (uint64_t) zcq_value_get_int (event, "version", 0);
+    if (strcmp (type, "opened") == 0) {
+        account->opened = true;
+        snprintf (account->owner, sizeof account->owner, "%s", owner);
+        fold->opened++;
+    }
+    else if (strcmp (type, "deposited") == 0) {
+        account->balance += amount;
+        fold->balance += amount;
+    }
+    else if (strcmp (type, "withdrawn") == 0) {
+        account->balance -= amount;
+        fold->balance -= amount;
+    }
+    //  the event is what its command asked for
+    s_sent_t *command = zhashx_lookup (fold->pipe->by_id, id);
+    if (!command) {
+        if (fold->strangers++ == 0)
+            snprintf (fold->first_stranger, sizeof fold->first_stranger, "%s at position %s", id,
+                      position);
+    }
+    else if (strcmp (type, command->open ? "opened" : "deposited") != 0
+             || strcmp (key, command->key) != 0 || (!command->open && amount != command->amount)) {
+        if (fold->mismatched++ == 0)
+            snprintf (fold->first_mismatch, sizeof fold->first_mismatch,
+                      "position %s: %s %s %lld by command %s, which was %s %s %lld", position, type,
+                      key, (long long) amount, id, command->open ? "open" : "deposit", command->key,
+                      (long long) command->amount);
+    }
+}
+
+static void
+s_free_item (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void
+s_fold_init (s_fold_t *fold, s_pipe_t *pipe)
+{
+    memset (fold, 0, sizeof *fold);
+    fold->pipe = pipe;
+    fold->accounts = zhashx_new ();
+    zhashx_set_destructor (fold->accounts, s_free_item);
+    fold->positions = zhashx_new ();
+    zhashx_set_destructor (fold->positions, (zhashx_destructor_fn *) zstr_free);
+}
+
+static void
+s_fold_release (s_fold_t *fold)
+{
+    zhashx_destroy (&fold->accounts);
+    zhashx_destroy (&fold->positions);
+}
+
+//  The views `accounts` (every row, paged) and `totals`, once they applied
+//  the head, against the fold of the log.
+static void
+s_pipe_check_views (zcq_client_t *client, s_fold_t *fold, uint64_t head, const char *when,
+                    s_problems_t *problems)
+{
+    char min_position[32], after[300] = "";
+    snprintf (min_position, sizeof min_position, "i:%llu", (unsigned long long) head);
+    size_t rows = 0, wrong = 0;
+    char first_wrong[512] = "";
+    while (true) {
+        char cursor[310];
+        snprintf (cursor, sizeof cursor, "s:%s", after);
+        const zcq_value_t *reply
+            = after[0]
+                ? s_query (client, "list", "view", "s:accounts", "limit", "i:1000", "after", cursor,
+                           "min_position", min_position, "timeout_ms", "i:20000", NULL)
+                : s_query (client, "list", "view", "s:accounts", "limit", "i:1000", "min_position",
+                           min_position, "timeout_ms", "i:20000", NULL);
+        if (!reply || strcmp (zcq_test_code (reply), "ok") != 0) {
+            s_problem (problems, "%s: `list accounts` at position %llu: %s", when,
+                       (unsigned long long) head, reply ? zcq_test_code (reply) : "no reply");
+            return;
+        }
+        const zcq_value_t *list = zcq_value_get (reply, "rows");
+        for (size_t index = 0; index < zcq_value_size (list); index++) {
+            const zcq_value_t *row = zcq_value_at (list, index);
+            char key[300], owner[64], status[32];
+            zcq_value_get_str (row, "key", key, sizeof key, "?");
+            zcq_value_get_str (row, "owner", owner, sizeof owner, "?");
+            zcq_value_get_str (row, "status", status, sizeof status, "?");
+            int64_t balance = zcq_value_get_int (row, "balance", -1);
+            int64_t version = zcq_value_get_int (row, "version", -1);
+            s_account_t *account = zhashx_lookup (fold->accounts, key);
+            rows++;
+            if (!account || !account->opened || strcmp (owner, account->owner) != 0
+                || strcmp (status, "open") != 0 || balance != account->balance
+                || version != (int64_t) account->version) {
+                if (wrong++ == 0)
+                    snprintf (first_wrong, sizeof first_wrong,
+                              "row %s: owner %s, status %s, balance %lld, version %lld; the log "
+                              "makes %s",
+                              key, owner, status, (long long) balance, (long long) version,
+                              account ? "" : "no such account");
+                if (wrong == 1 && account) {
+                    size_t len = strlen (first_wrong);
+                    snprintf (first_wrong + len, sizeof first_wrong - len,
+                              "owner %s, balance %lld, version %llu", account->owner,
+                              (long long) account->balance, (unsigned long long) account->version);
+                }
+            }
+        }
+        if (!zcq_value_get_str (reply, "next", after, sizeof after, NULL))
+            break;
+    }
+    if (wrong || rows != (size_t) fold->opened)
+        s_problem (problems,
+                   "%s: the accounts view has %zu rows, %zu of them differing from the log, "
+                   "which opens %lld accounts%s%s",
+                   when, rows, wrong, (long long) fold->opened, wrong ? "; first: " : "",
+                   first_wrong);
+    const zcq_value_t *reply = s_query (client, "get", "view", "s:totals", "key", "s:bank",
+                                        "min_position", min_position, "timeout_ms", "i:20000",
+                                        NULL);
+    const zcq_value_t *row = reply ? zcq_value_get (reply, "row") : NULL;
+    int64_t accounts = zcq_value_get_int (row, "accounts", -1);
+    int64_t balance = zcq_value_get_int (row, "balance", -1);
+    int64_t events = zcq_value_get_int (row, "events", -1);
+    if (accounts != fold->opened || balance != fold->balance || events != fold->events)
+        s_problem (problems,
+                   "%s: the totals view says %lld accounts, balance %lld, %lld events; the log "
+                   "makes %lld, %lld, %lld (%s)",
+                   when, (long long) accounts, (long long) balance, (long long) events,
+                   (long long) fold->opened, (long long) fold->balance, (long long) fold->events,
+                   reply ? zcq_test_code (reply) : "no reply");
+}
+
+//  Rebuild both views and wait until the new copies are live at the head.
+static void
+s_pipe_rebuild (zcq_client_t *client, uint64_t head, const char *when, s_problems_t *problems)
+{
+    const char *views[] = { "accounts", "totals" };
+    for (size_t index = 0; index < 2; index++) {
+        char view[64];
+        snprintf (view, sizeof view, "s:%s", views[index]);
+        const zcq_value_t *reply = s_query (client, "rebuild", "view", view, NULL);
+        if (!reply || strcmp (zcq_test_code (reply), "ok") != 0) {
+            s_problem (problems, "%s: `rebuild %s`: %s", when, views[index],
+                       reply ? zcq_test_code (reply) : "no reply");
+            return;
+        }
+    }
+    int64_t deadline = zclock_mono () + S_REPLY_MS;
+    while (true) {
+        const zcq_value_t *reply = s_query (client, "views", NULL);
+        const zcq_value_t *list = reply ? zcq_value_get (reply, "views") : NULL;
+        size_t done = 0;
+        for (size_t index = 0; index < zcq_value_size (list); index++) {
+            const zcq_value_t *entry = zcq_value_at (list, index);
+            uint64_t position = 0;
+            zcq_value_uint (zcq_value_get (entry, "position"), &position);
+            const zcq_value_t *name = zcq_value_get (entry, "name");
+            if ((zcq_value_streq (name, views[0]) || zcq_value_streq (name, views[1]))
+                && zcq_value_streq (zcq_value_get (entry, "status"), "live") && position >= head)
+                done++;
+        }
+        if (done == 2)
+            return;
+        if (zclock_mono () >= deadline) {
+            s_problem (problems, "%s: the views were not rebuilt within %d s", when,
+                       S_REPLY_MS / 1000);
+            return;
+        }
+        zclock_sleep (20); //  polling the rebuild, with a deadline
+    }
+}
+
+//  The log holds exactly the commands answered `ok`, each at the position
+//  its reply gave; in fsync mode a command answered `internal` may be there
+//  too (a failed sync: outcome unknown). The views equal the fold of the
+//  log, and so do rebuilt ones. Returns the head.
+static uint64_t
+s_pipe_check (s_pipe_t *pipe, zcq_client_t *client, const char *when, s_problems_t *problems,
+              size_t *unknown_applied)
+{
+    s_fold_t fold;
+    s_fold_init (&fold, pipe);
+    s_log_t log;
+    s_read_log_with (client, &log, s_fold_event, &fold);
+    if (log.problem[0])
+        s_problem (problems, "%s: %s", when, log.problem);
+    bool unknown_allowed = strcmp (pipe->durability, "fsync") == 0;
+    size_t missing = 0, misplaced = 0, present = 0, unanswered = 0, applied = 0;
+    char missing_text[1024] = "", misplaced_text[1024] = "", present_text[1024] = "";
+    for (size_t index = 0; index < pipe->count; index++) {
+        s_sent_t *command = pipe->sent[index];
+        const char *found = zhashx_lookup (log.ids, command->id);
+        if (!command->replied)
+            unanswered++;
+        else if (command->ok && !found) {
+            if (missing++ < S_PIPE_EXAMPLES) {
+                char position[32];
+                snprintf (position, sizeof position, "%llu",
+                          (unsigned long long) command->position);
+                const char *holder = zhashx_lookup (fold.positions, position);
+                size_t len = strlen (missing_text);
+                snprintf (missing_text + len, sizeof missing_text - len,
+                          "\n    %s (ok%s at position %s, which holds %s)", command->id,
+                          command->duplicate ? ", duplicate" : "", position,
+                          holder ? holder : "nothing");
+            }
+        }
+        else if (command->ok && strtoull (found, NULL, 10) != command->position) {
+            if (misplaced++ < S_PIPE_EXAMPLES) {
+                size_t len = strlen (misplaced_text);
+                snprintf (misplaced_text + len, sizeof misplaced_text - len,
+                          "\n    %s answered position %llu, in the log at %s", command->id,
+                          (unsigned long long) command->position, found);
+            }
+        }
+        else if (!command->ok && found) {
+            if (unknown_allowed && strcmp (command->code, "internal") == 0)
+                applied++;
+            else if (present++ < S_PIPE_EXAMPLES) {
+                size_t len = strlen (present_text);
+                snprintf (present_text + len, sizeof present_text - len,
+                          "\n    %s answered `%s`, in the log at position %s", command->id,
+                          command->code, found);
+            }
+        }
+    }
+    if (unanswered)
+        s_problem (problems, "%s: %zu commands never got a reply", when, unanswered);
+    if (missing)
+        s_problem (problems, "%s: %zu commands answered `ok` are not in the log (log head %llu):%s",
+                   when, missing, (unsigned long long) log.head, missing_text);
+    if (misplaced)
+        s_problem (problems, "%s: %zu commands answered `ok` are in the log at another position:%s",
+                   when, misplaced, misplaced_text);
+    if (present)
+        s_problem (
+            problems, "%s: %zu commands not answered `ok` are in the log%s:%s", when, present,
+            unknown_allowed ? " (other than `internal` ones, outcome unknown in fsync mode)" : "",
+            present_text);
+    if (fold.strangers)
+        s_problem (problems, "%s: %zu events in the log are of commands never sent (first: %s)",
+                   when, fold.strangers, fold.first_stranger);
+    if (fold.mismatched)
+        s_problem (problems, "%s: %zu events differ from what their command asked (first: %s)",
+                   when, fold.mismatched, fold.first_mismatch);
+    if (unknown_applied)
+        *unknown_applied = applied;
+    uint64_t head = log.head;
+    s_log_release (&log);
+    s_pipe_check_views (client, &fold, head, when, problems);
+    char rebuilt[256];
+    snprintf (rebuilt, sizeof rebuilt, "%s, views rebuilt", when);
+    s_pipe_rebuild (client, head, rebuilt, problems);
+    s_pipe_check_views (client, &fold, head, rebuilt, problems);
+    s_fold_release (&fold);
+    return head;
+}
+
+static void
+s_pipelined_scenario (const char *workdir, const char *durability, const char *fault,
+                      const char *mount_dir)
+{
+    s_problems_t problems = { .size = 0 };
+    s_pipe_t pipe = { .durability = durability, .fault = fault, .mount = mount_dir };
+    snprintf (pipe.control, sizeof pipe.control, "%s/fault", workdir);
+    snprintf (pipe.tag, sizeof pipe.tag, "p%04lx", random () & 0xffff);
+    pipe.by_id = zhashx_new ();
+    pipe.doc = zcq_doc_new ();
+    pipe.request = zcq_writer_new ();
+    pipe.data = zcq_writer_new ();
+    pipe.meta = zcq_writer_new ();
+    const char *what = fault ? fault : "disk full";
+    char data[4096];
+    snprintf (data, sizeof data, "%s/data", mount_dir ? mount_dir : workdir);
+    const char *const extra[] = { "--shards", S_PIPE_SHARDS, NULL };
+    s_daemon_t daemon;
+    assert_true (s_daemon_start_args (&daemon, workdir, data, durability,
+                                      fault ? pipe.control : NULL, extra));
+    for (int client = 0; client < S_PIPE_CLIENTS; client++) {
+        pipe.clients[client] = zsock_new (ZMQ_DEALER);
+        assert_non_null (pipe.clients[client]);
+        zsock_set_sndhwm (pipe.clients[client], 0);
+        zsock_set_rcvhwm (pipe.clients[client], 0);
+        zsock_set_linger (pipe.clients[client], 0);
+        assert_int_equal (zsock_connect (pipe.clients[client], "%s", daemon.command), 0);
+    }
+    s_pipe_run (&pipe, &daemon, &problems);
+    print_message ("pipelined %s (%s): %zu commands sent, %zu ok, %zu internal, %zu other; "
+                   "%zu failed during the fault; %.1f s before the fault, %.1f s of fault, "
+                   "%.1f s to heal, %.1f s to drain\n",
+                   durability, what, pipe.count, pipe.oks, pipe.internals, pipe.others,
+                   pipe.failed_in_fault, pipe.phase_ms[S_PIPE_WARMING] / 1000.0,
+                   pipe.phase_ms[S_PIPE_FAULTED] / 1000.0, pipe.phase_ms[S_PIPE_HEALING] / 1000.0,
+                   pipe.phase_ms[S_PIPE_DRAINING] / 1000.0);
+    for (int client = 0; client < S_PIPE_CLIENTS; client++)
+        zsock_destroy (&pipe.clients[client]);
+
+    size_t applied = 0;
+    uint64_t head = 0, restarted_head = 0;
+    if (daemon.running) {
+        zcq_client_t *client = zcq_client_new (daemon.command, daemon.query);
+        assert_non_null (client);
+        head = s_pipe_check (&pipe, client, "after the fault cleared", &problems, &applied);
+        zcq_client_destroy (&client);
+    }
+    int status = s_daemon_stop (&daemon, SIGTERM);
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+        char text[128];
+        s_describe_status (status, text, sizeof text);
+        s_problem (&problems, "zcqrsd stopped with %s after SIGTERM, expected exit 0", text);
+    }
+    if (fault)
+        unlink (pipe.control);
+
+    //  a restart on the same data: the same log, the same views
+    assert_true (s_daemon_start_args (&daemon, workdir, data, durability, NULL, extra));
+    zcq_client_t *client = zcq_client_new (daemon.command, daemon.query);
+    assert_non_null (client);
+    size_t applied_after = 0;
+    restarted_head = s_pipe_check (&pipe, client, "after a restart", &problems, &applied_after);
+    if (head && restarted_head != head)
+        s_problem (&problems,
+                   "after a restart the log head is %llu, was %llu before the stop (the node had "
+                   "healed: its reopen had replayed whatever a failed sync left in the WAL)",
+                   (unsigned long long) restarted_head, (unsigned long long) head);
+    zcq_client_destroy (&client);
+    status = s_daemon_stop (&daemon, SIGTERM);
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+        s_problem (&problems, "zcqrsd did not exit 0 after the final SIGTERM");
+    print_message ("pipelined %s (%s): log head %llu; %zu commands answered `internal` were "
+                   "applied after all (outcome unknown)\n",
+                   durability, what, (unsigned long long) restarted_head, applied_after);
+    for (size_t index = 0; index < pipe.count; index++)
+        free (pipe.sent[index]);
+    free (pipe.sent);
+    zhashx_destroy (&pipe.by_id);
+    zcq_doc_destroy (&pipe.doc);
+    zcq_writer_destroy (&pipe.request);
+    zcq_writer_destroy (&pipe.data);
+    zcq_writer_destroy (&pipe.meta);
+    if (problems.size)
+        fail_msg ("pipelined load, storage fault (%s, durability %s):\n%s", what, durability,
+                  problems.text);
+}
+
+//  WAL writes (wal mode) or WAL syncs (fsync mode) fail for a while.
+static void
+s_pipelined_shim (void **state, const char *durability)
+{
+    s_dir_fixture_t *fixture = *state;
+    if (!s_shim) {
+        print_message ("pipelined %s: skipped (ZCQ_FAULT_SHIM is not set)\n", durability);
+        skip ();
+    }
+    s_pipelined_scenario (fixture->dir, durability,
+                          strcmp (durability, "wal") == 0 ? "write 5 wal" : "sync 5 wal", NULL);
+}
+
+//  A real full disk: a 32 MiB tmpfs filled by a filler file, then grown.
+static void
+s_pipelined_disk_full (void **state, const char *durability)
+{
+    s_dir_fixture_t *fixture = *state;
+    char mount_dir[4096];
+    snprintf (mount_dir, sizeof mount_dir, "%s/tmpfs", fixture->dir);
+    assert_int_equal (zsys_dir_create ("%s", mount_dir), 0);
+    if (!s_mount_tmpfs (mount_dir, "size=32m", 0)) {
+        print_message ("pipelined %s, disk full: skipped (needs root and tmpfs)\n", durability);
+        skip ();
+    }
+    s_pipelined_scenario (fixture->dir, durability, NULL, mount_dir);
+    umount2 (mount_dir, MNT_DETACH);
+}
+
+static void
+test_pipelined_wal_write_error (void **state)
+{
+    s_pipelined_shim (state, "wal");
+}
+
+static void
+test_pipelined_wal_disk_full (void **state)
+{
+    s_pipelined_disk_full (state, "wal");
+}
+
+static void
+test_pipelined_fsync_sync_error (void **state)
+{
+    s_pipelined_shim (state, "fsync");
+}
+
+static void
+test_pipelined_fsync_disk_full (void **state)
+{
+    s_pipelined_disk_full (state, "fsync");
+}
+
+//  --------------------------------------------------------------------------
 //  Group readonly: a data dir zcqrsd cannot write
 
 //  zcqrsd must exit 2 with a message on stderr that contains `expect`.
@@ -1506,6 +2245,26 @@ main (int argc, char *argv[])
         };
         failed += cmocka_run_group_tests_name ("faults_disk_full", tests, NULL, NULL);
     }
+    if ((all || strcmp (group, "pipelined_wal") == 0) && s_zcqrsd) {
+        known = true;
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown (test_pipelined_wal_write_error, s_dir_setup,
+                                             s_dir_teardown),
+            cmocka_unit_test_setup_teardown (test_pipelined_wal_disk_full, s_dir_setup,
+                                             s_disk_full_teardown),
+        };
+        failed += cmocka_run_group_tests_name ("faults_pipelined_wal", tests, NULL, NULL);
+    }
+    if ((all || strcmp (group, "pipelined_fsync") == 0) && s_zcqrsd) {
+        known = true;
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown (test_pipelined_fsync_sync_error, s_dir_setup,
+                                             s_dir_teardown),
+            cmocka_unit_test_setup_teardown (test_pipelined_fsync_disk_full, s_dir_setup,
+                                             s_disk_full_teardown),
+        };
+        failed += cmocka_run_group_tests_name ("faults_pipelined_fsync", tests, NULL, NULL);
+    }
     if ((all || strcmp (group, "readonly") == 0) && s_zcqrsd) {
         known = true;
         const struct CMUnitTest tests[] = {
@@ -1537,8 +2296,8 @@ main (int argc, char *argv[])
     }
     if (!known) {
         fprintf (stderr,
-                 "test_faults: unknown group '%s' (store, node, disk_full, readonly, "
-                 "corrupt, all)%s\n",
+                 "test_faults: unknown group '%s' (store, node, disk_full, pipelined_wal, "
+                 "pipelined_fsync, readonly, corrupt, all)%s\n",
                  group, s_zcqrsd ? "" : "; ZCQRSD is not set");
         return 2;
     }
