@@ -238,7 +238,7 @@ s_restore_snapshot (self_t *self, zcq_cached_t *cached)
     bool restored = false;
     if (schema == def->schema) {
         if (def->snapshot_decode) {
-            if (zcq_doc_decode (self->doc, bytes, len, NULL) == ZCQ_OK
+            if (zcq_doc_decode (self->doc, bytes, len, &zcq_stored_limits) == ZCQ_OK
                 && def->snapshot_decode (cached->state, zcq_doc_root (self->doc)) == ZCQ_OK)
                 restored = true;
         }

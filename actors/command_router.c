@@ -21,14 +21,25 @@
         is held until the first one is answered, then dispatched (and, if
         the first succeeded, answered as its duplicate by the shard). The
         router sees every command, so this holds across streams and shards.
+    5.  The request limit counts the whole request (docs/protocol.md,
+        Framing): the frames the peer sent before its body, and the body.
+        The routing identity this ROUTER adds is not counted. A request
+        over the limit is answered `invalid` with its envelope; one whose
+        envelope alone is over the limit, or has more than
+        S_ENVELOPE_FRAMES frames, is dropped unanswered (counted as
+        requests_dropped), since its reply would echo that envelope back.
+        A ROUTER cannot close one peer's connection, so the peer stays
+        connected; ZeroMQ itself disconnects a peer that sends a frame
+        over the socket's maximum message size.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
 #include <string.h>
 
-#define S_ROUND       512
-#define S_BACKLOG_MAX 200000
-#define S_SNDHWM      200000
+#define S_ROUND           512
+#define S_BACKLOG_MAX     200000
+#define S_SNDHWM          200000
+#define S_ENVELOPE_FRAMES 64 //  frames a peer may send before its body (DESIGN 5)
 
 typedef struct {
     const zcq_node_env_t *env;
@@ -212,9 +223,11 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
     else {
         zcq_writer_str (writer, "error");
         zcq_writer_str (writer, zcq_err_code (command->outcome));
+        //  a message cut short by a buffer (a domain's) may end in half a
+        //  character: send the part that is valid UTF-8
+        const char *message = command->message ? command->message : zcq_strerror (command->outcome);
         zcq_writer_str (writer, "message");
-        zcq_writer_str (writer,
-                        command->message ? command->message : zcq_strerror (command->outcome));
+        zcq_writer_strn (writer, message, zcq_utf8_prefix (message, strlen (message)));
         count += 2;
         if (command->outcome == ZCQ_CONFLICT) {
             zcq_writer_str (writer, "version");
@@ -394,10 +407,11 @@ s_field_str (zcq_command_t *command, const zcq_value_t *root, const char *name, 
     return true;
 }
 
-//  Decode and validate a command request; on failure the command holds
-//  the error outcome.
+//  Decode and validate a command request whose envelope (the frames the
+//  peer sent before the body) holds envelope_bytes; on failure the command
+//  holds the error outcome.
 static bool
-s_parse (self_t *self, zcq_command_t *command)
+s_parse (self_t *self, zcq_command_t *command, size_t envelope_bytes)
 {
     command->doc = zcq_doc_new ();
     if (!command->doc) {
@@ -406,15 +420,24 @@ s_parse (self_t *self, zcq_command_t *command)
     }
     size_t size = zmq_msg_size (&command->body);
     const void *body = zmq_msg_data (&command->body);
-    if (size > self->limits.max_bytes) {
-        //  too large to decode, but the id can still be echoed
+    if (size > self->limits.max_bytes - envelope_bytes) {
+        //  too large to decode, but the id can still be echoed (peek gives
+        //  only a value that is valid as a whole)
         zcq_msgpack_peek (body, size, "id", &command->id_raw, &command->id_raw_len);
-        zcq_command_fail (command, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
-                          size, self->limits.max_bytes);
+        if (envelope_bytes)
+            zcq_command_fail (command, ZCQ_INVALID,
+                              "request of %zu bytes (envelope %zu, body %zu) exceeds the limit "
+                              "of %zu",
+                              envelope_bytes + size, envelope_bytes, size, self->limits.max_bytes);
+        else
+            zcq_command_fail (command, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
+                              size, self->limits.max_bytes);
         return false;
     }
     zcq_err_t err = zcq_doc_decode (command->doc, body, size, &self->limits);
     if (err != ZCQ_OK) {
+        if (err == ZCQ_INVALID)
+            zcq_msgpack_peek (body, size, "id", &command->id_raw, &command->id_raw_len);
         zcq_command_fail (command, err == ZCQ_NOMEM ? ZCQ_INTERNAL : ZCQ_INVALID, "%s",
                           zcq_doc_error (command->doc));
         return false;
@@ -560,23 +583,36 @@ s_take_request (self_t *self)
     ZCQ_STAT_ADD (self->env->stats, commands_received, 1);
     zcq_command_t *command = zcq_command_new ();
     bool fits = command != NULL;
-    //  every frame but the last is envelope; the last is the body
+    //  every frame but the last is envelope; the last is the body. The
+    //  first is the identity our ROUTER added; the peer sent the others
+    //  (DESIGN 5)
+    size_t frames = 0, envelope_bytes = 0;
+    bool dropped = false;
     while (zmq_msg_more (&part)) {
-        fits = fits && zcq_command_add_frame (command, zmq_msg_data (&part), zmq_msg_size (&part));
+        if (++frames > 1)
+            envelope_bytes += zmq_msg_size (&part);
+        if (envelope_bytes > self->limits.max_bytes || frames > 1 + S_ENVELOPE_FRAMES)
+            dropped = true;
+        if (!dropped)
+            fits = fits
+                && zcq_command_add_frame (command, zmq_msg_data (&part), zmq_msg_size (&part));
         zmq_msg_close (&part);
         zmq_msg_init (&part);
         if (zmq_msg_recv (&part, socket, 0) < 0)
             break;
     }
-    if (!fits) {
+    if (dropped || !fits) {
         zmq_msg_close (&part);
         zcq_command_destroy (&command);
-        zsys_error ("router: out of memory reading a request; dropped");
+        if (dropped)
+            ZCQ_STAT_ADD (self->env->stats, requests_dropped, 1);
+        else
+            zsys_error ("router: out of memory reading a request; dropped");
         return true;
     }
     zmq_msg_move (&command->body, &part);
     zmq_msg_close (&part);
-    if (!s_parse (self, command)) {
+    if (!s_parse (self, command, envelope_bytes)) {
         s_reply_now (self, &command);
         return true;
     }

@@ -15,20 +15,27 @@
         that does not read its replies is bounded: its waiting replies stop
         at S_PEER_BYTES, every client's at S_BACKLOG_BYTES, and a reply
         still waiting after S_BACKLOG_MS is dropped.
+    4.  The request limit counts the whole request, as on the command
+        endpoint (command_router.c DESIGN 5): the frames the peer sent
+        before its body count with the body, and a request whose envelope
+        alone is over the limit, or has more than S_ENVELOPE_FRAMES
+        frames, is dropped unanswered (requests_dropped). Frames are
+        received, not copied, except the routing identity.
 */
 #include "zcq_read.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#define S_READ_DEFAULT  1000
-#define S_READ_MAX      10000
-#define S_ROUND         256
-#define S_REPLY_BYTES   (16 << 20) //  a read or stream reply stops growing here
-#define S_SNDHWM        300        //  replies queued per client in ZeroMQ
-#define S_PEER_BYTES    (32 << 20) //  DESIGN 3: backlog per client
-#define S_BACKLOG_BYTES (256 << 20)
-#define S_BACKLOG_MS    10000
+#define S_READ_DEFAULT    1000
+#define S_READ_MAX        10000
+#define S_ROUND           256
+#define S_REPLY_BYTES     (16 << 20) //  a read or stream reply stops growing here
+#define S_SNDHWM          300        //  replies queued per client in ZeroMQ
+#define S_PEER_BYTES      (32 << 20) //  DESIGN 3: backlog per client
+#define S_BACKLOG_BYTES   (256 << 20)
+#define S_BACKLOG_MS      10000
+#define S_ENVELOPE_FRAMES 64 //  frames a peer may send before its body (DESIGN 4)
 
 static const char *s_status_names[] = { "live", "catching_up", "rebuilding" };
 
@@ -78,8 +85,9 @@ zcq_query_fail (zcq_query_t *self, zcq_err_t err, const char *format, ...)
     zcq_writer_bool (writer, false);
     zcq_writer_str (writer, "error");
     zcq_writer_str (writer, zcq_err_code (err));
+    //  vsnprintf may have cut the message in the middle of a character
     zcq_writer_str (writer, "message");
-    zcq_writer_str (writer, message);
+    zcq_writer_strn (writer, message, zcq_utf8_prefix (message, strlen (message)));
     zcq_writer_map_close (writer, mark, count);
     s_query_set_reply (self, writer);
     zcq_writer_destroy (&writer);
@@ -548,6 +556,7 @@ s_op_stats (self_t *self, zcq_query_t *query)
     S_COUNTER (commits)
     S_COUNTER (commit_failures)
     S_COUNTER (replies_dropped)
+    S_COUNTER (requests_dropped)
     S_COUNTER (aggregates_loaded)
     S_COUNTER (snapshots_written)
     S_COUNTER (queries_served)
@@ -616,10 +625,11 @@ s_route_view (self_t *self, zcq_query_t *query)
     return false;
 }
 
-//  Decode a request and answer it or route it; false when it was answered
-//  here (the caller replies).
+//  Decode a request whose envelope (the frames the peer sent before the
+//  body) holds envelope_bytes, and answer it or route it; false when it
+//  was answered here (the caller replies).
 static bool
-s_dispatch (self_t *self, zcq_query_t *query)
+s_dispatch (self_t *self, zcq_query_t *query, size_t envelope_bytes)
 {
     query->doc = zcq_doc_new ();
     if (!query->doc) {
@@ -627,9 +637,15 @@ s_dispatch (self_t *self, zcq_query_t *query)
         return false;
     }
     size_t size = zframe_size (query->body);
-    if (size > self->limits.max_bytes) {
-        zcq_query_fail (query, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu", size,
-                        self->limits.max_bytes);
+    if (size > self->limits.max_bytes - envelope_bytes) {
+        if (envelope_bytes)
+            zcq_query_fail (query, ZCQ_INVALID,
+                            "request of %zu bytes (envelope %zu, body %zu) exceeds the limit of "
+                            "%zu",
+                            envelope_bytes + size, envelope_bytes, size, self->limits.max_bytes);
+        else
+            zcq_query_fail (query, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
+                            size, self->limits.max_bytes);
         return false;
     }
     if (zcq_doc_decode (query->doc, zframe_data (query->body), size, &self->limits) != ZCQ_OK) {
@@ -654,8 +670,9 @@ s_dispatch (self_t *self, zcq_query_t *query)
         return false;
     }
     if (!zcq_value_copy_str (op, query->op, sizeof query->op)) {
-        zcq_query_fail (query, ZCQ_UNKNOWN, "unknown op '%.*s'", (int) (op_len > 64 ? 64 : op_len),
-                        op_name);
+        //  at most 64 bytes of it, cut where a character starts
+        size_t shown = op_len > 64 ? zcq_utf8_prefix (op_name, 64) : op_len;
+        zcq_query_fail (query, ZCQ_UNKNOWN, "unknown op '%.*s'", (int) shown, op_name);
         return false;
     }
     static const struct {
@@ -677,34 +694,58 @@ s_dispatch (self_t *self, zcq_query_t *query)
     return false;
 }
 
+//  Read one request: its envelope (the identity our ROUTER added, then the
+//  frames the peer sent) and its body, counted against the limit (DESIGN
+//  4). Returns false when nothing was there.
 static bool
 s_take_request (self_t *self)
 {
-    zmsg_t *message = zmsg_new ();
     void *socket = zsock_resolve (self->clients);
-    bool more = true;
-    while (more) {
-        zmq_msg_t part;
-        zmq_msg_init (&part);
-        if (zmq_msg_recv (&part, socket, zmsg_size (message) ? 0 : ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&part);
-            zmsg_destroy (&message);
-            return false;
-        }
-        more = zmq_msg_more (&part);
-        zframe_t *frame = zframe_new (zmq_msg_data (&part), zmq_msg_size (&part));
-        zmq_msg_close (&part);
-        zmsg_append (message, &frame);
+    zmq_msg_t identity;
+    zmq_msg_init (&identity);
+    if (zmq_msg_recv (&identity, socket, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&identity);
+        return false;
     }
-    zcq_query_t *query = calloc (1, sizeof (zcq_query_t));
+    bool more = zmq_msg_more (&identity);
+    zmsg_t *envelope = zmsg_new ();
+    if (envelope)
+        zmsg_addmem (envelope, zmq_msg_data (&identity), zmq_msg_size (&identity));
+    zmq_msg_close (&identity);
+    size_t frames = 0, envelope_bytes = 0; //  what the peer sent before its body
+    bool dropped = false;
+    zframe_t *body = NULL;
+    while (more) {
+        zframe_t *frame = zframe_recv (socket);
+        if (!frame)
+            break;
+        more = zframe_more (frame);
+        if (!more) {
+            body = frame;
+            break;
+        }
+        envelope_bytes += zframe_size (frame);
+        frames++;
+        if (envelope_bytes > self->limits.max_bytes || frames > S_ENVELOPE_FRAMES)
+            dropped = true;
+        if (dropped || !envelope)
+            zframe_destroy (&frame);
+        else
+            zmsg_append (envelope, &frame);
+    }
+    zcq_query_t *query = NULL;
+    if (dropped)
+        ZCQ_STAT_ADD (self->env->stats, requests_dropped, 1);
+    else if (envelope && body && zmsg_size (envelope) == 1 + frames)
+        query = calloc (1, sizeof (zcq_query_t));
     if (!query) {
-        zmsg_destroy (&message);
+        zmsg_destroy (&envelope);
+        zframe_destroy (&body);
         return true;
     }
-    query->body = zmsg_last (message);
-    zmsg_remove (message, query->body);
-    query->envelope = message;
-    if (!s_dispatch (self, query))
+    query->envelope = envelope;
+    query->body = body;
+    if (!s_dispatch (self, query, envelope_bytes))
         s_reply (self, &query);
     return true;
 }

@@ -1,4 +1,9 @@
-/*  json.c: JSON <-> MessagePack for the command-line tools. */
+/*  json.c: JSON <-> MessagePack for the command-line tools.
+
+    Printed JSON goes to terminals: jansson escapes C0 control characters,
+    and zcq_json_print escapes DEL and the C1 controls (U+0080..U+009F)
+    too, so that no string can drive the terminal.
+*/
 #include "json.h"
 #include <errno.h>
 #include <jansson.h>
@@ -152,10 +157,22 @@ void
 zcq_json_print (FILE *out, const zcq_value_t *value, bool pretty)
 {
     json_t *json = s_decode (value);
-    json_dumpf (json, out,
-                JSON_ENCODE_ANY | (pretty ? JSON_INDENT (2) : JSON_COMPACT) | JSON_PRESERVE_ORDER);
-    fputc ('\n', out);
+    char *text = json_dumps (json, JSON_ENCODE_ANY | (pretty ? JSON_INDENT (2) : JSON_COMPACT)
+                                       | JSON_PRESERVE_ORDER);
     json_decref (json);
+    //  DEL and C1 controls occur only inside strings: escape them there
+    for (const unsigned char *at = (const unsigned char *) text; at && *at; at++) {
+        if (*at == 0x7f)
+            fputs ("\\u007f", out);
+        else if (at[0] == 0xc2 && at[1] >= 0x80 && at[1] <= 0x9f) {
+            fprintf (out, "\\u%04x", at[1]);
+            at++;
+        }
+        else
+            fputc (*at, out);
+    }
+    fputc ('\n', out);
+    free (text);
 }
 
 char *

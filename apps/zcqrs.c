@@ -14,6 +14,10 @@
     --json (print the raw reply as JSON).
     Exit codes: 0 ok, 1 the node answered with an error, 2 usage,
     3 no answer in time.
+
+    Strings from the node (ids, keys, messages) reach a terminal: the text
+    output escapes their control characters (s_print_text), and the JSON
+    output is escaped by json.c.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +74,53 @@ static zcq_client_t *s_client;
 static zcq_writer_t *s_writer;
 static s_args_t s_args;
 
+//  Print a string from the node so that it cannot drive the terminal:
+//  control characters (C0, DEL, and C1 as UTF-8) and bytes that are not
+//  UTF-8 print as \n, \r, \t or \xNN, a backslash as \\.
+static void
+s_print_text (FILE *out, const char *text, size_t len)
+{
+    const uint8_t *bytes = (const uint8_t *) text;
+    size_t at = 0;
+    while (at < len) {
+        size_t end = at + zcq_utf8_prefix (bytes + at, len - at);
+        for (; at < end; at++) {
+            uint8_t byte = bytes[at];
+            if (byte == '\\')
+                fputs ("\\\\", out);
+            else if (byte == '\n')
+                fputs ("\\n", out);
+            else if (byte == '\r')
+                fputs ("\\r", out);
+            else if (byte == '\t')
+                fputs ("\\t", out);
+            else if (byte < 0x20 || byte == 0x7f)
+                fprintf (out, "\\x%02x", byte);
+            else if (byte == 0xc2 && bytes[at + 1] < 0xa0) {
+                //  U+0080..U+009F (valid UTF-8, so a second byte follows)
+                fprintf (out, "\\xc2\\x%02x", bytes[at + 1]);
+                at++;
+            }
+            else
+                fputc (byte, out);
+        }
+        if (at < len)
+            fprintf (out, "\\x%02x", bytes[at++]);
+    }
+}
+
+//  A string field of a reply, escaped; fallback when absent.
+static void
+s_print_field (FILE *out, const zcq_value_t *reply, const char *key, const char *fallback)
+{
+    const char *text;
+    size_t len;
+    if (zcq_value_str (zcq_value_get (reply, key), &text, &len))
+        s_print_text (out, text, len);
+    else
+        fputs (fallback, out);
+}
+
 //  Print a reply: readable by default, JSON with --json. Returns the exit
 //  code it deserves.
 static int
@@ -81,10 +132,11 @@ s_print_reply (const zcq_value_t *reply, void (*readable) (const zcq_value_t *re
         return status == ZCQ_OK ? 0 : 1;
     }
     if (status != ZCQ_OK) {
-        char code[32], message[512];
-        fprintf (stderr, "error %s: %s\n",
-                 zcq_value_get_str (reply, "error", code, sizeof code, "internal"),
-                 zcq_value_get_str (reply, "message", message, sizeof message, ""));
+        fputs ("error ", stderr);
+        s_print_field (stderr, reply, "error", "internal");
+        fputs (": ", stderr);
+        s_print_field (stderr, reply, "message", "");
+        fputc ('\n', stderr);
         const zcq_value_t *version = zcq_value_get (reply, "version");
         if (version)
             fprintf (stderr, "stream version %lld\n",
@@ -129,11 +181,11 @@ s_write_loose (const char *text)
 static void
 s_print_sent (const zcq_value_t *reply)
 {
-    char stream[400];
     bool duplicate = false;
     zcq_value_bool (zcq_value_get (reply, "duplicate"), &duplicate);
-    printf ("ok %s version %lld position %lld events %lld%s\n",
-            zcq_value_get_str (reply, "stream", stream, sizeof stream, "?"),
+    fputs ("ok ", stdout);
+    s_print_field (stdout, reply, "stream", "?");
+    printf (" version %lld position %lld events %lld%s\n",
             (long long) zcq_value_get_int (reply, "version", 0),
             (long long) zcq_value_get_int (reply, "position", 0),
             (long long) zcq_value_get_int (reply, "events", 0), duplicate ? " (duplicate)" : "");
@@ -308,8 +360,11 @@ s_list (void)
         size_t len;
         if (zcq_value_str (next, &text, &len))
             after = strndup (text, len);
-        if (after && !s_args.all && !s_args.json)
-            printf ("next: %s\n", after);
+        if (after && !s_args.all && !s_args.json) {
+            fputs ("next: ", stdout);
+            s_print_text (stdout, text, len);
+            fputc ('\n', stdout);
+        }
     } while (after && s_args.all);
     free (after);
     return rc;

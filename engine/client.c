@@ -108,8 +108,10 @@ zcq_client_call (zcq_client_t *self, zcq_endpoint_t endpoint, const void *body, 
         self->reply_frame = zmsg_last (answer);
         zmsg_remove (answer, self->reply_frame);
         zmsg_destroy (&answer);
+        //  a node's replies may carry events stored before nodes refused
+        //  text that is not UTF-8: read them all the same
         if (zcq_doc_decode (self->reply, zframe_data (self->reply_frame),
-                            zframe_size (self->reply_frame), NULL)
+                            zframe_size (self->reply_frame), &zcq_stored_limits)
             != ZCQ_OK)
             continue;
         const zcq_value_t *root = zcq_doc_root (self->reply);

@@ -16,6 +16,27 @@
         reads past the end of its input either way.
     4.  Writers track failure in one flag: once a write fails for lack of
         memory, zcq_writer_ok is false and the bytes must not be used.
+    5.  The same pass enforces the two content rules of ZCQ/1 section 2,
+        so that every string a node stores and serves back is valid UTF-8
+        and every map means one thing to every reader:
+        a.  every str is valid UTF-8 (RFC 3629: no overlong forms, no
+            surrogates, nothing above U+10FFFF, no cut sequence), checked
+            eight ASCII bytes at a time;
+        b.  no map repeats a key. Keys are compared as the values they
+            encode, whatever the encoding's width: strings, binaries and
+            ext by their bytes (and ext type), integers by value, floats by
+            value as a double, nil and booleans by type; arrays and maps as
+            keys by their encoded bytes. Maps of up to S_SMALL_MAP keys
+            compare every pair; larger ones put a copy of their keys in a
+            hash table (O(n); keys made to collide fall back to sorting
+            the copy, O(n log n)), at most 48 bytes a key, at most one key
+            per two bytes of input, freed before the check returns.
+        zcq_msgpack_peek skips entries by structure alone, but checks the
+        value it hands back by both rules. The node does not check again
+        what it stored itself (DESIGN 3), so events stored before it
+        enforced these rules stay in the log as they are; a reader that
+        decodes them as untrusted bytes (a client reading the log) refuses
+        one that breaks a rule.
 */
 #include "zcq_value.h"
 #include <msgpack.h>
@@ -60,13 +81,144 @@ s_value (const msgpack_object *object)
 }
 
 //  --------------------------------------------------------------------------
-//  Checking untrusted bytes (DESIGN 1)
+//  UTF-8 (DESIGN 5)
+
+//  True when text is all ASCII: its bytes ORed together eight at a time
+//  (the last word overlapping), with no branch per word.
+static inline bool
+s_ascii (const uint8_t *text, size_t len)
+{
+    if (len >= 8) {
+        uint64_t word, seen = 0;
+        for (size_t at = 0; at + 8 <= len; at += 8) {
+            memcpy (&word, text + at, 8);
+            seen |= word;
+        }
+        memcpy (&word, text + len - 8, 8);
+        return !((seen | word) & 0x8080808080808080ULL);
+    }
+    if (len >= 4) {
+        uint32_t head, tail;
+        memcpy (&head, text, 4);
+        memcpy (&tail, text + len - 4, 4);
+        return !((head | tail) & 0x80808080U);
+    }
+    uint8_t seen = 0;
+    for (size_t at = 0; at < len; at++)
+        seen |= text[at];
+    return !(seen & 0x80);
+}
+
+//  Length of the longest prefix of text that is valid UTF-8 as RFC 3629
+//  defines it: no overlong forms, no surrogates (U+D800..DFFF), nothing
+//  above U+10FFFF, no sequence cut short. ASCII goes eight bytes at a time.
+static inline size_t
+s_utf8_prefix (const uint8_t *text, size_t len)
+{
+    if (s_ascii (text, len))
+        return len;
+    size_t at = 0;
+    while (at < len) {
+        while (len - at >= 8) {
+            uint64_t word;
+            memcpy (&word, text + at, 8);
+            if (word & 0x8080808080808080ULL)
+                break;
+            at += 8;
+        }
+        if (at == len)
+            break;
+        uint8_t lead = text[at];
+        if (lead < 0x80) {
+            at++;
+            continue;
+        }
+        //  the sequence's size, and the range of its second byte (RFC 3629
+        //  section 4) that excludes overlongs, surrogates and > U+10FFFF
+        size_t size = 0;
+        uint8_t low = 0x80, high = 0xbf;
+        if (lead >= 0xc2 && lead <= 0xdf)
+            size = 2;
+        else if (lead >= 0xe0 && lead <= 0xef) {
+            size = 3;
+            if (lead == 0xe0)
+                low = 0xa0;
+            else if (lead == 0xed)
+                high = 0x9f;
+        }
+        else if (lead >= 0xf0 && lead <= 0xf4) {
+            size = 4;
+            if (lead == 0xf0)
+                low = 0x90;
+            else if (lead == 0xf4)
+                high = 0x8f;
+        }
+        if (size == 0 || size > len - at || text[at + 1] < low || text[at + 1] > high)
+            return at;
+        for (size_t index = 2; index < size; index++)
+            if ((text[at + index] & 0xc0) != 0x80)
+                return at;
+        at += size;
+    }
+    return len;
+}
+
+size_t
+zcq_utf8_prefix (const void *bytes, size_t len)
+{
+    return s_utf8_prefix (bytes, len);
+}
+
+//  --------------------------------------------------------------------------
+//  Checking untrusted bytes (DESIGN 1, 5)
+
+typedef enum {
+    S_KEY_NIL,
+    S_KEY_FALSE,
+    S_KEY_TRUE,
+    S_KEY_UINT,  //  an integer >= 0, whatever its encoding
+    S_KEY_NINT,  //  an integer < 0
+    S_KEY_FLOAT, //  as a double's bits, -0.0 as 0.0
+    S_KEY_STR,   //  the bytes of the string
+    S_KEY_BIN,
+    S_KEY_EXT,   //  type and data
+    S_KEY_OTHER, //  an array or a map: its encoded bytes
+} s_key_kind_t;
+
+//  A map key as the value it stands for (DESIGN 5): its kind, its bytes
+//  (strings, binaries, ext, arrays and maps) and a 64-bit digest: the
+//  number itself for numbers; for the others a hash of the bytes, made
+//  only for the table of a large map (0 until then).
+typedef struct {
+    const uint8_t *bytes;
+    size_t len;
+    uint64_t digest;
+    s_key_kind_t kind;
+} s_key_t;
+
+//  Maps with more keys than this find a repeated key with a hash table;
+//  smaller ones compare every pair.
+#define S_SMALL_MAP 16
+
+typedef enum { S_PROBLEM_NONE, S_PROBLEM_UTF8, S_PROBLEM_REPEAT, S_PROBLEM_NOMEM } s_problem_t;
 
 typedef struct {
+    const uint8_t *start;
     const uint8_t *cursor;
     const uint8_t *end;
     int max_depth;
+    bool strict; //  DESIGN 5: UTF-8 and repeated keys too
     const char *reason;
+    //  where a strict check failed, to say so in a doc's error
+    s_problem_t problem;
+    const uint8_t *bad_byte;   //  S_PROBLEM_UTF8: the first invalid byte
+    const uint8_t *bad_string; //  ... and the string's header
+    s_key_t repeated;          //  S_PROBLEM_REPEAT: the key
+    int repeated_depth;        //  ... and the depth of its map (0 = the root)
+    const uint8_t *top_value;  //  the root map's entry being checked: its value
+    const uint8_t *top_key;    //  and its key, when a string (NULL otherwise)
+    size_t top_key_len;
+    bool in_top_key; //  checking a key of the root map
 } s_scan_t;
 
 static uint64_t
@@ -91,10 +243,225 @@ s_skip (s_scan_t *scan, size_t header, uint64_t size)
     return true;
 }
 
+//  Skip a string, checking its UTF-8 when strict.
+static inline bool
+s_skip_str (s_scan_t *scan, size_t header, uint64_t size)
+{
+    const uint8_t *string = scan->cursor;
+    if (!s_skip (scan, header, size))
+        return false;
+    if (!scan->strict)
+        return true;
+    size_t valid = s_utf8_prefix (string + header, (size_t) size);
+    if (valid == size)
+        return true;
+    scan->reason = "a string is not valid UTF-8";
+    scan->problem = S_PROBLEM_UTF8;
+    scan->bad_string = string;
+    scan->bad_byte = string + header + valid;
+    return false;
+}
+
+//  A hash of bytes, eight at a time; the last 1 to 7 bytes are read as
+//  overlapping pieces that cover them all.
+static uint64_t
+s_digest (const uint8_t *bytes, size_t len)
+{
+    uint64_t hash = 0x9e3779b97f4a7c15ULL ^ len;
+    uint64_t word;
+    for (; len >= 8; bytes += 8, len -= 8) {
+        memcpy (&word, bytes, 8);
+        hash = (hash ^ word) * 0xff51afd7ed558ccdULL;
+        hash ^= hash >> 32;
+    }
+    if (len >= 4) {
+        uint32_t head, tail;
+        memcpy (&head, bytes, 4);
+        memcpy (&tail, bytes + len - 4, 4);
+        word = (uint64_t) head << 32 | tail;
+    }
+    else if (len)
+        word = (uint64_t) bytes[0] << 16 | (uint64_t) bytes[len / 2] << 8 | bytes[len - 1];
+    else
+        return hash;
+    hash = (hash ^ word) * 0xc4ceb9fe1a85ec53ULL;
+    return hash ^ (hash >> 29);
+}
+
+//  The key a checked value between start and end stands for.
+static s_key_t
+s_key (const uint8_t *start, const uint8_t *end)
+{
+    s_key_t key = { .bytes = start, .len = (size_t) (end - start), .kind = S_KEY_OTHER };
+    uint8_t tag = *start;
+    int width = 0;
+    if (tag <= 0x7f || tag >= 0xe0) {
+        key.kind = tag <= 0x7f ? S_KEY_UINT : S_KEY_NINT;
+        key.digest = (uint64_t) (int64_t) (int8_t) tag;
+        key.len = 0;
+        return key;
+    }
+    if ((tag & 0xe0) == 0xa0) {
+        key.kind = S_KEY_STR;
+        key.bytes = start + 1;
+        key.len = tag & 0x1f;
+        return key;
+    }
+    switch (tag) {
+        case 0xc0: key.kind = S_KEY_NIL; break;
+        case 0xc2: key.kind = S_KEY_FALSE; break;
+        case 0xc3: key.kind = S_KEY_TRUE; break;
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf:
+            key.kind = S_KEY_UINT;
+            key.digest = s_be (start + 1, 1 << (tag - 0xcc));
+            break;
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3: {
+            width = 1 << (tag - 0xd0);
+            uint64_t raw = s_be (start + 1, width);
+            int shift = 64 - 8 * width;
+            int64_t value = (int64_t) (raw << shift) >> shift;
+            key.kind = value < 0 ? S_KEY_NINT : S_KEY_UINT;
+            key.digest = (uint64_t) value;
+            break;
+        }
+        case 0xca:
+        case 0xcb: {
+            double value;
+            if (tag == 0xca) {
+                uint32_t bits = (uint32_t) s_be (start + 1, 4);
+                float single;
+                memcpy (&single, &bits, sizeof single);
+                value = single;
+            }
+            else {
+                uint64_t bits = s_be (start + 1, 8);
+                memcpy (&value, &bits, sizeof value);
+            }
+            if (value == 0)
+                value = 0; //  -0.0 is the key 0.0
+            key.kind = S_KEY_FLOAT;
+            memcpy (&key.digest, &value, sizeof key.digest);
+            break;
+        }
+        case 0xd9:
+        case 0xda:
+        case 0xdb:
+            key.kind = S_KEY_STR;
+            width = 1 << (tag - 0xd9);
+            break;
+        case 0xc4:
+        case 0xc5:
+        case 0xc6:
+            key.kind = S_KEY_BIN;
+            width = 1 << (tag - 0xc4);
+            break;
+        case 0xc7:
+        case 0xc8:
+        case 0xc9:
+            key.kind = S_KEY_EXT;
+            width = 1 << (tag - 0xc7);
+            break;
+        case 0xd4:
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8: key.kind = S_KEY_EXT; break;
+        default: break; //  an array or a map
+    }
+    if (key.kind == S_KEY_STR || key.kind == S_KEY_BIN || key.kind == S_KEY_EXT) {
+        key.bytes = start + 1 + width;
+        key.len = (size_t) (end - key.bytes);
+    }
+    if (key.kind < S_KEY_STR)
+        key.len = 0;
+    return key;
+}
+
+//  Keys in a total order: digest, kind, length, bytes (digests made).
+static int
+s_key_compare (const void *left_p, const void *right_p)
+{
+    const s_key_t *left = left_p, *right = right_p;
+    if (left->digest != right->digest)
+        return left->digest < right->digest ? -1 : 1;
+    if (left->kind != right->kind)
+        return left->kind < right->kind ? -1 : 1;
+    if (left->len != right->len)
+        return left->len < right->len ? -1 : 1;
+    return left->len ? memcmp (left->bytes, right->bytes, left->len) : 0;
+}
+
+static inline bool
+s_key_equal (const s_key_t *left, const s_key_t *right)
+{
+    return left->digest == right->digest && left->kind == right->kind && left->len == right->len
+        && (left->len == 0
+            || (left->bytes[0] == right->bytes[0]
+                && memcmp (left->bytes, right->bytes, left->len) == 0));
+}
+
+//  Slots of the table that finds a repeat among a large map's keys: a
+//  power of two, at least twice the keys.
+static size_t
+s_table_bits (size_t count)
+{
+    size_t bits = 1;
+    while (((size_t) 1 << bits) < 2 * count)
+        bits++;
+    return bits;
+}
+
+//  A repeated key among count keys, or NULL. A small map compares every
+//  pair. A larger one puts its keys, by digest, in an open-addressing
+//  table (slots: 1 << s_table_bits (count) key numbers, zeroed), and
+//  compares keys whole only when their digests meet: O(n) for keys as
+//  they come. Keys made to collide could make the probes quadratic, so
+//  past 8 probes a key on average the keys are sorted instead (O(n log
+//  n), and they are reordered).
+static const s_key_t *
+s_repeated_key (s_key_t *keys, uint32_t *slots, size_t count)
+{
+    if (count <= S_SMALL_MAP) {
+        for (size_t index = 1; index < count; index++)
+            for (size_t other = 0; other < index; other++)
+                if (s_key_equal (&keys[index], &keys[other]))
+                    return &keys[index];
+        return NULL;
+    }
+    size_t bits = s_table_bits (count), mask = ((size_t) 1 << bits) - 1;
+    size_t probes = 0;
+    for (size_t index = 0; index < count; index++) {
+        s_key_t *key = &keys[index];
+        if (key->kind >= S_KEY_STR)
+            key->digest = s_digest (key->bytes, key->len);
+        size_t slot = (size_t) ((key->digest * 0x9e3779b97f4a7c15ULL) >> (64 - bits));
+        while (slots[slot]) {
+            if (s_key_equal (key, &keys[slots[slot] - 1]))
+                return key;
+            slot = (slot + 1) & mask;
+            if (++probes > 8 * count) {
+                qsort (keys, count, sizeof (s_key_t), s_key_compare);
+                for (size_t sorted = 1; sorted < count; sorted++)
+                    if (s_key_equal (&keys[sorted], &keys[sorted - 1]))
+                        return &keys[sorted];
+                return NULL;
+            }
+        }
+        slots[slot] = (uint32_t) index + 1;
+    }
+    return NULL;
+}
+
 static bool s_check_value (s_scan_t *scan, int depth);
 
 static bool
-s_check_items (s_scan_t *scan, size_t header, uint64_t count, int depth)
+s_check_array (s_scan_t *scan, size_t header, uint64_t count, int depth)
 {
     scan->cursor += header;
     size_t remaining = (size_t) (scan->end - scan->cursor);
@@ -113,6 +480,74 @@ s_check_items (s_scan_t *scan, size_t header, uint64_t count, int depth)
 }
 
 static bool
+s_check_map (s_scan_t *scan, size_t header, uint64_t count, int depth)
+{
+    scan->cursor += header;
+    size_t remaining = (size_t) (scan->end - scan->cursor);
+    if (count * 2 > remaining) {
+        scan->reason = "count larger than the bytes that remain";
+        return false;
+    }
+    if (depth >= scan->max_depth) {
+        scan->reason = "nested too deeply";
+        return false;
+    }
+    s_key_t small[S_SMALL_MAP];
+    s_key_t *keys = small;
+    uint32_t *slots = NULL;
+    if (scan->strict && count > S_SMALL_MAP) {
+        //  the keys, then the table's slots: at most one key per two bytes
+        //  of input (checked above)
+        size_t slot_count = (size_t) 1 << s_table_bits ((size_t) count);
+        keys = malloc ((size_t) count * sizeof (s_key_t) + slot_count * sizeof (uint32_t));
+        if (keys) {
+            slots = (uint32_t *) (keys + count);
+            memset (slots, 0, slot_count * sizeof (uint32_t));
+        }
+        if (!keys) {
+            scan->reason = "out of memory";
+            scan->problem = S_PROBLEM_NOMEM;
+            return false;
+        }
+    }
+    bool ok = true;
+    for (uint64_t entry = 0; ok && entry < count; entry++) {
+        const uint8_t *key = scan->cursor;
+        if (depth == 0) {
+            scan->in_top_key = true;
+            scan->top_key = NULL;
+        }
+        ok = s_check_value (scan, depth + 1);
+        if (!ok)
+            break;
+        if (scan->strict)
+            keys[entry] = s_key (key, scan->cursor);
+        if (depth == 0) {
+            scan->in_top_key = false;
+            scan->top_value = scan->cursor;
+            if (scan->strict && keys[entry].kind == S_KEY_STR) {
+                scan->top_key = keys[entry].bytes;
+                scan->top_key_len = keys[entry].len;
+            }
+        }
+        ok = s_check_value (scan, depth + 1);
+    }
+    if (ok && scan->strict) {
+        const s_key_t *repeated = s_repeated_key (keys, slots, (size_t) count);
+        if (repeated) {
+            scan->reason = "a map repeats a key";
+            scan->problem = S_PROBLEM_REPEAT;
+            scan->repeated = *repeated;
+            scan->repeated_depth = depth;
+            ok = false;
+        }
+    }
+    if (keys != small)
+        free (keys);
+    return ok;
+}
+
+static bool
 s_check_value (s_scan_t *scan, int depth)
 {
     if (scan->cursor >= scan->end) {
@@ -125,11 +560,11 @@ s_check_value (s_scan_t *scan, int depth)
     if (tag <= 0x7f || tag >= 0xe0 || tag == 0xc0 || tag == 0xc2 || tag == 0xc3)
         return s_skip (scan, 1, 0);
     if ((tag & 0xe0) == 0xa0)
-        return s_skip (scan, 1, tag & 0x1f);
+        return s_skip_str (scan, 1, tag & 0x1f);
     if ((tag & 0xf0) == 0x90)
-        return s_check_items (scan, 1, tag & 0x0f, depth);
+        return s_check_array (scan, 1, tag & 0x0f, depth);
     if ((tag & 0xf0) == 0x80)
-        return s_check_items (scan, 1, (uint64_t) (tag & 0x0f) * 2, depth);
+        return s_check_map (scan, 1, tag & 0x0f, depth);
 
     //  Fixed headers: width of the length field, or a fixed payload size
     switch (tag) {
@@ -151,13 +586,22 @@ s_check_value (s_scan_t *scan, int depth)
         default: break;
     }
     int width = 0;
-    enum { RAW, EXT, ARRAY, MAP } kind = RAW;
+    enum { STR, BIN, EXT, ARRAY, MAP } kind = BIN;
     switch (tag) {
         case 0xd9:
-        case 0xc4: width = 1; break;
+            width = 1;
+            kind = STR;
+            break;
         case 0xda:
-        case 0xc5: width = 2; break;
+            width = 2;
+            kind = STR;
+            break;
         case 0xdb:
+            width = 4;
+            kind = STR;
+            break;
+        case 0xc4: width = 1; break;
+        case 0xc5: width = 2; break;
         case 0xc6: width = 4; break;
         case 0xc7:
             width = 1;
@@ -194,50 +638,108 @@ s_check_value (s_scan_t *scan, int depth)
         return false;
     }
     uint64_t length = s_be (p + 1, width);
-    if (kind == RAW)
-        return s_skip (scan, 1 + width, length);
-    if (kind == EXT)
-        return s_skip (scan, 1 + width + 1, length);
-    if (kind == ARRAY)
-        return s_check_items (scan, 1 + width, length, depth);
-    return s_check_items (scan, 1 + width, length * 2, depth);
+    switch (kind) {
+        case STR: return s_skip_str (scan, 1 + width, length);
+        case BIN: return s_skip (scan, 1 + width, length);
+        case EXT: return s_skip (scan, 1 + width + 1, length);
+        case ARRAY: return s_check_array (scan, 1 + width, length, depth);
+        default: return s_check_map (scan, 1 + width, length, depth);
+    }
 }
 
-zcq_err_t
-zcq_msgpack_check (const void *bytes, size_t size, const zcq_limits_t *limits, const char **reason)
+//  Check untrusted bytes strictly (DESIGN 1, and 5 unless the limits say
+//  any_text) with the scan's state left where a check failed.
+static zcq_err_t
+s_check (s_scan_t *scan, const void *bytes, size_t size, const zcq_limits_t *limits)
 {
-    const char *dummy;
-    if (!reason)
-        reason = &dummy;
-    *reason = NULL;
-    if (limits && limits->max_bytes && size > limits->max_bytes) {
-        *reason = "larger than the request limit";
-        return ZCQ_INVALID;
-    }
-    if (size == 0 || !bytes) {
-        *reason = "empty body";
-        return ZCQ_INVALID;
-    }
-    s_scan_t scan = {
+    *scan = (s_scan_t) {
+        .start = bytes,
         .cursor = bytes,
         .end = (const uint8_t *) bytes + size,
         .max_depth = limits && limits->max_depth > 0 && limits->max_depth < S_MAX_DEPTH
                        ? limits->max_depth
                        : (limits && limits->max_depth > 0 ? S_MAX_DEPTH : S_DEFAULT_DEPTH),
+        .strict = !(limits && limits->any_text),
     };
-    if (!s_check_value (&scan, 0)) {
-        *reason = scan.reason;
+    if (limits && limits->max_bytes && size > limits->max_bytes) {
+        scan->reason = "larger than the request limit";
         return ZCQ_INVALID;
     }
-    if (scan.cursor != scan.end) {
-        *reason = "trailing bytes after the value";
+    if (size == 0 || !bytes) {
+        scan->reason = "empty body";
+        return ZCQ_INVALID;
+    }
+    if (!s_check_value (scan, 0))
+        return scan->problem == S_PROBLEM_NOMEM ? ZCQ_NOMEM : ZCQ_INVALID;
+    if (scan->cursor != scan->end) {
+        scan->reason = "trailing bytes after the value";
         return ZCQ_INVALID;
     }
     return ZCQ_OK;
 }
 
+const zcq_limits_t zcq_stored_limits = { .any_text = true };
+
+zcq_err_t
+zcq_msgpack_check (const void *bytes, size_t size, const zcq_limits_t *limits, const char **reason)
+{
+    s_scan_t scan;
+    zcq_err_t err = s_check (&scan, bytes, size, limits);
+    if (reason)
+        *reason = err == ZCQ_OK ? NULL : scan.reason;
+    return err;
+}
+
+//  A string's text for a message: at most 32 bytes, cut where a character
+//  starts, "..." when cut. The text is valid UTF-8 (it passed the check).
+static void
+s_quote (char *buffer, size_t size, const uint8_t *text, size_t len)
+{
+    size_t shown = len > 32 ? s_utf8_prefix (text, 32) : len;
+    snprintf (buffer, size, "'%.*s%s'", (int) shown, (const char *) text, shown < len ? "..." : "");
+}
+
+//  Say in the doc's error which rule of DESIGN 5 the bytes broke, and where.
+static void
+s_describe (zcq_doc_t *self, const s_scan_t *scan)
+{
+    char where[48] = "";
+    if (scan->top_key && !scan->in_top_key)
+        s_quote (where, sizeof where, scan->top_key, scan->top_key_len);
+    if (scan->problem == S_PROBLEM_UTF8) {
+        size_t offset = (size_t) (scan->bad_byte - scan->start);
+        if (scan->in_top_key)
+            snprintf (self->error, sizeof self->error,
+                      "a key of the body's map is not valid UTF-8 (byte %zu)", offset);
+        else if (*where && scan->bad_string == scan->top_value)
+            snprintf (self->error, sizeof self->error, "%s is not valid UTF-8 (byte %zu)", where,
+                      offset);
+        else if (*where)
+            snprintf (self->error, sizeof self->error,
+                      "a string in %s is not valid UTF-8 (byte %zu)", where, offset);
+        else
+            snprintf (self->error, sizeof self->error, "a string is not valid UTF-8 (byte %zu)",
+                      offset);
+        return;
+    }
+    char key[48] = "a key";
+    if (scan->repeated.kind == S_KEY_STR) {
+        memcpy (key, "the key ", 8);
+        s_quote (key + 8, sizeof key - 8, scan->repeated.bytes, scan->repeated.len);
+    }
+    if (scan->repeated_depth == 0)
+        snprintf (self->error, sizeof self->error, "the body's map repeats %s", key);
+    else if (*where && scan->repeated_depth == 1)
+        snprintf (self->error, sizeof self->error, "%s repeats %s", where, key);
+    else if (*where)
+        snprintf (self->error, sizeof self->error, "a map in %s repeats %s", where, key);
+    else
+        snprintf (self->error, sizeof self->error, "a map repeats %s", key);
+}
+
 //  Find a string key in the top-level map of untrusted bytes without
-//  decoding anything else: the encoded value's bytes, or false.
+//  decoding anything else: the encoded value's bytes, or false. Entries
+//  are skipped by their structure; the value found is checked strictly.
 bool
 zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const void **value, size_t *len)
 {
@@ -272,6 +774,13 @@ zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const void **
         if (!s_check_value (&scan, 1))
             return false;
         if (match) {
+            s_scan_t strict = { .start = start,
+                                .cursor = start,
+                                .end = scan.cursor,
+                                .max_depth = S_DEFAULT_DEPTH,
+                                .strict = true };
+            if (!s_check_value (&strict, 1))
+                return false;
             *value = start;
             *len = (size_t) (scan.cursor - start);
             return true;
@@ -314,10 +823,18 @@ zcq_doc_decode (zcq_doc_t *self, const void *bytes, size_t size, const zcq_limit
     self->decoded = false;
     self->error[0] = 0;
     msgpack_zone_clear (&self->zone);
-    const char *reason;
-    if (zcq_msgpack_check (bytes, size, limits, &reason) != ZCQ_OK) {
-        snprintf (self->error, sizeof self->error, "body is not one valid MessagePack value: %s",
-                  reason);
+    s_scan_t scan;
+    zcq_err_t err = s_check (&scan, bytes, size, limits);
+    if (err == ZCQ_NOMEM) {
+        snprintf (self->error, sizeof self->error, "out of memory checking the body");
+        return ZCQ_NOMEM;
+    }
+    if (err != ZCQ_OK) {
+        if (scan.problem == S_PROBLEM_NONE)
+            snprintf (self->error, sizeof self->error,
+                      "body is not one valid MessagePack value: %s", scan.reason);
+        else
+            s_describe (self, &scan);
         return ZCQ_INVALID;
     }
     size_t offset = 0;

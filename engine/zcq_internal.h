@@ -32,13 +32,20 @@ void zcq_arena_destroy (zcq_arena_t **self_p);
 void zcq_arena_reset (zcq_arena_t *self);
 const char *zcq_arena_strndup (zcq_arena_t *self, const char *text, size_t len);
 
+//  Limits for bytes a node stored or served itself (its log, view
+//  snapshots, aggregate snapshots, replies read by the client library):
+//  any text, since nodes of earlier versions stored what they were sent.
+extern const zcq_limits_t zcq_stored_limits;
+
 //  Decode bytes the node produced itself (codec.c DESIGN 3): no bounds
 //  pre-check; ZCQ_CORRUPT when they do not decode.
 zcq_err_t zcq_doc_decode_trusted (zcq_doc_t *self, const void *bytes, size_t size);
 
 //  Find a string key in the top-level map of (untrusted) bytes without
 //  decoding the rest: the value's encoded bytes, or false. Bounded like
-//  zcq_msgpack_check; allocates nothing.
+//  zcq_msgpack_check. Other entries are skipped by structure only; the
+//  value found must pass zcq_msgpack_check (valid UTF-8, no repeated key),
+//  else false. Allocates only to check a large map within that value.
 bool zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const void **value,
                        size_t *len);
 

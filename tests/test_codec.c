@@ -2,7 +2,8 @@
 
     Round trips of every MessagePack type through a writer and a doc, the
     value accessors, and every class of malformed input a doc must reject
-    with ZCQ_INVALID (and never with a crash or a huge allocation), ending
+    with ZCQ_INVALID (and never with a crash or a huge allocation): bad
+    structure, strings that are not UTF-8, maps that repeat a key. Ends
     with a small deterministic fuzz loop.
 */
 #include "testutil.h"
@@ -568,13 +569,11 @@ test_codec_get_semantics (void **state)
 {
     zcq_writer_t *writer = zcq_writer_new ();
     zcq_doc_t *doc = zcq_doc_new ();
-    zcq_writer_map (writer, 7);
+    zcq_writer_map (writer, 6);
     zcq_writer_int (writer, 1); //  a non-string key is never matched
     zcq_writer_str (writer, "int key");
-    zcq_writer_str (writer, "name");
+    zcq_writer_str (writer, "name"); //  (a repeated key is refused: test_codec_repeated_keys)
     zcq_writer_str (writer, "first");
-    zcq_writer_str (writer, "name"); //  a duplicate: the first one wins
-    zcq_writer_str (writer, "second");
     zcq_writer_bin (writer, "bin", 3); //  a binary key is not a string key
     zcq_writer_int (writer, 7);
     zcq_writer_str (writer, "count");
@@ -974,10 +973,13 @@ test_codec_counts_beyond_the_bytes (void **state)
     s_expect_valid (exact, sizeof exact, NULL);
     exact[4] = 0x29;
     s_expect_invalid (exact, sizeof exact, NULL);
-    //  and a map32 needs two bytes per entry
+    //  and a map32 needs two bytes per entry (keys 0..19, values nil)
     uint8_t map[5 + 40];
     memcpy (map, "\xdf\x00\x00\x00\x14", 5);
-    memset (map + 5, 0xc0, 40);
+    for (uint8_t entry = 0; entry < 20; entry++) {
+        map[5 + 2 * entry] = entry;
+        map[6 + 2 * entry] = 0xc0;
+    }
     s_expect_valid (map, sizeof map, NULL);
     map[4] = 0x15;
     s_expect_invalid (map, sizeof map, NULL);
@@ -1079,9 +1081,9 @@ test_codec_trailing_empty_reserved (void **state)
     s_expect_invalid ("\x92\x01\xc1", 3, NULL);
     s_expect_invalid ("\x81\xc1\x01", 3, NULL);
     s_expect_invalid ("\x81\x01\xc1", 3, NULL);
-    //  (as string or bin content it is just a byte)
-    s_expect_valid ("\xa1\xc1", 2, NULL);
+    //  (as bin content it is just a byte; in a string it is not UTF-8)
     s_expect_valid ("\xc4\x01\xc1", 3, NULL);
+    s_expect_invalid ("\xa1\xc1", 2, NULL);
 }
 
 static void
@@ -1223,6 +1225,406 @@ test_codec_ext_types (void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  UTF-8 and repeated keys (ZCQ/1 section 2)
+
+//  A body {"id": "c1", "data": [<str>]} with text as the str, or with text
+//  as a key of the top-level map.
+static void
+s_write_text_body (zcq_writer_t *writer, const char *text, size_t len, bool as_key)
+{
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 2);
+    zcq_writer_str (writer, "id");
+    zcq_writer_str (writer, "c1");
+    if (as_key) {
+        zcq_writer_strn (writer, text, len);
+        zcq_writer_int (writer, 1);
+    }
+    else {
+        zcq_writer_str (writer, "data");
+        zcq_writer_array (writer, 1);
+        zcq_writer_strn (writer, text, len);
+    }
+}
+
+//  text in a string: alone, after ASCII of every length up to 24 (so that
+//  the eight-byte ASCII path leads in), then followed by ASCII, and as a
+//  key; valid or not, the doc says the same as the check.
+static void
+s_expect_text (const char *text, size_t len, bool valid)
+{
+    zcq_writer_t *writer = zcq_writer_new ();
+    char padded[128];
+    assert_true (len + 48 < sizeof padded);
+    for (size_t prefix = 0; prefix <= 24; prefix++) {
+        memset (padded, 'a', prefix);
+        memcpy (padded + prefix, text, len);
+        for (size_t suffix = 0; suffix <= 9; suffix += 9) {
+            memset (padded + prefix + len, 'z', suffix);
+            size_t size = prefix + len + suffix;
+            assert_int_equal (zcq_utf8_prefix (padded, size), valid ? size : prefix);
+            for (int as_key = 0; as_key < 2; as_key++) {
+                s_write_text_body (writer, padded, size, as_key);
+                if (valid)
+                    s_expect_valid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+                else
+                    s_expect_invalid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+            }
+        }
+    }
+    //  the same bytes as a binary are never checked
+    zcq_writer_reset (writer);
+    zcq_writer_bin (writer, text, len);
+    s_expect_valid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+    zcq_writer_destroy (&writer);
+}
+
+static void
+test_codec_utf8_valid (void **state)
+{
+    const struct {
+        const char *text;
+        size_t len;
+    } cases[] = {
+        { "", 0 },
+        { "\x00", 1 },             //  U+0000 is a character like any other
+        { "\x7f", 1 },             //  U+007F, last of one byte
+        { "\xc2\x80", 2 },         //  U+0080, first of two bytes
+        { "\xdf\xbf", 2 },         //  U+07FF
+        { "\xe0\xa0\x80", 3 },     //  U+0800, first of three bytes
+        { "\xed\x9f\xbf", 3 },     //  U+D7FF, before the surrogates
+        { "\xee\x80\x80", 3 },     //  U+E000, after them
+        { "\xef\xbf\xbf", 3 },     //  U+FFFF
+        { "\xf0\x90\x80\x80", 4 }, //  U+10000, first of four bytes
+        { "\xf4\x8f\xbf\xbf", 4 }, //  U+10FFFF, the last code point
+        { "Zo\xc3\xab \xe2\x82\xac \xf0\x9f\x98\x80", 13 },
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++)
+        s_expect_text (cases[index].text, cases[index].len, true);
+}
+
+static void
+test_codec_utf8_invalid (void **state)
+{
+    const struct {
+        const char *text;
+        size_t len;
+    } cases[] = {
+        //  continuation bytes without a lead
+        { "\x80", 1 },
+        { "\xbf", 1 },
+        //  overlong forms
+        { "\xc0\x80", 2 }, //  U+0000 in two bytes
+        { "\xc1\xbf", 2 }, //  U+007F in two bytes
+        { "\xe0\x80\x80", 3 },
+        { "\xe0\x9f\xbf", 3 }, //  U+07FF in three bytes
+        { "\xf0\x80\x80\x80", 4 },
+        { "\xf0\x8f\xbf\xbf", 4 }, //  U+FFFF in four bytes
+        //  surrogates
+        { "\xed\xa0\x80", 3 }, //  U+D800
+        { "\xed\xbf\xbf", 3 }, //  U+DFFF
+        { "\xed\xa0\xbd\xed\xb8\x80", 6 },
+        //  beyond U+10FFFF
+        { "\xf4\x90\x80\x80", 4 }, //  U+110000
+        { "\xf5\x80\x80\x80", 4 },
+        { "\xf8\x88\x80\x80\x80", 5 },
+        { "\xfe", 1 },
+        { "\xff", 1 },
+        //  cut short, at the end of the string
+        { "\xc2", 1 },
+        { "\xe0\xa0", 2 },
+        { "\xe2\x82", 2 },
+        { "\xf0\x90\x80", 3 },
+        { "\xf4\x8f\xbf", 3 },
+        //  a continuation byte missing in the middle
+        { "\xc2\x41", 2 },
+        { "\xe2\x28\xa1", 3 },
+        { "\xe2\x82\x28", 3 },
+        { "\xf0\x90\x28\x80", 4 },
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++)
+        s_expect_text (cases[index].text, cases[index].len, false);
+
+    //  The reason, and where the doc says it is
+    const char *reason = NULL;
+    assert_int_equal (zcq_msgpack_check ("\xa1\xff", 2, NULL, &reason), ZCQ_INVALID);
+    assert_string_equal (reason, "a string is not valid UTF-8");
+    zcq_writer_t *writer = zcq_writer_new ();
+    zcq_doc_t *doc = zcq_doc_new ();
+    zcq_writer_map (writer, 3);
+    zcq_writer_str (writer, "id");
+    zcq_writer_strn (writer, "c\xff", 2);
+    zcq_writer_str (writer, "data");
+    zcq_writer_nil (writer);
+    zcq_writer_str (writer, "meta");
+    zcq_writer_nil (writer);
+    assert_int_equal (
+        zcq_doc_decode (doc, zcq_writer_data (writer), zcq_writer_size (writer), NULL),
+        ZCQ_INVALID);
+    assert_string_equal (zcq_doc_error (doc), "'id' is not valid UTF-8 (byte 6)");
+
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 2);
+    zcq_writer_str (writer, "id");
+    zcq_writer_str (writer, "c1");
+    zcq_writer_str (writer, "meta");
+    zcq_writer_map (writer, 1);
+    zcq_writer_str (writer, "user");
+    zcq_writer_array (writer, 2);
+    zcq_writer_str (writer, "ann");
+    zcq_writer_strn (writer, "b\xed\xa0\x80", 4);
+    assert_int_equal (
+        zcq_doc_decode (doc, zcq_writer_data (writer), zcq_writer_size (writer), NULL),
+        ZCQ_INVALID);
+    assert_non_null (strstr (zcq_doc_error (doc), "a string in 'meta' is not valid UTF-8"));
+
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 1);
+    zcq_writer_strn (writer, "k\xc0\x80", 3);
+    zcq_writer_int (writer, 1);
+    assert_int_equal (
+        zcq_doc_decode (doc, zcq_writer_data (writer), zcq_writer_size (writer), NULL),
+        ZCQ_INVALID);
+    assert_non_null (strstr (zcq_doc_error (doc), "a key of the body's map is not valid UTF-8"));
+    zcq_doc_destroy (&doc);
+    zcq_writer_destroy (&writer);
+}
+
+//  Two maps, each {key: 1, <other>: 2}, as raw bytes after a fixmap header.
+static void
+s_expect_pair (const char *first, size_t first_len, const char *second, size_t second_len,
+               bool repeated)
+{
+    uint8_t bytes[64];
+    size_t size = 0;
+    bytes[size++] = 0x82;
+    memcpy (bytes + size, first, first_len);
+    size += first_len;
+    bytes[size++] = 0x01;
+    memcpy (bytes + size, second, second_len);
+    size += second_len;
+    bytes[size++] = 0x02;
+    if (repeated)
+        s_expect_invalid (bytes, size, NULL);
+    else
+        s_expect_valid (bytes, size, NULL);
+}
+
+static void
+test_codec_repeated_keys (void **state)
+{
+    zcq_writer_t *writer = zcq_writer_new ();
+    zcq_doc_t *doc = zcq_doc_new ();
+
+    //  At the top level
+    zcq_writer_map (writer, 3);
+    zcq_writer_str (writer, "id");
+    zcq_writer_str (writer, "c1");
+    zcq_writer_str (writer, "type");
+    zcq_writer_str (writer, "open");
+    zcq_writer_str (writer, "id");
+    zcq_writer_str (writer, "c2");
+    s_expect_invalid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+    assert_int_equal (
+        zcq_doc_decode (doc, zcq_writer_data (writer), zcq_writer_size (writer), NULL),
+        ZCQ_INVALID);
+    assert_string_equal (zcq_doc_error (doc), "the body's map repeats the key 'id'");
+    const char *reason = NULL;
+    zcq_msgpack_check (zcq_writer_data (writer), zcq_writer_size (writer), NULL, &reason);
+    assert_string_equal (reason, "a map repeats a key");
+
+    //  Nested: in data, and in a map in an array in meta
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 2);
+    zcq_writer_str (writer, "id");
+    zcq_writer_str (writer, "c1");
+    zcq_writer_str (writer, "data");
+    zcq_writer_map (writer, 2);
+    zcq_writer_str (writer, "amount");
+    zcq_writer_int (writer, 1);
+    zcq_writer_str (writer, "amount");
+    zcq_writer_int (writer, 2);
+    assert_int_equal (
+        zcq_doc_decode (doc, zcq_writer_data (writer), zcq_writer_size (writer), NULL),
+        ZCQ_INVALID);
+    assert_string_equal (zcq_doc_error (doc), "'data' repeats the key 'amount'");
+
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 1);
+    zcq_writer_str (writer, "meta");
+    zcq_writer_array (writer, 2);
+    zcq_writer_map (writer, 0);
+    zcq_writer_map (writer, 2);
+    zcq_writer_int (writer, 7);
+    zcq_writer_nil (writer);
+    zcq_writer_int (writer, 7);
+    zcq_writer_nil (writer);
+    assert_int_equal (
+        zcq_doc_decode (doc, zcq_writer_data (writer), zcq_writer_size (writer), NULL),
+        ZCQ_INVALID);
+    assert_string_equal (zcq_doc_error (doc), "a map in 'meta' repeats a key");
+
+    //  One key in several maps is no repeat
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 2);
+    zcq_writer_str (writer, "a");
+    zcq_writer_map (writer, 1);
+    zcq_writer_str (writer, "a");
+    zcq_writer_int (writer, 1);
+    zcq_writer_str (writer, "b");
+    zcq_writer_map (writer, 1);
+    zcq_writer_str (writer, "a");
+    zcq_writer_int (writer, 2);
+    s_expect_valid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+
+    //  Keys are values: one value in two encodings is a repeat
+    s_expect_pair ("\xa1"
+                   "a",
+                   2,
+                   "\xd9\x01"
+                   "a",
+                   3, true);                            //  fixstr, str8
+    s_expect_pair ("\xa0", 1, "\xda\x00\x00", 3, true); //  "" twice
+    s_expect_pair ("\x05", 1, "\xcc\x05", 2, true);     //  5 as fixint, uint8
+    s_expect_pair ("\x05", 1, "\xd3\x00\x00\x00\x00\x00\x00\x00\x05", 9, true); //  int64
+    s_expect_pair ("\xff", 1, "\xd0\xff", 2, true);         //  -1 as negfixint, int8
+    s_expect_pair ("\xd1\xff\x80", 3, "\xd0\x80", 2, true); //  -128 as int16, int8
+    s_expect_pair ("\xca\x3f\x80\x00\x00", 5, "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00", 9,
+                   true); //  1.0 as float32, float64
+    s_expect_pair ("\xcb\x80\x00\x00\x00\x00\x00\x00\x00", 9, "\xca\x00\x00\x00\x00", 5,
+                   true);                                           //  -0.0, 0.0
+    s_expect_pair ("\xc0", 1, "\xc0", 1, true);                     //  nil
+    s_expect_pair ("\xc3", 1, "\xc3", 1, true);                     //  true
+    s_expect_pair ("\xd4\x01\xaa", 3, "\xc7\x01\x01\xaa", 4, true); //  fixext1, ext8
+    s_expect_pair ("\xc4\x01x", 3, "\xc5\x00\x01x", 4, true);       //  bin8, bin16
+    s_expect_pair ("\x91\x01", 2, "\x91\x01", 2, true);             //  [1] as a key, twice
+    //  and different values are not
+    s_expect_pair ("\xa1"
+                   "1",
+                   2, "\x01", 1, false); //  "1", 1
+    s_expect_pair ("\xa1"
+                   "x",
+                   2, "\xc4\x01x", 3, false);                                    //  "x", bin "x"
+    s_expect_pair ("\xc0", 1, "\xc2", 1, false);                                 //  nil, false
+    s_expect_pair ("\xc2", 1, "\xc3", 1, false);                                 //  false, true
+    s_expect_pair ("\x01", 1, "\xca\x3f\x80\x00\x00", 5, false);                 //  1, 1.0
+    s_expect_pair ("\x7f", 1, "\xd0\x80", 2, false);                             //  127, -128
+    s_expect_pair ("\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9, "\xff", 1, false); //  2^64-1, -1
+    s_expect_pair ("\xd4\x01\xaa", 3, "\xd4\x02\xaa", 3, false); //  ext types differ
+    s_expect_pair ("\xa2"
+                   "ab",
+                   3,
+                   "\xa2"
+                   "ba",
+                   3, false);
+
+    //  A map just past the pairwise size, and large maps: 10,000 keys
+    //  without a repeat, then with one (first and last, two in the middle)
+    static const size_t counts[] = { 17, 10000 };
+    for (size_t size = 0; size < sizeof counts / sizeof counts[0]; size++) {
+        size_t count = counts[size];
+        for (int repeat = 0; repeat < 3; repeat++) {
+            zcq_writer_reset (writer);
+            zcq_writer_map (writer, count);
+            for (size_t entry = 0; entry < count; entry++) {
+                char key[32];
+                size_t name = entry;
+                if (repeat == 1 && entry == count - 1)
+                    name = 0;
+                if (repeat == 2 && entry == count / 2)
+                    name = count / 2 - 1;
+                snprintf (key, sizeof key, "field-%zu", name);
+                zcq_writer_str (writer, key);
+                zcq_writer_uint (writer, entry);
+            }
+            zcq_limits_t limits = { .max_bytes = 1 << 20 };
+            if (repeat == 0) {
+                s_expect_valid (zcq_writer_data (writer), zcq_writer_size (writer), &limits);
+                assert_int_equal (zcq_doc_decode (doc, zcq_writer_data (writer),
+                                                  zcq_writer_size (writer), &limits),
+                                  ZCQ_OK);
+                assert_int_equal (zcq_value_size (zcq_doc_root (doc)), count);
+            }
+            else {
+                s_expect_invalid (zcq_writer_data (writer), zcq_writer_size (writer), &limits);
+                zcq_doc_decode (doc, zcq_writer_data (writer), zcq_writer_size (writer), &limits);
+                assert_non_null (strstr (zcq_doc_error (doc), "repeats the key 'field-"));
+            }
+        }
+    }
+    //  10,000 integer keys -5000..4999 in data; with a repeat, the last is 0
+    for (int repeat = 0; repeat < 2; repeat++) {
+        zcq_writer_reset (writer);
+        zcq_writer_map (writer, 1);
+        zcq_writer_str (writer, "data");
+        zcq_writer_map (writer, 10000);
+        for (int64_t entry = 0; entry < 10000; entry++) {
+            zcq_writer_int (writer, repeat && entry == 9999 ? 0 : entry - 5000);
+            zcq_writer_nil (writer);
+        }
+        if (repeat)
+            s_expect_invalid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+        else
+            s_expect_valid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+    }
+    zcq_doc_destroy (&doc);
+    zcq_writer_destroy (&writer);
+}
+
+//  Keys made to meet in the hash table that codec.c finds repeats of large
+//  maps with (slot = top bits of key * 0x9e3779b97f4a7c15): the check
+//  stays fast (it sorts instead) and still finds a repeat.
+//  Bytes a node stored itself are read whatever their text: nodes of
+//  earlier versions stored strings that are not UTF-8 and repeated keys.
+static void
+test_codec_stored_bytes_any_text (void **state)
+{
+    //  {"owner": "\xff", "a": 1, "a": 2}
+    const uint8_t bytes[]
+        = { 0x83, 0xa5, 'o', 'w', 'n', 'e', 'r', 0xa1, 0xff, 0xa1, 'a', 0x01, 0xa1, 'a', 0x02 };
+    zcq_doc_t *doc = zcq_doc_new ();
+    assert_int_equal (zcq_doc_decode (doc, bytes, sizeof bytes, NULL), ZCQ_INVALID);
+    zcq_limits_t limits = { .max_bytes = 1024 };
+    assert_int_equal (zcq_doc_decode (doc, bytes, sizeof bytes, &limits), ZCQ_INVALID);
+    zcq_limits_t stored = { .any_text = true };
+    assert_int_equal (zcq_doc_decode (doc, bytes, sizeof bytes, &stored), ZCQ_OK);
+    assert_int_equal (zcq_value_size (zcq_doc_root (doc)), 3);
+    //  structure and bounds are still checked
+    limits.any_text = true;
+    assert_int_equal (zcq_doc_decode (doc, bytes, sizeof bytes - 1, &limits), ZCQ_INVALID);
+    limits.max_bytes = 8;
+    assert_int_equal (zcq_doc_decode (doc, bytes, sizeof bytes, &limits), ZCQ_INVALID);
+    zcq_doc_destroy (&doc);
+}
+
+static void
+test_codec_repeated_keys_colliding (void **state)
+{
+    //  the inverse of the multiplier modulo 2^64 (Newton's iteration)
+    uint64_t multiplier = 0x9e3779b97f4a7c15ULL, inverse = multiplier;
+    for (int round = 0; round < 6; round++)
+        inverse *= 2 - multiplier * inverse;
+    assert_true (multiplier * inverse == 1);
+    zcq_writer_t *writer = zcq_writer_new ();
+    for (int repeat = 0; repeat < 2; repeat++) {
+        //  key number j times the inverse: every key's product is j, so
+        //  every key wants slot 0
+        zcq_writer_reset (writer);
+        zcq_writer_map (writer, 20000);
+        for (uint64_t number = 0; number < 20000; number++) {
+            uint64_t key = (repeat && number == 19999 ? 7 : number) * inverse;
+            zcq_writer_uint (writer, key);
+            zcq_writer_nil (writer);
+        }
+        if (repeat)
+            s_expect_invalid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+        else
+            s_expect_valid (zcq_writer_data (writer), zcq_writer_size (writer), NULL);
+    }
+    zcq_writer_destroy (&writer);
+}
+
+//  --------------------------------------------------------------------------
 //  Fuzz: mutations of valid documents never crash; decode and check agree;
 //  a decoded value written back decodes to the same bytes again.
 
@@ -1359,6 +1761,11 @@ main (void)
         cmocka_unit_test (test_codec_wrong_types),
         cmocka_unit_test (test_codec_max_bytes),
         cmocka_unit_test (test_codec_ext_types),
+        cmocka_unit_test (test_codec_utf8_valid),
+        cmocka_unit_test (test_codec_utf8_invalid),
+        cmocka_unit_test (test_codec_repeated_keys),
+        cmocka_unit_test (test_codec_repeated_keys_colliding),
+        cmocka_unit_test (test_codec_stored_bytes_any_text),
         cmocka_unit_test (test_codec_fuzz),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

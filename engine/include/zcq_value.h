@@ -40,6 +40,11 @@ typedef enum {
 typedef struct {
     size_t max_bytes; //  whole document; 0 = no limit
     int max_depth;    //  nesting of arrays and maps; 0 = 32, and at most 32
+    //  Accept strings that are not valid UTF-8 and maps that repeat a key:
+    //  for bytes a node stored or served itself, which nodes of earlier
+    //  versions wrote before they refused such requests. Structure and
+    //  bounds are checked all the same. Requests from clients never get it.
+    bool any_text;
 } zcq_limits_t;
 
 //  ---------------------------------------------------------------------
@@ -85,8 +90,9 @@ ZCQ_EXPORT zcq_doc_t *zcq_doc_new (void);
 ZCQ_EXPORT void zcq_doc_destroy (zcq_doc_t **self_p);
 //  Decode exactly one value from bytes: anything malformed, truncated,
 //  followed by trailing bytes, deeper or larger than the limits, or with a
-//  count larger than the bytes that remain, gives ZCQ_INVALID and a reason
-//  in the doc's error text. Values borrow bytes.
+//  count larger than the bytes that remain, a string that is not valid
+//  UTF-8, or a map that repeats a key (at any depth), gives ZCQ_INVALID and
+//  a reason in the doc's error text. Values borrow bytes.
 ZCQ_EXPORT zcq_err_t zcq_doc_decode (zcq_doc_t *self, const void *bytes, size_t size,
                                      const zcq_limits_t *limits);
 //  As decode, but the doc keeps its own copy of the bytes.
@@ -97,6 +103,9 @@ ZCQ_EXPORT const char *zcq_doc_error (const zcq_doc_t *self);
 //  Check bytes without building values (same rules as decode).
 ZCQ_EXPORT zcq_err_t zcq_msgpack_check (const void *bytes, size_t size, const zcq_limits_t *limits,
                                         const char **reason);
+//  Length of the longest prefix of bytes that is valid UTF-8 (RFC 3629,
+//  the rule decode applies to every string): len when all of it is.
+ZCQ_EXPORT size_t zcq_utf8_prefix (const void *bytes, size_t len);
 
 //  ---------------------------------------------------------------------
 //  Encoding

@@ -6,8 +6,9 @@
 Seeds are small, named files: valid commands and queries of ZCQ/1 (bank
 domain), event bodies as the node writes them, heartbeats, snapshot states,
 catch-up scripts, config files, and edge cases of MessagePack (every type
-tag, 16/32-bit headers, counts larger than the bytes, deep nesting). The
-files are committed; rerun this only to change them.
+tag, 16/32-bit headers, counts larger than the bytes, deep nesting) and of
+ZCQ/1's content rules (strings that are not UTF-8, maps that repeat a key,
+in every field). The files are committed; rerun this only to change them.
 """
 
 import os
@@ -27,6 +28,18 @@ def pack(obj):
 def str8(text):
     data = text.encode()
     return b"\xd9" + bytes([len(data)]) + data
+
+
+def raw_str(data):
+    """A str holding bytes as they are (UTF-8 or not)."""
+    if len(data) < 32:
+        return bytes([0xa0 | len(data)]) + data
+    return b"\xd9" + bytes([len(data)]) + data
+
+
+def raw_map(entries):
+    """A fixmap of (encoded key, encoded value) pairs, repeats included."""
+    return bytes([0x80 | len(entries)]) + b"".join(k + v for k, v in entries)
 
 
 def write(target, name, data):
@@ -63,6 +76,23 @@ def codec_edges():
         "map32": b"\xdf\x00\x00\x00\x01\xa1a\x01",
         "intkeys": pack({1: "x", 2: "y"}), "nestedmapkey": b"\x81\x81\xa1a\x01\x02",
         "dupkeys": b"\x82\xa2id\xa1a\xa2id\xa1b",
+        # repeated keys in other encodings, nested, and past the pairwise size
+        "dupkeys-str8": b"\x82\xa1a\x01\xd9\x01a\x02",
+        "dupkeys-int": b"\x82\x01\xc0\xcc\x01\xc0",
+        "dupkeys-float": b"\x82\xca\x3f\x80\x00\x00\xc0\xcb\x3f\xf0" + b"\x00" * 6 + b"\xc0",
+        "dupkeys-nested": pack({"a": [1]})[:-1] + b"\x82\xa1k\x01\xa1k\x02",
+        "dupkeys-big": b"\xde\x00\x12" + b"".join(
+            pack("k%d" % (i % 17)) + pack(i) for i in range(18)),
+        "nodup-big": pack({("k%d" % i): i for i in range(18)}),
+        # strings that are not UTF-8 (RFC 3629), and the boundaries that are
+        "utf8-overlong": raw_str(b"\xc0\x80"),
+        "utf8-overlong3": raw_str(b"\xe0\x80\xaf"),
+        "utf8-surrogate": raw_str(b"\xed\xa0\x80"),
+        "utf8-above-max": raw_str(b"\xf4\x90\x80\x80"),
+        "utf8-cut": raw_str(b"abcdefgh\xe2\x82"),
+        "utf8-lone-cont": raw_str(b"\x80"),
+        "utf8-key": raw_map([(raw_str(b"k\xff"), b"\x01")]),
+        "utf8-bounds": raw_str("\x7f\x80\u07ff\u0800\uffff\U00010000\U0010ffff".encode()),
         # malformed
         "reserved": b"\xc1", "truncstr": b"\xa5ab", "truncu32": b"\xce\x00",
         "hugearray32": b"\xdd\xff\xff\xff\xff", "hugemap32": b"\xdf\xff\xff\xff\xff\xc0",
@@ -128,6 +158,29 @@ def commands():
     out["cmd-map32"] = b"\xdf\x00\x00\x00" + bytes([body[0] & 0x0f]) + body[1:]
     out["cmd-trailing"] = body + b"\xc0"
     out["cmd-truncated"] = body[:-3]
+    # ZCQ/1 section 2: strings that are not UTF-8, and repeated keys, in
+    # each field of a command
+    fields = [(pack("id"), pack("c21")), (pack("aggregate"), pack("account")),
+              (pack("key"), pack("1")), (pack("type"), pack("deposit")),
+              (pack("data"), pack({"amount": 5})), (pack("meta"), pack({"user": "u"}))]
+    bad = {"id": raw_str(b"c\xc0\x80"), "aggregate": raw_str(b"acc\xed\xa0\x80"),
+           "key": raw_str(b"1\xf4\x90\x80\x80"), "type": raw_str(b"deposit\xe2\x82"),
+           "data": raw_map([(pack("amount"), pack(5)), (pack("note"), raw_str(b"\x80"))]),
+           "meta": raw_map([(raw_str(b"us\xffr"), pack("u"))])}
+    for name, value in bad.items():
+        out["cmd-utf8-" + name] = raw_map([(k, value if k == pack(name) else v)
+                                           for k, v in fields])
+    out["cmd-dup-id"] = raw_map(fields + [(pack("id"), pack("c22"))])
+    out["cmd-dup-key"] = raw_map(fields + [(pack("key"), pack("2"))])
+    out["cmd-dup-data"] = raw_map([(k, raw_map([(pack("amount"), pack(5)),
+                                                (pack("amount"), pack(6))])
+                                    if k == pack("data") else v) for k, v in fields])
+    out["cmd-dup-meta-str8"] = raw_map([(k, raw_map([(pack("user"), pack("u")),
+                                                     (str8("user"), pack("v"))])
+                                         if k == pack("meta") else v) for k, v in fields])
+    out["cmd-utf8-valid"] = pack({"id": "c23", "aggregate": "account", "key": "k\u00e9\u4e2d",
+                                  "type": "open", "data": {"owner": "Zo\u00eb \U0001F600"},
+                                  "meta": {"\u00fc": "\U0010ffff"}})
     return out
 
 
@@ -158,7 +211,15 @@ def queries():
         "limit-zero": {"op": "list", "view": "accounts", "limit": 0},
         "timeout-neg": {"op": "get", "view": "accounts", "key": "1", "timeout_ms": -1},
     }
-    return {"query-" + name: pack(body) for name, body in seeds.items()}
+    out = {"query-" + name: pack(body) for name, body in seeds.items()}
+    get = [(pack("op"), pack("get")), (pack("view"), pack("accounts")),
+           (pack("key"), pack("1")), (pack("rid"), pack(3))]
+    out["query-utf8-op"] = raw_map([(pack("op"), raw_str(b"get\xc0\xaf"))] + get[1:])
+    out["query-utf8-key"] = raw_map(get[:2] + [(pack("key"), raw_str(b"\xed\xbf\xbf"))] + get[3:])
+    out["query-utf8-rid"] = raw_map(get[:3] + [(pack("rid"), raw_str(b"r\xfe"))])
+    out["query-dup-op"] = raw_map(get + [(pack("op"), pack("stats"))])
+    out["query-dup-rid"] = raw_map(get + [(pack("rid"), pack(4))])
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -270,11 +331,14 @@ def main():
     for name, data in list(cmds.items()) + list(qs.items()):
         write("fuzz_request", name, data)
     for name in ("nil", "fixstr", "emptymap", "hugemap32", "deep33", "trailing", "empty",
-                 "reserved", "dupkeys"):
+                 "reserved", "dupkeys", "dupkeys-nested", "dupkeys-big", "utf8-key"):
         write("fuzz_request", "edge-" + name, edges[name])
+    for name in [n for n in list(cmds) + list(qs) if "-utf8-" in n or "-dup-" in n]:
+        write("fuzz_codec", name, (cmds if name in cmds else qs)[name])
     for name, data in evs.items():
         write("fuzz_event", name, data)
-    for name in ("hugearray32", "deep33", "f64nan", "emptystr", "truncstr"):
+    for name in ("hugearray32", "deep33", "f64nan", "emptystr", "truncstr", "dupkeys",
+                 "utf8-surrogate"):
         write("fuzz_event", "edge-" + name, edges[name])
     for name, data in catchup_scripts(evs).items():
         write("fuzz_catchup", name, data)
