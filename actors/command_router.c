@@ -31,12 +31,21 @@
         A ROUTER cannot close one peer's connection, so the peer stays
         connected; ZeroMQ itself disconnects a peer that sends a frame
         over the socket's maximum message size.
+    6.  The one-loop plan (node.c): the router holds the shards' cores and
+        the log stage, and a round runs to its end in this thread: every
+        shard's batch is decided, the commit batches are written as one
+        group, answered and handed back to their cores, and ids released on
+        the way make the next round, until none is left. Nothing crosses a
+        thread but the batches of synchronous views, which go to their host
+        and come back as in the split plan. The failure protocol (F1-F8 in
+        zcq_actors.h) is the same: the cores keep it, whoever calls them.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
 #include <string.h>
 
 #define S_ROUND           512
+#define S_ROUND_ONE_LOOP  2048 //  DESIGN 6: a round is also a group commit
 #define S_BACKLOG_MAX     200000
 #define S_SNDHWM          200000
 #define S_ENVELOPE_FRAMES 64 //  frames a peer may send before its body (DESIGN 5)
@@ -46,8 +55,15 @@ typedef struct {
     zsock_t *pipe;
     zsock_t *clients; //  ROUTER, the command endpoint
     zsock_t **shards; //  PAIR per shard
-    zsock_t *acks;    //  PAIR from the log writer
+    zsock_t *acks;    //  PAIR from the log writer (or the synchronous views)
     uint32_t shard_count;
+    //  the one-loop plan (DESIGN 6)
+    zcq_log_stage_t *stage; //  NULL in the split plan
+    zcq_shard_t **cores;    //  per shard
+    zsock_t *sync;          //  PAIR to the synchronous views' host, when any
+    zcq_cbatch_t **group;   //  the commit batches of a round
+    size_t group_count;
+    size_t group_capacity;
     zcq_cbatch_t **round; //  per shard, the batch being filled
     zcq_writer_t *writer;
     zlistx_t *backlog; //  zmsg_t replies waiting for a full pipe
@@ -65,6 +81,21 @@ s_destroy (self_t **self_p)
     self_t *self = *self_p;
     if (!self)
         return;
+    if (self->ids) {
+        //  held commands belong to nobody else; first ones belong to
+        //  batches, still queued on the pipes: free the held ones before
+        //  the batches go
+        for (zcq_command_t *first = zhashx_first (self->ids); first;
+             first = zhashx_next (self->ids)) {
+            zcq_command_t *held = first->next;
+            while (held) {
+                zcq_command_t *next = held->next;
+                zcq_command_destroy (&held);
+                held = next;
+            }
+        }
+        zhashx_destroy (&self->ids);
+    }
     for (uint32_t shard = 0; shard < self->shard_count; shard++) {
         if (self->round)
             zcq_cbatch_destroy (&self->round[shard]);
@@ -79,20 +110,13 @@ s_destroy (self_t **self_p)
     free (self->shards);
     zsock_destroy (&self->clients);
     zsock_destroy (&self->acks);
+    zsock_destroy (&self->sync);
+    for (uint32_t shard = 0; self->cores && shard < self->shard_count; shard++)
+        zcq_shard_destroy (&self->cores[shard]);
+    free (self->cores);
+    free (self->group);
+    zcq_log_stage_destroy (&self->stage);
     zcq_writer_destroy (&self->writer);
-    if (self->ids) {
-        //  held commands belong to nobody else; first ones belong to batches
-        for (zcq_command_t *first = zhashx_first (self->ids); first;
-             first = zhashx_next (self->ids)) {
-            zcq_command_t *held = first->next;
-            while (held) {
-                zcq_command_t *next = held->next;
-                zcq_command_destroy (&held);
-                held = next;
-            }
-        }
-        zhashx_destroy (&self->ids);
-    }
     if (self->backlog) {
         zmsg_t *reply;
         while ((reply = zlistx_detach (self->backlog, NULL)))
@@ -104,15 +128,19 @@ s_destroy (self_t **self_p)
 }
 
 static self_t *
-s_new (zsock_t *pipe, const zcq_node_env_t *env)
+s_new (zsock_t *pipe, zcq_router_args_t *args)
 {
+    const zcq_node_env_t *env = args->env;
     self_t *self = calloc (1, sizeof (self_t));
     if (!self) {
+        zcq_log_stage_destroy (&args->stage);
         zcq_actor_failed (pipe, "out of memory");
         return NULL;
     }
     self->env = env;
     self->pipe = pipe;
+    self->stage = args->stage; //  ours from now on
+    args->stage = NULL;
     self->shard_count = (uint32_t) env->config->shards;
     self->limits.max_bytes = env->config->request_limit;
     self->limits.max_depth = 32;
@@ -121,15 +149,34 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
     self->ids = zhashx_new ();
     self->shards = calloc (self->shard_count, sizeof (zsock_t *));
     self->round = calloc (self->shard_count, sizeof (zcq_cbatch_t *));
+    if (self->stage)
+        self->cores = calloc (self->shard_count, sizeof (zcq_shard_t *));
     self->clients = zsock_new (ZMQ_ROUTER);
     if (!self->writer || !self->backlog || !self->ids || !self->shards || !self->round
-        || !self->clients) {
+        || !self->clients || (self->stage && !self->cores)) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
     }
     char endpoint[128];
-    for (uint32_t shard = 0; shard < self->shard_count; shard++) {
+    for (uint32_t shard = 0; self->cores && shard < self->shard_count; shard++)
+        if (!(self->cores[shard] = zcq_shard_new (env, shard))) {
+            zcq_actor_failed (pipe, "out of memory");
+            s_destroy (&self);
+            return NULL;
+        }
+    if (self->stage && env->synchronous_views) {
+        //  DESIGN 6: committed batches pass the synchronous views first
+        zcq_endpoint_sync (env, endpoint, sizeof endpoint);
+        self->sync = zsock_new (ZMQ_PAIR);
+        if (!self->sync || zsock_connect (self->sync, "%s", endpoint) < 0) {
+            zcq_actor_failed (pipe, "cannot connect %s", endpoint);
+            s_destroy (&self);
+            return NULL;
+        }
+        zsock_set_sndhwm (self->sync, 0);
+    }
+    for (uint32_t shard = 0; !self->stage && shard < self->shard_count; shard++) {
         zcq_endpoint_shard (env, shard, endpoint, sizeof endpoint);
         self->shards[shard] = zsock_new (ZMQ_PAIR);
         if (!self->shards[shard] || zsock_connect (self->shards[shard], "%s", endpoint)) {
@@ -560,9 +607,103 @@ s_release_id (self_t *self, zcq_command_t *command)
     }
 }
 
+//  Answer every command of a batch that came back from a shard or the log
+//  writer, then give a committed one back to its shard (DONE).
+static void
+s_answer_batch (self_t *self, zcq_cbatch_t **batch_p)
+{
+    zcq_cbatch_t *batch = *batch_p;
+    *batch_p = NULL;
+    for (size_t index = 0; index < batch->count; index++) {
+        s_reply (self, batch->commands[index]);
+        s_release_id (self, batch->commands[index]);
+    }
+    self->inflight -= (int64_t) batch->count;
+    if (batch->kind != ZCQ_BATCH_COMMITTED)
+        zcq_cbatch_destroy (&batch);
+    else if (self->cores) {
+        batch->kind = ZCQ_BATCH_DONE;
+        zcq_shard_done (self->cores[batch->shard], &batch);
+    }
+    else {
+        batch->kind = ZCQ_BATCH_DONE;
+        zcq_cbatch_send (&batch, self->shards[batch->shard]);
+    }
+}
+
+//  Add a commit batch to the round's group; a group that cannot grow is
+//  committed first.
+static void s_commit_group (self_t *self);
+
+static void
+s_group_add (self_t *self, zcq_cbatch_t *batch)
+{
+    if (self->group_count == self->group_capacity) {
+        size_t capacity = self->group_capacity ? self->group_capacity * 2 : 64;
+        zcq_cbatch_t **group = realloc (self->group, capacity * sizeof (zcq_cbatch_t *));
+        if (group) {
+            self->group = group;
+            self->group_capacity = capacity;
+        }
+        else if (self->group_count)
+            s_commit_group (self);
+        else {
+            zcq_log_stage_commit (self->stage, &batch, 1);
+            s_answer_batch (self, &batch);
+            return;
+        }
+    }
+    self->group[self->group_count++] = batch;
+}
+
+//  Commit the round's group, then answer it (or pass it to the synchronous
+//  views, which answer through the acks pipe).
+static void
+s_commit_group (self_t *self)
+{
+    size_t count = self->group_count;
+    zcq_log_stage_commit (self->stage, self->group, count);
+    self->group_count = 0;
+    for (size_t index = 0; index < count; index++) {
+        if (self->sync)
+            zcq_cbatch_send (&self->group[index], self->sync);
+        else
+            s_answer_batch (self, &self->group[index]);
+    }
+}
+
+//  DESIGN 6: run the rounds in the shards' cores and the log stage, until
+//  the ids they release leave no round behind.
+static void
+s_run_rounds (self_t *self)
+{
+    bool more = true;
+    while (more) {
+        for (uint32_t shard = 0; shard < self->shard_count; shard++) {
+            if (!self->round[shard])
+                continue;
+            zcq_cbatch_t *commit, *replies;
+            zcq_shard_decide (self->cores[shard], &self->round[shard], &commit, &replies);
+            if (replies)
+                s_answer_batch (self, &replies);
+            if (commit)
+                s_group_add (self, commit);
+        }
+        if (self->group_count)
+            s_commit_group (self);
+        more = false;
+        for (uint32_t shard = 0; shard < self->shard_count; shard++)
+            more = more || self->round[shard];
+    }
+}
+
 static void
 s_send_rounds (self_t *self)
 {
+    if (self->cores) {
+        s_run_rounds (self);
+        return;
+    }
     for (uint32_t shard = 0; shard < self->shard_count; shard++)
         if (self->round[shard])
             zcq_cbatch_send (&self->round[shard], self->shards[shard]);
@@ -645,7 +786,8 @@ s_take_request (self_t *self)
 static void
 s_handle_clients (self_t *self)
 {
-    for (int count = 0; count < S_ROUND; count++)
+    int round = self->cores ? S_ROUND_ONE_LOOP : S_ROUND;
+    for (int count = 0; count < round; count++)
         if (!s_take_request (self))
             break;
     s_send_rounds (self);
@@ -658,19 +800,8 @@ static void
 s_handle_batch (self_t *self, zsock_t *socket)
 {
     zcq_cbatch_t *batch;
-    while ((batch = zcq_cbatch_recv (socket, ZMQ_DONTWAIT))) {
-        for (size_t index = 0; index < batch->count; index++) {
-            s_reply (self, batch->commands[index]);
-            s_release_id (self, batch->commands[index]);
-        }
-        self->inflight -= (int64_t) batch->count;
-        if (batch->kind == ZCQ_BATCH_COMMITTED) {
-            batch->kind = ZCQ_BATCH_DONE;
-            zcq_cbatch_send (&batch, self->shards[batch->shard]);
-        }
-        else
-            zcq_cbatch_destroy (&batch);
-    }
+    while ((batch = zcq_cbatch_recv (socket, ZMQ_DONTWAIT)))
+        s_answer_batch (self, &batch);
     s_send_rounds (self);
     atomic_store_explicit (&self->env->stats->commands_inflight, self->inflight,
                            memory_order_relaxed);
@@ -688,6 +819,8 @@ s_handle_pipe (self_t *self)
         self->terminated = true;
     else if (streq (command, "ENDPOINT"))
         zsock_send (self->pipe, "s", self->endpoint);
+    else if (streq (command, "EVENTS"))
+        zsock_send (self->pipe, "s", self->stage ? zcq_log_stage_endpoint (self->stage) : "");
     else if (streq (command, "DRAIN"))
         self->draining = true;
     else
@@ -705,18 +838,23 @@ zcq_router_actor (zsock_t *pipe, void *args)
         return;
     zsock_send (pipe, "is", 0, "");
 
-    size_t item_count = 3 + self->shard_count;
+    size_t item_count = 3 + (self->cores ? 0 : self->shard_count);
     zmq_pollitem_t *items = calloc (item_count, sizeof (zmq_pollitem_t));
     items[0] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
     items[1] = (zmq_pollitem_t) { zsock_resolve (self->clients), 0, ZMQ_POLLIN, 0 };
     items[2] = (zmq_pollitem_t) { zsock_resolve (self->acks), 0, ZMQ_POLLIN, 0 };
-    for (uint32_t shard = 0; shard < self->shard_count; shard++)
-        items[3 + shard]
-            = (zmq_pollitem_t) { zsock_resolve (self->shards[shard]), 0, ZMQ_POLLIN, 0 };
+    for (size_t item = 3; item < item_count; item++)
+        items[item] = (zmq_pollitem_t) { zsock_resolve (self->shards[item - 3]), 0, ZMQ_POLLIN, 0 };
     bool drain_reported = false;
     int64_t drain_deadline = 0;
     while (!self->terminated) {
         long timeout = zlistx_size (self->backlog) ? 1 : (self->draining ? 10 : -1);
+        if (self->stage) {
+            //  the log stage's heartbeats, expiry and healing (DESIGN 6)
+            int64_t tick = zcq_log_stage_tick (self->stage);
+            if (timeout < 0 || tick < timeout)
+                timeout = (long) tick;
+        }
         if (zmq_poll (items, (int) item_count, timeout) < 0) {
             if (zmq_errno () == EINTR)
                 continue; //  a signal for the process, not for us
@@ -726,9 +864,9 @@ zcq_router_actor (zsock_t *pipe, void *args)
             s_handle_pipe (self);
         if (items[2].revents & ZMQ_POLLIN)
             s_handle_batch (self, self->acks);
-        for (uint32_t shard = 0; shard < self->shard_count; shard++)
-            if (items[3 + shard].revents & ZMQ_POLLIN)
-                s_handle_batch (self, self->shards[shard]);
+        for (size_t item = 3; item < item_count; item++)
+            if (items[item].revents & ZMQ_POLLIN)
+                s_handle_batch (self, self->shards[item - 3]);
         if (items[1].revents & ZMQ_POLLIN)
             s_handle_clients (self);
         if (zlistx_size (self->backlog))

@@ -7,6 +7,14 @@
         stop:  command router drains (new commands get `unavailable`, the
                ones in flight are committed and answered) -> command router
                -> shards -> log writer -> query side -> store
+
+    The write plan (setting `write-plan`) says how the write path sits on
+    threads. `split`: the log writer and each shard are actors of their
+    own, and batches travel between them over inproc pipes. `one-loop`:
+    the command router calls the shards' cores and the log stage directly,
+    in its own thread; the node makes the log stage before the projections
+    start (it binds the events endpoints they subscribe to) and hands it to
+    the router, which owns it from then on.
 */
 #include "zcq_actors.h"
 #include "zcq_read.h"
@@ -19,6 +27,8 @@ struct zcq_node_t {
     zcq_stats_t stats;
     zcq_node_env_t env;
     zactor_t *writer;
+    zcq_log_stage_t *stage; //  one loop: made here, handed to the router
+    zcq_router_args_t router_args;
     zactor_t **shards;
     zcq_shard_args_t *shard_args;
     uint32_t shard_count;
@@ -28,10 +38,10 @@ struct zcq_node_t {
 };
 
 static char *
-s_ask_endpoint (zactor_t *actor)
+s_ask_endpoint (zactor_t *actor, const char *which)
 {
     char *endpoint = NULL;
-    zsock_send (actor, "s", "ENDPOINT");
+    zsock_send (actor, "s", which);
     zsock_recv (actor, "s", &endpoint);
     return endpoint;
 }
@@ -77,12 +87,15 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         err = zcq_store_open (&self->store, self->config->data, &options, error, size);
         self->env.store = self->store;
     }
-    if (err == ZCQ_OK) {
+    bool one_loop = zcq_config_write_plan (self->config) == ZCQ_WRITE_PLAN_ONE_LOOP;
+    if (err == ZCQ_OK && one_loop)
+        err = zcq_log_stage_new (&self->stage, &self->env, error, size);
+    else if (err == ZCQ_OK) {
         self->writer = zcq_actor_start (zcq_writer_actor, &self->env, error, size);
         if (!self->writer)
             err = ZCQ_UNAVAILABLE;
     }
-    if (err == ZCQ_OK) {
+    if (err == ZCQ_OK && !one_loop) {
         self->shards = calloc (self->shard_count, sizeof (zactor_t *));
         self->shard_args = calloc (self->shard_count, sizeof (zcq_shard_args_t));
         if (!self->shards || !self->shard_args) {
@@ -90,7 +103,7 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
             err = ZCQ_NOMEM;
         }
     }
-    for (uint32_t shard = 0; err == ZCQ_OK && shard < self->shard_count; shard++) {
+    for (uint32_t shard = 0; err == ZCQ_OK && !one_loop && shard < self->shard_count; shard++) {
         self->shard_args[shard] = (zcq_shard_args_t) { &self->env, shard };
         self->shards[shard]
             = zcq_actor_start (zcq_shard_actor, &self->shard_args[shard], error, size);
@@ -104,7 +117,11 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     if (err == ZCQ_OK)
         err = zcq_store_verified (self->store, error, size);
     if (err == ZCQ_OK) {
-        self->router = zcq_actor_start (zcq_router_actor, &self->env, error, size);
+        //  the router takes the log stage when it starts (even when it
+        //  fails to: it destroys what it was handed)
+        self->router_args = (zcq_router_args_t) { &self->env, self->stage };
+        self->stage = NULL;
+        self->router = zcq_actor_start (zcq_router_actor, &self->router_args, error, size);
         if (!self->router)
             err = ZCQ_UNAVAILABLE;
     }
@@ -112,10 +129,11 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         zcq_node_destroy (&self);
         return err;
     }
-    char *endpoint = s_ask_endpoint (self->router);
+    char *endpoint = s_ask_endpoint (self->router, "ENDPOINT");
     snprintf (self->endpoints[ZCQ_ENDPOINT_COMMAND], ZCQ_ENDPOINT_MAX, "%s", endpoint);
     zstr_free (&endpoint);
-    endpoint = s_ask_endpoint (self->writer);
+    endpoint = self->writer ? s_ask_endpoint (self->writer, "ENDPOINT")
+                            : s_ask_endpoint (self->router, "EVENTS");
     snprintf (self->endpoints[ZCQ_ENDPOINT_EVENTS], ZCQ_ENDPOINT_MAX, "%s", endpoint);
     zstr_free (&endpoint);
     snprintf (self->endpoints[ZCQ_ENDPOINT_QUERY], ZCQ_ENDPOINT_MAX, "%s",
@@ -155,6 +173,7 @@ zcq_node_destroy (zcq_node_t **self_p)
     free (self->shards);
     free (self->shard_args);
     zactor_destroy (&self->writer);
+    zcq_log_stage_destroy (&self->stage);
     zcq_reader_destroy (&self->reader);
     zcq_store_close (&self->store);
     zcq_config_destroy (&self->config);

@@ -303,8 +303,16 @@ int64_t zcq_log_stage_tick (zcq_log_stage_t *self);
 //  Pipe: zsock_send (writer, "s", "ENDPOINT") / reply "s" events endpoint.
 void zcq_writer_actor (zsock_t *pipe, void *args);
 
-//  Command router: the command endpoint.
+//  Command router: the command endpoint. With a log stage (the one-loop
+//  plan) it also runs the shards' cores and the stage in its own loop; it
+//  owns the stage from its start on, whether the start succeeds or not.
+typedef struct {
+    const zcq_node_env_t *env;
+    zcq_log_stage_t *stage; //  NULL: the split plan
+} zcq_router_args_t;
 //  Pipe: zsock_send (router, "s", "ENDPOINT") / reply "s" command endpoint;
+//        zsock_send (router, "s", "EVENTS") / reply "s" events endpoint (one
+//        loop; "" in the split plan);
 //        zsock_send (router, "s", "DRAIN") / reply "i" in-flight commands
 //        left when draining ended (0 = clean): after DRAIN every new command
 //        gets `unavailable`.

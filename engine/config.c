@@ -128,6 +128,35 @@ s_format_durability (zcq_config_t *self)
     return zcq_durability_name (self->durability);
 }
 
+static const char *const s_write_plans[] = { "auto", "one-loop", "split" };
+
+static zcq_err_t
+s_parse_write_plan (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    for (int plan = 0; plan < 3; plan++)
+        if (strcmp (value, s_write_plans[plan]) == 0) {
+            self->write_plan = (zcq_write_plan_t) plan;
+            return ZCQ_OK;
+        }
+    snprintf (error, size, "write-plan: '%s' is not auto, one-loop or split", value);
+    return ZCQ_INVALID;
+}
+
+static const char *
+s_format_write_plan (zcq_config_t *self)
+{
+    return s_write_plans[self->write_plan];
+}
+
+zcq_write_plan_t
+zcq_config_write_plan (const zcq_config_t *self)
+{
+    if (self->write_plan != ZCQ_WRITE_PLAN_AUTO)
+        return self->write_plan;
+    long cores = sysconf (_SC_NPROCESSORS_ONLN);
+    return cores > 0 && cores <= 2 ? ZCQ_WRITE_PLAN_ONE_LOOP : ZCQ_WRITE_PLAN_SPLIT;
+}
+
 static const s_setting_t s_settings[] = {
     { "data", s_parse_data, s_format_data },
     { "command", s_parse_COMMAND, s_format_COMMAND },
@@ -143,6 +172,7 @@ static const s_setting_t s_settings[] = {
     { "max-inflight", s_parse_max_inflight, s_format_max_inflight },
     { "view-snapshot-every", s_parse_view_snapshot_every, s_format_view_snapshot_every },
     { "view-threads", s_parse_view_threads, s_format_view_threads },
+    { "write-plan", s_parse_write_plan, s_format_write_plan },
 };
 #define S_SETTING_COUNT (sizeof (s_settings) / sizeof (s_settings[0]))
 

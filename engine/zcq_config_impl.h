@@ -7,6 +7,16 @@
 
 #define ZCQ_ENDPOINT_MAX 256
 
+//  How the write path is laid out on threads (setting `write-plan`).
+typedef enum {
+    ZCQ_WRITE_PLAN_AUTO = 0, //  one loop on 1-2 cores, else split
+    ZCQ_WRITE_PLAN_ONE_LOOP, //  router, shards and log writer in one thread
+    ZCQ_WRITE_PLAN_SPLIT,    //  an actor each, batches passed over inproc pipes
+} zcq_write_plan_t;
+
+//  The plan a config asks for, with `auto` resolved from the machine.
+zcq_write_plan_t zcq_config_write_plan (const zcq_config_t *self);
+
 struct zcq_config_t {
     char data[1024];
     char endpoints[3][ZCQ_ENDPOINT_MAX]; //  by zcq_endpoint_t
@@ -20,6 +30,7 @@ struct zcq_config_t {
     size_t max_inflight;
     uint64_t view_snapshot_every;
     int view_threads;
+    zcq_write_plan_t write_plan;
     char text[64]; //  scratch for zcq_config_get
 };
 

@@ -99,7 +99,8 @@ s_command (s_fixture_t *fixture, const char *id, const char *key, uint64_t befor
     }
     command->events_size = zcq_writer_size (fixture->events);
     command->events = malloc (command->events_size ? command->events_size : 1);
-    memcpy (command->events, zcq_writer_data (fixture->events), command->events_size);
+    if (command->events_size)
+        memcpy (command->events, zcq_writer_data (fixture->events), command->events_size);
     command->event_count = (uint32_t) events;
     command->version = before + (uint64_t) events;
     command->outcome = ZCQ_OK;

@@ -41,6 +41,10 @@ zcq_test_node (const char *dir, ...)
     zcq_config_set (config, "command", "tcp://127.0.0.1:*", NULL, 0);
     zcq_config_set (config, "events", "tcp://127.0.0.1:*", NULL, 0);
     zcq_config_set (config, "query", "tcp://127.0.0.1:*", NULL, 0);
+    //  the suite runs once per write plan (tests/CMakeLists.txt)
+    const char *plan = getenv ("ZCQ_TEST_WRITE_PLAN");
+    if (plan && zcq_config_set (config, "write-plan", plan, NULL, 0) != ZCQ_OK)
+        fail_msg ("ZCQ_TEST_WRITE_PLAN: '%s' is not a write plan", plan);
     va_list args;
     va_start (args, dir);
     const char *name;

@@ -17,7 +17,8 @@ char *zcq_test_dir (const char *name);
 void zcq_test_rmdir (char **path_p);
 
 //  Start a bank node on tcp://127.0.0.1:* in dir, with extra settings as
-//  name, value pairs ending with NULL.
+//  name, value pairs ending with NULL. ZCQ_TEST_WRITE_PLAN, when set,
+//  gives its write plan.
 zcq_node_t *zcq_test_node (const char *dir, ...);
 
 //  Typed values on the test command lines are strings: "s:text",

@@ -20,6 +20,12 @@
                          (0: never; also saved at a clean stop)
         view-threads     threads hosting the asynchronous  0
                          views, 0: one per view
+        write-plan       auto | one-loop | split         auto
+                         one-loop: the command router,
+                         the shards and the log writer
+                         share one thread (auto picks it
+                         on 1-2 cores); split: a thread
+                         each, batches passed between them
 */
 #ifndef ZCQ_CONFIG_H_INCLUDED
 #define ZCQ_CONFIG_H_INCLUDED

@@ -144,6 +144,9 @@ class Daemon:
             argv += ["--durability", self.durability]
         if self.node:
             argv += ["--node", self.node]
+        # the suite runs once per write plan (tests/CMakeLists.txt)
+        if os.environ.get("ZCQ_TEST_WRITE_PLAN"):
+            argv += ["--write-plan", os.environ["ZCQ_TEST_WRITE_PLAN"]]
         return argv + self.extra
 
     def start(self):
