@@ -8,6 +8,15 @@
                ones in flight are committed and answered) -> command router
                -> shards -> log writer -> query side -> store
 
+    The data dir is claimed before the store opens it: created owner-only
+    (0700) when missing, refused when it holds anything a zcqrs data dir
+    does not (a typo'd --data pointing at someone's home must not become a
+    store), and locked with flock on the directory itself for as long as
+    the node runs. RocksDB's own LOCK is keyed by the path string inside
+    one process, so two nodes of one process reaching the same dir through
+    a symlink would both open it; flock locks the directory, whatever the
+    path, and conflicts within a process too.
+
     The write plan (setting `write-plan`) says how the write path sits on
     threads. `split`: the log writer and each shard are actors of their
     own, and batches travel between them over inproc pipes. `one-loop`:
@@ -18,11 +27,18 @@
 */
 #include "zcq_actors.h"
 #include "zcq_read.h"
+#include <dirent.h>
+#include <fcntl.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct zcq_node_t {
     zcq_config_t *config;
+    int data_lock; //  the data dir, open and flock'ed; -1 when not
     zcq_store_t *store;
     zcq_stats_t stats;
     zcq_node_env_t env;
@@ -44,6 +60,81 @@ s_ask_endpoint (zactor_t *actor, const char *which)
     zsock_send (actor, "s", which);
     zsock_recv (actor, "s", &endpoint);
     return endpoint;
+}
+
+//  What a zcqrs data dir holds: RocksDB's files and the view snapshots
+//  (and a filesystem's lost+found, when the dir is a mount point).
+static bool
+s_data_dir_entry (const char *name)
+{
+    static const char *const patterns[] = { ".",         "..",    "CURRENT",    "IDENTITY",
+                                            "LOCK",      "LOG",   "LOG.old.*",  "MANIFEST-*",
+                                            "OPTIONS-*", "*.log", "*.sst",      "*.blob",
+                                            "*.dbtmp",   "views", "lost+found", NULL };
+    for (size_t index = 0; patterns[index]; index++)
+        if (fnmatch (patterns[index], name, 0) == 0)
+            return true;
+    return false;
+}
+
+//  Create (0700), check and lock the data dir (see the top of the file).
+static zcq_err_t
+s_claim_data_dir (zcq_node_t *self, char *error, size_t size)
+{
+    const char *path = self->config->data;
+    struct stat info;
+    if (stat (path, &info) != 0) {
+        //  the parents as the system makes them, the data dir owner-only
+        char *parent = strdup (path);
+        char *slash = parent ? strrchr (parent, '/') : NULL;
+        if (slash && slash != parent) {
+            *slash = 0;
+            zsys_dir_create ("%s", parent);
+        }
+        free (parent);
+        if (mkdir (path, 0700) != 0 && errno != EEXIST) {
+            snprintf (error, size, "cannot create the data dir %s: %s", path, strerror (errno));
+            return ZCQ_IO;
+        }
+    }
+    else if (!S_ISDIR (info.st_mode)) {
+        snprintf (error, size, "the data dir %s is not a directory", path);
+        return ZCQ_IO;
+    }
+    self->data_lock = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (self->data_lock < 0) {
+        snprintf (error, size, "cannot open the data dir %s: %s", path, strerror (errno));
+        return ZCQ_IO;
+    }
+    if (flock (self->data_lock, LOCK_EX | LOCK_NB) != 0) {
+        snprintf (error, size, "the data dir %s is in use by another node (%s)", path,
+                  errno == EWOULDBLOCK ? "it holds the dir's lock" : strerror (errno));
+        return ZCQ_UNAVAILABLE;
+    }
+    DIR *dir = fdopendir (dup (self->data_lock));
+    if (!dir) {
+        snprintf (error, size, "cannot list the data dir %s: %s", path, strerror (errno));
+        return ZCQ_IO;
+    }
+    struct dirent *entry;
+    zcq_err_t err = ZCQ_OK;
+    while (err == ZCQ_OK && (entry = readdir (dir)))
+        if (!s_data_dir_entry (entry->d_name)) {
+            snprintf (error, size,
+                      "%s is not a zcqrs data dir: it holds '%s', which no data dir does; "
+                      "give --data an empty or missing dir",
+                      path, entry->d_name);
+            err = ZCQ_INVALID;
+        }
+    closedir (dir);
+    if (err == ZCQ_OK && fstat (self->data_lock, &info) == 0 && (info.st_mode & 077)
+        && info.st_uid == geteuid ()) {
+        //  the events are the business's data: nobody else reads them
+        if (fchmod (self->data_lock, info.st_mode & 0700) == 0)
+            zsys_notice ("node: the data dir %s was open to others (mode %04o): now 0700", path,
+                         (unsigned) (info.st_mode & 07777));
+    }
+    return err;
 }
 
 zcq_err_t
@@ -73,12 +164,8 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         if (domain->projections[index]->synchronous)
             self->env.synchronous_views = true;
 
-    zcq_err_t err = ZCQ_OK;
-    if (zsys_dir_create ("%s", self->config->data) != 0) {
-        snprintf (error, size, "cannot create the data dir %s: %s", self->config->data,
-                  strerror (errno));
-        err = ZCQ_IO;
-    }
+    self->data_lock = -1;
+    zcq_err_t err = s_claim_data_dir (self, error, size);
     if (err == ZCQ_OK) {
         zcq_store_options_t options;
         zcq_store_options_init (&options);
@@ -176,6 +263,8 @@ zcq_node_destroy (zcq_node_t **self_p)
     zcq_log_stage_destroy (&self->stage);
     zcq_reader_destroy (&self->reader);
     zcq_store_close (&self->store);
+    if (self->data_lock >= 0)
+        close (self->data_lock); //  and with it the flock
     zcq_config_destroy (&self->config);
     free (self);
     *self_p = NULL;

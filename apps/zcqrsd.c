@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <czmq.h>
 #include <zcqrs.h>
 #include "bank.h"
@@ -99,6 +100,9 @@ main (int argc, char *argv[])
     //  handler is turned off so it does not swallow them)
     zsys_handler_set (NULL);
     zsys_set_logstream (stderr); //  stdout carries the endpoints only
+    //  every file the daemon makes (the store's, view snapshots) is the
+    //  owner's alone, like the data dir itself (node.c)
+    umask (077);
     sigset_t signals;
     sigemptyset (&signals);
     sigaddset (&signals, SIGINT);

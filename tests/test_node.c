@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define S_TIMEOUT 10000 //  ms, the safety net on every reply
 
@@ -1677,6 +1679,79 @@ test_start_failure (void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  The data dir: owner-only, one node at a time whatever the path, and
+//  never a directory that holds something else
+
+static zcq_err_t
+s_start_on (const char *data, zcq_node_t **node, char *error, size_t size)
+{
+    zcq_config_t *config = zcq_config_new ();
+    zcq_config_set (config, "data", data, NULL, 0);
+    zcq_config_set (config, "command", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "events", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "query", "tcp://127.0.0.1:*", NULL, 0);
+    error[0] = 0;
+    zcq_err_t err = zcq_node_start (node, config, zcq_bank_domain (), error, size);
+    zcq_config_destroy (&config);
+    return err;
+}
+
+static void
+test_data_dir (void **state)
+{
+    char *dir = s_test_dir ("data-dir");
+    char *data = NULL, *link = NULL, *foreign = NULL, *note = NULL;
+    assert_true (asprintf (&data, "%s/new/data", dir) > 0);
+    assert_true (asprintf (&link, "%s/link", dir) > 0);
+    assert_true (asprintf (&foreign, "%s/home", dir) > 0);
+    assert_true (asprintf (&note, "%s/home/notes.txt", dir) > 0);
+    char error[512];
+
+    //  made owner-only
+    zcq_node_t *node = NULL;
+    if (s_start_on (data, &node, error, sizeof error) != ZCQ_OK)
+        fail_msg ("node did not start: %s", error);
+    struct stat info;
+    assert_int_equal (stat (data, &info), 0);
+    assert_int_equal (info.st_mode & 0777, 0700);
+
+    //  a second node on the same dir, through a symlink, is refused: the
+    //  lock is the directory's, not the path's
+    assert_int_equal (symlink (data, link), 0);
+    zcq_node_t *second = NULL;
+    assert_int_equal (s_start_on (link, &second, error, sizeof error), ZCQ_UNAVAILABLE);
+    assert_null (second);
+    assert_non_null (strstr (error, "in use"));
+    assert_int_equal (s_start_on (data, &second, error, sizeof error), ZCQ_UNAVAILABLE);
+    zcq_node_destroy (&node);
+    //  free again once the first stopped
+    if (s_start_on (link, &second, error, sizeof error) != ZCQ_OK)
+        fail_msg ("node did not start after the first stopped: %s", error);
+    zcq_node_destroy (&second);
+
+    //  a directory that holds other things is not made a store
+    assert_int_equal (zsys_dir_create ("%s", foreign), 0);
+    FILE *file = fopen (note, "w");
+    assert_non_null (file);
+    fputs ("keep me\n", file);
+    fclose (file);
+    assert_int_equal (s_start_on (foreign, &node, error, sizeof error), ZCQ_INVALID);
+    assert_null (node);
+    assert_non_null (strstr (error, "notes.txt"));
+    assert_int_equal (access (note, F_OK), 0);
+    char *current = NULL;
+    assert_true (asprintf (&current, "%s/CURRENT", foreign) > 0);
+    assert_int_not_equal (access (current, F_OK), 0);
+
+    free (current);
+    free (note);
+    free (foreign);
+    free (link);
+    free (data);
+    zcq_test_rmdir (&dir);
+}
+
+//  --------------------------------------------------------------------------
 //  Extreme amounts: the overdraft rule and the totals at the int64 limits
 
 static void
@@ -1771,6 +1846,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_max_inflight, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_fsync, s_setup, s_teardown),
         cmocka_unit_test (test_start_failure),
+        cmocka_unit_test (test_data_dir),
         //  last: these hit undefined behaviour that a UBSan build aborts on
         cmocka_unit_test_setup_teardown (test_withdraw_huge_overdraft, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_totals_overflow, s_setup, s_teardown),
