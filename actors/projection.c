@@ -16,7 +16,11 @@
     3.  A rebuild builds a new table from position 1 in chunks while the old
         one keeps serving and following the live events; when the new one
         reaches the live position the two swap, in this thread, between two
-        messages: no reader sees a half-built view.
+        messages: no reader sees a half-built view. The new table takes its
+        rows in bulk and is ordered in one pass before the swap
+        (engine/view.c DESIGN 5); the old one is freed by a thread of its
+        own, since nothing refers to it any more (freeing a million rows
+        takes a good part of a second).
     4.  A query with min_position beyond the host's position is parked and
         answered as soon as the position is reached, or with `timeout`.
     5.  View snapshots (engine/viewsnap.c): every view-snapshot-every
@@ -50,8 +54,8 @@ struct zcq_view_t {
     char *key;
     size_t key_len;
     size_t key_capacity;
-    zcq_doc_t *row_doc;
-    zcq_writer_t *merged;
+    zcq_doc_t *row_doc;      //  zcq_view_row's, decoded from
+    zcq_writer_t *row_bytes; //  a copy of the row (later changes free its own)
     bool failed;
 };
 
@@ -100,37 +104,29 @@ typedef struct {
     uint64_t snapshot_every; //  DESIGN 5; 0 = no snapshots
     uint64_t snapshot_at;    //  position of the last snapshot taken or loaded
     s_saver_t *saver;
+    pthread_t reaper; //  DESIGN 3: frees a replaced table
+    bool reaping;
 } self_t;
 
 //  --------------------------------------------------------------------------
 //  The handler API
 
-//  Apply the change a handler left pending on the context.
+//  Apply the change a handler left pending on the context: the fields go
+//  into the row's record where it is (engine/view.c DESIGN 4).
 static void
 s_flush (struct zcq_view_t *view)
 {
     if (view->mode == S_NONE)
         return;
-    s_mode_t mode = view->mode;
+    bool create = view->mode == S_UPSERT;
     view->mode = S_NONE;
-    size_t row_len = 0;
-    const void *row = zcq_viewtable_get (view->table, view->key, view->key_len, &row_len);
-    if (!row && mode == S_PATCH)
+    if (!zcq_fields_ok (view->fields)) {
+        view->failed = true;
         return;
-    const zcq_value_t *old_row = NULL;
-    if (row) {
-        if (zcq_doc_decode_trusted (view->row_doc, row, row_len) != ZCQ_OK) {
-            view->failed = true;
-            return;
-        }
-        old_row = zcq_doc_root (view->row_doc);
     }
-    zcq_writer_reset (view->merged);
-    if (!zcq_fields_merge (view->fields, old_row, view->key, view->merged)
-        || !zcq_writer_ok (view->merged) || !zcq_fields_ok (view->fields)
-        || zcq_viewtable_put (view->table, view->key, view->key_len, zcq_writer_data (view->merged),
-                              zcq_writer_size (view->merged))
-               != ZCQ_OK)
+    zcq_err_t err
+        = zcq_viewtable_merge (view->table, view->key, view->key_len, view->fields, create);
+    if (err != ZCQ_OK && err != ZCQ_NOT_FOUND) //  a patch of no row changes nothing
         view->failed = true;
 }
 
@@ -180,7 +176,13 @@ zcq_view_row (zcq_view_t *self, const char *key)
     s_flush (self);
     size_t row_len;
     const void *row = zcq_viewtable_get (self->table, key, strlen (key), &row_len);
-    if (!row || zcq_doc_decode_trusted (self->row_doc, row, row_len) != ZCQ_OK)
+    if (!row)
+        return NULL;
+    zcq_writer_reset (self->row_bytes);
+    zcq_writer_raw (self->row_bytes, row, row_len);
+    if (!zcq_writer_ok (self->row_bytes)
+        || zcq_doc_decode_trusted (self->row_doc, zcq_writer_data (self->row_bytes), row_len)
+               != ZCQ_OK)
         return NULL;
     return zcq_doc_root (self->row_doc);
 }
@@ -208,6 +210,9 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table)
     self->context.table = table;
     self->context.mode = S_NONE;
     self->context.failed = false;
+    //  most views keep a row per aggregate: fetch its slot while the
+    //  handler reads the event
+    zcq_viewtable_prefetch (table, self->event.key, strlen (self->event.key));
     handler->apply (&self->context, &self->event);
     s_flush (&self->context);
     if (self->context.failed)
@@ -217,12 +222,12 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table)
     atomic_fetch_add_explicit (&view->info->applied, 1, memory_order_relaxed);
 }
 
-//  Decode an event body; false when it is not an event.
+//  Read an event body where it lies (engine/event.c); false when it is not
+//  an event.
 static bool
 s_decode (self_t *self, const void *body, size_t len)
 {
-    if (zcq_doc_decode_trusted (self->doc, body, len) != ZCQ_OK
-        || zcq_event_parse (&self->event, zcq_doc_root (self->doc)) != ZCQ_OK) {
+    if (zcq_event_read (&self->event, body, len) != ZCQ_OK) {
         zsys_error ("view host: an event body does not decode; skipped");
         return false;
     }
@@ -286,6 +291,39 @@ s_rebuild_stored (void *arg, uint64_t position, uint64_t version, const void *bo
     return 0;
 }
 
+static void *
+s_reaper_run (void *arg)
+{
+    zcq_actor_name ("zcq-views-free");
+    zcq_viewtable_t *table = arg;
+    zcq_viewtable_destroy (&table);
+    return NULL;
+}
+
+//  Wait for the reaper thread, if any.
+static void
+s_reaper_join (self_t *self)
+{
+    if (self->reaping) {
+        pthread_join (self->reaper, NULL);
+        self->reaping = false;
+    }
+}
+
+//  Free a table no one refers to any more, on a thread of its own
+//  (DESIGN 3); here when no thread can be had.
+static void
+s_reap (self_t *self, zcq_viewtable_t **table_p)
+{
+    s_reaper_join (self);
+    if (*table_p && pthread_create (&self->reaper, NULL, s_reaper_run, *table_p) == 0) {
+        self->reaping = true;
+        *table_p = NULL;
+    }
+    else
+        zcq_viewtable_destroy (table_p);
+}
+
 //  Advance a rebuild by one chunk; swap when it has caught up (DESIGN 3).
 static void
 s_rebuild_step (self_t *self, s_view_t *view)
@@ -298,7 +336,12 @@ s_rebuild_step (self_t *self, s_view_t *view)
                             &rebuild);
     }
     if (view->rebuild_position >= self->position) {
-        zcq_viewtable_destroy (&view->table);
+        //  the new table was filled in bulk: order it before it serves
+        zcq_err_t err = zcq_viewtable_settle (view->rebuild);
+        if (err != ZCQ_OK)
+            zsys_warning ("view %s: ordering the rebuilt rows: %s (left to its first read)",
+                          view->def->view, zcq_strerror (err));
+        s_reap (self, &view->table);
         view->table = view->rebuild;
         view->rebuild = NULL;
         view->floor = 0; //  the new table has every event
@@ -316,6 +359,8 @@ s_start_rebuild (self_t *self, s_view_t *view)
     view->rebuild = zcq_viewtable_new (view->def->indexes);
     if (!view->rebuild)
         return ZCQ_NOMEM;
+    //  about as many rows as now: the hash table sized once
+    zcq_viewtable_reserve (view->rebuild, zcq_viewtable_count (view->table));
     view->rebuild_position = 0;
     atomic_store (&view->info->status, ZCQ_VIEW_REBUILDING);
     return ZCQ_OK;
@@ -627,10 +672,10 @@ s_handle_events (self_t *self)
                     self->known_head = head;
             }
         }
-        else if (zmq_msg_size (&body) >= ZCQ_EVENT_HEADER_SIZE) {
+        else {
             //  our own writer stamps the position at a fixed offset
-            uint64_t position
-                = zcq_get_be64 ((const uint8_t *) zmq_msg_data (&body) + ZCQ_EVENT_POSITION_OFFSET);
+            uint64_t position = 0;
+            zcq_event_position_of (zmq_msg_data (&body), zmq_msg_size (&body), &position);
             if (position > self->position + 1)
                 s_fill (self, position - 1, 0);
             if (position == self->position + 1)
@@ -692,9 +737,16 @@ s_catch_up_step (self_t *self)
     uint64_t applied = s_fill (self, head, S_CHUNK);
     if (self->position >= head || applied == 0) {
         self->caught_up = true;
-        for (size_t index = 0; index < self->view_count; index++)
+        for (size_t index = 0; index < self->view_count; index++) {
+            //  the tables were filled in bulk: order them before they go
+            //  live (unless a query already did)
+            zcq_err_t err = zcq_viewtable_settle (self->views[index].table);
+            if (err != ZCQ_OK)
+                zsys_warning ("view %s: ordering the rows: %s (left to its first read)",
+                              self->views[index].def->view, zcq_strerror (err));
             if (!self->views[index].rebuild)
                 atomic_store (&self->views[index].info->status, ZCQ_VIEW_LIVE);
+        }
     }
 }
 
@@ -935,6 +987,7 @@ s_destroy (self_t **self_p)
     if (self->committed)
         zcq_cbatch_drain (self->committed);
     s_saver_join (self);
+    s_reaper_join (self);
     for (size_t index = 0; self->views && index < self->view_count; index++) {
         zcq_viewtable_destroy (&self->views[index].table);
         zcq_viewtable_destroy (&self->views[index].rebuild);
@@ -948,7 +1001,7 @@ s_destroy (self_t **self_p)
     zcq_event_release (&self->event);
     zcq_fields_destroy (&self->context.fields);
     zcq_doc_destroy (&self->context.row_doc);
-    zcq_writer_destroy (&self->context.merged);
+    zcq_writer_destroy (&self->context.row_bytes);
     free (self->context.key);
     zcq_writer_destroy (&self->writer);
     zcq_writer_destroy (&self->value);
@@ -991,9 +1044,9 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
     self->value = zcq_writer_new ();
     self->context.fields = zcq_fields_new ();
     self->context.row_doc = zcq_doc_new ();
-    self->context.merged = zcq_writer_new ();
+    self->context.row_bytes = zcq_writer_new ();
     bool ok = self->views && self->doc && self->writer && self->value && self->context.fields
-           && self->context.row_doc && self->context.merged;
+           && self->context.row_doc && self->context.row_bytes;
     for (size_t index = 0; ok && index < self->view_count; index++) {
         s_view_t *view = &self->views[index];
         view->info = args->views[index];

@@ -233,3 +233,120 @@ bench_baseline_rocksdb (zcq_durability_t durability, int batch_size, double seco
     free (path);
     return result;
 }
+
+//  --------------------------------------------------------------------------
+//  The read side's limit: a raw scan of a data dir's log column family, in
+//  position order, with the store's block cache size and default read
+//  options (what a view rebuild reads through the store). Each value is
+//  touched (its length and first byte), nothing decoded.
+
+//  Scan the log once; events seen, or -1 on failure.
+static int64_t
+s_scan_once (rocksdb_t *db, rocksdb_column_family_handle_t *log, uint64_t *bytes, double *seconds)
+{
+    rocksdb_readoptions_t *read = rocksdb_readoptions_create ();
+    uint64_t started = bench_now_ns ();
+    rocksdb_iterator_t *iterator = rocksdb_create_iterator_cf (db, read, log);
+    int64_t events = 0;
+    uint64_t touched = 0;
+    for (rocksdb_iter_seek_to_first (iterator); rocksdb_iter_valid (iterator);
+         rocksdb_iter_next (iterator)) {
+        size_t key_len, value_len;
+        rocksdb_iter_key (iterator, &key_len);
+        const char *value = rocksdb_iter_value (iterator, &value_len);
+        touched += value_len + (value_len ? (uint8_t) value[0] : 0);
+        events++;
+    }
+    char *error = NULL;
+    rocksdb_iter_get_error (iterator, &error);
+    rocksdb_iter_destroy (iterator);
+    rocksdb_readoptions_destroy (read);
+    *seconds = (double) (bench_now_ns () - started) / 1e9;
+    *bytes = touched;
+    if (error) {
+        fprintf (stderr, "zcqrs-bench: raw RocksDB scan: %s\n", error);
+        rocksdb_free (error);
+        return -1;
+    }
+    return events;
+}
+
+json_t *
+bench_baseline_scan (const char *path, int runs)
+{
+    rocksdb_cache_t *cache = rocksdb_cache_create_lru (64 << 20);
+    rocksdb_block_based_table_options_t *table = rocksdb_block_based_options_create ();
+    rocksdb_options_t *options = s_options (cache, table);
+    rocksdb_options_set_create_if_missing (options, 0);
+    //  the families as the store opens them (their memtables need the same
+    //  prefix extractors even read-only, for the WAL a crash left)
+    rocksdb_options_t *streams = rocksdb_options_create_copy (options);
+    rocksdb_options_set_prefix_extractor (
+        streams, rocksdb_slicetransform_create (NULL, s_prefix_destroy, s_prefix, s_in_domain,
+                                                s_in_range, s_prefix_name));
+    rocksdb_options_set_hash_skip_list_rep (streams, 200003, 16, 4);
+    rocksdb_options_t *commands = rocksdb_options_create_copy (options);
+    rocksdb_options_set_prefix_extractor (commands, rocksdb_slicetransform_create_noop ());
+    rocksdb_options_set_hash_skip_list_rep (commands, 200003, 4, 4);
+    char *error = NULL;
+    size_t count = 0;
+    char **names = rocksdb_list_column_families (options, path, &count, &error);
+    json_t *result = NULL;
+    const rocksdb_options_t **family_options = calloc (count ? count : 1, sizeof (void *));
+    rocksdb_column_family_handle_t **families = calloc (count ? count : 1, sizeof (void *));
+    rocksdb_t *db = NULL;
+    size_t log = count;
+    if (!error && family_options && families) {
+        for (size_t index = 0; index < count; index++) {
+            family_options[index] = strcmp (names[index], "streams") == 0  ? streams
+                                  : strcmp (names[index], "commands") == 0 ? commands
+                                                                           : options;
+            if (strcmp (names[index], "log") == 0)
+                log = index;
+        }
+        db = rocksdb_open_for_read_only_column_families (options, path, (int) count,
+                                                         (const char *const *) names,
+                                                         family_options, families, 0, &error);
+    }
+    if (error)
+        fprintf (stderr, "zcqrs-bench: raw RocksDB scan of %s: %s\n", path, error);
+    else if (log == count)
+        fprintf (stderr, "zcqrs-bench: raw RocksDB scan: %s has no log family\n", path);
+    else {
+        //  the best of the runs: the first one may read the files from disk
+        double best = 0;
+        int64_t events = 0;
+        uint64_t bytes = 0;
+        for (int run = 0; run < runs; run++) {
+            double seconds;
+            events = s_scan_once (db, families[log], &bytes, &seconds);
+            if (events < 0)
+                break;
+            if (run == 0 || seconds < best)
+                best = seconds;
+        }
+        if (events >= 0 && best > 0) {
+            result = json_object ();
+            json_object_set_new (result, "events", json_integer ((json_int_t) events));
+            json_object_set_new (result, "seconds", json_real (best));
+            json_object_set_new (result, "events_per_s", json_real ((double) events / best));
+            json_object_set_new (result, "runs", json_integer (runs));
+        }
+    }
+    rocksdb_free (error);
+    for (size_t index = 0; families && index < count; index++)
+        if (families[index])
+            rocksdb_column_family_handle_destroy (families[index]);
+    if (db)
+        rocksdb_close (db);
+    if (names)
+        rocksdb_list_column_families_destroy (names, count);
+    free (families);
+    free (family_options);
+    rocksdb_options_destroy (streams);
+    rocksdb_options_destroy (commands);
+    rocksdb_options_destroy (options);
+    rocksdb_block_based_options_destroy (table);
+    rocksdb_cache_destroy (cache);
+    return result;
+}

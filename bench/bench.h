@@ -104,6 +104,9 @@ char *bench_dir_new (const char *name);
 int bench_dir_copy (const char *from, const char *to);
 //  Remove a directory tree, unless told to keep every one (--keep).
 void bench_dir_remove (const char *path);
+//  Remove a directory tree whatever --keep says (a part of a data dir that
+//  a measurement needs gone).
+void bench_dir_purge (const char *path);
 void bench_dir_keep (bool keep);
 uint64_t bench_dir_bytes (const char *path);
 //  Bytes of the files whose names end with suffix (".log": RocksDB's WAL).
@@ -150,6 +153,11 @@ json_t *bench_baseline_zmq (const bench_load_t *load);
 //  a commit writes beside each event, in the store's column families.
 json_t *bench_baseline_rocksdb (zcq_durability_t durability, int batch, double seconds,
                                 bool indexed);
+//  Raw RocksDB scan of the log column family of a closed data dir, the
+//  store's cache size and read options, values touched but not decoded:
+//  {events, seconds, events_per_s, runs} of the fastest of `runs` scans,
+//  or NULL on failure (reason on stderr).
+json_t *bench_baseline_scan (const char *path, int runs);
 //  A PostgreSQL event store through libpq; {available: false, reason} when
 //  the harness was built without libpq or the server is unreachable.
 json_t *bench_baseline_pg (const char *conninfo, zcq_durability_t durability, uint64_t accounts,

@@ -179,7 +179,14 @@ bench_dir_keep (bool keep)
 void
 bench_dir_remove (const char *path)
 {
-    if (path && !s_keep)
+    if (!s_keep)
+        bench_dir_purge (path);
+}
+
+void
+bench_dir_purge (const char *path)
+{
+    if (path)
         nftw (path, s_remove_entry, 32, FTW_DEPTH | FTW_PHYS);
 }
 

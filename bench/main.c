@@ -84,7 +84,8 @@ typedef struct {
     int pg_connection_count;
     const char *workdir;
     const char *label;
-    const char *from_json; //  only render the reports of an earlier run
+    const char *from_json;   //  only render the reports of an earlier run
+    const char *rebuild_dir; //  the rebuild section on a copy of this data dir
     bool keep;
 } s_options_t;
 
@@ -134,6 +135,10 @@ s_usage (FILE *out)
              "  --keep               keep the temporary data dirs\n"
              "  --from-json FILE     run nothing: write --md, --plots and the headline of an\n"
              "                       earlier run's JSON\n"
+             "  --rebuild-dir DIR    the rebuild section on a copy of DIR, a data dir a node\n"
+             "                       wrote and stopped cleanly (kept with --keep), instead\n"
+             "                       of opening accounts first; no synthetic log (implies\n"
+             "                       --workload rebuild when no workload is given)\n"
              "  --help               this text\n");
 }
 
@@ -209,6 +214,7 @@ s_parse (int argc, char **argv, s_options_t *options)
                                            { "label", required_argument, NULL, 'l' },
                                            { "keep", no_argument, NULL, 'k' },
                                            { "from-json", required_argument, NULL, 'F' },
+                                           { "rebuild-dir", required_argument, NULL, 'R' },
                                            { "help", no_argument, NULL, 'h' },
                                            { NULL, 0, NULL, 0 } };
     bool any = false;
@@ -251,6 +257,7 @@ s_parse (int argc, char **argv, s_options_t *options)
             case 'l': options->label = optarg; break;
             case 'k': options->keep = true; break;
             case 'F': options->from_json = optarg; break;
+            case 'R': options->rebuild_dir = optarg; break;
             case 'h': s_usage (stdout); exit (0);
             default: s_usage (stderr); return 2;
         }
@@ -260,7 +267,7 @@ s_parse (int argc, char **argv, s_options_t *options)
         return 2;
     }
     if (!any)
-        s_select (options, "all");
+        s_select (options, options->rebuild_dir ? "rebuild" : "all");
     if (options->window < 1 || options->clients < 1 || options->shard_count < 1) {
         fprintf (stderr, "zcqrs-bench: --window, --clients and --shards must be positive\n");
         return 2;
@@ -1010,11 +1017,19 @@ s_measure_rebuild (s_suite_t *self, const char *dir, json_t *entry, bool rebuild
     }
     bench_log ("  %llu events: cold start %.3f s (store open %.3f s, then views live)",
                (unsigned long long) events, cold_s, open_s);
-    if (!rebuild || !live) {
-        zcq_node_destroy (&node);
-        return;
-    }
     zcq_node_destroy (&node);
+    //  the read side's limit on the same dir, while no node holds it: a raw
+    //  RocksDB scan of the log (the best of three)
+    json_t *scan = bench_baseline_scan (dir, 3);
+    double scan_rate = scan ? json_real_value (json_object_get (scan, "events_per_s")) : 0;
+    if (scan) {
+        json_object_set_new (entry, "raw_scan", scan);
+        bench_log ("  raw RocksDB scan of the log: %.0f events/s", scan_rate);
+    }
+    else
+        s_note (self, "rebuild: the raw RocksDB scan of %s failed", dir);
+    if (!rebuild || !live)
+        return;
     //  the second open finds the store as the first one left it
     if (!s_cold_start (self, dir, &node, &open_s, &cold_s, &events)) {
         zcq_node_destroy (&node);
@@ -1033,6 +1048,11 @@ s_measure_rebuild (s_suite_t *self, const char *dir, json_t *entry, bool rebuild
                 first_open, open_s, (double) wal_bytes / 1048576.0, (unsigned long long) events);
     //  a rebuild of `accounts` while the node runs
     zcq_client_t *client = zcq_client_new (NULL, s_endpoint (node, ZCQ_ENDPOINT_QUERY));
+    //  the machine may be shared: what other processes took meanwhile, and
+    //  the CPU this process spent (the rebuild is one thread's work)
+    bench_cpu_t cpu;
+    bench_cpu_start (&cpu);
+    double cpu_started = bench_process_cpu_s ();
     uint64_t rebuild_started = bench_now_ns ();
     if (client && s_ask (client, "rebuild", "accounts")) {
         bool done = false;
@@ -1043,10 +1063,20 @@ s_measure_rebuild (s_suite_t *self, const char *dir, json_t *entry, bool rebuild
                 nanosleep (&pause, NULL);
         }
         double seconds = (double) (bench_now_ns () - rebuild_started) / 1e9;
+        double cpu_s = bench_process_cpu_s () - cpu_started, others = bench_cpu_others (&cpu, NULL);
+        json_object_set_new (entry, "rebuild_cpu_s", json_real (cpu_s));
+        json_object_set_new (entry, "rebuild_other_cpu", json_real (others));
+        bench_log ("  rebuild: %.3f s of this process's CPU; other processes used %.2f cores",
+                   cpu_s, others);
         if (done) {
             json_object_set_new (entry, "rebuild_s", json_real (seconds));
             json_object_set_new (entry, "rebuild_events_per_s", json_real (events / seconds));
             bench_log ("  rebuild of accounts: %.3f s (%.0f events/s)", seconds, events / seconds);
+            if (scan_rate > 0) {
+                json_object_set_new (entry, "rebuild_per_raw_scan",
+                                     json_real (events / seconds / scan_rate));
+                bench_log ("  rebuild / raw scan: %.3f", events / seconds / scan_rate);
+            }
         }
         else
             s_note (self, "rebuild: the accounts view did not come back live in 900 s");
@@ -1059,11 +1089,15 @@ s_measure_rebuild (s_suite_t *self, const char *dir, json_t *entry, bool rebuild
     //  one has none and rebuilds every view from the log
     char views[1200];
     snprintf (views, sizeof views, "%s/views", dir);
-    bench_dir_remove (views);
+    bench_dir_purge (views); //  (even with --keep: the figure needs them gone)
     if (s_cold_start (self, dir, &node, &open_s, &cold_s, &events)) {
         json_object_set_new (entry, "cold_start_replay_s", json_real (cold_s));
+        json_object_set_new (entry, "cold_replay_events_per_s", json_real (events / cold_s));
         bench_log ("  without view snapshots: cold start %.3f s (%.0f events/s)", cold_s,
                    events / cold_s);
+        if (scan_rate > 0)
+            json_object_set_new (entry, "cold_replay_per_raw_scan",
+                                 json_real (events / cold_s / scan_rate));
     }
     zcq_node_destroy (&node);
 }
@@ -1154,6 +1188,22 @@ static void
 s_run_rebuild (s_suite_t *self)
 {
     json_t *rebuilds = json_object_get (self->results, "rebuild");
+    if (self->options->rebuild_dir) {
+        //  the same data, run after run: a copy of the given dir
+        char *copy = bench_dir_new ("given");
+        if (bench_dir_copy (self->options->rebuild_dir, copy) != 0) {
+            s_note (self, "rebuild: cannot copy %s", self->options->rebuild_dir);
+            free (copy);
+            return;
+        }
+        json_t *entry = json_pack ("{s:s}", "source", "given data dir");
+        bench_log ("rebuild: a copy of %s", self->options->rebuild_dir);
+        s_measure_rebuild (self, copy, entry, true);
+        json_array_append_new (rebuilds, entry);
+        bench_dir_remove (copy);
+        free (copy);
+        return;
+    }
     //  a log the node wrote: 1M opened accounts (quick: 100k)
     uint64_t accounts = self->options->quick ? 100000 : 1000000;
     const char *template = s_template (self, accounts, true);

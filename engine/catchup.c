@@ -10,6 +10,10 @@
         once durable). Anything at or below position is a duplicate.
     2.  The SUB socket takes every topic, so that positions are contiguous
         and gaps mean drops; the topic filter is applied here.
+    3.  Events are read where they lie (engine/event.c): a page's events in
+        the copy of its `events` array, a live event in its message. A live
+        body is checked by the codec's rules first (it comes from the
+        network); a page was, when the client decoded the reply.
 */
 #include "zcq_internal.h"
 #include <string.h>
@@ -20,11 +24,11 @@ struct zcq_catchup_t {
     zcq_client_t *client;
     zsock_t *events;
     zcq_writer_t *request;
-    zcq_doc_t *page; //  the last `read` reply
-    zframe_t *page_frame;
+    zcq_writer_t *page; //  the events of the last `read` reply, encoded
+    zcq_mp_t page_reader;
     size_t page_next;
     size_t page_size;
-    zcq_doc_t *live;
+    zcq_doc_t *live; //  heartbeats
     zmq_msg_t live_body;
     bool live_held;
     zcq_event_t event;
@@ -46,7 +50,7 @@ zcq_catchup_new (const char *query_endpoint, const char *events_endpoint, uint64
     self->client = zcq_client_new (NULL, query_endpoint);
     self->events = zsock_new (ZMQ_SUB);
     self->request = zcq_writer_new ();
-    self->page = zcq_doc_new ();
+    self->page = zcq_writer_new ();
     self->live = zcq_doc_new ();
     self->topic = topic ? strdup (topic) : NULL;
     self->topic_len = topic ? strlen (topic) : 0;
@@ -72,8 +76,7 @@ zcq_catchup_destroy (zcq_catchup_t **self_p)
     zcq_client_destroy (&self->client);
     zsock_destroy (&self->events);
     zcq_writer_destroy (&self->request);
-    zcq_doc_destroy (&self->page);
-    zframe_destroy (&self->page_frame);
+    zcq_writer_destroy (&self->page);
     zcq_doc_destroy (&self->live);
     zmq_msg_close (&self->live_body);
     zcq_event_release (&self->event);
@@ -95,7 +98,7 @@ zcq_catchup_head (const zcq_catchup_t *self)
 }
 
 //  Read the next page of the log after position, up to `until` (0 = a
-//  full page). The page's events are kept in self->page.
+//  full page). The page's events are kept in self->page (DESIGN 3).
 static zcq_err_t
 s_read_page (zcq_catchup_t *self, uint64_t until)
 {
@@ -124,14 +127,17 @@ s_read_page (zcq_catchup_t *self, uint64_t until)
     if (zcq_value_uint (zcq_value_get (reply, "head"), &head) && head > self->head)
         self->head = head;
     //  keep a copy: the client's reply lives only until its next call
-    zcq_writer_reset (self->request);
-    zcq_writer_value (self->request, zcq_value_get (reply, "events"));
-    if (!zcq_writer_ok (self->request))
+    zcq_writer_reset (self->page);
+    zcq_writer_value (self->page, zcq_value_get (reply, "events"));
+    if (!zcq_writer_ok (self->page))
         return ZCQ_NOMEM;
-    ZCQ_TRY (zcq_doc_decode_copy (self->page, zcq_writer_data (self->request),
-                                  zcq_writer_size (self->request), NULL));
+    const uint8_t *events = zcq_writer_data (self->page);
+    self->page_reader = (zcq_mp_t) { events, events + zcq_writer_size (self->page) };
+    zcq_mp_item_t array;
     self->page_next = 0;
-    self->page_size = zcq_value_size (zcq_doc_root (self->page));
+    self->page_size = 0;
+    if (zcq_mp_read (&self->page_reader, &array) && array.type == ZCQ_TYPE_ARRAY)
+        self->page_size = array.len;
     return ZCQ_OK;
 }
 
@@ -153,8 +159,11 @@ static zcq_err_t
 s_from_page (zcq_catchup_t *self, const zcq_event_t **event)
 {
     while (self->page_next < self->page_size) {
-        const zcq_value_t *body = zcq_value_at (zcq_doc_root (self->page), self->page_next++);
-        ZCQ_TRY (zcq_event_parse (&self->event, body));
+        const uint8_t *body = self->page_reader.cursor;
+        if (!zcq_mp_skip (&self->page_reader, 1))
+            return ZCQ_CORRUPT;
+        self->page_next++;
+        ZCQ_TRY (zcq_event_read (&self->event, body, (size_t) (self->page_reader.cursor - body)));
         if (self->event.position <= self->position)
             continue;
         if (self->event.position != self->position + 1)
@@ -204,18 +213,21 @@ zcq_catchup_next (zcq_catchup_t *self, int timeout_ms, const zcq_event_t **event
         zmq_msg_init (&self->live_body);
         if (zmq_msg_recv (&self->live_body, zsock_resolve (self->events), 0) < 0)
             return ZCQ_UNAVAILABLE;
-        if (zcq_doc_decode (self->live, zmq_msg_data (&self->live_body),
-                            zmq_msg_size (&self->live_body), NULL)
-            != ZCQ_OK)
-            continue;
-        const zcq_value_t *root = zcq_doc_root (self->live);
+        const void *body = zmq_msg_data (&self->live_body);
+        size_t size = zmq_msg_size (&self->live_body);
         uint64_t position;
         if (heartbeat) {
-            if (zcq_value_uint (zcq_value_get (root, "head"), &position) && position > self->head)
+            if (zcq_doc_decode (self->live, body, size, &zcq_stored_limits) == ZCQ_OK
+                && zcq_value_uint (zcq_value_get (zcq_doc_root (self->live), "head"), &position)
+                && position > self->head)
                 self->head = position;
             continue;
         }
-        if (zcq_event_parse (&self->event, root) != ZCQ_OK)
+        //  from the network: the codec's rules first (DESIGN 3), any text
+        //  since a node serves what its log holds, written maybe by a
+        //  release that did not refuse text that is not UTF-8
+        if (zcq_msgpack_check (body, size, &zcq_stored_limits, NULL) != ZCQ_OK
+            || zcq_event_read (&self->event, body, size) != ZCQ_OK)
             continue;
         position = self->event.position;
         if (position > self->head)

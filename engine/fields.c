@@ -1,6 +1,7 @@
-/*  fields.c: what domain code touches: fields builders, decisions and
-    recorded events. Nothing here is shared between threads: each shard and
-    each projection owns its decisions, builders and events.
+/*  fields.c: what domain code touches: fields builders and decisions
+    (recorded events are event.c's). Nothing here is shared between
+    threads: each shard and each projection owns its decisions and
+    builders.
 */
 #include "zcq_internal.h"
 #include <stdarg.h>
@@ -110,27 +111,36 @@ zcq_arena_strndup (zcq_arena_t *self, const char *text, size_t len)
 }
 
 //  --------------------------------------------------------------------------
-//  Fields: entries are offsets into one byte buffer holding each field's
-//  name followed by its encoded value.
+//  Fields: each call is one entry holding its value as a scalar (numbers
+//  as numbers); names, strings and encoded values live in one byte
+//  buffer, referred to by offset.
 
 typedef enum { S_SET, S_ADD, S_UNSET } s_op_t;
 
 typedef struct {
     s_op_t op;
+    zcq_scalar_kind_t kind; //  S_SET: the value's kind
     uint32_t name_at;
     uint32_t name_len;
-    uint32_t value_at;
+    uint32_t value_at; //  ZCQ_SCALAR_STR, _RAW: the bytes
     uint32_t value_len;
-    int64_t delta;
+    union {
+        int64_t i; //  ZCQ_SCALAR_INT; S_ADD: the delta
+        double f;
+        bool b;
+    } as;
 } s_field_t;
 
 struct zcq_fields_t {
     zcq_writer_t *bytes;
-    zcq_writer_t *scratch;
     s_field_t *fields;
     size_t count;
     size_t capacity;
     bool ok;
+    zcq_change_t *changes; //  zcq_fields_changes, valid while changes_ready
+    size_t change_count;
+    size_t change_capacity;
+    bool changes_ready;
 };
 
 zcq_fields_t *
@@ -140,9 +150,8 @@ zcq_fields_new (void)
     if (!self)
         return NULL;
     self->bytes = zcq_writer_new ();
-    self->scratch = zcq_writer_new ();
     self->ok = true;
-    if (!self->bytes || !self->scratch)
+    if (!self->bytes)
         zcq_fields_destroy (&self);
     return self;
 }
@@ -153,8 +162,8 @@ zcq_fields_destroy (zcq_fields_t **self_p)
     if (!self_p || !*self_p)
         return;
     zcq_writer_destroy (&(*self_p)->bytes);
-    zcq_writer_destroy (&(*self_p)->scratch);
     free ((*self_p)->fields);
+    free ((*self_p)->changes);
     free (*self_p);
     *self_p = NULL;
 }
@@ -165,6 +174,7 @@ zcq_fields_reset (zcq_fields_t *self)
     zcq_writer_reset (self->bytes);
     self->count = 0;
     self->ok = true;
+    self->changes_ready = false;
 }
 
 size_t
@@ -179,7 +189,7 @@ zcq_fields_ok (const zcq_fields_t *self)
     return self->ok && zcq_writer_ok (self->bytes);
 }
 
-//  Start a field: record its name; the caller then writes its value.
+//  Start a field: record its name; the caller then sets its value.
 static s_field_t *
 s_field_begin (zcq_fields_t *self, const char *name, s_op_t op)
 {
@@ -193,102 +203,143 @@ s_field_begin (zcq_fields_t *self, const char *name, s_op_t op)
         self->fields = fields;
         self->capacity = capacity;
     }
+    self->changes_ready = false;
     s_field_t *field = &self->fields[self->count++];
     size_t name_len = strlen (name);
     field->op = op;
+    field->kind = ZCQ_SCALAR_NIL;
     field->name_at = (uint32_t) zcq_writer_size (self->bytes);
     field->name_len = (uint32_t) name_len;
     zcq_writer_raw (self->bytes, name, name_len);
     field->value_at = (uint32_t) zcq_writer_size (self->bytes);
     field->value_len = 0;
-    field->delta = 0;
+    field->as.i = 0;
     return field;
 }
 
+//  Close a field whose value bytes were appended after its name.
 static void
-s_field_end (zcq_fields_t *self, s_field_t *field)
+s_field_bytes (zcq_fields_t *self, s_field_t *field, zcq_scalar_kind_t kind)
 {
+    field->kind = kind;
     field->value_len = (uint32_t) (zcq_writer_size (self->bytes) - field->value_at);
 }
-
-#define S_SET_FIELD(write)                                \
-    if (!self)                                            \
-        return;                                           \
-    s_field_t *field = s_field_begin (self, name, S_SET); \
-    if (!field)                                           \
-        return;                                           \
-    write;                                                \
-    s_field_end (self, field);
 
 void
 zcq_set_int (zcq_fields_t *self, const char *name, int64_t value)
 {
-    S_SET_FIELD (zcq_writer_int (self->bytes, value));
+    s_field_t *field = self ? s_field_begin (self, name, S_SET) : NULL;
+    if (field) {
+        field->kind = ZCQ_SCALAR_INT;
+        field->as.i = value;
+    }
 }
 
 void
 zcq_set_float (zcq_fields_t *self, const char *name, double value)
 {
-    S_SET_FIELD (zcq_writer_float (self->bytes, value));
+    s_field_t *field = self ? s_field_begin (self, name, S_SET) : NULL;
+    if (field) {
+        field->kind = ZCQ_SCALAR_FLOAT;
+        field->as.f = value;
+    }
 }
 
 void
 zcq_set_bool (zcq_fields_t *self, const char *name, bool value)
 {
-    S_SET_FIELD (zcq_writer_bool (self->bytes, value));
-}
-
-void
-zcq_set_str (zcq_fields_t *self, const char *name, const char *value)
-{
-    S_SET_FIELD (zcq_writer_str (self->bytes, value ? value : ""));
+    s_field_t *field = self ? s_field_begin (self, name, S_SET) : NULL;
+    if (field) {
+        field->kind = ZCQ_SCALAR_BOOL;
+        field->as.b = value;
+    }
 }
 
 void
 zcq_set_strn (zcq_fields_t *self, const char *name, const char *value, size_t len)
 {
-    S_SET_FIELD (zcq_writer_strn (self->bytes, value, len));
+    s_field_t *field = self ? s_field_begin (self, name, S_SET) : NULL;
+    if (!field)
+        return;
+    if (len > UINT32_MAX)
+        self->ok = false;
+    else
+        zcq_writer_raw (self->bytes, value, len);
+    s_field_bytes (self, field, ZCQ_SCALAR_STR);
+}
+
+void
+zcq_set_str (zcq_fields_t *self, const char *name, const char *value)
+{
+    value = value ? value : "";
+    zcq_set_strn (self, name, value, strlen (value));
 }
 
 void
 zcq_set_bin (zcq_fields_t *self, const char *name, const void *data, size_t len)
 {
-    S_SET_FIELD (zcq_writer_bin (self->bytes, data, len));
+    s_field_t *field = self ? s_field_begin (self, name, S_SET) : NULL;
+    if (!field)
+        return;
+    zcq_writer_bin (self->bytes, data, len);
+    s_field_bytes (self, field, ZCQ_SCALAR_RAW);
 }
 
 void
 zcq_set_nil (zcq_fields_t *self, const char *name)
 {
-    S_SET_FIELD (zcq_writer_nil (self->bytes));
+    if (self)
+        s_field_begin (self, name, S_SET);
 }
 
 void
 zcq_set_value (zcq_fields_t *self, const char *name, const zcq_value_t *value)
 {
-    S_SET_FIELD (zcq_writer_value (self->bytes, value));
+    s_field_t *field = self ? s_field_begin (self, name, S_SET) : NULL;
+    if (!field)
+        return;
+    //  numbers, strings, nil and booleans as such; other values (floats,
+    //  whose width the value keeps, binaries, arrays, maps) encoded
+    const char *str;
+    size_t len;
+    switch (zcq_value_type (value)) {
+        case ZCQ_TYPE_NIL: return;
+        case ZCQ_TYPE_BOOL:
+            field->kind = ZCQ_SCALAR_BOOL;
+            zcq_value_bool (value, &field->as.b);
+            return;
+        case ZCQ_TYPE_STR:
+            zcq_value_str (value, &str, &len);
+            zcq_writer_raw (self->bytes, str, len);
+            s_field_bytes (self, field, ZCQ_SCALAR_STR);
+            return;
+        case ZCQ_TYPE_INT:
+            if (zcq_value_int (value, &field->as.i)) {
+                field->kind = ZCQ_SCALAR_INT;
+                return;
+            }
+            break;
+        default: break;
+    }
+    zcq_writer_value (self->bytes, value);
+    s_field_bytes (self, field, ZCQ_SCALAR_RAW);
 }
 
 void
 zcq_add_int (zcq_fields_t *self, const char *name, int64_t delta)
 {
-    if (!self)
-        return;
-    s_field_t *field = s_field_begin (self, name, S_ADD);
-    if (!field)
-        return;
-    field->delta = delta;
-    zcq_writer_int (self->bytes, delta);
-    s_field_end (self, field);
+    s_field_t *field = self ? s_field_begin (self, name, S_ADD) : NULL;
+    if (field) {
+        field->kind = ZCQ_SCALAR_INT;
+        field->as.i = delta;
+    }
 }
 
 void
 zcq_unset (zcq_fields_t *self, const char *name)
 {
-    if (!self)
-        return;
-    s_field_t *field = s_field_begin (self, name, S_UNSET);
-    if (field)
-        s_field_end (self, field);
+    if (self)
+        s_field_begin (self, name, S_UNSET);
 }
 
 static const char *
@@ -297,60 +348,48 @@ s_name (const zcq_fields_t *self, const s_field_t *field)
     return (const char *) zcq_writer_data (self->bytes) + field->name_at;
 }
 
+static bool
+s_same_name (const zcq_fields_t *self, const s_field_t *a, const s_field_t *b)
+{
+    return a->name_len == b->name_len
+        && memcmp (s_name (self, a), s_name (self, b), a->name_len) == 0;
+}
+
 //  True when a later field has the same name (so this one is overridden).
 static bool
 s_overridden (const zcq_fields_t *self, size_t index)
 {
-    const s_field_t *field = &self->fields[index];
-    for (size_t later = index + 1; later < self->count; later++) {
-        const s_field_t *other = &self->fields[later];
-        if (other->name_len == field->name_len
-            && memcmp (s_name (self, other), s_name (self, field), field->name_len) == 0)
+    for (size_t later = index + 1; later < self->count; later++)
+        if (s_same_name (self, &self->fields[later], &self->fields[index]))
             return true;
-    }
     return false;
 }
 
-//  The last field named like the given string, or NULL.
-static const s_field_t *
-s_find (const zcq_fields_t *self, const char *name, size_t len)
-{
-    for (size_t index = self->count; index-- > 0;) {
-        const s_field_t *field = &self->fields[index];
-        if (field->name_len == len && memcmp (s_name (self, field), name, len) == 0)
-            return field;
-    }
-    return NULL;
-}
-
-//  Sum of every add to a field since its last set or unset, and where that
-//  run of adds starts; false when the sum overflows.
-static bool
-s_adds (const zcq_fields_t *self, const char *name, size_t len, const s_field_t **base,
-        int64_t *sum)
-{
-    int64_t delta = 0;
-    *base = NULL;
-    for (size_t index = self->count; index-- > 0;) {
-        const s_field_t *field = &self->fields[index];
-        if (field->name_len != len || memcmp (s_name (self, field), name, len) != 0)
-            continue;
-        if (field->op != S_ADD) {
-            *base = field;
-            break;
-        }
-        if (__builtin_add_overflow (delta, field->delta, &delta))
-            return false;
-    }
-    *sum = delta;
-    return true;
-}
-
+//  The value of a field as a scalar (S_ADD: its delta as an integer).
 static void
-s_write_field_value (const zcq_fields_t *self, const s_field_t *field, zcq_writer_t *writer)
+s_scalar (const zcq_fields_t *self, const s_field_t *field, zcq_scalar_t *value)
 {
-    zcq_writer_raw (writer, (const char *) zcq_writer_data (self->bytes) + field->value_at,
-                    field->value_len);
+    value->kind = field->kind;
+    value->as.i = field->as.i; //  (the union whole)
+    value->bytes = NULL;
+    value->len = 0;
+    if (field->kind == ZCQ_SCALAR_STR || field->kind == ZCQ_SCALAR_RAW) {
+        value->bytes = (const char *) zcq_writer_data (self->bytes) + field->value_at;
+        value->len = field->value_len;
+    }
+}
+
+void
+zcq_scalar_write (const zcq_scalar_t *value, zcq_writer_t *writer)
+{
+    switch (value->kind) {
+        case ZCQ_SCALAR_NIL: zcq_writer_nil (writer); break;
+        case ZCQ_SCALAR_BOOL: zcq_writer_bool (writer, value->as.b); break;
+        case ZCQ_SCALAR_INT: zcq_writer_int (writer, value->as.i); break;
+        case ZCQ_SCALAR_FLOAT: zcq_writer_float (writer, value->as.f); break;
+        case ZCQ_SCALAR_STR: zcq_writer_strn (writer, value->bytes, value->len); break;
+        case ZCQ_SCALAR_RAW: zcq_writer_raw (writer, value->bytes, value->len); break;
+    }
 }
 
 void
@@ -363,101 +402,81 @@ zcq_fields_encode (const zcq_fields_t *self, zcq_writer_t *writer)
         if (field->op == S_UNSET || s_overridden (self, index))
             continue;
         zcq_writer_strn (writer, s_name (self, field), field->name_len);
-        s_write_field_value (self, field, writer);
+        zcq_scalar_t value;
+        s_scalar (self, field, &value);
+        zcq_scalar_write (&value, writer);
         count++;
     }
     zcq_writer_map_close (writer, mark, count);
 }
 
-//  Write the merged value of a field, given the row's old value (or
-//  NULL); false when an integer add overflows.
-static bool
-s_write_merged (const zcq_fields_t *self, const char *name, size_t len,
-                const zcq_value_t *old_value, zcq_writer_t *writer)
+//  Fold the calls on the name of fields[last] (its last call) into one
+//  change: the last set or unset, and the adds after it.
+static void
+s_fold (const zcq_fields_t *self, size_t last, zcq_change_t *change)
 {
-    const s_field_t *base;
-    int64_t delta;
-    if (!s_adds (self, name, len, &base, &delta))
-        return false;
-    if (base && base->op == S_SET && delta == 0) {
-        s_write_field_value (self, base, writer);
-        return true;
+    const s_field_t *field = &self->fields[last];
+    change->name = s_name (self, field);
+    change->name_len = field->name_len;
+    change->delta = 0;
+    if (field->op == S_UNSET) {
+        change->op = ZCQ_CHANGE_UNSET;
+        return;
     }
-    int64_t start = 0;
-    if (base && base->op == S_SET) {
-        //  a set followed by adds: the set must have been an integer
-        const uint8_t *bytes = (const uint8_t *) zcq_writer_data (self->bytes) + base->value_at;
-        zcq_doc_t *doc = zcq_doc_new ();
-        if (!doc || zcq_doc_decode_trusted (doc, bytes, base->value_len) != ZCQ_OK
-            || !zcq_value_int (zcq_doc_root (doc), &start))
-            start = 0;
-        zcq_doc_destroy (&doc);
-    }
-    else if (!base)
-        zcq_value_int (old_value, &start);
-    int64_t result;
-    if (__builtin_add_overflow (start, delta, &result))
-        return false;
-    zcq_writer_int (writer, result);
-    return true;
-}
-
-bool
-zcq_fields_merge (const zcq_fields_t *self, const zcq_value_t *row, const char *key,
-                  zcq_writer_t *writer)
-{
-    bool ok = true;
-    size_t mark = zcq_writer_map_open (writer);
-    size_t count = 0;
-    if (!row) {
-        zcq_writer_str (writer, "key");
-        zcq_writer_str (writer, key);
-        count++;
-    }
-    //  the row's fields, changed where the builder says so
-    size_t row_size = zcq_value_size (row);
-    for (size_t index = 0; index < row_size; index++) {
-        const char *name;
-        size_t len;
-        const zcq_value_t *name_value = zcq_value_key_at (row, index);
-        if (!zcq_value_str (name_value, &name, &len)) {
-            zcq_writer_value (writer, name_value);
-            zcq_writer_value (writer, zcq_value_val_at (row, index));
-            count++;
+    const s_field_t *base = NULL;
+    int64_t delta = 0;
+    for (size_t index = last + 1; index-- > 0;) {
+        const s_field_t *other = &self->fields[index];
+        if (!s_same_name (self, other, field))
             continue;
+        if (other->op != S_ADD) {
+            base = other;
+            break;
         }
-        const s_field_t *last = s_find (self, name, len);
-        if (last && last->op == S_UNSET)
-            continue;
-        zcq_writer_strn (writer, name, len);
-        if (!last || (len == 3 && memcmp (name, "key", 3) == 0))
-            zcq_writer_value (writer, zcq_value_val_at (row, index));
-        else
-            ok &= s_write_merged (self, name, len, zcq_value_val_at (row, index), writer);
-        count++;
+        if (__builtin_add_overflow (delta, other->as.i, &delta)) {
+            change->op = ZCQ_CHANGE_OVERFLOW;
+            return;
+        }
     }
-    //  fields the row did not have yet
-    for (size_t index = 0; index < self->count; index++) {
-        const s_field_t *field = &self->fields[index];
-        const char *name = s_name (self, field);
-        if (field->op == S_UNSET || s_overridden (self, index))
-            continue;
-        if (field->name_len == 3 && memcmp (name, "key", 3) == 0)
-            continue;
-        //  find whether the row had it
-        char lookup[256];
-        if (field->name_len >= sizeof lookup)
-            continue;
-        memcpy (lookup, name, field->name_len);
-        lookup[field->name_len] = 0;
-        if (row && zcq_value_get (row, lookup))
-            continue;
-        zcq_writer_strn (writer, name, field->name_len);
-        ok &= s_write_merged (self, name, field->name_len, NULL, writer);
-        count++;
+    if (!base) {
+        //  adds only: on the row's value
+        change->op = ZCQ_CHANGE_ADD;
+        change->delta = delta;
+        return;
     }
-    zcq_writer_map_close (writer, mark, count);
-    return ok;
+    change->op = ZCQ_CHANGE_SET;
+    if (base->op == S_SET && delta == 0) {
+        s_scalar (self, base, &change->value);
+        return;
+    }
+    //  adds after a set (which counts as 0 unless an integer) or an unset
+    int64_t start = base->op == S_SET && base->kind == ZCQ_SCALAR_INT ? base->as.i : 0;
+    change->value.kind = ZCQ_SCALAR_INT;
+    change->value.bytes = NULL;
+    change->value.len = 0;
+    if (__builtin_add_overflow (start, delta, &change->value.as.i))
+        change->op = ZCQ_CHANGE_OVERFLOW;
+}
+
+const zcq_change_t *
+zcq_fields_changes (zcq_fields_t *self, size_t *count)
+{
+    if (!self->changes_ready) {
+        if (self->count > self->change_capacity) {
+            zcq_change_t *changes = realloc (self->changes, self->capacity * sizeof (zcq_change_t));
+            if (!changes)
+                return NULL;
+            self->changes = changes;
+            self->change_capacity = self->capacity;
+        }
+        self->change_count = 0;
+        for (size_t index = 0; index < self->count; index++)
+            if (!s_overridden (self, index))
+                s_fold (self, index, &self->changes[self->change_count++]);
+        self->changes_ready = true;
+    }
+    *count = self->change_count;
+    return self->changes;
 }
 
 //  --------------------------------------------------------------------------
@@ -661,7 +680,7 @@ zcq_arg_bool_or (zcq_decide_t *self, const char *field, bool fallback, bool *val
 }
 
 //  --------------------------------------------------------------------------
-//  Recorded events
+//  Values
 
 bool
 zcq_value_copy_str (const zcq_value_t *value, char *buffer, size_t size)
@@ -673,179 +692,4 @@ zcq_value_copy_str (const zcq_value_t *value, char *buffer, size_t size)
     memcpy (buffer, str, len);
     buffer[len] = 0;
     return true;
-}
-
-zcq_err_t
-zcq_event_parse (zcq_event_t *self, const zcq_value_t *body)
-{
-    //  one pass over the map's entries (this runs for every event a shard
-    //  or a view applies), then a check that every required field came
-    enum {
-        POSITION = 1,
-        VERSION = 2,
-        TIME = 4,
-        TYPE = 8,
-        AGGREGATE = 16,
-        KEY = 32,
-        STREAM = 64,
-        COMMAND = 128,
-        NODE = 256,
-        ALL = 511
-    };
-    int seen = 0;
-    self->body = body;
-    self->data = NULL;
-    self->meta = NULL;
-    if (self->arena)
-        zcq_arena_reset (self->arena);
-    size_t count = zcq_value_size (body);
-    if (zcq_value_type (body) != ZCQ_TYPE_MAP)
-        return ZCQ_CORRUPT;
-    for (size_t index = 0; index < count; index++) {
-        const char *name;
-        size_t len;
-        if (!zcq_value_str (zcq_value_key_at (body, index), &name, &len))
-            continue;
-        const zcq_value_t *value = zcq_value_val_at (body, index);
-#define S_IS(text) (len == sizeof (text) - 1 && memcmp (name, text, len) == 0)
-#define S_STR(flag, field)                                                \
-    do {                                                                  \
-        if (!zcq_value_copy_str (value, self->field, sizeof self->field)) \
-            return ZCQ_CORRUPT;                                           \
-        seen |= flag;                                                     \
-    } while (0)
-        if (S_IS ("position")) {
-            if (!zcq_value_uint (value, &self->position))
-                return ZCQ_CORRUPT;
-            seen |= POSITION;
-        }
-        else if (S_IS ("version")) {
-            if (!zcq_value_uint (value, &self->version))
-                return ZCQ_CORRUPT;
-            seen |= VERSION;
-        }
-        else if (S_IS ("time")) {
-            if (!zcq_value_int (value, &self->time))
-                return ZCQ_CORRUPT;
-            seen |= TIME;
-        }
-        else if (S_IS ("type"))
-            S_STR (TYPE, type);
-        else if (S_IS ("aggregate"))
-            S_STR (AGGREGATE, aggregate);
-        else if (S_IS ("key"))
-            S_STR (KEY, key);
-        else if (S_IS ("stream"))
-            S_STR (STREAM, stream);
-        else if (S_IS ("command"))
-            S_STR (COMMAND, command);
-        else if (S_IS ("node"))
-            S_STR (NODE, node);
-        else if (S_IS ("data"))
-            self->data = value;
-        else if (S_IS ("meta"))
-            self->meta = value;
-#undef S_IS
-#undef S_STR
-    }
-    return seen == ALL ? ZCQ_OK : ZCQ_CORRUPT;
-}
-
-void
-zcq_event_release (zcq_event_t *self)
-{
-    zcq_arena_destroy (&self->arena);
-}
-
-const zcq_value_t *
-zcq_event_body (const zcq_event_t *self)
-{
-    return self->body;
-}
-
-const char *
-zcq_event_type (const zcq_event_t *self)
-{
-    return self->type;
-}
-
-const zcq_value_t *
-zcq_event_data (const zcq_event_t *self)
-{
-    return self->data;
-}
-
-const zcq_value_t *
-zcq_event_meta (const zcq_event_t *self)
-{
-    return self->meta;
-}
-
-const char *
-zcq_event_stream (const zcq_event_t *self)
-{
-    return self->stream;
-}
-
-const char *
-zcq_event_aggregate (const zcq_event_t *self)
-{
-    return self->aggregate;
-}
-
-const char *
-zcq_event_key (const zcq_event_t *self)
-{
-    return self->key;
-}
-
-const char *
-zcq_event_command_id (const zcq_event_t *self)
-{
-    return self->command;
-}
-
-const char *
-zcq_event_node (const zcq_event_t *self)
-{
-    return self->node;
-}
-
-uint64_t
-zcq_event_position (const zcq_event_t *self)
-{
-    return self->position;
-}
-
-uint64_t
-zcq_event_version (const zcq_event_t *self)
-{
-    return self->version;
-}
-
-int64_t
-zcq_event_time (const zcq_event_t *self)
-{
-    return self->time;
-}
-
-int64_t
-zcq_event_int (const zcq_event_t *self, const char *field, int64_t fallback)
-{
-    return zcq_value_get_int (self->data, field, fallback);
-}
-
-const char *
-zcq_event_str (const zcq_event_t *self, const char *field)
-{
-    const char *str;
-    size_t len;
-    if (!zcq_value_str (zcq_value_get (self->data, field), &str, &len))
-        return "";
-    //  the arena is a cache of the event, not part of its value
-    zcq_event_t *mutable_self = (zcq_event_t *) self;
-    if (!mutable_self->arena && !(mutable_self->arena = zcq_arena_new ()))
-        return "";
-    const char *copy = zcq_arena_strndup (mutable_self->arena, str, len);
-    return copy ? copy : "";
 }

@@ -9,10 +9,11 @@
         then per index [be32 field length][field][be32 entries][be32 row
         number]*entries (the rows numbered 0, 1, ... in key order, listed in
         the index's order), and a be64 checksum of everything before it.
-    2.  Saving is split in two: an image (a copy of the rows into one
+    2.  Saving is split in two: an image (the rows encoded into one
         buffer, taken by the table's owner between two changes; a memcpy
-        per row) and a write (the slow part: write, fsync, rename, fsync of
-        the directory) that any thread can do while the table moves on.
+        of a row's bytes, or the encoding of its record) and a write (the
+        slow part: write, fsync, rename, fsync of the directory) that any
+        thread can do while the table moves on.
     3.  Loading trusts nothing: the checksum covers the whole file, every
         length is checked against the bytes left, every row must be a
         well-formed map and the keys strictly increasing (so rows go in by
@@ -34,6 +35,7 @@
 #define S_MAGIC_SIZE 8
 #define S_HEADER_MAX 4096
 #define S_TRAILER    8
+#define S_AHEAD      16 //  rows whose hash slots are fetched ahead of loading
 
 struct zcq_viewimage_t {
     uint8_t *bytes;
@@ -148,8 +150,9 @@ zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_vie
     else
         self->failed = true;
     zcq_writer_destroy (&header);
-    if (!self->failed)
-        zcq_viewtable_list (table, NULL, 0, SIZE_MAX, s_add_row, self, NULL);
+    //  records are encoded into the image, not kept encoded in the table
+    if (!self->failed && !zcq_viewtable_dump (table, s_add_row, self))
+        self->failed = true;
     for (size_t index = 0; index < zcq_viewtable_index_count (table); index++) {
         const char *field = zcq_viewtable_index_field (table, index);
         size_t field_len = strlen (field);
@@ -337,7 +340,7 @@ s_header (const uint8_t *bytes, size_t length, const char *path, const char *vie
     uint64_t version = 0;
     const char *name;
     size_t name_len;
-    if (zcq_doc_decode (doc, bytes + S_MAGIC_SIZE + 4, header_len, NULL) != ZCQ_OK
+    if (zcq_doc_decode (doc, bytes + S_MAGIC_SIZE + 4, header_len, &zcq_stored_limits) != ZCQ_OK
         || !(root = zcq_doc_root (doc))
         || !zcq_value_str (zcq_value_get (root, "view"), &name, &name_len)
         || !zcq_value_uint (zcq_value_get (root, "version"), &version) || version > UINT32_MAX
@@ -377,7 +380,22 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
         err = ZCQ_NOMEM;
     }
     size_t end = length - S_TRAILER;
+    //  a second cursor runs S_AHEAD rows ahead, fetching where each key's
+    //  hash slot is: rows come in key order, slots in no order at all
+    size_t ahead = cursor;
+    uint64_t ahead_row = 0;
     for (uint64_t row = 0; err == ZCQ_OK && row < rows; row++) {
+        for (; table && ahead_row < rows && ahead_row < row + S_AHEAD; ahead_row++) {
+            if (end - ahead < 8 || zcq_get_be32 (bytes + ahead) > end - ahead - 8)
+                break;
+            size_t ahead_key_len = zcq_get_be32 (bytes + ahead);
+            zcq_viewtable_prefetch (table, (const char *) bytes + ahead + 4, ahead_key_len);
+            ahead += 4 + ahead_key_len;
+            size_t ahead_row_len = zcq_get_be32 (bytes + ahead);
+            if (ahead_row_len > end - ahead - 4)
+                break;
+            ahead += 4 + ahead_row_len;
+        }
         if (end - cursor < 8 || zcq_get_be32 (bytes + cursor) > end - cursor - 8) {
             err = s_corrupt (path, "a key runs past the end", error, size);
             break;
@@ -393,7 +411,7 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
         const uint8_t *data = bytes + cursor + 4;
         cursor += 4 + row_len;
         bool map = row_len && ((data[0] & 0xf0) == 0x80 || data[0] == 0xde || data[0] == 0xdf);
-        if (!map || zcq_msgpack_check (data, row_len, NULL, NULL) != ZCQ_OK) {
+        if (!map || zcq_msgpack_check (data, row_len, &zcq_stored_limits, NULL) != ZCQ_OK) {
             err = s_corrupt (path, "a row is not a map", error, size);
             break;
         }

@@ -15,14 +15,6 @@
 #define ZCQ_STREAM_MAX    (ZCQ_AGGREGATE_MAX + 1 + ZCQ_KEY_MAX)
 #define ZCQ_NODE_ID_MAX   64
 
-//  An event body starts with a fixmap of 11 entries whose first two are
-//  "position" (uint64, 0xcf + 8 bytes) and "time" (int64, 0xd3 + 8 bytes),
-//  written at fixed width so that the log writer can stamp them in place.
-#define ZCQ_EVENT_FIELDS          11
-#define ZCQ_EVENT_POSITION_OFFSET 11
-#define ZCQ_EVENT_TIME_OFFSET     25
-#define ZCQ_EVENT_HEADER_SIZE     33
-
 //  --------------------------------------------------------------------------
 //  A small arena: NUL-terminated copies of strings that live until reset.
 
@@ -50,10 +42,127 @@ bool zcq_msgpack_peek (const void *bytes, size_t size, const char *key, const vo
                        size_t *len);
 
 //  --------------------------------------------------------------------------
+//  MessagePack read in place (event.c): every read bounded by the bytes.
+
+#define ZCQ_MP_DEPTH_MAX 32 //  containers open at once, as msgpack-c decodes
+
+typedef struct {
+    const uint8_t *cursor;
+    const uint8_t *end;
+} zcq_mp_t;
+
+typedef struct {
+    zcq_type_t type;
+    bool big;    //  ZCQ_TYPE_INT above INT64_MAX: the value is in as.u
+    bool single; //  ZCQ_TYPE_FLOAT written as a float32
+    int8_t ext;  //  ZCQ_TYPE_EXT: its type
+    union {
+        int64_t i;
+        uint64_t u;
+        double f;
+        bool b;
+    } as;
+    const uint8_t *bytes; //  STR, BIN, EXT: the payload
+    uint32_t len;         //  STR, BIN, EXT: payload bytes; ARRAY, MAP: entries
+} zcq_mp_item_t;
+
+//  Read the value at the cursor: a scalar, string, bin or ext whole, an
+//  array or map as its header (the cursor then at its first element).
+//  False when truncated or not MessagePack.
+bool zcq_mp_read (zcq_mp_t *reader, zcq_mp_item_t *item);
+//  Skip one whole value, inside `open` containers (0: a whole document);
+//  false when malformed, truncated, or when it would have more than
+//  ZCQ_MP_DEPTH_MAX containers open at once (msgpack-c's limit).
+bool zcq_mp_skip (zcq_mp_t *reader, int open);
+//  Read a map's header and move to the value of its first entry whose key
+//  is the string key; false when not a map, no such entry, or malformed.
+bool zcq_mp_find (zcq_mp_t *reader, const char *key, size_t key_len);
+//  An integer item in int64 range (as zcq_value_int takes it).
+bool zcq_mp_int (const zcq_mp_item_t *item, int64_t *value);
+
+//  --------------------------------------------------------------------------
+//  Fields builders (fields.c)
+
+//  A value as builders and view rows hold it: numbers as numbers, strings
+//  as their bytes, anything else as its encoded bytes (RAW).
+typedef enum {
+    ZCQ_SCALAR_NIL,
+    ZCQ_SCALAR_BOOL,
+    ZCQ_SCALAR_INT,
+    ZCQ_SCALAR_FLOAT,
+    ZCQ_SCALAR_STR,
+    ZCQ_SCALAR_RAW,
+} zcq_scalar_kind_t;
+
+typedef struct {
+    zcq_scalar_kind_t kind;
+    union {
+        int64_t i;
+        double f;
+        bool b;
+    } as;
+    const void *bytes; //  STR: the string; RAW: one encoded value
+    size_t len;
+} zcq_scalar_t;
+
+//  Write a scalar as the writer encodes it (shortest forms).
+void zcq_scalar_write (const zcq_scalar_t *value, zcq_writer_t *writer);
+
+zcq_fields_t *zcq_fields_new (void);
+void zcq_fields_destroy (zcq_fields_t **self_p);
+void zcq_fields_reset (zcq_fields_t *self);
+size_t zcq_fields_count (const zcq_fields_t *self);
+bool zcq_fields_ok (const zcq_fields_t *self);
+//  Write the fields as one map (adds as sets, unsets skipped; the last of
+//  two sets of one field wins).
+void zcq_fields_encode (const zcq_fields_t *self, zcq_writer_t *writer);
+
+//  What the fields do to a row, one change per name, in the order of each
+//  name's last call: the sets, adds and unsets of a name folded into one.
+typedef enum {
+    ZCQ_CHANGE_SET,      //  the field becomes value
+    ZCQ_CHANGE_ADD,      //  delta is added to the row's integer (absent or
+                         //  not an integer: 0)
+    ZCQ_CHANGE_UNSET,    //  the field goes
+    ZCQ_CHANGE_OVERFLOW, //  the adds overflow int64: the row must not change
+} zcq_change_op_t;
+
+typedef struct {
+    const char *name; //  not NUL-terminated
+    size_t name_len;
+    zcq_change_op_t op;
+    zcq_scalar_t value; //  ZCQ_CHANGE_SET
+    int64_t delta;      //  ZCQ_CHANGE_ADD
+} zcq_change_t;
+
+//  The changes (borrowed until the fields change); NULL when out of memory.
+const zcq_change_t *zcq_fields_changes (zcq_fields_t *self, size_t *count);
+
+//  --------------------------------------------------------------------------
 //  View tables and their snapshots (view.c, viewsnap.c)
 
 //  Size the hash table for rows rows; false when out of memory.
 bool zcq_viewtable_reserve (zcq_viewtable_t *self, size_t rows);
+
+//  Change the row at key by fields, as a projection handler asked: create
+//  it when absent if create (starting with its `key` field), else leave
+//  the table as it is (ZCQ_NOT_FOUND). ZCQ_INVALID when an integer add
+//  overflows, ZCQ_CORRUPT when the stored row is not a map: the row is
+//  unchanged then.
+zcq_err_t zcq_viewtable_merge (zcq_viewtable_t *self, const char *key, size_t key_len,
+                               zcq_fields_t *fields, bool create);
+//  Start fetching where the row at key would be looked up: a handler that
+//  comes to it a little later finds it in the cache (the look-up of a row
+//  in a large table is a cache miss as dear as the rest of an event).
+void zcq_viewtable_prefetch (const zcq_viewtable_t *self, const char *key, size_t key_len);
+//  A new table takes rows in bulk: they go into the hash table only, and
+//  the ordered structures (rows in key order, the indexes) are built in
+//  one pass by this call, or by the first read that needs them (a page, a
+//  count by value, a snapshot). Call it when a bulk load is over.
+zcq_err_t zcq_viewtable_settle (const zcq_viewtable_t *self);
+//  Every row in key order, encoded, without keeping the encodings (the
+//  snapshot image); fn as for zcq_viewtable_list. False when out of memory.
+bool zcq_viewtable_dump (const zcq_viewtable_t *self, zcq_row_fn *fn, void *arg);
 
 //  Snapshots carry the order of each index as row numbers (rows numbered
 //  0, 1, ... in key order): index_order writes index_size be32 numbers.
@@ -79,23 +188,6 @@ zcq_viewimage_t *zcq_viewimage_new (const zcq_viewtable_t *table, const char *vi
 void zcq_viewimage_destroy (zcq_viewimage_t **self_p);
 zcq_err_t zcq_viewimage_write (const zcq_viewimage_t *self, const char *path, char *error,
                                size_t size);
-
-//  --------------------------------------------------------------------------
-//  Fields builders
-
-zcq_fields_t *zcq_fields_new (void);
-void zcq_fields_destroy (zcq_fields_t **self_p);
-void zcq_fields_reset (zcq_fields_t *self);
-size_t zcq_fields_count (const zcq_fields_t *self);
-bool zcq_fields_ok (const zcq_fields_t *self);
-//  Write the fields as one map (adds as sets, unsets skipped; the last of
-//  two sets of one field wins).
-void zcq_fields_encode (const zcq_fields_t *self, zcq_writer_t *writer);
-//  Write row (a map, or NULL for a new row) changed by the fields as one
-//  map; a new row starts with `key`. False when an integer add would
-//  overflow (the bytes must not be used then).
-bool zcq_fields_merge (const zcq_fields_t *self, const zcq_value_t *row, const char *key,
-                       zcq_writer_t *writer);
 
 //  --------------------------------------------------------------------------
 //  Decisions
@@ -127,12 +219,18 @@ void zcq_decide_reset (zcq_decide_t *self, const zcq_value_t *data, const zcq_va
                        const char *key, const char *command_id, uint64_t version);
 
 //  --------------------------------------------------------------------------
-//  Recorded events
+//  Recorded events (event.c)
+
+//  An event body starts with a fixmap of 11 entries whose first two are
+//  "position" (uint64, 0xcf + 8 bytes) and "time" (int64, 0xd3 + 8 bytes),
+//  written at fixed width so that the log writer can stamp them in place.
+//  event.c states the whole layout.
+#define ZCQ_EVENT_FIELDS          11
+#define ZCQ_EVENT_POSITION_OFFSET 11
+#define ZCQ_EVENT_TIME_OFFSET     25
+#define ZCQ_EVENT_HEADER_SIZE     33
 
 struct zcq_event_t {
-    const zcq_value_t *body;
-    const zcq_value_t *data;
-    const zcq_value_t *meta;
     uint64_t position;
     uint64_t version;
     int64_t time;
@@ -142,13 +240,36 @@ struct zcq_event_t {
     char stream[ZCQ_STREAM_MAX + 1];
     char command[ZCQ_ID_MAX + 1];
     char node[ZCQ_NODE_ID_MAX + 1];
+    //  read in place (zcq_event_read): the body, and where data and meta
+    //  lie in it (NULL when absent)
+    const uint8_t *bytes;
+    size_t size;
+    const uint8_t *data_at;
+    size_t data_len;
+    const uint8_t *meta_at;
+    size_t meta_len;
+    //  as values: given to zcq_event_parse, or decoded on demand
+    const zcq_value_t *body;
+    const zcq_value_t *data;
+    const zcq_value_t *meta;
+    bool decoded;       //  body, data and meta are set (or cannot be)
+    zcq_doc_t *doc;     //  the on-demand decode; created on first use
     zcq_arena_t *arena; //  for zcq_event_str; created on first use
 };
 
+//  Read an event body where it lies (DESIGN of event.c): ZCQ_CORRUPT when
+//  it is not one well-formed map with every header field of its type. The
+//  event borrows bytes until the next read.
+zcq_err_t zcq_event_read (zcq_event_t *self, const void *bytes, size_t size);
 //  Fill event from a decoded event body; ZCQ_CORRUPT when a field is
 //  missing or ill-typed. The event borrows body.
 zcq_err_t zcq_event_parse (zcq_event_t *self, const zcq_value_t *body);
 void zcq_event_release (zcq_event_t *self);
+//  The position of a body in this node's layout, read at its fixed offset;
+//  false when the body does not start that way.
+bool zcq_event_position_of (const void *bytes, size_t size, uint64_t *position);
+//  The name of the layout's entry at place index (NULL past the last).
+const char *zcq_event_field (size_t index);
 
 //  --------------------------------------------------------------------------
 //  Domain lookups

@@ -3,7 +3,9 @@
     Rows by key (put, get, delete), key order in bytes, pages at their
     edges, secondary indexes (counts and pages by value, kept right as
     rows change), a long random run checked against a plain reference
-    model, and the memory the table reports.
+    model, and the memory the table reports; rows held as records that
+    give back the bytes put in, their encoding kept until they change,
+    and rows taken in bulk, ordered at the first read that needs it.
 */
 #include "testutil.h"
 #include <malloc.h>
@@ -1073,13 +1075,32 @@ test_viewtable_memory (void **state)
         zcq_viewtable_put (table, "key", 3, zcq_writer_data (writer), zcq_writer_size (writer)),
         ZCQ_OK);
     assert_int_equal (zcq_viewtable_memory (table), one);
-    //  A bigger row (same indexed value) grows by the difference exactly
+    //  A row whose number takes more bytes: no change either (rows hold
+    //  numbers as numbers, not as their encodings)
     s_write_row (writer, "open", 1 << 20);
     size_t bigger_len = zcq_writer_size (writer);
     assert_true (bigger_len > row_len);
     assert_int_equal (zcq_viewtable_put (table, "key", 3, zcq_writer_data (writer), bigger_len),
                       ZCQ_OK);
-    assert_int_equal (zcq_viewtable_memory (table), one + bigger_len - row_len);
+    assert_int_equal (zcq_viewtable_memory (table), one);
+    //  A longer string (same indexed value) grows it by the difference, and
+    //  by no more than a field's room besides
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 3);
+    zcq_writer_str (writer, "status");
+    zcq_writer_str (writer, "open");
+    zcq_writer_str (writer, "amount");
+    zcq_writer_int (writer, 1);
+    zcq_writer_str (writer, "note");
+    char note[1001];
+    memset (note, 'n', 1000);
+    note[1000] = 0;
+    zcq_writer_str (writer, note);
+    assert_int_equal (
+        zcq_viewtable_put (table, "key", 3, zcq_writer_data (writer), zcq_writer_size (writer)),
+        ZCQ_OK);
+    assert_true (zcq_viewtable_memory (table) >= one + 1000);
+    assert_true (zcq_viewtable_memory (table) <= one + 1000 + 256);
     //  Deleted: back to the empty size exactly
     assert_true (zcq_viewtable_delete (table, "key", 3));
     assert_int_equal (zcq_viewtable_memory (table), empty);
@@ -2009,6 +2030,350 @@ test_viewsnap_save_errors (void **state)
     zcq_test_rmdir (&dir);
 }
 
+//  --------------------------------------------------------------------------
+//  Rows as records: what goes in comes out byte for byte
+
+//  Put row at key, read it back by get and by a page: the same bytes.
+static void
+s_assert_round_trip (zcq_viewtable_t *table, const void *row, size_t row_len)
+{
+    assert_int_equal (zcq_viewtable_put (table, "r", 1, row, row_len), ZCQ_OK);
+    size_t got_len = 0;
+    const void *got = zcq_viewtable_get (table, "r", 1, &got_len);
+    assert_non_null (got);
+    assert_int_equal (got_len, row_len);
+    if (row_len)
+        assert_memory_equal (got, row, row_len);
+    zcq_writer_t *dump = zcq_writer_new ();
+    zcq_viewtable_list (table, NULL, 0, 10, s_dump_row, dump, NULL);
+    zcq_writer_t *expect = zcq_writer_new ();
+    s_dump_row (expect, "r", 1, row, row_len);
+    assert_int_equal (zcq_writer_size (dump), zcq_writer_size (expect));
+    assert_memory_equal (zcq_writer_data (dump), zcq_writer_data (expect), zcq_writer_size (dump));
+    zcq_writer_destroy (&expect);
+    zcq_writer_destroy (&dump);
+    assert_true (zcq_viewtable_delete (table, "r", 1));
+}
+
+static void
+test_viewtable_rows_as_records (void **state)
+{
+    const char *indexes[] = { "kind", NULL };
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_writer_t *writer = zcq_writer_new ();
+
+    //  every scalar, at every width the writer picks, and values that stay
+    //  encoded (binaries, ext, arrays, maps, float32)
+    static const int64_t numbers[]
+        = { 0,         1,  127, 128, 255,  256,  65535,  65536,  4294967295LL,  4294967296LL,
+            INT64_MAX, -1, -32, -33, -128, -129, -32768, -32769, -2147483648LL, -2147483649LL,
+            INT64_MIN };
+    zcq_writer_map (writer, 13 + sizeof numbers / sizeof numbers[0]);
+    for (size_t index = 0; index < sizeof numbers / sizeof numbers[0]; index++) {
+        char name[8];
+        snprintf (name, sizeof name, "n%zu", index);
+        zcq_writer_str (writer, name);
+        zcq_writer_int (writer, numbers[index]);
+    }
+    zcq_writer_str (writer, "nil");
+    zcq_writer_nil (writer);
+    zcq_writer_str (writer, "yes");
+    zcq_writer_bool (writer, true);
+    zcq_writer_str (writer, "no");
+    zcq_writer_bool (writer, false);
+    zcq_writer_str (writer, "big");
+    zcq_writer_uint (writer, UINT64_MAX);
+    zcq_writer_str (writer, "float");
+    zcq_writer_float (writer, -1.25);
+    zcq_writer_str (writer, "float32");
+    zcq_writer_raw (writer, "\xca\x3f\xc0\x00\x00", 5);
+    zcq_writer_str (writer, "empty");
+    zcq_writer_str (writer, "");
+    zcq_writer_str (writer, "long");
+    char text[70000];
+    memset (text, 't', sizeof text - 1);
+    text[sizeof text - 1] = 0;
+    zcq_writer_str (writer, text);
+    zcq_writer_str (writer, "r"); //  equal to the key
+    zcq_writer_str (writer, "r");
+    zcq_writer_str (writer, "bin");
+    zcq_writer_bin (writer, "\x00\x01", 2);
+    zcq_writer_str (writer, "ext");
+    zcq_writer_raw (writer, "\xd4\x01\x02", 3);
+    zcq_writer_str (writer, "nested");
+    zcq_test_write_typed (writer, "D:4");
+    zcq_writer_str (writer, "map");
+    zcq_test_write_typed (writer, "m:");
+    assert_true (zcq_writer_ok (writer));
+    s_assert_round_trip (table, zcq_writer_data (writer), zcq_writer_size (writer));
+
+    //  maps a record could not give back as they are stay their bytes:
+    //  headers and key strings wider than needed, and the like
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } exact[] = {
+        { "\xde\x00\x01\xa1k\x01", 6 },                          //  map16 of one entry
+        { "\xdf\x00\x00\x00\x01\xa1k\x01", 8 },                  //  map32 of one entry
+        { "\x81\xd9\x01k\x01", 5 },                              //  str8 key
+        { "\x81\xa1k\xd3\x00\x00\x00\x00\x00\x00\x00\x05", 12 }, //  int64 5
+        { "\x81\xa1k\xcd\x00\x07", 6 },                          //  uint16 7
+        { "\x81\xa1k\xd9\x02"
+          "ab",
+          6 },                                        //  str8 value
+        { "\x82\x05\xa1v\x93\x01\x02\x03\xa1w", 10 }, //  an int and an array as keys
+        { "\x82\xa1k\x01\xa1k\x02", 7 },              //  a key twice
+        { "\x80", 1 },                                //  empty
+        { "\x93\x01\x02\x03", 4 },                    //  not a map
+        { "\x81\xa1k", 3 },                           //  truncated
+        { "\xc1", 1 },                                //  not MessagePack
+        { "\x81\xa1k\x01\x01", 5 },                   //  trailing bytes
+        { "", 0 },
+    };
+    for (size_t index = 0; index < sizeof exact / sizeof exact[0]; index++)
+        s_assert_round_trip (table, exact[index].bytes, exact[index].len);
+
+    //  an indexed value finds the row however wide its encoding
+    zcq_writer_t *value = zcq_writer_new ();
+    zcq_writer_int (value, 7);
+    assert_int_equal (zcq_viewtable_put (table, "a", 1, "\x81\xa4kind\xcd\x00\x07", 9), ZCQ_OK);
+    assert_int_equal (zcq_viewtable_put (table, "b", 1, "\x81\xa4kind\x07", 7), ZCQ_OK);
+    assert_int_equal (
+        zcq_viewtable_put (table, "c", 1, "\x81\xa4kind\xd3\x00\x00\x00\x00\x00\x00\x00\x07", 15),
+        ZCQ_OK);
+    assert_int_equal (
+        zcq_viewtable_count_value (table, "kind", zcq_writer_data (value), zcq_writer_size (value)),
+        3);
+    //  and a string that is not UTF-8 is not an index value
+    assert_int_equal (zcq_viewtable_put (table, "d", 1, "\x81\xa4kind\xa2\xc3\x28", 9), ZCQ_OK);
+    assert_int_equal (zcq_viewtable_put (table, "e", 1, "\x81\xa4kind\xa2\xc3\xa9", 9), ZCQ_OK);
+    zcq_writer_reset (value);
+    zcq_writer_strn (value, "\xc3\x28", 2);
+    assert_int_equal (
+        zcq_viewtable_count_value (table, "kind", zcq_writer_data (value), zcq_writer_size (value)),
+        0);
+    zcq_writer_reset (value);
+    zcq_writer_strn (value, "\xc3\xa9", 2);
+    assert_int_equal (
+        zcq_viewtable_count_value (table, "kind", zcq_writer_data (value), zcq_writer_size (value)),
+        1);
+    zcq_writer_destroy (&value);
+    zcq_writer_destroy (&writer);
+    zcq_viewtable_destroy (&table);
+}
+
+//  A record is encoded when read, and that encoding kept until it changes.
+static void
+test_viewtable_encoding_kept_until_change (void **state)
+{
+    const char *indexes[] = { "status", NULL };
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_writer_t *writer = zcq_writer_new ();
+    s_put (table, writer, "a", "open", 1);
+    s_page_t page = { 0 };
+    bool more;
+    assert_int_equal (s_count_status (table, "open"), 1); //  (orders the table)
+    size_t held = zcq_viewtable_memory (table);
+    size_t len;
+    const void *first = zcq_viewtable_get (table, "a", 1, &len);
+    assert_int_equal (len, zcq_writer_size (writer));
+    assert_memory_equal (first, zcq_writer_data (writer), len);
+    //  the encoding is counted while kept, and the next read is the same
+    assert_int_equal (zcq_viewtable_memory (table), held + len);
+    assert_ptr_equal (zcq_viewtable_get (table, "a", 1, &len), first);
+    assert_int_equal (s_list (table, NULL, 10, &page, &more), 1);
+    assert_int_equal (s_amount (page.last_row, page.last_row_len), 1);
+
+    //  a change drops it: every read sees the new row
+    s_put (table, writer, "a", "open", 2);
+    assert_int_equal (zcq_viewtable_memory (table), held);
+    assert_int_equal (s_get_amount (table, "a", 1), 2);
+    assert_int_equal (s_list (table, NULL, 10, &page, &more), 1);
+    assert_int_equal (s_amount (page.last_row, page.last_row_len), 2);
+    assert_int_equal (s_list_status (table, "open", NULL, 10, &page, &more), 1);
+    assert_int_equal (s_amount (page.last_row, page.last_row_len), 2);
+    //  and a change of its size as well
+    s_put (table, writer, "a", "closed", -70000);
+    assert_int_equal (s_get_amount (table, "a", 1), -70000);
+    assert_int_equal (s_list_status (table, "closed", NULL, 10, &page, &more), 1);
+    assert_int_equal (s_amount (page.last_row, page.last_row_len), -70000);
+    //  a delete takes it with the row
+    assert_true (zcq_viewtable_delete (table, "a", 1));
+    assert_int_equal (zcq_viewtable_count (table), 0);
+    s_page_free (&page);
+    zcq_writer_destroy (&writer);
+    zcq_viewtable_destroy (&table);
+}
+
+//  --------------------------------------------------------------------------
+//  Rows in bulk: a new table sorts its rows at its first ordered read
+
+#define S_BULK_ROWS 20000
+
+//  A key of 0 to 80 bytes from 4 letters (0x00, 'a', 'b', 0xff): long
+//  common prefixes, keys that end in zeros or prefix each other.
+static void
+s_bulk_key (uint64_t *seed, s_key_t *key)
+{
+    static const char letters[] = { 0x00, 'a', 'b', (char) 0xff };
+    size_t len = zcq_test_next (seed) % 4 == 0 ? zcq_test_next (seed) % 81
+                                               : 10 + zcq_test_next (seed) % 12;
+    if (len > S_KEY_MAX)
+        len = S_KEY_MAX;
+    for (size_t index = 0; index < len; index++)
+        key->bytes[index]
+            = index < 12 && zcq_test_next (seed) % 3 ? 'a' : letters[zcq_test_next (seed) % 4];
+    key->len = len;
+}
+
+static void
+s_check_bulk (zcq_viewtable_t *table, s_key_t *keys, int *groups, size_t count)
+{
+    //  the model: the present keys, sorted
+    s_key_t *sorted = malloc (count * sizeof (s_key_t));
+    size_t present = 0;
+    for (size_t index = 0; index < count; index++)
+        if (groups[index] >= 0)
+            sorted[present++] = keys[index];
+    qsort (sorted, present, sizeof (s_key_t), s_key_compare);
+    s_page_t page = { 0 };
+    bool more;
+    assert_int_equal (s_list (table, NULL, SIZE_MAX, &page, &more), present);
+    assert_int_equal (zcq_viewtable_count (table), present);
+    for (size_t index = 0; index < present; index++)
+        assert_int_equal (s_key_compare (&page.keys[index], &sorted[index]), 0);
+    //  by index: each group's keys in order, and its count
+    zcq_writer_t *value = zcq_writer_new ();
+    for (int group = 0; group < 4; group++) {
+        zcq_writer_reset (value);
+        zcq_writer_int (value, group);
+        size_t expect = 0;
+        for (size_t index = 0; index < count; index++)
+            expect += groups[index] == group;
+        s_page_reset (&page);
+        size_t given = zcq_viewtable_list_value (table, "group", zcq_writer_data (value),
+                                                 zcq_writer_size (value), NULL, 0, SIZE_MAX,
+                                                 s_collect, &page, &more);
+        assert_int_equal (given, expect);
+        assert_int_equal (zcq_viewtable_count_value (table, "group", zcq_writer_data (value),
+                                                     zcq_writer_size (value)),
+                          expect);
+        for (size_t index = 1; index < given; index++)
+            assert_true (s_key_compare (&page.keys[index - 1], &page.keys[index]) < 0);
+    }
+    zcq_writer_destroy (&value);
+    s_page_free (&page);
+    free (sorted);
+}
+
+static void
+test_viewtable_bulk_order (void **state)
+{
+    const char *indexes[] = { "group", NULL };
+    zcq_viewtable_t *table = zcq_viewtable_new (indexes);
+    zcq_writer_t *writer = zcq_writer_new ();
+    s_key_t *keys = calloc (S_BULK_ROWS, sizeof (s_key_t));
+    int *groups = malloc (S_BULK_ROWS * sizeof (int));
+    uint64_t seed = 0xb01cULL;
+    //  distinct keys, put in no order; some replaced, some deleted and put
+    //  again, before anything is read
+    size_t count = 0;
+    while (count < S_BULK_ROWS) {
+        s_bulk_key (&seed, &keys[count]);
+        bool seen = false;
+        for (size_t other = count > 64 ? count - 64 : 0; other < count && !seen; other++)
+            seen = s_key_compare (&keys[other], &keys[count]) == 0;
+        if (seen || zcq_viewtable_get (table, keys[count].bytes, keys[count].len, &(size_t) { 0 }))
+            continue;
+        groups[count] = (int) (zcq_test_next (&seed) % 4);
+        zcq_writer_reset (writer);
+        zcq_writer_map (writer, 2);
+        zcq_writer_str (writer, "group");
+        zcq_writer_int (writer, groups[count]);
+        zcq_writer_str (writer, "n");
+        zcq_writer_uint (writer, count);
+        assert_int_equal (zcq_viewtable_put (table, keys[count].bytes, keys[count].len,
+                                             zcq_writer_data (writer), zcq_writer_size (writer)),
+                          ZCQ_OK);
+        count++;
+    }
+    for (size_t index = 0; index < count; index += 7) {
+        assert_true (zcq_viewtable_delete (table, keys[index].bytes, keys[index].len));
+        groups[index] = -1;
+    }
+    for (size_t index = 0; index < count; index += 21) {
+        groups[index] = 3;
+        zcq_writer_reset (writer);
+        zcq_writer_map (writer, 1);
+        zcq_writer_str (writer, "group");
+        zcq_writer_int (writer, 3);
+        assert_int_equal (zcq_viewtable_put (table, keys[index].bytes, keys[index].len,
+                                             zcq_writer_data (writer), zcq_writer_size (writer)),
+                          ZCQ_OK);
+    }
+    //  a snapshot of the table as it stands orders it first
+    char *dir = zcq_test_dir ("viewtable-bulk");
+    char *path = s_path (dir, "bulk.snap");
+    const char *snap_indexes[] = { "group", NULL };
+    zcq_viewtable_t *loaded = s_round_trip (table, snap_indexes, path);
+    //  the first read orders the rows and builds the index
+    s_check_bulk (table, keys, groups, count);
+    s_check_bulk (loaded, keys, groups, count);
+    //  from then on every change keeps them as it goes
+    for (size_t index = 3; index < count; index += 5) {
+        if (groups[index] >= 0) {
+            assert_true (zcq_viewtable_delete (table, keys[index].bytes, keys[index].len));
+            groups[index] = -1;
+        }
+        else {
+            groups[index] = 1;
+            zcq_writer_reset (writer);
+            zcq_writer_map (writer, 1);
+            zcq_writer_str (writer, "group");
+            zcq_writer_int (writer, 1);
+            assert_int_equal (zcq_viewtable_put (table, keys[index].bytes, keys[index].len,
+                                                 zcq_writer_data (writer),
+                                                 zcq_writer_size (writer)),
+                              ZCQ_OK);
+        }
+    }
+    s_check_bulk (table, keys, groups, count);
+
+    //  a count by value is an ordered read too; so is a page of one
+    zcq_viewtable_t *fresh = zcq_viewtable_new (indexes);
+    for (size_t index = 0; index < 100; index++) {
+        zcq_writer_reset (writer);
+        zcq_writer_map (writer, 1);
+        zcq_writer_str (writer, "group");
+        zcq_writer_int (writer, (int64_t) (index % 2));
+        char key[8];
+        snprintf (key, sizeof key, "%03zu", 99 - index);
+        assert_int_equal (
+            zcq_viewtable_put (fresh, key, 3, zcq_writer_data (writer), zcq_writer_size (writer)),
+            ZCQ_OK);
+    }
+    zcq_writer_reset (writer);
+    zcq_writer_int (writer, 1);
+    assert_int_equal (zcq_viewtable_count_value (fresh, "group", zcq_writer_data (writer),
+                                                 zcq_writer_size (writer)),
+                      50);
+    s_page_t page = { 0 };
+    bool more;
+    assert_int_equal (s_list (fresh, NULL, 1, &page, &more), 1);
+    assert_true (s_key_is (&page.keys[0], "000"));
+    assert_true (more);
+    s_page_free (&page);
+
+    zcq_viewtable_destroy (&fresh);
+    zcq_viewtable_destroy (&loaded);
+    zcq_test_rmdir (&dir);
+    free (path);
+    free (keys);
+    free (groups);
+    zcq_writer_destroy (&writer);
+    zcq_viewtable_destroy (&table);
+}
+
 int
 main (void)
 {
@@ -2024,6 +2389,9 @@ main (void)
         cmocka_unit_test (test_viewtable_random_against_model),
         cmocka_unit_test (test_viewtable_memory),
         cmocka_unit_test (test_viewtable_distinct_values_are_released),
+        cmocka_unit_test (test_viewtable_rows_as_records),
+        cmocka_unit_test (test_viewtable_encoding_kept_until_change),
+        cmocka_unit_test (test_viewtable_bulk_order),
         cmocka_unit_test (test_viewsnap_round_trip),
         cmocka_unit_test (test_viewsnap_empty),
         cmocka_unit_test (test_viewsnap_large),

@@ -16,7 +16,7 @@ root=$(cd "$here/../.." && pwd)
 build=${1:-${ZCQ_FUZZ_BUILD:-$root/build-fuzz}}
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
 
-targets=(fuzz_codec fuzz_event fuzz_request fuzz_catchup fuzz_config)
+targets=(fuzz_codec fuzz_event fuzz_event_read fuzz_request fuzz_catchup fuzz_config)
 
 #  ---- the toolchain ---------------------------------------------------------
 find_clang () {

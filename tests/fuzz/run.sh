@@ -22,7 +22,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 seconds=60
 build="$root/build-fuzz"
-targets="fuzz_codec fuzz_event fuzz_request fuzz_catchup fuzz_config"
+targets="fuzz_codec fuzz_event fuzz_event_read fuzz_request fuzz_catchup fuzz_config"
 replay_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
