@@ -1,50 +1,57 @@
-/*  store.c: the event store on RocksDB. The only file that includes
+/*  store.c: the event store on RocksDB. The store's files (store.c,
+    store_recent.c, store_wal.c) are the only ones that include
     rocksdb/c.h; RocksDB's error strings become zcq_err_t here.
 
     DESIGN
-    1.  Positions are assigned by the single committer, head + 1 upward,
-        and a commit writes the log entries, the stream index, snapshots,
-        command ids and metadata of a batch in one WriteBatch: all or none.
+    1.  Positions are assigned by the single committer, head + 1 upward.
+        A commit writes, in one WriteBatch (all or none), only what comes
+        in log order: the log entries, and the rare snapshot, metadata
+        value, and id of a command that wrote no events (DESIGN 13). The
+        stream index (`streams`) and the command ids (`commands`) are
+        derived from the log, kept in memory for its recent part and
+        written behind it by the indexer (DESIGN 11, 12).
     2.  The head is derived from the log itself (its last key) when the
         store opens, so it can never disagree with what is stored.
     3.  A command id record carries its commit time; look-ups treat records
-        older than the dedup window as absent, and a compaction filter on
-        the `commands` family drops them when RocksDB compacts it (only the
-        newest record of an id is seen there, so a reused id's newer record
-        survives). Data dirs of earlier versions also kept a time-ordered
-        `expiry` index, one more put a command; zcq_store_expire_commands
-        still empties what is left of it.
+        older than the dedup window as absent, the indexer does not write
+        them, and a compaction filter on the `commands` family drops them
+        when RocksDB compacts it (only the newest record of an id is seen
+        there, so a reused id's newer record survives; the filter leaves
+        the index marker of DESIGN 12 alone). Data dirs of earlier versions
+        also kept a time-ordered `expiry` index, one more put a command;
+        zcq_store_expire_commands still empties what is left of it.
     4.  Reads use their own iterators; RocksDB is thread-safe for
-        concurrent reads and writes. The only lock is the handle's (DESIGN
-        7): every read holds it shared, uncontended but during a reopen.
-    6.  The two families written in random key order get hash-bucketed
-        memtables (a small skip list per bucket) instead of one big skip
-        list, since memtable inserts are most of the committer's work:
-        `streams` buckets by stream name (the prefix up to the NUL), so a
-        stream's entries stay together for its seeks; `commands` buckets by
-        the whole id (point look-ups only). Seeks in `streams` stay inside
-        one stream's prefix, which is all a stream read needs. A bucket's
-        skip list may hold a hot stream's whole history, so it gets the
-        height for millions of entries (16 levels, branching 4); ids are
-        spread thin, so theirs stay short.
+        concurrent reads and writes. Two locks: the handle's (DESIGN 7),
+        held shared by every read, uncontended but during a reopen; and
+        the recent part's (DESIGN 11), held shared for a look-up in memory.
+        Always in that order.
     5.  Most command ids are new, and a look-up that finds nothing still
         searches the memtables. A Bloom filter of the ids (built from the
-        commands family on open, bits set before each commit, never
-        cleared) answers "certainly new" without touching RocksDB; a
-        "maybe" falls through to the real look-up, so it costs nothing in
-        correctness. It is filled from the stored ids by a thread of its
-        own after the store opens; until that is done (ids_ready), every
-        look-up goes to RocksDB, so a node starts at once whatever the
-        number of ids. THREAD SAFETY: its words are atomics, set with
-        fetch_or by the committer and the filling thread and read by any
-        thread.
+        commands family and the recent part on open, bits set as each id
+        is staged, never cleared) answers "certainly new" without touching
+        RocksDB; a "maybe" falls through to the real look-up, so it costs
+        nothing in correctness. It is filled from the stored ids by a
+        thread of its own after the store opens; until that is done
+        (ids_ready), every look-up goes to the recent part and RocksDB, so
+        a node starts at once whatever the number of ids. THREAD SAFETY:
+        its words are atomics, set with fetch_or by the committer, the
+        open and the filling thread and read by any thread.
+    6.  RocksDB gets the two index families through the files the indexer
+        ingests (DESIGN 11), and their memtables see only the rare record
+        of DESIGN 13 and the markers a new data dir starts with: plain skip
+        lists do. `streams` keeps a prefix extractor (the stream name, up
+        to its NUL), so that its .sst files have a Bloom filter per stream
+        and a seek stays inside one stream. Data dirs of format 2 wrote
+        both families in random key order in every commit, which is what
+        made memtable inserts most of the committer's work.
     7.  A failed write leaves RocksDB with a background error that refuses
         every later write until the DB is reopened (the C API has no
-        Resume). So a failed commit marks the store broken: commits fail at
-        once, reads keep using the open handle, and zcq_store_recover
-        (called by the committing thread, with a backoff of 100 ms doubling
-        to 500 ms, or four times what a failed attempt took if that is
-        more) closes RocksDB and opens it again with the same column
+        Resume). So a failed commit, or a failed index write, marks the
+        store broken: commits fail at once, reads keep using the open handle
+        and the recent part, and zcq_store_recover (called by the
+        committing thread, with a backoff of 100 ms doubling to 500 ms, or
+        four times what a failed attempt took if that is more) stops the
+        indexer, closes RocksDB and opens it again with the same column
         families and options. While that fails (the fault lasts), the store
         opens read-only, so that reads go on. The handle sits behind a
         read-write lock: readers take it shared, the reopen exclusive, and a
@@ -54,10 +61,15 @@
         comes back whole), so the head is read again and the epoch counter
         goes up: whoever caches state derived from the store (the log
         writer's head, the shards' aggregates) reloads it when the epoch
-        changes.
+        changes. The recent part stays: what it holds was committed, and a
+        committed batch is in the WAL the reopened DB replays. The log past
+        it (the batch that came back) is indexed on the reopen: from the
+        index the store kept of the failed batch when the head is that
+        batch's last position (so its command types stay), else from the
+        log (DESIGN 12). Then the indexer starts again.
     8.  RocksDB's point-in-time recovery stops at the first damaged WAL
         record and drops everything after it, silently. Before opening, the
-        store checks the WAL files itself (s_check_wal): a damaged record
+        store checks the WAL files itself (store_wal.c): a damaged record
         followed, in the same file, by intact records means acknowledged
         data would be lost, and the open is refused, naming the file and the
         offset. A damaged or short stretch at the end of a file is what a
@@ -71,23 +83,88 @@
     10. A stream's version is not stored: it is the highest version in the
         stream index, whose versions run 1..V without a hole. Loading an
         aggregate reads the snapshot and then the index from the snapshot's
-        version on, so the last entry read gives V; a bare version query
-        finds V by probing versions 1, 2, 4, ... until one is missing, then
-        halving the gap. Data dirs of format 1 also kept a head record
-        (stream NUL -> version) per stream, one more random-order put per
-        commit; they are left where they are, unread, and opening such a
-        dir for writing moves its format to 2 so that older builds, which
-        would trust the stale records, refuse it.
+        version on, so the last entry read gives V. A bare version query
+        takes V from the recent part when the stream has events there (its
+        newest ones are there), else finds it in RocksDB by probing
+        versions 1, 2, 4, ... until one is missing, then halving the gap.
+        Formats: 1 kept a head record (stream NUL -> version) per stream,
+        left unread since; 2 wrote the stream index and the ids in every
+        commit; 3 writes them behind the log, with markers (DESIGN 12).
+        Opening a dir of format 1 or 2 for writing makes it format 3,
+        indexed through its head, so that an older build, which would miss
+        the index entries still in memory, refuses it.
+    11. The recent part. A commit adds the stream index entries of its
+        events and its command ids to the newest segment of the recent part
+        (zcq_recent_t, store_recent.c: hash tables in an arena), in memory,
+        before it returns and before the head moves: whoever sees the head
+        sees their index. The indexer, a thread of its own, seals the
+        newest segment (a new one takes the commits) once it holds
+        S_INDEX_ENTRIES entries or S_INDEX_BYTES bytes or its first entry
+        is S_INDEX_MS old, and moves the oldest sealed segment to RocksDB:
+        one .sst file per family, its keys sorted, built with
+        rocksdb_sstfilewriter and ingested; then drops it from memory.
+        Measured (1M and 3M events of 260 bytes, 100k streams, random ids,
+        the store's options, process CPU with flushes and compactions):
+        writing the index in the commit costs 16 us an event, sorted
+        WriteBatches behind the log 6 us, sorted .sst files 4 us, the log
+        alone 1.5 us; the WriteBatches also hold up the commits queued
+        behind them in RocksDB's write thread for as long as their inserts
+        take, where an ingestion holds them only for its manifest write.
+        Reads see both parts: memory is read first, RocksDB after, and a
+        segment leaves memory only once its files are in RocksDB, so
+        nothing falls between. A stream's versions below the lowest one in
+        memory come from RocksDB, the others from memory; an id is looked
+        up in the segments, newest first, then in RocksDB. Bound: when the
+        recent part holds S_RECENT_MAX_ENTRIES entries or
+        S_RECENT_MAX_BYTES bytes (4 segments' worth, about 64 MiB), a
+        commit waits for the indexer (or indexes itself when no indexer
+        runs): the writer slows to the indexer's pace. THREAD SAFETY: the
+        segments are read under recent_lock shared and changed under it
+        exclusive; the newest one is changed only by the committing thread,
+        which holds `active` from its reservation to its merge, as the
+        indexer does to seal it; one indexing at a time (`indexing`).
+        Test hooks, read at open: $ZCQ_STORE_INDEX_ENTRIES seals at that
+        many entries, $ZCQ_STORE_INDEX_DELAY_MS holds the indexer thread
+        back that long before each segment, $ZCQ_STORE_INDEX_CRASH ends the
+        process between a segment's two ingestions.
+    12. Indexed through. Each file the indexer ingests carries, under the
+        empty key, the position through which its family is indexed (its
+        marker): a file is ingested whole or not at all, so a family never
+        holds entries without the marker that covers them, and the two
+        families may differ only for a crash between their ingestions.
+        Before ingesting, the indexer syncs the WAL in wal mode: an index
+        durable ahead of the log it points into would outlive a power cut
+        that takes the log's tail. On open the store reads both markers and
+        indexes the log from the lower one + 1 to the head into the recent
+        part (stream entries above the `streams` marker, ids above the
+        `commands` one) before open returns: every event body carries its
+        stream, version, command id and time (the ZCQ/1 event map,
+        ZCQ_EVENT_*), ahead of meta and data, the map's first containers,
+        which are not parsed. A command's record is rebuilt from its consecutive
+        events as [u64 version][u64 position][u32 events][stream] NUL,
+        zcq_result_encode's layout with an empty type: the type is not in
+        the log (zcq_result_parse accepts that; a duplicate check then
+        compares the stream only). A log entry that is not an event body
+        stops the open. A data dir without markers (format 1 or 2, whose
+        commits wrote the index) is indexed through its head.
+    13. A command that wrote no events leaves nothing in the log to rebuild
+        its id from, so its record is written in the commit itself (a
+        random-order put, but rare). It is kept in the recent part too and
+        ingested with the others: RocksDB puts an ingested file above its
+        memtable, so the files must carry the newest record of every id
+        they hold. An older record of a reused id is expired (that is when
+        an id can be used again), and expired records are neither ingested
+        nor rebuilt (DESIGN 3), so it never covers the newer one.
 */
 #include "zcq_internal.h"
+#include <assert.h>
 #include <dirent.h>
-#include <fcntl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -103,17 +180,26 @@ enum {
 static const char *s_cf_names[S_CF_COUNT]
     = { "default", "log", "streams", "snapshots", "commands", "expiry" };
 
-#define S_FORMAT "2"
-//  a data dir of format 1 (with stream head records, DESIGN 10) is read too
-#define S_FORMAT_HEADS   "1"
-#define S_DEFAULT_WINDOW (24 * 3600)
-#define S_MULTIGET_CHUNK 256
-#define S_BLOOM_MIN_BITS (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
-#define S_BLOOM_HASHES   7
-#define S_RETRY_FIRST_MS 100 //  DESIGN 7: first reopen attempt after a failure
-#define S_RETRY_MAX_MS   500
-#define S_YIELD_EVERY    1024 //  log read: keys between looks for a waiting reopen
-#define S_WAL_BLOCK      32768
+//  DESIGN 10: formats 1 (head records) and 2 (index in the commit) are
+//  read too, and moved to 3 when opened for writing
+#define S_FORMAT             "3"
+#define S_DEFAULT_WINDOW     (24 * 3600)
+#define S_MULTIGET_CHUNK     256
+#define S_BLOOM_MIN_BITS     (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
+#define S_BLOOM_HASHES       7
+#define S_RETRY_FIRST_MS     100 //  DESIGN 7: first reopen attempt after a failure
+#define S_RETRY_MAX_MS       500
+#define S_YIELD_EVERY        1024   //  log read: keys between looks for a waiting reopen
+#define S_INDEX_ENTRIES      131072 //  DESIGN 11: seal the newest segment at this many
+#define S_INDEX_BYTES        (16u << 20)
+#define S_INDEX_MS           5000
+#define S_RECENT_MAX_ENTRIES (4 * S_INDEX_ENTRIES) //  then commits wait for the indexer
+#define S_RECENT_MAX_BYTES   (4 * S_INDEX_BYTES)
+#define S_SEGMENTS_MAX       16
+#define S_INDEX_POLL_MS      100          //  the indexer looks at the age of the newest segment
+#define S_INDEX_FILE         "zcq-index-" //  the indexer's files, before ingestion:
+#define S_INDEX_FILE_END     ".dbtmp"     //  named as RocksDB names its temporary files
+#define S_MARKER             ""           //  DESIGN 12: the key of a family's indexed-through
 
 typedef struct {
     _Atomic uint64_t *words;
@@ -132,13 +218,15 @@ struct zcq_store_t {
     rocksdb_column_family_handle_t *cf[S_CF_COUNT];
     rocksdb_writeoptions_t *write_options;
     rocksdb_readoptions_t *read_options;
+    rocksdb_envoptions_t *env_options;                   //  DESIGN 11: the indexer's files
+    rocksdb_ingestexternalfileoptions_t *ingest_options; //  and their ingestion
     zcq_durability_t durability;
     uint64_t dedup_window_s;
     _Atomic uint64_t head;
     atomic_int fault_countdown;
     s_bloom_t ids;         //  DESIGN 5
     atomic_bool ids_ready; //  the filter holds every stored id
-    atomic_bool closing;   //  tells the filling and verifying threads to stop
+    atomic_bool closing;   //  tells the store's threads to stop
     pthread_t ids_filler;
     bool ids_filling;
     pthread_mutex_t threads; //  guards starting and joining those threads
@@ -147,11 +235,14 @@ struct zcq_store_t {
     //  DESIGN 7
     pthread_rwlock_t lock;      //  the handle: readers shared, a reopen exclusive
     atomic_bool broken;         //  a write failed: commits refused until reopened
+    _Atomic int64_t broken_at;  //  zclock_mono () when it broke
     atomic_bool reopen_waiting; //  long reads step aside
     bool read_only;             //  opened read-only while the fault lasts
     _Atomic uint64_t epoch;     //  reopens so far
     int64_t next_attempt;       //  zclock_mono () of the next reopen
-    int64_t backoff_ms;
+    int64_t backoff_ms;         //  0: no attempt since it broke
+    zcq_recent_t *pending;      //  the index of the batch whose commit failed
+    uint64_t pending_after;     //  the head that batch was staged on
 
     //  DESIGN 9
     pthread_t verifier;
@@ -160,15 +251,65 @@ struct zcq_store_t {
     bool verify_done; //  the whole log was read through
     zcq_err_t verify_err;
     char verify_error[512];
+
+    //  DESIGN 11, 12: the recent part and the indexer
+    pthread_rwlock_t recent_lock;           //  the segments and the markers
+    zcq_recent_t *segments[S_SEGMENTS_MAX]; //  oldest first; commits add to the last
+    size_t segment_count;
+    uint64_t streams_through; //  the markers in RocksDB
+    uint64_t commands_through;
+    pthread_mutex_t active;      //  a commit's reservation to its merge; sealing
+    pthread_mutex_t indexing;    //  one segment is moved to RocksDB at a time
+    pthread_mutex_t index_mutex; //  with index_cond: wakes the indexer, and
+    pthread_cond_t index_cond;   //  the commits that wait for it
+    pthread_t indexer;
+    bool indexer_running; //  guarded by `threads`
+    atomic_bool index_held;
+    size_t index_entries;   //  S_INDEX_ENTRIES, or $ZCQ_STORE_INDEX_ENTRIES
+    int64_t index_delay_ms; //  $ZCQ_STORE_INDEX_DELAY_MS (tests)
+    bool index_crash;       //  $ZCQ_STORE_INDEX_CRASH (tests): die between two ingestions
+    uint64_t index_serial;  //  names the indexer's files
 };
+
+//  What a batch stages for the recent part (DESIGN 11): offsets into its
+//  bytes, which move when they grow
+typedef struct {
+    size_t stream;
+    size_t stream_len;
+    uint64_t version;
+    uint64_t position;
+} s_staged_event_t;
+
+typedef struct {
+    size_t id;
+    size_t id_len;
+    size_t result;
+    size_t result_len;
+    int64_t time;
+} s_staged_command_t;
 
 struct zcq_batch_t {
     zcq_store_t *store;
     rocksdb_writebatch_t *batch;
     size_t count;
-    bool failed; //  a put could not be staged (no memory)
+    bool failed;  //  a put could not be staged (no memory)
+    bool invalid; //  an empty command id
+    s_staged_event_t *events;
+    size_t event_count;
+    size_t event_slots;
+    s_staged_command_t *commands;
+    size_t command_count;
+    size_t command_slots;
+    char *bytes;
+    size_t bytes_used;
+    size_t bytes_size;
+    size_t unclaimed; //  events staged since the last command id (DESIGN 13)
 };
 
+static zcq_err_t s_read_begin (zcq_store_t *self);
+static void s_read_end (zcq_store_t *self);
+static void s_broken (zcq_store_t *self, const char *doing, const char *rocks_error);
+static size_t s_stream_key (char *key, const char *stream, size_t stream_len, uint64_t version);
 //  --------------------------------------------------------------------------
 //  Bloom filter of command ids (DESIGN 5)
 
@@ -247,8 +388,8 @@ s_expired_id (void *state, int level, const char *key, size_t key_len, const cha
 {
     const zcq_store_t *self = state;
     *value_changed = 0;
-    if (value_len < 8)
-        return 0;
+    if (key_len == 0 || value_len < 8)
+        return 0; //  the marker (DESIGN 12), or not a record
     int64_t time = (int64_t) zcq_get_be64 ((const uint8_t *) value);
     return time < zcq_now_us () - (int64_t) self->dedup_window_s * 1000000;
 }
@@ -340,7 +481,8 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
     return err;
 }
 
-//  Fill the id filter from the commands family (DESIGN 5).
+//  Fill the id filter from the commands family (DESIGN 5); the open put
+//  the ids of the recent part in it.
 static void *
 s_fill_ids (void *args)
 {
@@ -352,7 +494,8 @@ s_fill_ids (void *args)
          rocksdb_iter_next (iterator)) {
         size_t key_len;
         const char *key = rocksdb_iter_key (iterator, &key_len);
-        s_bloom_add (&self->ids, key, key_len);
+        if (key_len) //  not the marker
+            s_bloom_add (&self->ids, key, key_len);
     }
     char *rocks_error = NULL;
     rocksdb_iter_get_error (iterator, &rocks_error);
@@ -443,6 +586,625 @@ s_verify_log (void *args)
 
 //  Start the threads that read the store after an open: the id filter
 //  while it is not full, the log check while it has not run through.
+
+//  Get a value from a column family; caller frees *value with free. The
+//  caller holds the handle (s_read_begin), or opens the store.
+static zcq_err_t
+s_get (zcq_store_t *self, int cf, const char *key, size_t key_len, void **value, size_t *len)
+{
+    char *rocks_error = NULL;
+    char *found = rocksdb_get_cf (self->db, self->read_options, self->cf[cf], key, key_len, len,
+                                  &rocks_error);
+    if (rocks_error)
+        return s_error (rocks_error, NULL, 0, "get");
+    if (!found)
+        return ZCQ_NOT_FOUND;
+    //  copy into malloc'd memory so callers free it the usual way
+    void *copy = malloc (*len ? *len : 1);
+    if (copy)
+        memcpy (copy, found, *len);
+    rocksdb_free (found);
+    if (!copy)
+        return ZCQ_NOMEM;
+    *value = copy;
+    return ZCQ_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Indexing the log (DESIGN 12): what an event body says about itself
+
+typedef struct {
+    const uint8_t *stream;
+    size_t stream_len;
+    const uint8_t *command;
+    size_t command_len;
+    uint64_t version;
+    int64_t time;
+    bool has_stream, has_version, has_command, has_time;
+} s_fields_t;
+
+//  A msgpack string at *cursor: its bytes; the cursor moves past it.
+static bool
+s_mp_str (const uint8_t **cursor, const uint8_t *end, const uint8_t **bytes, size_t *len)
+{
+    const uint8_t *at = *cursor;
+    if (at >= end)
+        return false;
+    uint8_t tag = *at++;
+    size_t length, width = tag == 0xd9 ? 1 : tag == 0xda ? 2 : tag == 0xdb ? 4 : 0;
+    if ((tag & 0xe0) == 0xa0)
+        length = tag & 0x1f;
+    else if (width && (size_t) (end - at) >= width) {
+        length = 0;
+        for (size_t index = 0; index < width; index++)
+            length = length << 8 | at[index];
+        at += width;
+    }
+    else
+        return false;
+    if (length > (size_t) (end - at))
+        return false;
+    *bytes = at;
+    *len = length;
+    *cursor = at + length;
+    return true;
+}
+
+//  A msgpack integer at *cursor (as 64 bits, two's complement).
+static bool
+s_mp_int (const uint8_t **cursor, const uint8_t *end, uint64_t *value)
+{
+    const uint8_t *at = *cursor;
+    if (at >= end)
+        return false;
+    uint8_t tag = *at++;
+    if (tag <= 0x7f || tag >= 0xe0) { //  a positive or negative fixint
+        *value = tag <= 0x7f ? tag : (uint64_t) (int64_t) (int8_t) tag;
+        *cursor = at;
+        return true;
+    }
+    size_t width = 0;
+    bool is_signed = tag >= 0xd0 && tag <= 0xd3;
+    if (tag >= 0xcc && tag <= 0xcf)
+        width = (size_t) 1 << (tag - 0xcc);
+    else if (is_signed)
+        width = (size_t) 1 << (tag - 0xd0);
+    if (!width || (size_t) (end - at) < width)
+        return false;
+    uint64_t bits = 0;
+    for (size_t index = 0; index < width; index++)
+        bits = bits << 8 | at[index];
+    if (is_signed && width < 8 && (bits >> (8 * width - 1)) & 1)
+        bits |= ~0ULL << (8 * width); //  sign-extend
+    *value = bits;
+    *cursor = at + width;
+    return true;
+}
+
+static bool
+s_key_is (const uint8_t *key, size_t len, const char *name)
+{
+    return len == strlen (name) && memcmp (key, name, len) == 0;
+}
+
+//  Read stream, version, command and time from an event body (ZCQ/1 event
+//  map; they come before meta and data, which are not parsed). False when
+//  the body is not such a map or lacks a stream or a version.
+static bool
+s_event_fields (const uint8_t *body, size_t len, s_fields_t *fields)
+{
+    memset (fields, 0, sizeof *fields);
+    const uint8_t *cursor = body, *end = body + len;
+    if (cursor >= end)
+        return false;
+    uint8_t tag = *cursor++;
+    size_t count;
+    if ((tag & 0xf0) == 0x80)
+        count = tag & 0x0f;
+    else if (tag == 0xde && end - cursor >= 2) {
+        count = (size_t) cursor[0] << 8 | cursor[1];
+        cursor += 2;
+    }
+    else if (tag == 0xdf && end - cursor >= 4) {
+        count = zcq_get_be32 (cursor);
+        cursor += 4;
+    }
+    else
+        return false;
+    for (size_t entry = 0; entry < count; entry++) {
+        if (fields->has_stream && fields->has_version && fields->has_command && fields->has_time)
+            break;
+        const uint8_t *key, *text;
+        size_t key_len, text_len;
+        uint64_t number;
+        if (!s_mp_str (&cursor, end, &key, &key_len) || cursor >= end)
+            return false;
+        uint8_t value = *cursor;
+        if ((value & 0xe0) == 0xa0 || (value >= 0xd9 && value <= 0xdb)) {
+            if (!s_mp_str (&cursor, end, &text, &text_len))
+                return false;
+            if (s_key_is (key, key_len, "stream")) {
+                fields->stream = text;
+                fields->stream_len = text_len;
+                fields->has_stream = true;
+            }
+            else if (s_key_is (key, key_len, "command")) {
+                fields->command = text;
+                fields->command_len = text_len;
+                fields->has_command = true;
+            }
+        }
+        else if (value <= 0x7f || value >= 0xe0 || (value >= 0xcc && value <= 0xd3)) {
+            if (!s_mp_int (&cursor, end, &number))
+                return false;
+            if (s_key_is (key, key_len, "version")) {
+                fields->version = number;
+                fields->has_version = true;
+            }
+            else if (s_key_is (key, key_len, "time")) {
+                fields->time = (int64_t) number;
+                fields->has_time = true;
+            }
+        }
+        else if (value == 0xc0 || value == 0xc2 || value == 0xc3)
+            cursor++;
+        else if ((value == 0xca || value == 0xcb) && end - cursor > (value == 0xca ? 4 : 8))
+            cursor += value == 0xca ? 5 : 9;
+        else
+            break; //  a container: meta or data, past the fields looked for
+    }
+    return fields->has_stream && fields->has_version && fields->stream_len > 0;
+}
+
+//  The command whose consecutive events are being read
+typedef struct {
+    char *id;
+    size_t id_len;
+    char *stream;
+    size_t stream_len;
+    size_t size; //  of each of the two buffers
+    int64_t time;
+    uint32_t events;
+    uint64_t version; //  of its last event so far
+    uint64_t position;
+} s_command_t;
+
+static bool
+s_command_copy (s_command_t *command, const s_fields_t *fields)
+{
+    size_t wanted = fields->command_len > fields->stream_len ? fields->command_len
+                                                             : fields->stream_len;
+    if (wanted > command->size) {
+        char *id = realloc (command->id, wanted),
+             *stream = id ? realloc (command->stream, wanted) : NULL;
+        if (id)
+            command->id = id;
+        if (stream)
+            command->stream = stream;
+        if (!id || !stream)
+            return false;
+        command->size = wanted;
+    }
+    memcpy (command->id, fields->command, fields->command_len);
+    command->id_len = fields->command_len;
+    memcpy (command->stream, fields->stream, fields->stream_len);
+    command->stream_len = fields->stream_len;
+    return true;
+}
+
+//  Remember the command read (DESIGN 12): its record as the committer
+//  would have stored it, less the type.
+static bool
+s_command_done (zcq_store_t *self, zcq_recent_t *segment, const s_command_t *command,
+                uint64_t commands_through, int64_t expired_before)
+{
+    if (!command->events || command->position <= commands_through || command->time < expired_before
+        || !command->id_len)
+        return true;
+    size_t len = 20 + command->stream_len + 1;
+    uint8_t buffer[20 + ZCQ_STREAM_MAX + 1];
+    uint8_t *result = len <= sizeof buffer ? buffer : malloc (len);
+    if (!result)
+        return false;
+    zcq_put_be64 (result, command->version);
+    zcq_put_be64 (result + 8, command->position);
+    zcq_put_be32 (result + 16, command->events);
+    memcpy (result + 20, command->stream, command->stream_len);
+    result[20 + command->stream_len] = 0;
+    bool added
+        = zcq_recent_command (segment, command->id, command->id_len, command->time, result, len);
+    if (result != buffer)
+        free (result);
+    if (added)
+        s_bloom_add (&self->ids, command->id, command->id_len);
+    return added;
+}
+
+//  Index the log after position `after` up to head into a new segment
+//  (DESIGN 12): stream entries above the `streams` marker, command ids
+//  above the `commands` one. The caller holds the handle, or opens the
+//  store.
+static zcq_err_t
+s_index_log (zcq_store_t *self, uint64_t after, uint64_t head, zcq_recent_t **segment_p,
+             char *error, size_t size)
+{
+    zcq_recent_t *segment = zcq_recent_new ();
+    if (!segment) {
+        snprintf (error, size, "out of memory indexing the log");
+        return ZCQ_NOMEM;
+    }
+    int64_t expired_before = zcq_now_us () - (int64_t) self->dedup_window_s * 1000000;
+    rocksdb_iterator_t *iterator
+        = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_LOG]);
+    uint8_t start[8];
+    zcq_put_be64 (start, after + 1);
+    s_command_t command = { 0 };
+    zcq_err_t err = ZCQ_OK;
+    uint64_t indexed = 0;
+    for (rocksdb_iter_seek (iterator, (const char *) start, 8); rocksdb_iter_valid (iterator);
+         rocksdb_iter_next (iterator)) {
+        size_t key_len, len;
+        const char *key = rocksdb_iter_key (iterator, &key_len);
+        const uint8_t *body = (const uint8_t *) rocksdb_iter_value (iterator, &len);
+        uint64_t position = key_len == 8 ? zcq_get_be64 ((const uint8_t *) key) : 0;
+        if (key_len != 8) {
+            snprintf (error, size, "log key of %zu bytes (expected 8)", key_len);
+            err = ZCQ_CORRUPT;
+            break;
+        }
+        if (position > head)
+            break;
+        s_fields_t fields;
+        if (!s_event_fields (body, len, &fields)) {
+            snprintf (error, size,
+                      "the log entry at position %llu is not an event (no stream or version): "
+                      "the stream index cannot be rebuilt from it",
+                      (unsigned long long) position);
+            err = ZCQ_CORRUPT;
+            break;
+        }
+        //  a command's events are consecutive, with one stream, time and
+        //  command id and versions that follow each other
+        bool same = command.events && fields.has_command && fields.command_len == command.id_len
+                 && memcmp (fields.command, command.id, command.id_len) == 0
+                 && fields.stream_len == command.stream_len
+                 && memcmp (fields.stream, command.stream, command.stream_len) == 0
+                 && fields.time == command.time && fields.version == command.version + 1
+                 && position == command.position + 1;
+        if (!same) {
+            if (!s_command_done (self, segment, &command, self->commands_through, expired_before)) {
+                err = ZCQ_NOMEM;
+                break;
+            }
+            command.events = 0;
+            if (fields.has_command && !s_command_copy (&command, &fields)) {
+                err = ZCQ_NOMEM;
+                break;
+            }
+            command.time = fields.has_time ? fields.time : 0;
+            if (!fields.has_command)
+                command.id_len = 0;
+        }
+        if (fields.has_command) {
+            command.events++;
+            command.version = fields.version;
+            command.position = position;
+        }
+        if (position > self->streams_through
+            && !zcq_recent_event (segment, (const char *) fields.stream, fields.stream_len,
+                                  fields.version, position)) {
+            err = ZCQ_NOMEM;
+            break;
+        }
+        indexed++;
+    }
+    if (err == ZCQ_OK
+        && !s_command_done (self, segment, &command, self->commands_through, expired_before))
+        err = ZCQ_NOMEM;
+    if (err == ZCQ_NOMEM)
+        snprintf (error, size, "out of memory indexing the log");
+    char *rocks_error = NULL;
+    rocksdb_iter_get_error (iterator, &rocks_error);
+    if (rocks_error)
+        err = s_error (rocks_error, error, size, "indexing the log");
+    rocksdb_iter_destroy (iterator);
+    free (command.id);
+    free (command.stream);
+    if (err != ZCQ_OK) {
+        zcq_recent_destroy (&segment);
+        return err;
+    }
+    zcq_recent_cover (segment, head);
+    if (indexed)
+        zsys_info ("store: indexed %llu events of the log (positions %llu-%llu)",
+                   (unsigned long long) indexed, (unsigned long long) after + 1,
+                   (unsigned long long) head);
+    *segment_p = segment;
+    return ZCQ_OK;
+}
+
+//  Add a segment as the newest; the caller holds recent_lock exclusive.
+static bool
+s_push_segment (zcq_store_t *self, zcq_recent_t *segment)
+{
+    if (self->segment_count == S_SEGMENTS_MAX)
+        return false;
+    self->segments[self->segment_count++] = segment;
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  The indexer (DESIGN 11, 12)
+
+//  Entries and bytes of the whole recent part; the caller holds recent_lock.
+static void
+s_recent_size (const zcq_store_t *self, size_t *entries, size_t *bytes)
+{
+    *entries = *bytes = 0;
+    for (size_t index = 0; index < self->segment_count; index++) {
+        *entries += zcq_recent_entries (self->segments[index]);
+        *bytes += zcq_recent_bytes (self->segments[index]);
+    }
+}
+
+//  Whether the newest segment is to be sealed; the caller holds recent_lock.
+static bool
+s_seal_due (const zcq_store_t *self)
+{
+    if (!self->segment_count)
+        return false;
+    const zcq_recent_t *newest = self->segments[self->segment_count - 1];
+    size_t entries = zcq_recent_entries (newest);
+    return entries
+        && (entries >= self->index_entries || zcq_recent_bytes (newest) >= S_INDEX_BYTES
+            || zclock_mono () - zcq_recent_started (newest) >= S_INDEX_MS);
+}
+
+//  Whether the indexer has work: a sealed segment, or one to seal.
+static bool
+s_index_due (zcq_store_t *self)
+{
+    if (atomic_load (&self->index_held) || atomic_load (&self->broken) || self->read_only)
+        return false;
+    pthread_rwlock_rdlock (&self->recent_lock);
+    bool due = self->segment_count > 1 || s_seal_due (self);
+    pthread_rwlock_unlock (&self->recent_lock);
+    return due;
+}
+
+static zcq_err_t
+s_sst_put (void *arg, const char *key, size_t key_len, const void *value, size_t value_len)
+{
+    char *rocks_error = NULL;
+    rocksdb_sstfilewriter_put (arg, key, key_len, value, value_len, &rocks_error);
+    return rocks_error ? s_error (rocks_error, NULL, 0, "index file") : ZCQ_OK;
+}
+
+//  Write one family's part of a segment to a sorted .sst file at path,
+//  with the family's marker first (the empty key sorts first).
+static zcq_err_t
+s_write_file (zcq_store_t *self, const rocksdb_options_t *options, const char *path,
+              const zcq_recent_t *segment, uint64_t through, bool streams, char *error, size_t size)
+{
+    rocksdb_sstfilewriter_t *writer = rocksdb_sstfilewriter_create (self->env_options, options);
+    char *rocks_error = NULL;
+    rocksdb_sstfilewriter_open (writer, path, &rocks_error);
+    zcq_err_t err = rocks_error ? s_error (rocks_error, error, size, "creating an index file")
+                                : ZCQ_OK;
+    uint8_t marker[8];
+    zcq_put_be64 (marker, through);
+    if (err == ZCQ_OK)
+        err = s_sst_put (writer, S_MARKER, 0, marker, 8);
+    if (err == ZCQ_OK && streams)
+        err = zcq_recent_sorted_streams (segment, s_sst_put, writer);
+    else if (err == ZCQ_OK) {
+        int64_t expired_before = zcq_now_us () - (int64_t) self->dedup_window_s * 1000000;
+        err = zcq_recent_sorted_commands (segment, expired_before, s_sst_put, writer);
+    }
+    if (err == ZCQ_OK) {
+        rocksdb_sstfilewriter_finish (writer, &rocks_error);
+        if (rocks_error)
+            err = s_error (rocks_error, error, size, "writing an index file");
+    }
+    else if (error[0] == 0)
+        snprintf (error, size, "writing an index file: %s", zcq_strerror (err));
+    rocksdb_sstfilewriter_destroy (writer);
+    return err;
+}
+
+//  Move a sealed segment to RocksDB: both files written, the WAL synced
+//  (wal mode), then each file ingested (DESIGN 12).
+static zcq_err_t
+s_write_segment (zcq_store_t *self, const zcq_recent_t *segment, uint64_t streams_through,
+                 uint64_t commands_through)
+{
+    char error[512] = "";
+    char streams_path[4096], commands_path[4096];
+    uint64_t serial = ++self->index_serial;
+    snprintf (streams_path, sizeof streams_path, "%s/" S_INDEX_FILE "%llu-streams" S_INDEX_FILE_END,
+              self->path, (unsigned long long) serial);
+    snprintf (commands_path, sizeof commands_path,
+              "%s/" S_INDEX_FILE "%llu-commands" S_INDEX_FILE_END, self->path,
+              (unsigned long long) serial);
+    zcq_err_t err = s_write_file (self, self->streams_options, streams_path, segment,
+                                  streams_through, true, error, sizeof error);
+    if (err == ZCQ_OK)
+        err = s_write_file (self, self->commands_options, commands_path, segment, commands_through,
+                            false, error, sizeof error);
+    char *rocks_error = NULL;
+    if (err == ZCQ_OK && self->durability == ZCQ_DURABILITY_WAL) {
+        rocksdb_flush_wal (self->db, 1, &rocks_error);
+        if (rocks_error)
+            err = s_error (rocks_error, error, sizeof error, "syncing the WAL");
+    }
+    const int families[2] = { S_CF_STREAMS, S_CF_COMMANDS };
+    const char *paths[2] = { streams_path, commands_path };
+    for (int index = 0; index < 2 && err == ZCQ_OK; index++) {
+        rocksdb_ingest_external_file_cf (self->db, self->cf[families[index]], &paths[index], 1,
+                                         self->ingest_options, &rocks_error);
+        if (rocks_error)
+            err = s_error (rocks_error, error, sizeof error, "ingesting an index file");
+        if (err == ZCQ_OK && index == 0 && self->index_crash)
+            _exit (3); //  a test hook: a crash with the families indexed apart
+    }
+    unlink (streams_path); //  moved into the DB by the ingestion, else stray
+    unlink (commands_path);
+    if (err != ZCQ_OK)
+        s_broken (self, "indexing", error);
+    return err;
+}
+
+//  Seal the newest segment when it is due (or has anything, with `all`),
+//  and move the oldest sealed one to RocksDB. *done: nothing was left to
+//  move.
+static zcq_err_t
+s_index_one (zcq_store_t *self, bool all, bool *done)
+{
+    pthread_mutex_lock (&self->indexing);
+    pthread_mutex_lock (&self->active);
+    pthread_rwlock_wrlock (&self->recent_lock);
+    zcq_err_t err = ZCQ_OK;
+    if (self->segment_count == 1
+        && (all ? zcq_recent_entries (self->segments[0]) > 0 : s_seal_due (self))) {
+        zcq_recent_t *fresh = zcq_recent_new ();
+        if (!fresh || !s_push_segment (self, fresh)) {
+            zcq_recent_destroy (&fresh);
+            err = ZCQ_NOMEM;
+        }
+    }
+    zcq_recent_t *oldest = self->segment_count > 1 ? self->segments[0] : NULL;
+    uint64_t through = oldest ? zcq_recent_through (oldest) : 0;
+    uint64_t streams_through = through > self->streams_through ? through : self->streams_through;
+    uint64_t commands_through = through > self->commands_through ? through : self->commands_through;
+    pthread_rwlock_unlock (&self->recent_lock);
+    pthread_mutex_unlock (&self->active);
+    *done = !oldest;
+    if (oldest && err == ZCQ_OK)
+        err = s_write_segment (self, oldest, streams_through, commands_through);
+    if (oldest && err == ZCQ_OK) {
+        pthread_rwlock_wrlock (&self->recent_lock);
+        memmove (self->segments, self->segments + 1,
+                 (self->segment_count - 1) * sizeof (zcq_recent_t *));
+        self->segment_count--;
+        self->streams_through = streams_through;
+        self->commands_through = commands_through;
+        pthread_rwlock_unlock (&self->recent_lock);
+        zcq_recent_destroy (&oldest);
+    }
+    pthread_mutex_unlock (&self->indexing);
+    return err;
+}
+
+//  Move the whole recent part to RocksDB; the caller holds the handle.
+static zcq_err_t
+s_index_all (zcq_store_t *self)
+{
+    bool done = false;
+    zcq_err_t err = ZCQ_OK;
+    while (err == ZCQ_OK && !done)
+        err = s_index_one (self, true, &done);
+    return err;
+}
+
+//  Wait on index_cond (with index_mutex held) until woken or `ms` passed;
+//  with `whole`, until `ms` passed or the store closes.
+static void
+s_wait (zcq_store_t *self, int64_t ms, bool whole)
+{
+    struct timespec until;
+    clock_gettime (CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    while (pthread_cond_timedwait (&self->index_cond, &self->index_mutex, &until) != ETIMEDOUT
+           && whole && !atomic_load (&self->closing))
+        ;
+}
+
+static void
+s_wait_ms (zcq_store_t *self, int64_t ms)
+{
+    s_wait (self, ms, true);
+}
+
+//  The indexer's thread: waits until a segment is due, then moves it.
+static void *
+s_indexer (void *args)
+{
+    zcq_store_t *self = args;
+    pthread_mutex_lock (&self->index_mutex);
+    while (!atomic_load (&self->closing)) {
+        if (!s_index_due (self)) {
+            s_wait (self, S_INDEX_POLL_MS, false);
+            continue;
+        }
+        if (self->index_delay_ms > 0) {
+            s_wait_ms (self, self->index_delay_ms); //  a test hook: the index lags behind
+            if (atomic_load (&self->closing))
+                break;
+        }
+        pthread_mutex_unlock (&self->index_mutex);
+        bool done;
+        //  a failed write marks the store broken (no work until a reopen);
+        //  out of memory, it waits a while before it tries again
+        zcq_err_t err = s_index_one (self, false, &done);
+        pthread_mutex_lock (&self->index_mutex);
+        pthread_cond_broadcast (&self->index_cond);
+        if (err != ZCQ_OK && !atomic_load (&self->closing))
+            s_wait_ms (self, S_INDEX_POLL_MS);
+    }
+    pthread_cond_broadcast (&self->index_cond);
+    pthread_mutex_unlock (&self->index_mutex);
+    return NULL;
+}
+
+//  After a commit: wake the indexer when a segment is due; when the recent
+//  part is at its bound, wait for the indexer, or index here when none
+//  runs (DESIGN 11). The caller holds nothing.
+static void
+s_after_commit (zcq_store_t *self, size_t newest_entries)
+{
+    if (newest_entries >= self->index_entries) {
+        pthread_mutex_lock (&self->index_mutex);
+        pthread_cond_broadcast (&self->index_cond);
+        pthread_mutex_unlock (&self->index_mutex);
+    }
+    for (;;) {
+        size_t entries, bytes;
+        pthread_rwlock_rdlock (&self->recent_lock);
+        s_recent_size (self, &entries, &bytes);
+        pthread_rwlock_unlock (&self->recent_lock);
+        if ((entries < S_RECENT_MAX_ENTRIES && bytes < S_RECENT_MAX_BYTES)
+            || atomic_load (&self->broken))
+            return;
+        pthread_mutex_lock (&self->threads);
+        bool running = self->indexer_running && !atomic_load (&self->index_held)
+                    && !self->index_delay_ms;
+        pthread_mutex_unlock (&self->threads);
+        if (!running) {
+            bool done;
+            if (s_read_begin (self) != ZCQ_OK)
+                return;
+            zcq_err_t err = s_index_one (self, true, &done);
+            s_read_end (self);
+            if (err != ZCQ_OK || done)
+                return;
+            continue;
+        }
+        pthread_mutex_lock (&self->index_mutex);
+        pthread_cond_broadcast (&self->index_cond);
+        s_wait (self, S_INDEX_POLL_MS, false);
+        pthread_mutex_unlock (&self->index_mutex);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  The store's threads
+
+//  Start the threads that work beside the store after an open: the id
+//  filter while it is not full, the log check while it has not run
+//  through, and the indexer when the store can write.
 static void
 s_start_threads (zcq_store_t *self)
 {
@@ -454,340 +1216,110 @@ s_start_threads (zcq_store_t *self)
     if (self->verify && !self->verify_done && !self->verifying
         && pthread_create (&self->verifier, NULL, s_verify_log, self) == 0)
         self->verifying = true;
+    if (!self->read_only && !self->indexer_running
+        && pthread_create (&self->indexer, NULL, s_indexer, self) == 0)
+        self->indexer_running = true;
     pthread_mutex_unlock (&self->threads);
 }
 
-//  Stop and join them (they read the handle without its lock).
+//  Stop and join them (they use the handle without its lock).
 static void
 s_stop_threads (zcq_store_t *self)
 {
     pthread_mutex_lock (&self->threads);
     atomic_store (&self->closing, true);
+    pthread_mutex_lock (&self->index_mutex);
+    pthread_cond_broadcast (&self->index_cond);
+    pthread_mutex_unlock (&self->index_mutex);
     if (self->ids_filling)
         pthread_join (self->ids_filler, NULL);
     if (self->verifying)
         pthread_join (self->verifier, NULL);
-    self->ids_filling = self->verifying = false;
+    if (self->indexer_running)
+        pthread_join (self->indexer, NULL);
+    self->ids_filling = self->verifying = self->indexer_running = false;
     pthread_mutex_unlock (&self->threads);
 }
 
+//  --------------------------------------------------------------------------
+//  The format and the markers (DESIGN 10, 12)
+
+//  A family's marker; ZCQ_NOT_FOUND when it has none.
 static zcq_err_t
-s_check_format (zcq_store_t *self, char *error, size_t size)
+s_load_marker (zcq_store_t *self, int cf, uint64_t *through)
 {
+    void *value;
+    size_t len;
+    zcq_err_t err = s_get (self, cf, S_MARKER, 0, &value, &len);
+    if (err != ZCQ_OK)
+        return err;
+    if (len == 8)
+        *through = zcq_get_be64 (value);
+    free (value);
+    return len == 8 ? ZCQ_OK : ZCQ_CORRUPT;
+}
+
+//  Read the format and the markers after the head: a data dir of an earlier
+//  format, or a new one, is indexed through its head, and becomes format 3
+//  when the store can write.
+static zcq_err_t
+s_load_index (zcq_store_t *self, char *error, size_t size)
+{
+    uint64_t head = atomic_load (&self->head);
     void *format;
     size_t len;
-    zcq_err_t err = zcq_store_meta (self, "format", &format, &len);
-    bool write = err == ZCQ_NOT_FOUND; //  a new data dir
+    zcq_err_t err = s_get (self, S_CF_DEFAULT, "format", 6, &format, &len);
+    bool current = false;
     if (err == ZCQ_OK) {
-        bool same = len == strlen (S_FORMAT) && memcmp (format, S_FORMAT, len) == 0;
-        bool heads = len == strlen (S_FORMAT_HEADS) && memcmp (format, S_FORMAT_HEADS, len) == 0;
+        current = len == 1 && *(char *) format == S_FORMAT[0];
+        bool earlier = len == 1 && (*(char *) format == '1' || *(char *) format == '2');
         free (format);
-        if (!same && !heads) {
+        if (!current && !earlier) {
             snprintf (error, size, "data dir has an unsupported format (this build reads %s)",
                       S_FORMAT);
             return ZCQ_CORRUPT;
         }
-        //  DESIGN 10: from now on the head records go stale, so a build that
-        //  still reads them must not open this dir
-        write = heads && !self->read_only;
     }
-    else if (!write) {
+    else if (err != ZCQ_NOT_FOUND) {
         snprintf (error, size, "reading the format: %s", zcq_strerror (err));
         return err;
     }
-    if (!write)
+    if (current) {
+        err = s_load_marker (self, S_CF_STREAMS, &self->streams_through);
+        if (err == ZCQ_OK)
+            err = s_load_marker (self, S_CF_COMMANDS, &self->commands_through);
+        if (err != ZCQ_OK) {
+            snprintf (error, size, "reading how far the index goes: %s",
+                      err == ZCQ_NOT_FOUND ? "its marker is missing" : zcq_strerror (err));
+            return err == ZCQ_NOT_FOUND ? ZCQ_CORRUPT : err;
+        }
+        uint64_t through = self->streams_through > self->commands_through ? self->streams_through
+                                                                          : self->commands_through;
+        if (through > head) {
+            snprintf (error, size,
+                      "the index goes to position %llu, the log only to %llu: events are missing",
+                      (unsigned long long) through, (unsigned long long) head);
+            return ZCQ_CORRUPT;
+        }
         return ZCQ_OK;
+    }
+    //  DESIGN 10: commits of earlier formats wrote the index
+    self->streams_through = self->commands_through = head;
+    if (self->read_only)
+        return ZCQ_OK;
+    uint8_t marker[8];
+    zcq_put_be64 (marker, head);
+    rocksdb_writebatch_t *batch = rocksdb_writebatch_create ();
+    rocksdb_writebatch_put_cf (batch, self->cf[S_CF_STREAMS], S_MARKER, 0, (const char *) marker,
+                               8);
+    rocksdb_writebatch_put_cf (batch, self->cf[S_CF_COMMANDS], S_MARKER, 0, (const char *) marker,
+                               8);
+    rocksdb_writebatch_put_cf (batch, self->cf[S_CF_DEFAULT], "format", 6, S_FORMAT,
+                               strlen (S_FORMAT));
     char *rocks_error = NULL;
-    rocksdb_put_cf (self->db, self->write_options, self->cf[S_CF_DEFAULT], "format", 6, S_FORMAT,
-                    strlen (S_FORMAT), &rocks_error);
+    rocksdb_write (self->db, self->write_options, batch, &rocks_error);
+    rocksdb_writebatch_destroy (batch);
     return rocks_error ? s_error (rocks_error, error, size, "writing the format") : ZCQ_OK;
-}
-
-//  --------------------------------------------------------------------------
-//  The WAL check (DESIGN 8). RocksDB's WAL is a sequence of 32 KiB blocks
-//  of records: crc32c (4, masked), length (2), type (1), then for the
-//  recyclable types the log number (4), then the payload. A record that
-//  does not fit in its block's rest is split into first, middle and last
-//  fragments; a block's tail shorter than a header is zero padding. A
-//  record's payload is a WriteBatch.
-
-static uint32_t s_crc_table[256];
-static pthread_once_t s_crc_once = PTHREAD_ONCE_INIT;
-
-static void
-s_crc_init (void)
-{
-    for (uint32_t index = 0; index < 256; index++) {
-        uint32_t crc = index;
-        for (int bit = 0; bit < 8; bit++)
-            crc = crc & 1 ? (crc >> 1) ^ 0x82f63b78 : crc >> 1;
-        s_crc_table[index] = crc;
-    }
-}
-
-#if defined(__x86_64__)
-#include <nmmintrin.h>
-__attribute__ ((target ("sse4.2"))) static uint32_t
-s_crc32c_sse42 (uint32_t crc, const uint8_t *bytes, size_t len)
-{
-    uint64_t wide = crc;
-    for (; len >= 8; bytes += 8, len -= 8) {
-        uint64_t word;
-        memcpy (&word, bytes, 8);
-        wide = _mm_crc32_u64 (wide, word);
-    }
-    crc = (uint32_t) wide;
-    for (; len; bytes++, len--)
-        crc = _mm_crc32_u8 (crc, *bytes);
-    return crc;
-}
-#endif
-
-//  crc32c (Castagnoli) of bytes, continuing from crc (0 to start).
-static uint32_t
-s_crc32c (uint32_t crc, const uint8_t *bytes, size_t len)
-{
-    crc = ~crc;
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports ("sse4.2"))
-        return ~s_crc32c_sse42 (crc, bytes, len);
-#endif
-    pthread_once (&s_crc_once, s_crc_init);
-    for (; len; bytes++, len--)
-        crc = s_crc_table[(crc ^ *bytes) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
-
-static uint32_t
-s_get_le32 (const uint8_t *bytes)
-{
-    return (uint32_t) bytes[0] | (uint32_t) bytes[1] << 8 | (uint32_t) bytes[2] << 16
-         | (uint32_t) bytes[3] << 24;
-}
-
-typedef enum { S_RECORD_INTACT, S_RECORD_DAMAGED, S_RECORD_NONE } s_record_t;
-
-//  The record at offset: intact (its type, payload and where the next one
-//  starts), damaged (a header that fits its block, a payload that fails
-//  its checksum; *next is still set), or none (no header that fits).
-static s_record_t
-s_wal_record (const uint8_t *file, size_t size, size_t offset, int *type, const uint8_t **payload,
-              size_t *len, size_t *next)
-{
-    size_t block_left = S_WAL_BLOCK - offset % S_WAL_BLOCK;
-    if (block_left < 7 || size - offset < 7)
-        return S_RECORD_NONE;
-    const uint8_t *header = file + offset;
-    int kind = header[6];
-    size_t header_size = kind >= 5 && kind <= 8 ? 11 : 7;
-    size_t length = (size_t) header[4] | (size_t) header[5] << 8;
-    if (kind < 1 || kind > 9 || header_size + length > block_left
-        || header_size + length > size - offset)
-        return S_RECORD_NONE;
-    *next = offset + header_size + length;
-    uint32_t crc = s_crc32c (0, header + 6, header_size - 6);
-    crc = s_crc32c (crc, header + header_size, length);
-    uint32_t masked = ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-    if (masked != s_get_le32 (header))
-        return S_RECORD_DAMAGED;
-    *type = kind >= 5 && kind <= 8 ? kind - 4 : kind;
-    *payload = header + header_size;
-    *len = length;
-    return S_RECORD_INTACT;
-}
-
-static bool
-s_varint32 (const uint8_t **cursor, const uint8_t *end, uint32_t *value)
-{
-    *value = 0;
-    for (int shift = 0; shift <= 28 && *cursor < end; shift += 7) {
-        uint8_t byte = *(*cursor)++;
-        *value |= (uint32_t) (byte & 0x7f) << shift;
-        if (!(byte & 0x80))
-            return true;
-    }
-    return false;
-}
-
-static bool
-s_varstring (const uint8_t **cursor, const uint8_t *end, const uint8_t **bytes, uint32_t *len)
-{
-    if (!s_varint32 (cursor, end, len) || *len > (size_t) (end - *cursor))
-        return false;
-    *bytes = *cursor;
-    *cursor += *len;
-    return true;
-}
-
-typedef struct {
-    size_t damaged_at; //  offset of the first damaged record; SIZE_MAX: none
-    size_t intact;     //  whole intact records after it
-    uint64_t first;    //  log positions those records hold (0: none)
-    uint64_t last;
-} s_wal_scan_t;
-
-//  Note the log positions a WriteBatch (an intact record after the damage)
-//  holds: keys of the `log` family (column family 1, DESIGN 1). The
-//  record tags are RocksDB's: value, deletion, merge, blob, and their
-//  column family variants.
-static void
-s_wal_batch (s_wal_scan_t *scan, const uint8_t *batch, size_t len)
-{
-    scan->intact++;
-    if (len < 12)
-        return;
-    const uint8_t *cursor = batch + 12, *end = batch + len;
-    while (cursor < end) {
-        uint8_t tag = *cursor++;
-        uint32_t family = 0, key_len = 0, value_len = 0;
-        const uint8_t *key = NULL, *value;
-        bool cf = tag == 0x4 || tag == 0x5 || tag == 0x6 || tag == 0x8 || tag == 0xe;
-        bool has_key = tag <= 0x2 || (tag >= 0x4 && tag <= 0x8) || tag == 0xe || tag == 0xf;
-        bool has_value = tag == 0x1 || tag == 0x2 || tag == 0x5 || tag == 0x6 || tag == 0xe
-                      || tag == 0xf;
-        if (tag == 0x3) //  log data: one string
-            has_key = true;
-        else if (tag != 0xd && !has_key)
-            return; //  a tag we do not write: stop here
-        if ((cf && !s_varint32 (&cursor, end, &family))
-            || (has_key && !s_varstring (&cursor, end, &key, &key_len))
-            || (has_value && !s_varstring (&cursor, end, &value, &value_len)))
-            return;
-        if (tag == 0x5 && family == S_CF_LOG && key_len == 8) {
-            uint64_t position = zcq_get_be64 (key);
-            if (!scan->first || position < scan->first)
-                scan->first = position;
-            if (position > scan->last)
-                scan->last = position;
-        }
-    }
-}
-
-//  Scan one WAL file: where its first damaged record is, and what whole
-//  intact records follow it. Past a damaged record the scan goes on after
-//  it when its header still fits its block (only the payload is bad), else
-//  at the next block, which starts with a header: never inside a payload,
-//  where an event body could hold bytes that look like a record. A torn
-//  last record (its header promises more than the file holds) thus ends
-//  the scan: nothing follows it.
-static void
-s_wal_scan (const uint8_t *file, size_t size, s_wal_scan_t *scan)
-{
-    memset (scan, 0, sizeof *scan);
-    scan->damaged_at = SIZE_MAX;
-    uint8_t *whole = NULL; //  fragments of the record being put together
-    size_t whole_len = 0, whole_size = 0;
-    bool assembling = false;
-    size_t offset = 0;
-    static const uint8_t zeros[7] = { 0 };
-    while (offset < size) {
-        size_t block_left = S_WAL_BLOCK - offset % S_WAL_BLOCK;
-        if (block_left < 7 || (size - offset >= 7 && memcmp (file + offset, zeros, 7) == 0)) {
-            //  padding, or a zeroed (preallocated) stretch: RocksDB skips
-            //  to the next block
-            offset += block_left;
-            continue;
-        }
-        int type = 0;
-        const uint8_t *payload = NULL;
-        size_t len = 0, next = 0;
-        s_record_t record = s_wal_record (file, size, offset, &type, &payload, &len, &next);
-        if (record != S_RECORD_INTACT) {
-            if (scan->damaged_at == SIZE_MAX)
-                scan->damaged_at = offset;
-            assembling = false;
-            offset = record == S_RECORD_DAMAGED ? next : offset + block_left;
-            continue;
-        }
-        offset = next;
-        bool after = scan->damaged_at != SIZE_MAX;
-        if (type == 1) {
-            assembling = false;
-            if (after)
-                s_wal_batch (scan, payload, len);
-            continue;
-        }
-        if (type == 2) {
-            assembling = true;
-            whole_len = 0;
-        }
-        else if (type == 9 || !assembling)
-            continue; //  a compression record, or an orphan fragment
-        if (after && whole_len + len > whole_size) {
-            size_t grown = (whole_len + len) * 2;
-            uint8_t *bigger = realloc (whole, grown);
-            if (!bigger) {
-                assembling = false;
-                continue;
-            }
-            whole = bigger;
-            whole_size = grown;
-        }
-        if (after)
-            memcpy (whole + whole_len, payload, len);
-        whole_len += len;
-        if (type == 4) {
-            assembling = false;
-            if (after)
-                s_wal_batch (scan, whole, whole_len);
-        }
-    }
-    free (whole);
-}
-
-//  Check every WAL file in the data dir (DESIGN 8).
-static zcq_err_t
-s_check_wal (const char *path, char *error, size_t size)
-{
-    DIR *dir = opendir (path);
-    if (!dir)
-        return ZCQ_OK; //  a new data dir; RocksDB reports other problems
-    zcq_err_t err = ZCQ_OK;
-    struct dirent *entry;
-    while (err == ZCQ_OK && (entry = readdir (dir))) {
-        size_t digits = strspn (entry->d_name, "0123456789");
-        if (digits == 0 || strcmp (entry->d_name + digits, ".log") != 0)
-            continue;
-        char file_path[4096];
-        snprintf (file_path, sizeof file_path, "%s/%s", path, entry->d_name);
-        int fd = open (file_path, O_RDONLY | O_CLOEXEC);
-        struct stat info;
-        if (fd < 0 || fstat (fd, &info) != 0) {
-            snprintf (error, size, "cannot read the write-ahead log %s: %s", file_path,
-                      strerror (errno));
-            err = ZCQ_IO;
-        }
-        else if (S_ISREG (info.st_mode) && info.st_size > 0) {
-            void *file = mmap (NULL, (size_t) info.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (file == MAP_FAILED) {
-                snprintf (error, size, "cannot read the write-ahead log %s: %s", file_path,
-                          strerror (errno));
-                err = ZCQ_IO;
-            }
-            else {
-                s_wal_scan_t scan;
-                s_wal_scan (file, (size_t) info.st_size, &scan);
-                munmap (file, (size_t) info.st_size);
-                if (scan.damaged_at != SIZE_MAX && scan.intact) {
-                    char events[96] = "";
-                    if (scan.first)
-                        snprintf (events, sizeof events, " (events at positions %llu-%llu)",
-                                  (unsigned long long) scan.first, (unsigned long long) scan.last);
-                    snprintf (error, size,
-                              "the write-ahead log %s is damaged at byte %zu and %zu intact "
-                              "records follow%s: RocksDB would drop them. To start without "
-                              "them, cut the file there (truncate -s %zu %s)",
-                              file_path, scan.damaged_at, scan.intact, events, scan.damaged_at,
-                              file_path);
-                    err = ZCQ_CORRUPT;
-                }
-            }
-        }
-        if (fd >= 0)
-            close (fd);
-    }
-    closedir (dir);
-    return err;
 }
 
 //  --------------------------------------------------------------------------
@@ -832,16 +1364,82 @@ s_close_db (zcq_store_t *self)
     self->db = NULL;
 }
 
-//  A write failed: refuse commits until a reopen (DESIGN 7).
+//  A write failed: refuse commits until a reopen (DESIGN 7). Called by the
+//  committing thread and by the indexer.
 static void
 s_broken (zcq_store_t *self, const char *doing, const char *rocks_error)
 {
-    if (!atomic_load (&self->broken))
+    if (!atomic_exchange (&self->broken, true)) {
+        atomic_store (&self->broken_at, zclock_mono ());
         zsys_error ("store: %s failed: %s; reopening the store once the fault clears", doing,
                     rocks_error);
-    self->backoff_ms = S_RETRY_FIRST_MS;
-    self->next_attempt = zclock_mono () + self->backoff_ms;
-    atomic_store (&self->broken, true);
+    }
+}
+
+//  Remove the indexer's files that an interrupted run left (a file is
+//  moved into RocksDB by its ingestion, else removed).
+static void
+s_remove_index_files (zcq_store_t *self)
+{
+    DIR *dir = opendir (self->path);
+    if (!dir)
+        return;
+    struct dirent *entry;
+    char path[4096];
+    size_t end_len = strlen (S_INDEX_FILE_END);
+    while ((entry = readdir (dir))) {
+        size_t len = strlen (entry->d_name);
+        if (strncmp (entry->d_name, S_INDEX_FILE, strlen (S_INDEX_FILE)) != 0 || len < end_len
+            || strcmp (entry->d_name + len - end_len, S_INDEX_FILE_END) != 0)
+            continue;
+        snprintf (path, sizeof path, "%s/%s", self->path, entry->d_name);
+        unlink (path);
+    }
+    closedir (dir);
+}
+
+//  After a reopen (DESIGN 7): drop the segments the reopened index holds
+//  whole, and index what the log holds past the recent part (`before`, the
+//  head the store had): the failed batch when it came back, else read from
+//  the log. The caller holds the handle exclusive; the indexer is stopped.
+static zcq_err_t
+s_reconcile (zcq_store_t *self, uint64_t before, char *error, size_t size)
+{
+    uint64_t head = atomic_load (&self->head);
+    zcq_err_t err = s_load_index (self, error, size);
+    uint64_t indexed = self->streams_through < self->commands_through ? self->streams_through
+                                                                      : self->commands_through;
+    pthread_rwlock_wrlock (&self->recent_lock);
+    if (err == ZCQ_OK && head < before) {
+        //  the reopened log lost committed events: what is in memory may
+        //  point past it, so index again from the log
+        while (self->segment_count)
+            zcq_recent_destroy (&self->segments[--self->segment_count]);
+        before = indexed;
+    }
+    while (self->segment_count && zcq_recent_through (self->segments[0]) <= indexed) {
+        zcq_recent_destroy (&self->segments[0]);
+        memmove (self->segments, self->segments + 1,
+                 --self->segment_count * sizeof (zcq_recent_t *));
+    }
+    zcq_recent_t *segment = NULL;
+    if (err == ZCQ_OK && head > before) {
+        if (self->pending && self->pending_after == before
+            && zcq_recent_through (self->pending) == head) {
+            segment = self->pending; //  the failed batch came back whole
+            self->pending = NULL;
+        }
+        else
+            err = s_index_log (self, before > indexed ? before : indexed, head, &segment, error,
+                               size);
+    }
+    if (segment && !s_push_segment (self, segment)) {
+        zcq_recent_destroy (&segment);
+        snprintf (error, size, "too many segments of the index in memory");
+        err = ZCQ_NOMEM;
+    }
+    pthread_rwlock_unlock (&self->recent_lock);
+    return err;
 }
 
 zcq_err_t
@@ -850,29 +1448,43 @@ zcq_store_recover (zcq_store_t *self)
     if (!atomic_load_explicit (&self->broken, memory_order_acquire))
         return ZCQ_OK;
     int64_t now = zclock_mono ();
+    if (!self->backoff_ms) {
+        self->backoff_ms = S_RETRY_FIRST_MS;
+        self->next_attempt = atomic_load (&self->broken_at) + self->backoff_ms;
+    }
     if (now < self->next_attempt)
         return ZCQ_IO;
     atomic_store (&self->reopen_waiting, true);
     pthread_rwlock_wrlock (&self->lock);
     atomic_store (&self->reopen_waiting, false);
     s_stop_threads (self);
+    //  the recent part covers the log up to the head the store had (a
+    //  read-only open in between may have taken the failed batch in)
+    uint64_t before = atomic_load (&self->head);
     s_close_db (self);
     char error[512] = "";
     zcq_err_t err = s_open_db (self, false, error, sizeof error);
     if (err == ZCQ_OK)
         err = s_load_head (self, error, sizeof error);
+    if (err == ZCQ_OK)
+        err = s_reconcile (self, before, error, sizeof error);
     if (err == ZCQ_OK) {
+        zcq_recent_destroy (&self->pending); //  back whole, or never
         atomic_store (&self->broken, false);
+        self->backoff_ms = 0;
         zsys_info ("store: reopened after a storage failure, log head %llu",
                    (unsigned long long) atomic_load (&self->head));
     }
     else {
         //  the fault lasts: read-only, so that reads go on meanwhile
         s_close_db (self);
+        atomic_store (&self->head, before);
         char read_error[512] = "";
         if (s_open_db (self, true, read_error, sizeof read_error) != ZCQ_OK
-            || s_load_head (self, read_error, sizeof read_error) != ZCQ_OK) {
+            || s_load_head (self, read_error, sizeof read_error) != ZCQ_OK
+            || s_reconcile (self, before, read_error, sizeof read_error) != ZCQ_OK) {
             s_close_db (self);
+            atomic_store (&self->head, before);
             zsys_warning ("store: cannot reopen (%s), nor read-only (%s)", error, read_error);
         }
         else if (self->backoff_ms == S_RETRY_FIRST_MS)
@@ -938,6 +1550,16 @@ s_read_end (zcq_store_t *self)
     pthread_rwlock_unlock (&self->lock);
 }
 
+//  A number from the environment (tests), or fallback.
+static int64_t
+s_env_number (const char *name, int64_t fallback)
+{
+    const char *text = getenv (name);
+    char *end = NULL;
+    long long value = text && *text ? strtoll (text, &end, 10) : 0;
+    return end && *end == 0 && value > 0 ? (int64_t) value : fallback;
+}
+
 zcq_err_t
 zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options_t *options,
                 char *error, size_t size)
@@ -964,11 +1586,19 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     pthread_rwlockattr_init (&lock_attributes);
     pthread_rwlockattr_setkind_np (&lock_attributes, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init (&self->lock, &lock_attributes);
+    pthread_rwlock_init (&self->recent_lock, &lock_attributes);
     pthread_rwlockattr_destroy (&lock_attributes);
     pthread_mutex_init (&self->threads, NULL);
+    pthread_mutex_init (&self->active, NULL);
+    pthread_mutex_init (&self->indexing, NULL);
+    pthread_mutex_init (&self->index_mutex, NULL);
+    pthread_cond_init (&self->index_cond, NULL);
     self->durability = options->durability;
     self->dedup_window_s = options->dedup_window_s ? options->dedup_window_s : S_DEFAULT_WINDOW;
     self->verify = options->verify;
+    self->index_entries = (size_t) s_env_number ("ZCQ_STORE_INDEX_ENTRIES", S_INDEX_ENTRIES);
+    self->index_delay_ms = s_env_number ("ZCQ_STORE_INDEX_DELAY_MS", 0);
+    self->index_crash = s_env_number ("ZCQ_STORE_INDEX_CRASH", 0) > 0;
 
     //  without `create`, a missing data dir is an error, and RocksDB must not
     //  be asked (it would make the directory and its lock file first)
@@ -986,16 +1616,15 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     rocksdb_options_increase_parallelism (self->options, 2);
     rocksdb_options_set_max_background_jobs (self->options, 2);
     rocksdb_options_set_write_buffer_size (self->options, 64 << 20);
-    //  room for memtables waiting to be flushed, so that a slow flush (the
-    //  hash memtables of DESIGN 6 sort on flush) does not stall commits
+    //  room for memtables waiting to be flushed, so that a slow flush does
+    //  not stall commits
     rocksdb_options_set_max_write_buffer_number (self->options, 4);
     rocksdb_options_set_paranoid_checks (self->options, 1);
     //  RocksDB's own info log in the data dir would be the first thing to
     //  fail on a full disk, and its error path aborts: keep it quiet
     rocksdb_options_set_info_log_level (self->options, 4);
     rocksdb_options_set_compression (self->options, rocksdb_lz4_compression);
-    //  one committer: no concurrent memtable inserts (and the hash
-    //  memtables of DESIGN 6 do not support them)
+    //  one committer: no concurrent memtable inserts
     rocksdb_options_set_allow_concurrent_memtable_write (self->options, 0);
     self->cache = rocksdb_cache_create_lru ((options->cache_mb ? options->cache_mb : 64) << 20);
     self->table = rocksdb_block_based_options_create ();
@@ -1004,35 +1633,44 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
                                                    rocksdb_filterpolicy_create_bloom (10));
     rocksdb_options_set_block_based_table_factory (self->options, self->table);
 
-    //  DESIGN 6: hash-bucketed memtables where keys arrive in random order
+    //  DESIGN 6: the index families
     self->streams_options = rocksdb_options_create_copy (self->options);
     rocksdb_options_set_prefix_extractor (
         self->streams_options, rocksdb_slicetransform_create (
                                    NULL, s_stream_prefix_destroy, s_stream_prefix,
                                    s_stream_in_domain, s_stream_in_range, s_stream_prefix_name));
-    rocksdb_options_set_hash_skip_list_rep (self->streams_options, 200003, 16, 4);
     self->commands_options = rocksdb_options_create_copy (self->options);
     self->expired_ids
         = rocksdb_compactionfilter_create (self, s_expired_destroy, s_expired_id, s_expired_name);
     rocksdb_options_set_compaction_filter (self->commands_options, self->expired_ids);
-    rocksdb_options_set_prefix_extractor (self->commands_options,
-                                          rocksdb_slicetransform_create_noop ());
-    rocksdb_options_set_hash_skip_list_rep (self->commands_options, 200003, 4, 4);
     self->write_options = rocksdb_writeoptions_create ();
     rocksdb_writeoptions_set_sync (self->write_options, self->durability == ZCQ_DURABILITY_FSYNC);
     self->read_options = rocksdb_readoptions_create ();
     self->scan_options = rocksdb_readoptions_create ();
     rocksdb_readoptions_set_total_order_seek (self->scan_options, 1);
+    self->env_options = rocksdb_envoptions_create ();
+    self->ingest_options = rocksdb_ingestexternalfileoptions_create ();
+    rocksdb_ingestexternalfileoptions_set_move_files (self->ingest_options, 1);
 
-    zcq_err_t err = s_check_wal (path, error, size);
+    zcq_err_t err = zcq_store_check_wal (path, error, size);
     if (err == ZCQ_OK)
         err = s_open_db (self, false, error, size);
     if (err == ZCQ_OK)
-        err = s_check_format (self, error, size);
-    if (err == ZCQ_OK)
         err = s_load_head (self, error, size);
     if (err == ZCQ_OK)
+        err = s_load_index (self, error, size);
+    if (err == ZCQ_OK) {
+        s_remove_index_files (self);
         err = s_load_ids (self, error, size);
+    }
+    //  DESIGN 12: the log past the index, before anything reads the index
+    uint64_t indexed = self->streams_through < self->commands_through ? self->streams_through
+                                                                      : self->commands_through;
+    zcq_recent_t *segment = NULL;
+    if (err == ZCQ_OK && indexed < atomic_load (&self->head))
+        err = s_index_log (self, indexed, atomic_load (&self->head), &segment, error, size);
+    if (segment)
+        s_push_segment (self, segment);
     if (err != ZCQ_OK) {
         zcq_store_close (&self);
         return err;
@@ -1050,7 +1688,13 @@ zcq_store_close (zcq_store_t **self_p)
     zcq_store_t *self = *self_p;
     s_stop_threads (self);
     if (self->db && !self->read_only && !atomic_load (&self->broken)) {
-        //  flush the memtables, so that the next open has no log to replay
+        //  DESIGN 11: the whole index in RocksDB, so that the next open
+        //  has nothing to index; then the memtables flushed, so that it
+        //  has no log to replay
+        zcq_err_t err = s_index_all (self);
+        if (err != ZCQ_OK)
+            zsys_warning ("store: indexing at close failed (%s): the next open indexes the log",
+                          zcq_strerror (err));
         rocksdb_flushoptions_t *flush = rocksdb_flushoptions_create ();
         rocksdb_flushoptions_set_wait (flush, 1);
         for (int index = 0; index < S_CF_COUNT; index++) {
@@ -1064,13 +1708,19 @@ zcq_store_close (zcq_store_t **self_p)
         rocksdb_flushoptions_destroy (flush);
     }
     s_close_db (self);
+    while (self->segment_count)
+        zcq_recent_destroy (&self->segments[--self->segment_count]);
+    zcq_recent_destroy (&self->pending);
     if (self->write_options)
         rocksdb_writeoptions_destroy (self->write_options);
     if (self->read_options)
         rocksdb_readoptions_destroy (self->read_options);
     if (self->scan_options)
         rocksdb_readoptions_destroy (self->scan_options);
-
+    if (self->env_options)
+        rocksdb_envoptions_destroy (self->env_options);
+    if (self->ingest_options)
+        rocksdb_ingestexternalfileoptions_destroy (self->ingest_options);
     if (self->streams_options)
         rocksdb_options_destroy (self->streams_options);
     if (self->commands_options)
@@ -1086,7 +1736,12 @@ zcq_store_close (zcq_store_t **self_p)
     free (self->ids.words);
     free (self->path);
     pthread_rwlock_destroy (&self->lock);
+    pthread_rwlock_destroy (&self->recent_lock);
     pthread_mutex_destroy (&self->threads);
+    pthread_mutex_destroy (&self->active);
+    pthread_mutex_destroy (&self->indexing);
+    pthread_mutex_destroy (&self->index_mutex);
+    pthread_cond_destroy (&self->index_cond);
     free (self);
     *self_p = NULL;
 }
@@ -1128,8 +1783,12 @@ zcq_batch_destroy (zcq_batch_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    rocksdb_writebatch_destroy ((*self_p)->batch);
-    free (*self_p);
+    zcq_batch_t *self = *self_p;
+    rocksdb_writebatch_destroy (self->batch);
+    free (self->events);
+    free (self->commands);
+    free (self->bytes);
+    free (self);
     *self_p = NULL;
 }
 
@@ -1138,7 +1797,8 @@ zcq_batch_clear (zcq_batch_t *self)
 {
     rocksdb_writebatch_clear (self->batch);
     self->count = 0;
-    self->failed = false;
+    self->failed = self->invalid = false;
+    self->event_count = self->command_count = self->bytes_used = self->unclaimed = 0;
 }
 
 size_t
@@ -1157,6 +1817,42 @@ s_stream_key (char *key, const char *stream, size_t stream_len, uint64_t version
     return stream_len + 9;
 }
 
+//  Copy bytes into the batch; their offset, or SIZE_MAX without memory.
+static size_t
+s_stage_bytes (zcq_batch_t *self, const void *bytes, size_t len)
+{
+    if (len > self->bytes_size - self->bytes_used) {
+        size_t size = self->bytes_size ? self->bytes_size : 4096;
+        while (size - self->bytes_used < len)
+            size *= 2;
+        char *bigger = realloc (self->bytes, size);
+        if (!bigger)
+            return SIZE_MAX;
+        self->bytes = bigger;
+        self->bytes_size = size;
+    }
+    size_t offset = self->bytes_used;
+    if (len)
+        memcpy (self->bytes + offset, bytes, len);
+    self->bytes_used += len;
+    return offset;
+}
+
+//  Room for one more item in an array of slots.
+static bool
+s_stage_slot (void **items, size_t *slots, size_t count, size_t size)
+{
+    if (count < *slots)
+        return true;
+    size_t wanted = *slots ? *slots * 2 : 256;
+    void *bigger = realloc (*items, wanted * size);
+    if (!bigger)
+        return false;
+    *items = bigger;
+    *slots = wanted;
+    return true;
+}
+
 void
 zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream, size_t stream_len,
                  uint64_t version, const void *body, size_t len)
@@ -1165,18 +1861,18 @@ zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream, size_
     zcq_put_be64 (position_key, position);
     rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_LOG], (const char *) position_key,
                                8, body, len);
-    char buffer[ZCQ_STREAM_MAX + 9];
-    char *stream_key = stream_len <= ZCQ_STREAM_MAX ? buffer : malloc (stream_len + 9);
-    if (!stream_key) {
+    self->count++;
+    //  DESIGN 11: the stream index entry goes to the recent part
+    size_t offset = s_stage_bytes (self, stream, stream_len);
+    if (offset == SIZE_MAX
+        || !s_stage_slot ((void **) &self->events, &self->event_slots, self->event_count,
+                          sizeof (s_staged_event_t))) {
         self->failed = true;
         return;
     }
-    size_t key_len = s_stream_key (stream_key, stream, stream_len, version);
-    rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_STREAMS], stream_key, key_len,
-                               (const char *) position_key, 8);
-    if (stream_key != buffer)
-        free (stream_key);
-    self->count++;
+    self->events[self->event_count++]
+        = (s_staged_event_t) { offset, stream_len, version, position };
+    self->unclaimed++;
 }
 
 void
@@ -1197,14 +1893,32 @@ void
 zcq_batch_command (zcq_batch_t *self, const char *id, size_t id_len, int64_t time_us,
                    const void *result, size_t len)
 {
+    if (id_len == 0) {
+        self->invalid = true; //  the empty key is the index marker's (DESIGN 12)
+        return;
+    }
     uint8_t time_bytes[8];
     zcq_put_be64 (time_bytes, (uint64_t) time_us);
-    const char *parts[2] = { (const char *) time_bytes, result };
-    size_t sizes[2] = { 8, len };
-    rocksdb_writebatch_putv_cf (self->batch, self->store->cf[S_CF_COMMANDS], 1, &id, &id_len, 2,
-                                parts, sizes);
+    if (!self->unclaimed) {
+        //  DESIGN 13: no event to rebuild it from
+        const char *parts[2] = { (const char *) time_bytes, result };
+        size_t sizes[2] = { 8, len };
+        rocksdb_writebatch_putv_cf (self->batch, self->store->cf[S_CF_COMMANDS], 1, &id, &id_len, 2,
+                                    parts, sizes);
+    }
+    self->unclaimed = 0;
     s_bloom_add (&self->store->ids, id, id_len);
     self->count++;
+    size_t id_at = s_stage_bytes (self, id, id_len);
+    size_t result_at = id_at == SIZE_MAX ? SIZE_MAX : s_stage_bytes (self, result, len);
+    if (result_at == SIZE_MAX
+        || !s_stage_slot ((void **) &self->commands, &self->command_slots, self->command_count,
+                          sizeof (s_staged_command_t))) {
+        self->failed = true;
+        return;
+    }
+    self->commands[self->command_count++]
+        = (s_staged_command_t) { id_at, id_len, result_at, len, time_us };
 }
 
 void
@@ -1215,11 +1929,55 @@ zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value, size_t l
     self->count++;
 }
 
+//  Add what a batch staged to a segment (reserved for: it cannot fail).
+static bool
+s_merge (zcq_recent_t *segment, const zcq_batch_t *batch, uint64_t head)
+{
+    bool merged = true;
+    for (size_t index = 0; index < batch->event_count; index++) {
+        const s_staged_event_t *event = &batch->events[index];
+        merged &= zcq_recent_event (segment, batch->bytes + event->stream, event->stream_len,
+                                    event->version, event->position);
+    }
+    for (size_t index = 0; index < batch->command_count; index++) {
+        const s_staged_command_t *command = &batch->commands[index];
+        merged &= zcq_recent_command (segment, batch->bytes + command->id, command->id_len,
+                                      command->time, batch->bytes + command->result,
+                                      command->result_len);
+    }
+    zcq_recent_cover (segment, head);
+    return merged;
+}
+
+//  Reserve room in the newest segment for what a batch staged (DESIGN
+//  11); the caller holds `active`.
+static zcq_err_t
+s_reserve (zcq_store_t *self, const zcq_batch_t *batch)
+{
+    pthread_rwlock_wrlock (&self->recent_lock);
+    zcq_err_t err = ZCQ_OK;
+    if (!self->segment_count) {
+        zcq_recent_t *segment = zcq_recent_new ();
+        if (!segment || !s_push_segment (self, segment)) {
+            zcq_recent_destroy (&segment);
+            err = ZCQ_NOMEM;
+        }
+    }
+    if (err == ZCQ_OK
+        && !zcq_recent_reserve (self->segments[self->segment_count - 1], batch->event_count,
+                                batch->command_count, batch->bytes_used))
+        err = ZCQ_NOMEM;
+    pthread_rwlock_unlock (&self->recent_lock);
+    return err;
+}
+
 zcq_err_t
 zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head)
 {
     if (batch->failed)
         return ZCQ_NOMEM;
+    if (batch->invalid)
+        return ZCQ_INVALID;
     int countdown = atomic_load (&self->fault_countdown);
     if (countdown > 0 && atomic_fetch_sub (&self->fault_countdown, 1) == 1)
         return ZCQ_IO;
@@ -1227,16 +1985,40 @@ zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head)
     if (atomic_load_explicit (&self->broken, memory_order_relaxed))
         return ZCQ_IO;
     ZCQ_TRY (s_read_begin (self));
-    char *rocks_error = NULL;
-    rocksdb_write (self->db, self->write_options, batch->batch, &rocks_error);
-    zcq_err_t err = ZCQ_OK;
-    if (rocks_error) {
-        s_broken (self, "commit", rocks_error);
-        err = s_error (rocks_error, NULL, 0, "commit");
+    pthread_mutex_lock (&self->active);
+    uint64_t before = atomic_load (&self->head);
+    zcq_err_t err = s_reserve (self, batch);
+    size_t newest_entries = 0;
+    if (err == ZCQ_OK) {
+        char *rocks_error = NULL;
+        rocksdb_write (self->db, self->write_options, batch->batch, &rocks_error);
+        if (rocks_error) {
+            s_broken (self, "commit", rocks_error);
+            err = s_error (rocks_error, NULL, 0, "commit");
+            //  DESIGN 7: the batch may come back with a reopen; keep its
+            //  index for then (without it, it would be read from the log)
+            zcq_recent_destroy (&self->pending);
+            self->pending = zcq_recent_new ();
+            if (self->pending && !s_merge (self->pending, batch, head))
+                zcq_recent_destroy (&self->pending);
+            self->pending_after = before;
+        }
+        else {
+            pthread_rwlock_wrlock (&self->recent_lock);
+            zcq_recent_t *newest = self->segments[self->segment_count - 1];
+            bool merged = s_merge (newest, batch, head);
+            assert (merged); //  s_reserve made room for all of it
+            (void) merged;
+            newest_entries = zcq_recent_entries (newest);
+            if (head > before)
+                atomic_store (&self->head, head);
+            pthread_rwlock_unlock (&self->recent_lock);
+        }
     }
-    else if (head > atomic_load (&self->head))
-        atomic_store (&self->head, head);
+    pthread_mutex_unlock (&self->active);
     s_read_end (self);
+    if (err == ZCQ_OK)
+        s_after_commit (self, newest_entries);
     return err;
 }
 
@@ -1293,6 +2075,39 @@ zcq_store_append (zcq_store_t *self, const char *stream, int64_t expect, const v
             *position = head + count;
     }
     return err;
+}
+
+//  --------------------------------------------------------------------------
+//  The index now, and the recent part (tests, tools)
+
+zcq_err_t
+zcq_store_index (zcq_store_t *self)
+{
+    if (atomic_load (&self->broken) || self->read_only)
+        return ZCQ_IO;
+    ZCQ_TRY (s_read_begin (self));
+    zcq_err_t err = s_index_all (self);
+    s_read_end (self);
+    return err;
+}
+
+void
+zcq_store_hold_index (zcq_store_t *self, bool hold)
+{
+    atomic_store (&self->index_held, hold);
+    pthread_mutex_lock (&self->index_mutex);
+    pthread_cond_broadcast (&self->index_cond);
+    pthread_mutex_unlock (&self->index_mutex);
+}
+
+size_t
+zcq_store_recent (zcq_store_t *self)
+{
+    size_t entries, bytes;
+    pthread_rwlock_rdlock (&self->recent_lock);
+    s_recent_size (self, &entries, &bytes);
+    pthread_rwlock_unlock (&self->recent_lock);
+    return entries;
 }
 
 //  --------------------------------------------------------------------------
@@ -1395,6 +2210,64 @@ s_deliver_positions (zcq_store_t *self, const uint64_t *positions, const uint64_
     return err;
 }
 
+//  A stream's events in the recent part, in version order
+typedef struct {
+    uint64_t *versions;
+    uint64_t *positions;
+    size_t count;
+    size_t slots;
+    size_t limit; //  0 = all
+    bool nomem;
+} s_memory_t;
+
+static int
+s_memory_add (void *arg, uint64_t version, uint64_t position)
+{
+    s_memory_t *memory = arg;
+    if (memory->limit && memory->count >= memory->limit)
+        return 1;
+    if (memory->count == memory->slots) {
+        size_t slots = memory->slots ? memory->slots * 2 : 64;
+        uint64_t *versions = realloc (memory->versions, slots * sizeof (uint64_t));
+        if (versions)
+            memory->versions = versions;
+        uint64_t *positions = versions ? realloc (memory->positions, slots * sizeof (uint64_t))
+                                       : NULL;
+        if (positions)
+            memory->positions = positions;
+        if (!versions || !positions) {
+            memory->nomem = true;
+            return 1;
+        }
+        memory->slots = slots;
+    }
+    memory->versions[memory->count] = version;
+    memory->positions[memory->count++] = position;
+    return 0;
+}
+
+//  Take a stream's events from version `from` on out of the recent part,
+//  and the lowest version it holds of the stream (0: none): RocksDB has
+//  the ones below. The caller holds the handle.
+static zcq_err_t
+s_memory_stream (zcq_store_t *self, const char *stream, size_t stream_len, uint64_t from,
+                 s_memory_t *memory, uint64_t *lowest)
+{
+    *lowest = 0;
+    pthread_rwlock_rdlock (&self->recent_lock);
+    for (size_t index = 0; index < self->segment_count && !memory->nomem; index++) {
+        const zcq_recent_t *segment = self->segments[index];
+        uint64_t first, last;
+        if (!zcq_recent_find_stream (segment, stream, stream_len, &first, &last))
+            continue;
+        if (!*lowest || first < *lowest)
+            *lowest = first;
+        zcq_recent_each_event (segment, stream, stream_len, from, s_memory_add, memory);
+    }
+    pthread_rwlock_unlock (&self->recent_lock);
+    return memory->nomem ? ZCQ_NOMEM : ZCQ_OK;
+}
+
 zcq_err_t
 zcq_store_read_stream (zcq_store_t *self, const char *stream, uint64_t from, size_t limit,
                        zcq_store_event_fn *fn, void *arg)
@@ -1402,49 +2275,74 @@ zcq_store_read_stream (zcq_store_t *self, const char *stream, uint64_t from, siz
     size_t stream_len = strlen (stream);
     if (stream_len > ZCQ_STREAM_MAX)
         return ZCQ_INVALID;
+    if (!from)
+        from = 1;
     char start[ZCQ_STREAM_MAX + 9];
-    size_t start_len = s_stream_key (start, stream, stream_len, from ? from : 1);
+    size_t start_len = s_stream_key (start, stream, stream_len, from);
     ZCQ_TRY (s_read_begin (self));
-    rocksdb_iterator_t *iterator
-        = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_STREAMS]);
+    //  DESIGN 11: memory first, then RocksDB below what memory holds
+    s_memory_t memory = { .limit = limit };
+    uint64_t lowest;
+    zcq_err_t err = s_memory_stream (self, stream, stream_len, from, &memory, &lowest);
     uint64_t positions[S_MULTIGET_CHUNK], versions[S_MULTIGET_CHUNK];
     size_t pending = 0, delivered = 0;
     bool stopped = false;
-    zcq_err_t err = ZCQ_OK;
-    for (rocksdb_iter_seek (iterator, start, start_len);
-         rocksdb_iter_valid (iterator) && !stopped && (!limit || delivered < limit);
-         rocksdb_iter_next (iterator)) {
-        size_t key_len, value_len;
-        const char *key = rocksdb_iter_key (iterator, &key_len);
-        if (key_len != stream_len + 9 || memcmp (key, start, stream_len + 1) != 0)
-            break;
-        const char *value = rocksdb_iter_value (iterator, &value_len);
-        if (value_len != 8) {
-            err = ZCQ_CORRUPT;
-            break;
+    rocksdb_iterator_t *iterator = NULL;
+    if (err == ZCQ_OK && (!lowest || from < lowest)) {
+        iterator
+            = rocksdb_create_iterator_cf (self->db, self->read_options, self->cf[S_CF_STREAMS]);
+        for (rocksdb_iter_seek (iterator, start, start_len);
+             rocksdb_iter_valid (iterator) && !stopped && (!limit || delivered < limit);
+             rocksdb_iter_next (iterator)) {
+            size_t key_len, value_len;
+            const char *key = rocksdb_iter_key (iterator, &key_len);
+            if (key_len != stream_len + 9 || memcmp (key, start, stream_len + 1) != 0)
+                break;
+            uint64_t version = zcq_get_be64 ((const uint8_t *) key + stream_len + 1);
+            if (lowest && version >= lowest)
+                break; //  memory has it, and what follows
+            const char *value = rocksdb_iter_value (iterator, &value_len);
+            if (value_len != 8) {
+                err = ZCQ_CORRUPT;
+                break;
+            }
+            positions[pending] = zcq_get_be64 ((const uint8_t *) value);
+            versions[pending] = version;
+            pending++;
+            delivered++;
+            if (pending == S_MULTIGET_CHUNK) {
+                err = s_deliver_positions (self, positions, versions, pending, fn, arg, &stopped);
+                pending = 0;
+                if (err != ZCQ_OK)
+                    break;
+            }
         }
-        positions[pending] = zcq_get_be64 ((const uint8_t *) value);
-        versions[pending] = zcq_get_be64 ((const uint8_t *) key + stream_len + 1);
+        if (err == ZCQ_OK)
+            err = s_iter_status (iterator);
+        rocksdb_iter_destroy (iterator);
+    }
+    for (size_t index = 0; err == ZCQ_OK && index < memory.count; index++) {
+        if (stopped || (limit && delivered >= limit))
+            break;
+        positions[pending] = memory.positions[index];
+        versions[pending] = memory.versions[index];
         pending++;
         delivered++;
         if (pending == S_MULTIGET_CHUNK) {
             err = s_deliver_positions (self, positions, versions, pending, fn, arg, &stopped);
             pending = 0;
-            if (err != ZCQ_OK)
-                break;
         }
     }
     if (err == ZCQ_OK && pending && !stopped)
         err = s_deliver_positions (self, positions, versions, pending, fn, arg, &stopped);
-    if (err == ZCQ_OK)
-        err = s_iter_status (iterator);
-    rocksdb_iter_destroy (iterator);
     s_read_end (self);
+    free (memory.versions);
+    free (memory.positions);
     return err;
 }
 
-//  Whether the stream has an event at this version (its index entry is
-//  there). The caller holds the handle.
+//  Whether the stream has an event at this version in RocksDB (its index
+//  entry is there). The caller holds the handle.
 static zcq_err_t
 s_stream_has (zcq_store_t *self, char *key, size_t stream_len, uint64_t version, bool *has)
 {
@@ -1461,9 +2359,10 @@ s_stream_has (zcq_store_t *self, char *key, size_t stream_len, uint64_t version,
     return err;
 }
 
-//  DESIGN 10: a stream's versions run 1..V without holes, so V is found by
-//  doubling the probe until it misses, then halving the gap: 2 log2 V
-//  point look-ups, each answered by a memtable bucket or a Bloom filter.
+//  DESIGN 10: the newest version in the recent part; else, a stream's
+//  versions running 1..V without holes, V is found in RocksDB by doubling
+//  the probe until it misses, then halving the gap: 2 log2 V point
+//  look-ups, each answered by a Bloom filter or a block.
 zcq_err_t
 zcq_store_stream_version (zcq_store_t *self, const char *stream, uint64_t *version)
 {
@@ -1474,6 +2373,18 @@ zcq_store_stream_version (zcq_store_t *self, const char *stream, uint64_t *versi
     char key[ZCQ_STREAM_MAX + 9];
     s_stream_key (key, stream, stream_len, 0);
     ZCQ_TRY (s_read_begin (self));
+    uint64_t newest = 0;
+    pthread_rwlock_rdlock (&self->recent_lock);
+    for (size_t index = self->segment_count; index-- > 0 && !newest;) {
+        uint64_t first;
+        zcq_recent_find_stream (self->segments[index], stream, stream_len, &first, &newest);
+    }
+    pthread_rwlock_unlock (&self->recent_lock);
+    if (newest) {
+        s_read_end (self);
+        *version = newest;
+        return ZCQ_OK;
+    }
     uint64_t present = 0, absent = 0; //  absent 0: no miss seen yet
     bool has = true;
     zcq_err_t err = ZCQ_OK;
@@ -1498,29 +2409,6 @@ zcq_store_stream_version (zcq_store_t *self, const char *stream, uint64_t *versi
     if (err == ZCQ_OK)
         *version = present;
     return err;
-}
-
-//  Get a value from a column family; caller frees *value with free. The
-//  caller holds the handle (s_read_begin).
-static zcq_err_t
-s_get (zcq_store_t *self, int cf, const char *key, size_t key_len, void **value, size_t *len)
-{
-    char *rocks_error = NULL;
-    char *found = rocksdb_get_cf (self->db, self->read_options, self->cf[cf], key, key_len, len,
-                                  &rocks_error);
-    if (rocks_error)
-        return s_error (rocks_error, NULL, 0, "get");
-    if (!found)
-        return ZCQ_NOT_FOUND;
-    //  copy into malloc'd memory so callers free it the usual way
-    void *copy = malloc (*len ? *len : 1);
-    if (copy)
-        memcpy (copy, found, *len);
-    rocksdb_free (found);
-    if (!copy)
-        return ZCQ_NOMEM;
-    *value = copy;
-    return ZCQ_OK;
 }
 
 zcq_err_t
@@ -1550,27 +2438,52 @@ zcq_store_snapshot (zcq_store_t *self, const char *stream, uint32_t *schema, uin
 zcq_err_t
 zcq_store_command (zcq_store_t *self, const char *id, size_t id_len, void **result, size_t *len)
 {
+    if (id_len == 0) //  the marker's key (DESIGN 12), no id
+        return ZCQ_NOT_FOUND;
     if (atomic_load_explicit (&self->ids_ready, memory_order_acquire)
         && !s_bloom_maybe (&self->ids, id, id_len))
         return ZCQ_NOT_FOUND;
-    void *value;
-    size_t value_len;
+    void *value = NULL;
+    size_t value_len = 0;
     ZCQ_TRY (s_read_begin (self));
-    zcq_err_t err = s_get (self, S_CF_COMMANDS, id, id_len, &value, &value_len);
+    //  DESIGN 11: the newest record is in the newest segment that has one,
+    //  else in RocksDB
+    zcq_err_t err = ZCQ_NOT_FOUND;
+    int64_t time = 0;
+    pthread_rwlock_rdlock (&self->recent_lock);
+    for (size_t index = self->segment_count; index-- > 0 && err == ZCQ_NOT_FOUND;) {
+        const void *found;
+        size_t found_len;
+        if (!zcq_recent_find_command (self->segments[index], id, id_len, &time, &found, &found_len))
+            continue;
+        value = malloc (found_len ? found_len : 1);
+        err = value ? ZCQ_OK : ZCQ_NOMEM;
+        if (value) {
+            memcpy (value, found, found_len);
+            value_len = found_len;
+        }
+    }
+    pthread_rwlock_unlock (&self->recent_lock);
+    if (err == ZCQ_NOT_FOUND) {
+        err = s_get (self, S_CF_COMMANDS, id, id_len, &value, &value_len);
+        if (err == ZCQ_OK && value_len < 8) {
+            free (value);
+            err = ZCQ_CORRUPT;
+        }
+        if (err == ZCQ_OK) {
+            time = (int64_t) zcq_get_be64 (value);
+            value_len -= 8;
+            memmove (value, (char *) value + 8, value_len);
+        }
+    }
     s_read_end (self);
     if (err != ZCQ_OK)
         return err;
-    if (value_len < 8) {
-        free (value);
-        return ZCQ_CORRUPT;
-    }
-    int64_t time = (int64_t) zcq_get_be64 (value);
     if (time < zcq_now_us () - (int64_t) self->dedup_window_s * 1000000) {
         free (value);
         return ZCQ_NOT_FOUND;
     }
-    *len = value_len - 8;
-    memmove (value, (char *) value + 8, *len);
+    *len = value_len;
     *result = value;
     return ZCQ_OK;
 }

@@ -139,6 +139,57 @@ typedef struct {
 const zcq_change_t *zcq_fields_changes (zcq_fields_t *self, size_t *count);
 
 //  --------------------------------------------------------------------------
+//  The store (store.c, store_recent.c, store_wal.c)
+
+//  Check the WAL files of the data dir at path before RocksDB opens it
+//  (store.c DESIGN 8): ZCQ_CORRUPT, with the file, the offset and what
+//  would be lost in error, when a damaged record has intact ones after it.
+zcq_err_t zcq_store_check_wal (const char *path, char *error, size_t size);
+
+//  One segment of the recent part of the index (store.c DESIGN 11): the
+//  stream index entries and command id records of commits not yet in
+//  RocksDB. Not thread-safe: the store guards it.
+typedef struct zcq_recent_t zcq_recent_t;
+zcq_recent_t *zcq_recent_new (void);
+void zcq_recent_destroy (zcq_recent_t **self_p);
+//  Make room for that many events and command ids whose strings (streams,
+//  ids, results) add up to bytes: adding them then cannot fail.
+bool zcq_recent_reserve (zcq_recent_t *self, size_t events, size_t commands, size_t bytes);
+//  Add stream's event (its events come in version order); false when out
+//  of memory.
+bool zcq_recent_event (zcq_recent_t *self, const char *stream, size_t len, uint64_t version,
+                       uint64_t position);
+//  Add a command id's record; a later record of an id replaces the earlier.
+bool zcq_recent_command (zcq_recent_t *self, const char *id, size_t len, int64_t time,
+                         const void *result, size_t result_len);
+//  The segment covers the log up to position (at least).
+void zcq_recent_cover (zcq_recent_t *self, uint64_t position);
+uint64_t zcq_recent_through (const zcq_recent_t *self);
+size_t zcq_recent_entries (const zcq_recent_t *self); //  events + command ids
+size_t zcq_recent_bytes (const zcq_recent_t *self);
+int64_t zcq_recent_started (const zcq_recent_t *self); //  zclock_mono () of the first entry
+//  The newest record of id here: borrowed bytes, valid while the segment is.
+bool zcq_recent_find_command (const zcq_recent_t *self, const char *id, size_t len, int64_t *time,
+                              const void **result, size_t *result_len);
+//  How many events of stream are here (0: none), their first and last version.
+size_t zcq_recent_find_stream (const zcq_recent_t *self, const char *stream, size_t len,
+                               uint64_t *first, uint64_t *last);
+//  fn for each event of stream here with version >= from, in order, until
+//  it returns non-zero (then true).
+typedef int (zcq_recent_event_fn) (void *arg, uint64_t version, uint64_t position);
+bool zcq_recent_each_event (const zcq_recent_t *self, const char *stream, size_t len, uint64_t from,
+                            zcq_recent_event_fn *fn, void *arg);
+//  fn for every key and value the segment puts in a family, in key order
+//  (RocksDB's bytewise order): `streams` (stream NUL version -> position),
+//  `commands` (id -> time, result; records older than expired_before are
+//  left out). Stops at the first error fn returns.
+typedef zcq_err_t (zcq_recent_key_fn) (void *arg, const char *key, size_t key_len,
+                                       const void *value, size_t value_len);
+zcq_err_t zcq_recent_sorted_streams (const zcq_recent_t *self, zcq_recent_key_fn *fn, void *arg);
+zcq_err_t zcq_recent_sorted_commands (const zcq_recent_t *self, int64_t expired_before,
+                                      zcq_recent_key_fn *fn, void *arg);
+
+//  --------------------------------------------------------------------------
 //  View tables and their snapshots (view.c, viewsnap.c)
 
 //  Size the hash table for rows rows; false when out of memory.

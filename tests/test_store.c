@@ -6,6 +6,13 @@
     snapshots, command ids and their expiry, metadata, reopening, both
     durability modes, opens that must fail cleanly, and damage found on
     open (a WAL garbled in the middle, a garbled .sst block).
+
+    The index behind the log (store.c DESIGN 11-13): streams and ids read
+    from the recent part only, from RocksDB only and split across both; a
+    crash (a child process that exits without closing) with an un-indexed
+    tail, after which the open indexes the log again; commands without
+    events; the dedup window across a restart; the indexer moving segments
+    while every commit is read back.
 */
 #include "testutil.h"
 #include <dirent.h>
@@ -101,6 +108,57 @@ s_log_count (zcq_store_t *store)
     size_t count = seen->count;
     free (seen);
     return count;
+}
+
+static void
+s_put_be (uint8_t *bytes, uint64_t value, int width)
+{
+    for (int index = width - 1; index >= 0; index--, value >>= 8)
+        bytes[index] = (uint8_t) value;
+}
+
+static uint64_t
+s_get_be (const uint8_t *bytes, int width)
+{
+    uint64_t value = 0;
+    for (int index = 0; index < width; index++)
+        value = value << 8 | bytes[index];
+    return value;
+}
+
+//  An event body in the ZCQ/1 layout (aggregate_shard.c s_encode_events):
+//  what the store indexes the log from after a crash.
+static void
+s_event_body (zcq_writer_t *writer, const char *stream, uint64_t position, uint64_t version,
+              const char *command, int64_t time, const char *text)
+{
+    const char *slash = strchr (stream, '/');
+    zcq_writer_reset (writer);
+    zcq_writer_map (writer, 11);
+    zcq_writer_str (writer, "position");
+    zcq_writer_uint (writer, position);
+    zcq_writer_str (writer, "time");
+    zcq_writer_int (writer, time);
+    zcq_writer_str (writer, "node");
+    zcq_writer_str (writer, "test");
+    zcq_writer_str (writer, "stream");
+    zcq_writer_str (writer, stream);
+    zcq_writer_str (writer, "aggregate");
+    zcq_writer_strn (writer, stream, slash ? (size_t) (slash - stream) : strlen (stream));
+    zcq_writer_str (writer, "key");
+    zcq_writer_str (writer, slash ? slash + 1 : "");
+    zcq_writer_str (writer, "version");
+    zcq_writer_uint (writer, version);
+    zcq_writer_str (writer, "type");
+    zcq_writer_str (writer, "deposited");
+    zcq_writer_str (writer, "command");
+    zcq_writer_str (writer, command);
+    zcq_writer_str (writer, "meta");
+    zcq_writer_map (writer, 0);
+    zcq_writer_str (writer, "data");
+    zcq_writer_map (writer, 1);
+    zcq_writer_str (writer, "text");
+    zcq_writer_str (writer, text);
 }
 
 //  A fresh empty directory under $ZCQ_TEST_TMP (or /tmp); remove it with
@@ -805,7 +863,7 @@ test_store_metadata (void **state)
     //  The store records its format
     assert_int_equal (zcq_store_meta (store, "format", &value, &len), ZCQ_OK);
     assert_int_equal (len, 1);
-    assert_memory_equal (value, "2", 1);
+    assert_memory_equal (value, "3", 1);
     free (value);
 
     zcq_batch_t *batch = zcq_batch_new (store);
@@ -853,30 +911,36 @@ test_store_stream_version_probe (void **state)
     zcq_store_close (&store);
 }
 
-//  A data dir of format 1 (which kept head records) opens, and is moved to
-//  format 2 so that older builds refuse it; an unknown format is refused.
+//  Data dirs of formats 1 (which kept head records) and 2 (whose commits
+//  wrote the index) open, indexed through their head, and are moved to
+//  format 3 so that older builds refuse them; an unknown format is refused.
 static void
 test_store_format_upgrade (void **state)
 {
     const char *path = *state;
-    zcq_store_t *store = s_open (path, NULL);
-    s_append_one (store, "s", "a");
-    s_append_one (store, "s", "b");
-    zcq_batch_t *batch = zcq_batch_new (store);
-    zcq_batch_meta (batch, "format", "1", 1);
-    assert_int_equal (zcq_store_commit (store, batch, 2), ZCQ_OK);
-    zcq_batch_destroy (&batch);
-    zcq_store_close (&store);
+    const char *earlier[] = { "1", "2" };
+    for (size_t index = 0; index < 2; index++) {
+        zcq_store_t *store = s_open (path, NULL);
+        s_append_one (store, "s", "a");
+        zcq_batch_t *batch = zcq_batch_new (store);
+        zcq_batch_meta (batch, "format", earlier[index], 1);
+        assert_int_equal (zcq_store_commit (store, batch, zcq_store_head (store)), ZCQ_OK);
+        zcq_batch_destroy (&batch);
+        zcq_store_close (&store);
 
-    store = s_open (path, NULL);
-    void *value = NULL;
-    size_t len = 0;
-    assert_int_equal (zcq_store_meta (store, "format", &value, &len), ZCQ_OK);
-    assert_int_equal (len, 1);
-    assert_memory_equal (value, "2", 1);
-    free (value);
-    assert_int_equal (s_version (store, "s"), 2);
-    batch = zcq_batch_new (store);
+        store = s_open (path, NULL);
+        void *value = NULL;
+        size_t len = 0;
+        assert_int_equal (zcq_store_meta (store, "format", &value, &len), ZCQ_OK);
+        assert_int_equal (len, 1);
+        assert_memory_equal (value, "3", 1);
+        free (value);
+        assert_int_equal (zcq_store_recent (store), 0);
+        assert_int_equal (s_version (store, "s"), index + 1);
+        zcq_store_close (&store);
+    }
+    zcq_store_t *store = s_open (path, NULL);
+    zcq_batch_t *batch = zcq_batch_new (store);
     zcq_batch_meta (batch, "format", "7", 1);
     assert_int_equal (zcq_store_commit (store, batch, 2), ZCQ_OK);
     zcq_batch_destroy (&batch);
@@ -1092,6 +1156,505 @@ test_store_second_open_fails (void **state)
 }
 
 //  --------------------------------------------------------------------------
+//  The index behind the log (store.c DESIGN 11-13)
+
+#define S_MODEL_STREAMS  6
+#define S_MODEL_VERSIONS 2048
+#define S_MODEL_COMMANDS 2048
+
+//  What a test committed, to check every read against. Built the same way
+//  with or without a store (a child commits, the parent only counts).
+typedef struct {
+    const char *streams[S_MODEL_STREAMS];
+    uint64_t versions[S_MODEL_STREAMS];
+    uint64_t positions[S_MODEL_STREAMS][S_MODEL_VERSIONS]; //  of version v at v - 1
+    struct {
+        char id[32];
+        int stream;
+        uint64_t version; //  of its last event (the stream's, with none)
+        uint64_t position;
+        uint32_t events;
+        int64_t time;
+    } commands[S_MODEL_COMMANDS];
+    size_t command_count;
+    uint64_t head;   //  the head the next command is staged on
+    uint64_t staged; //  events staged in the group
+    zcq_writer_t *writer;
+    zcq_batch_t *batch;
+} s_model_t;
+
+static s_model_t *
+s_model_new (void)
+{
+    s_model_t *model = calloc (1, sizeof (s_model_t));
+    assert_non_null (model);
+    const char *streams[S_MODEL_STREAMS]
+        = { "account/a", "account/b", "account/c", "account/d", "account/e", "account/ab" };
+    memcpy (model->streams, streams, sizeof streams);
+    model->writer = zcq_writer_new ();
+    return model;
+}
+
+static void
+s_model_destroy (s_model_t **model_p)
+{
+    zcq_writer_destroy (&(*model_p)->writer);
+    zcq_batch_destroy (&(*model_p)->batch);
+    free (*model_p);
+    *model_p = NULL;
+}
+
+//  Start a group commit (store NULL: count only).
+static void
+s_model_begin (s_model_t *model, zcq_store_t *store)
+{
+    if (store) {
+        zcq_batch_destroy (&model->batch);
+        model->batch = zcq_batch_new (store);
+        assert_int_equal (zcq_store_head (store), model->head);
+    }
+}
+
+//  Stage a command of `events` events (0: none) on a stream, as the log
+//  writer stages it: its events, then its id with its result.
+static void
+s_model_command (s_model_t *model, int stream, uint32_t events, int64_t time)
+{
+    assert_true (model->command_count < S_MODEL_COMMANDS);
+    size_t number = model->command_count;
+    char *id = model->commands[number].id;
+    snprintf (id, sizeof model->commands[number].id, "cmd-%zu", number);
+    const char *name = model->streams[stream];
+    for (uint32_t event = 0; event < events; event++) {
+        uint64_t position = model->head + ++model->staged;
+        uint64_t version = ++model->versions[stream];
+        assert_true (version <= S_MODEL_VERSIONS);
+        model->positions[stream][version - 1] = position;
+        if (model->batch) {
+            s_event_body (model->writer, name, position, version, id, time, "x");
+            zcq_batch_event (model->batch, position, name, strlen (name), version,
+                             zcq_writer_data (model->writer), zcq_writer_size (model->writer));
+        }
+    }
+    model->commands[number].stream = stream;
+    model->commands[number].version = model->versions[stream];
+    model->commands[number].position = model->head + model->staged;
+    model->commands[number].events = events;
+    model->commands[number].time = time;
+    model->command_count++;
+    if (model->batch) {
+        uint8_t result[20 + 32 + 1 + 8];
+        s_put_be (result, model->commands[number].version, 8);
+        s_put_be (result + 8, model->commands[number].position, 8);
+        s_put_be (result + 16, events, 4);
+        size_t len = strlen (name);
+        memcpy (result + 20, name, len + 1);
+        memcpy (result + 21 + len, "deposit", 7);
+        zcq_batch_command (model->batch, id, strlen (id), time, result, 28 + len);
+    }
+}
+
+static void
+s_model_commit (s_model_t *model, zcq_store_t *store)
+{
+    model->head += model->staged;
+    model->staged = 0;
+    if (store)
+        assert_int_equal (zcq_store_commit (store, model->batch, model->head), ZCQ_OK);
+}
+
+typedef struct {
+    uint64_t versions[S_MODEL_VERSIONS];
+    uint64_t positions[S_MODEL_VERSIONS];
+    size_t count;
+} s_read_t;
+
+static int
+s_read_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    s_read_t *read = arg;
+    assert_true (read->count < S_MODEL_VERSIONS);
+    read->versions[read->count] = version;
+    read->positions[read->count++] = position;
+    return 0;
+}
+
+//  Check a stream's reads from version `from`, at most limit, against the
+//  model.
+static void
+s_check_stream (s_model_t *model, zcq_store_t *store, int stream, uint64_t from, size_t limit)
+{
+    s_read_t *read = calloc (1, sizeof (s_read_t));
+    assert_non_null (read);
+    assert_int_equal (
+        zcq_store_read_stream (store, model->streams[stream], from, limit, s_read_event, read),
+        ZCQ_OK);
+    uint64_t first = from ? from : 1, last = model->versions[stream];
+    if (limit && last >= first && last - first + 1 > limit)
+        last = first + limit - 1;
+    size_t expected = last >= first ? (size_t) (last - first + 1) : 0;
+    if (read->count != expected)
+        fail_msg ("%s from %llu: %zu events read, %zu expected", model->streams[stream],
+                  (unsigned long long) from, read->count, expected);
+    for (size_t index = 0; index < read->count; index++) {
+        assert_int_equal (read->versions[index], first + index);
+        assert_int_equal (read->positions[index], model->positions[stream][first + index - 1]);
+    }
+    free (read);
+}
+
+//  Check every stream (read whole and in parts, its version) and every
+//  command id against the model. With `typed`, every result must have its
+//  command type; else one rebuilt from the log may have none (DESIGN 12).
+//  Ids older than `window_s` must read as absent.
+static void
+s_model_check (s_model_t *model, zcq_store_t *store, bool typed, uint64_t window_s)
+{
+    assert_int_equal (zcq_store_head (store), model->head);
+    for (int stream = 0; stream < S_MODEL_STREAMS; stream++) {
+        assert_int_equal (s_version (store, model->streams[stream]), model->versions[stream]);
+        uint64_t version = model->versions[stream];
+        s_check_stream (model, store, stream, 0, 0);
+        s_check_stream (model, store, stream, version / 2 + 1, 0);
+        s_check_stream (model, store, stream, version / 3 + 1, version / 3 + 1);
+        s_check_stream (model, store, stream, version + 1, 0);
+    }
+    int64_t expired_before = s_now_us () - (int64_t) window_s * 1000000;
+    for (size_t number = 0; number < model->command_count; number++) {
+        const char *id = model->commands[number].id;
+        void *bytes = NULL;
+        size_t len = 0;
+        zcq_err_t err = zcq_store_command (store, id, strlen (id), &bytes, &len);
+        if (model->commands[number].time < expired_before) {
+            if (err != ZCQ_NOT_FOUND)
+                fail_msg ("%s is older than the window, yet found (%s)", id, zcq_strerror (err));
+            continue;
+        }
+        if (err != ZCQ_OK)
+            fail_msg ("%s (%u events) not found: %s", id, model->commands[number].events,
+                      zcq_strerror (err));
+        const char *stream = model->streams[model->commands[number].stream];
+        size_t stream_len = strlen (stream);
+        assert_true (len == 21 + stream_len || len == 28 + stream_len);
+        const uint8_t *result = bytes;
+        assert_int_equal (s_get_be (result, 8), model->commands[number].version);
+        assert_int_equal (s_get_be (result + 8, 8), model->commands[number].position);
+        assert_int_equal (s_get_be (result + 16, 4), model->commands[number].events);
+        assert_memory_equal (result + 20, stream, stream_len + 1);
+        if (typed || len == 28 + stream_len) {
+            assert_int_equal (len, 28 + stream_len);
+            assert_memory_equal (result + 21 + stream_len, "deposit", 7);
+        }
+        free (bytes);
+    }
+}
+
+//  A group of commands: some of several events, one without any.
+static void
+s_model_group (s_model_t *model, zcq_store_t *store, int round, int64_t time)
+{
+    s_model_begin (model, store);
+    for (int index = 0; index < 5; index++)
+        s_model_command (model, (round + index) % S_MODEL_STREAMS, 1 + (index + round) % 3, time);
+    s_model_command (model, round % S_MODEL_STREAMS, 0, time);
+    s_model_commit (model, store);
+}
+
+//  Streams and ids whose index is in RocksDB only, in memory only, or
+//  split across both, read while the indexer is held, after it indexed
+//  everything, and after a reopen.
+static void
+test_store_index_split (void **state)
+{
+    const char *path = *state;
+    zcq_store_t *store = s_open (path, NULL);
+    zcq_store_hold_index (store, true);
+    s_model_t *model = s_model_new ();
+    int64_t now = s_now_us ();
+    //  in RocksDB: streams a, c (and the shared prefix ab)
+    s_model_begin (model, store);
+    for (int index = 0; index < 10; index++)
+        s_model_command (model, index % 2 ? 0 : 2, 1 + index % 2, now);
+    s_model_command (model, 5, 1, now);
+    s_model_commit (model, store);
+    assert_true (zcq_store_recent (store) > 0);
+    assert_int_equal (zcq_store_index (store), ZCQ_OK);
+    assert_int_equal (zcq_store_recent (store), 0);
+    s_model_check (model, store, true, 3600);
+    //  in memory: more of a (split), b (memory only), ids without events
+    for (int round = 0; round < 4; round++) {
+        s_model_begin (model, store);
+        s_model_command (model, 0, 2, now);
+        s_model_command (model, 1, 3, now);
+        s_model_command (model, 1, 0, now);
+        s_model_command (model, 4, 0, now);
+        s_model_commit (model, store);
+    }
+    assert_true (zcq_store_recent (store) > 0);
+    s_model_check (model, store, true, 3600);
+    //  a snapshot, then the stream read on from it: the memory part
+    zcq_batch_t *batch = zcq_batch_new (store);
+    zcq_batch_snapshot (batch, "account/a", 9, 1, 12, "state", 5);
+    assert_int_equal (zcq_store_commit (store, batch, model->head), ZCQ_OK);
+    zcq_batch_destroy (&batch);
+    uint32_t schema;
+    uint64_t version;
+    void *bytes;
+    size_t len;
+    assert_int_equal (zcq_store_snapshot (store, "account/a", &schema, &version, &bytes, &len),
+                      ZCQ_OK);
+    free (bytes);
+    s_check_stream (model, store, 0, version + 1, 0);
+    s_check_stream (model, store, 0, version - 3, 5); //  across the two parts
+
+    assert_int_equal (zcq_store_index (store), ZCQ_OK);
+    assert_int_equal (zcq_store_recent (store), 0);
+    s_model_check (model, store, true, 3600);
+    zcq_store_close (&store);
+    store = s_open (path, NULL);
+    assert_int_equal (zcq_store_recent (store), 0);
+    s_model_check (model, store, true, 3600);
+    zcq_store_close (&store);
+    s_model_destroy (&model);
+}
+
+//  The scenario a child commits before it dies: `indexed` groups indexed,
+//  then `tail` groups with the indexer held (a crash between the log write
+//  and the index write). With store NULL: the model only.
+static void
+s_crash_scenario (s_model_t *model, zcq_store_t *store, int indexed, int tail, int64_t now,
+                  int64_t old)
+{
+    for (int round = 0; round < indexed + tail; round++) {
+        s_model_group (model, store, round, round % 4 == 3 ? old : now);
+        if (store && round + 1 == indexed)
+            assert_int_equal (zcq_store_index (store), ZCQ_OK);
+    }
+}
+
+//  Run the scenario in a child process that exits without closing the
+//  store (what a crash leaves: the log in the WAL, the tail unindexed).
+//  The child runs this program again (s_child_main): a forked copy would
+//  inherit RocksDB's background thread pool without its threads.
+static void
+s_crash_child (const char *path, uint64_t window_s, int indexed, int tail, int64_t now, int64_t old)
+{
+    char arguments[5][32];
+    snprintf (arguments[0], sizeof arguments[0], "%llu", (unsigned long long) window_s);
+    snprintf (arguments[1], sizeof arguments[1], "%d", indexed);
+    snprintf (arguments[2], sizeof arguments[2], "%d", tail);
+    snprintf (arguments[3], sizeof arguments[3], "%lld", (long long) now);
+    snprintf (arguments[4], sizeof arguments[4], "%lld", (long long) old);
+    pid_t pid = fork ();
+    assert_true (pid >= 0);
+    if (pid == 0) {
+        execl ("/proc/self/exe", "test_store", "crash-child", path, arguments[0], arguments[1],
+               arguments[2], arguments[3], arguments[4], (char *) NULL);
+        _exit (127);
+    }
+    int status = 0;
+    assert_int_equal (waitpid (pid, &status, 0), pid);
+    assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+}
+
+//  A crash with an unindexed tail: the open indexes the log again, and
+//  every stream read, version and id look-up is right, before and after
+//  the index is written, and after a clean reopen. Ids rebuilt from the
+//  log have no type; ids of commands without events keep theirs.
+static void
+test_store_crash_unindexed (void **state)
+{
+    const struct {
+        int indexed, tail;
+    } cases[] = { { 0, 12 }, { 7, 9 }, { 10, 0 } };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        char path[4096];
+        snprintf (path, sizeof path, "%s/case-%zu", (char *) *state, index);
+        int64_t now = s_now_us ();
+        s_crash_child (path, 0, cases[index].indexed, cases[index].tail, now, now);
+        s_model_t *model = s_model_new ();
+        s_crash_scenario (model, NULL, cases[index].indexed, cases[index].tail, now, now);
+
+        zcq_store_t *store = s_open (path, NULL);
+        zcq_store_hold_index (store, true);
+        assert_int_equal (zcq_store_recent (store) > 0, cases[index].tail > 0);
+        s_model_check (model, store, false, 3600);
+        //  and it goes on: more commits on top of the reindexed tail
+        s_model_group (model, store, 99, s_now_us ());
+        s_model_check (model, store, false, 3600);
+        assert_int_equal (zcq_store_index (store), ZCQ_OK);
+        s_model_check (model, store, false, 3600);
+        zcq_store_close (&store);
+        store = s_open (path, NULL);
+        assert_int_equal (zcq_store_recent (store), 0);
+        s_model_check (model, store, false, 3600);
+        assert_int_equal (zcq_store_verified (store, NULL, 0), ZCQ_OK);
+        zcq_store_close (&store);
+        s_model_destroy (&model);
+    }
+}
+
+//  A crash between the index's two ingestions (ZCQ_STORE_INDEX_CRASH: the
+//  child dies once the `streams` file is in): the families are indexed to
+//  different positions, and the open indexes each from its own marker.
+static void
+test_store_crash_between_ingestions (void **state)
+{
+    const char *path = *state;
+    int64_t now = s_now_us ();
+    char time_text[32];
+    snprintf (time_text, sizeof time_text, "%lld", (long long) now);
+    setenv ("ZCQ_STORE_INDEX_CRASH", "1", 1);
+    pid_t pid = fork ();
+    assert_true (pid >= 0);
+    if (pid == 0) {
+        execl ("/proc/self/exe", "test_store", "crash-child", path, "0", "6", "0", time_text,
+               time_text, (char *) NULL);
+        _exit (127);
+    }
+    unsetenv ("ZCQ_STORE_INDEX_CRASH");
+    int status = 0;
+    assert_int_equal (waitpid (pid, &status, 0), pid);
+    assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 3);
+    s_model_t *model = s_model_new ();
+    s_crash_scenario (model, NULL, 6, 0, now, now);
+
+    zcq_store_t *store = s_open (path, NULL);
+    zcq_store_hold_index (store, true);
+    //  the streams are indexed: only the ids are in the recent part
+    size_t ids = 0;
+    for (size_t number = 0; number < model->command_count; number++)
+        ids += model->commands[number].events > 0;
+    assert_int_equal (zcq_store_recent (store), ids);
+    s_model_check (model, store, false, 3600);
+    assert_int_equal (zcq_store_index (store), ZCQ_OK);
+    zcq_store_close (&store);
+    store = s_open (path, NULL);
+    s_model_check (model, store, false, 3600);
+    zcq_store_close (&store);
+    s_model_destroy (&model);
+}
+
+//  An id seen within the dedup window is found after a restart, wherever
+//  its record was (RocksDB, the rebuilt tail, a command without events);
+//  one older than the window reads as absent.
+static void
+test_store_dedup_window_restart (void **state)
+{
+    const char *path = *state;
+    zcq_store_options_t options;
+    zcq_store_options_init (&options);
+    options.dedup_window_s = 60;
+    int64_t now = s_now_us ();
+    int64_t inside = now - 30 * 1000000LL, outside = now - 3600 * 1000000LL;
+    s_crash_child (path, 60, 6, 6, inside, outside);
+    s_model_t *model = s_model_new ();
+    s_crash_scenario (model, NULL, 6, 6, inside, outside);
+
+    zcq_store_t *store = s_open (path, &options);
+    s_model_check (model, store, false, 60);
+    zcq_store_close (&store); //  indexes the rebuilt tail
+    store = s_open (path, &options);
+    s_model_check (model, store, false, 60);
+    zcq_store_close (&store);
+    s_model_destroy (&model);
+}
+
+//  Commands without events: their ids are written in the commit, found in
+//  memory, in RocksDB, and after a crash that left them unindexed.
+static void
+test_store_commands_without_events (void **state)
+{
+    const char *path = *state;
+    zcq_store_t *store = s_open (path, NULL);
+    zcq_store_hold_index (store, true);
+    s_model_t *model = s_model_new ();
+    int64_t now = s_now_us ();
+    s_model_begin (model, store);
+    s_model_command (model, 0, 0, now);
+    s_model_command (model, 1, 0, now);
+    s_model_commit (model, store);
+    assert_int_equal (zcq_store_head (store), 0);
+    s_model_check (model, store, true, 3600);
+    assert_int_equal (zcq_store_index (store), ZCQ_OK);
+    s_model_check (model, store, true, 3600);
+    zcq_store_close (&store);
+    s_model_destroy (&model);
+
+    //  an empty id is refused: the empty key is the index's marker
+    store = s_open (path, NULL);
+    zcq_batch_t *batch = zcq_batch_new (store);
+    zcq_batch_command (batch, "", 0, now, "r", 1);
+    assert_int_equal (zcq_store_commit (store, batch, 0), ZCQ_INVALID);
+    void *bytes;
+    size_t len;
+    assert_int_equal (zcq_store_command (store, "", 0, &bytes, &len), ZCQ_NOT_FOUND);
+    zcq_batch_destroy (&batch);
+    zcq_store_close (&store);
+
+    //  a crash: the ids of commands without events are not in the log, yet
+    //  remembered (with their type)
+    char crashed[4096];
+    snprintf (crashed, sizeof crashed, "%s/crashed", path);
+    s_crash_child (crashed, 0, 0, 4, now, now);
+    model = s_model_new ();
+    s_crash_scenario (model, NULL, 0, 4, now, now);
+    store = s_open (crashed, NULL);
+    s_model_check (model, store, false, 3600);
+    for (size_t number = 0; number < model->command_count; number++) {
+        if (model->commands[number].events)
+            continue;
+        const char *id = model->commands[number].id;
+        assert_int_equal (zcq_store_command (store, id, strlen (id), &bytes, &len), ZCQ_OK);
+        assert_memory_equal ((char *) bytes + len - 7, "deposit", 7);
+        free (bytes);
+    }
+    zcq_store_close (&store);
+    s_model_destroy (&model);
+}
+
+//  The indexer moving segments in the background (sealing every few
+//  entries) while each commit is read back at once: versions, the new
+//  events and the newest id never go missing between memory and RocksDB.
+static void
+test_store_indexer_running (void **state)
+{
+    const char *path = *state;
+    setenv ("ZCQ_STORE_INDEX_ENTRIES", "40", 1);
+    zcq_store_t *store = s_open (path, NULL);
+    unsetenv ("ZCQ_STORE_INDEX_ENTRIES");
+    s_model_t *model = s_model_new ();
+    int64_t now = s_now_us ();
+    size_t entries = 0;
+    for (int round = 0; round < 150; round++) {
+        s_model_group (model, store, round, now);
+        entries += 6 + 5 + 1; //  at most: events and ids of a group
+        for (int stream = 0; stream < S_MODEL_STREAMS; stream++) {
+            uint64_t version = model->versions[stream];
+            assert_int_equal (s_version (store, model->streams[stream]), version);
+            s_check_stream (model, store, stream, version > 4 ? version - 4 : 1, 0);
+        }
+        const char *id = model->commands[model->command_count - 2].id;
+        void *bytes;
+        size_t len;
+        assert_int_equal (zcq_store_command (store, id, strlen (id), &bytes, &len), ZCQ_OK);
+        free (bytes);
+    }
+    //  the indexer keeps up: the recent part shrinks without help
+    int64_t deadline = zclock_mono () + 10000;
+    while (zcq_store_recent (store) > 200 && zclock_mono () < deadline)
+        zclock_sleep (10); //  polling the indexer, with a deadline
+    assert_true (zcq_store_recent (store) <= 200);
+    s_model_check (model, store, true, 3600);
+    zcq_store_close (&store);
+    store = s_open (path, NULL);
+    assert_int_equal (zcq_store_recent (store), 0);
+    s_model_check (model, store, true, 3600);
+    zcq_store_close (&store);
+    s_model_destroy (&model);
+}
+
+//  --------------------------------------------------------------------------
 //  Damage found on open
 
 //  The biggest file in dir whose name ends with suffix; caller frees.
@@ -1138,26 +1701,20 @@ s_flip_byte (const char *path, double fraction)
 }
 
 //  Leave a store at path whose last `count` events are only in the WAL,
-//  as a crash leaves it: a child process appends them and exits without
-//  closing the store. Each body is 1000 bytes, so the WAL spans blocks.
+//  as a crash leaves it: a child process (this program again, see
+//  s_crash_child) appends them and exits without closing the store. Each
+//  body is about 1000 bytes, so the WAL spans blocks; they are event
+//  bodies, which the open indexes again.
 static void
 s_crash_with_wal (const char *path, int count)
 {
+    char text[16];
+    snprintf (text, sizeof text, "%d", count);
     pid_t pid = fork ();
     assert_true (pid >= 0);
     if (pid == 0) {
-        zcq_store_t *store = NULL;
-        if (zcq_store_open (&store, path, NULL, NULL, 0) != ZCQ_OK)
-            _exit (1);
-        char body[1000];
-        for (int index = 0; index < count; index++) {
-            memset (body, 'a' + index % 26, sizeof body);
-            const void *bodies[1] = { body };
-            size_t lens[1] = { sizeof body };
-            if (zcq_store_append (store, "s", -1, bodies, lens, 1, NULL, NULL) != ZCQ_OK)
-                _exit (1);
-        }
-        _exit (0); //  no close: the events stay in the WAL only
+        execl ("/proc/self/exe", "test_store", "wal-child", path, text, (char *) NULL);
+        _exit (127);
     }
     int status = 0;
     assert_int_equal (waitpid (pid, &status, 0), pid);
@@ -1252,9 +1809,50 @@ test_store_sst_damage (void **state)
     zcq_store_close (&store);
 }
 
-int
-main (void)
+//  The children of s_crash_child and s_crash_with_wal: they write, then
+//  exit without closing the store.
+static int
+s_child_main (int argc, char **argv)
 {
+    zcq_store_t *store = NULL;
+    zcq_store_options_t options;
+    zcq_store_options_init (&options);
+    if (strcmp (argv[1], "crash-child") == 0 && argc == 8) {
+        options.dedup_window_s = strtoull (argv[3], NULL, 10);
+        if (zcq_store_open (&store, argv[2], &options, NULL, 0) != ZCQ_OK)
+            return 1;
+        zcq_store_hold_index (store, true);
+        s_model_t *model = s_model_new ();
+        s_crash_scenario (model, store, atoi (argv[4]), atoi (argv[5]), atoll (argv[6]),
+                          atoll (argv[7]));
+        _exit (zcq_store_head (store) == model->head ? 0 : 1);
+    }
+    if (strcmp (argv[1], "wal-child") == 0 && argc == 4) {
+        if (zcq_store_open (&store, argv[2], &options, NULL, 0) != ZCQ_OK)
+            return 1;
+        zcq_writer_t *writer = zcq_writer_new ();
+        char text[900], id[32];
+        for (int index = 0; index < atoi (argv[3]); index++) {
+            memset (text, 'a' + index % 26, sizeof text - 1);
+            text[sizeof text - 1] = 0;
+            snprintf (id, sizeof id, "crash-%d", index);
+            uint64_t position = zcq_store_head (store) + 1;
+            s_event_body (writer, "s", position, position, id, s_now_us (), text);
+            const void *bodies[1] = { zcq_writer_data (writer) };
+            size_t lens[1] = { zcq_writer_size (writer) };
+            if (zcq_store_append (store, "s", -1, bodies, lens, 1, NULL, NULL) != ZCQ_OK)
+                _exit (1);
+        }
+        _exit (0); //  no close: the events stay in the WAL only, unindexed
+    }
+    return 2;
+}
+
+int
+main (int argc, char **argv)
+{
+    if (argc > 2)
+        return s_child_main (argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_store_walkthrough),
         cmocka_unit_test_setup_teardown (test_store_read_log, s_setup, s_teardown),
@@ -1274,6 +1872,12 @@ main (void)
         cmocka_unit_test_setup_teardown (test_store_open_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_open_without_create, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_second_open_fails, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_store_index_split, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_store_crash_unindexed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_store_crash_between_ingestions, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_store_dedup_window_restart, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_store_commands_without_events, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_store_indexer_running, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_wal_damage, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_store_sst_damage, s_setup, s_teardown),
     };

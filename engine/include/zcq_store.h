@@ -3,21 +3,31 @@
     Column families:
         log          position (u64 BE)           -> event body (ZCQ/1 section 4)
         streams      stream NUL version (u64 BE) -> position (u64 BE), and
-                     stream NUL                  -> the stream's version (u64 BE)
+                     (empty key)                 -> indexed through (u64 BE);
+                     stream NUL -> version: format 1 only, unread
         snapshots    stream                      -> schema, version, state
-        commands     command id                  -> commit time, result
+        commands     command id                  -> commit time, result, and
+                     (empty key)                 -> indexed through (u64 BE)
         expiry       commit time (u64 BE) id     -> (empty): written by earlier
                      versions only (ids now expire by compaction)
         default      metadata: format version, view checkpoints, ...
 
-    Every commit is one WriteBatch covering all of them, written with the
-    durability mode's sync setting.
+    A commit is one WriteBatch, written with the durability mode's sync
+    setting, of what comes in log order: the events, snapshots, metadata,
+    and the ids of commands that wrote no events. The stream index and the
+    other command ids are derived from the log: kept in memory for the
+    part of the log not yet indexed (the recent part), and written behind
+    the log by the store's indexer thread; every read sees both parts.
+    After a crash the open indexes the log's tail again from the event
+    bodies, which must therefore be ZCQ/1 event maps (stream, version,
+    command, time); a log entry that is not one stops the open.
 
     THREAD SAFETY: reads may run from any thread at the same time (RocksDB
     handles are thread-safe; each read holds the store's handle lock
-    shared). Commits, syncs, expiry and zcq_store_recover are made by one
-    thread at a time: the node's log writer (or the single user of
-    zcq_store_append).
+    shared, and the recent part's lock shared while it looks there).
+    Commits, syncs, expiry, zcq_store_index and zcq_store_recover are made
+    by one thread at a time: the node's log writer (or the single user of
+    zcq_store_append). The indexer thread is the store's own.
 
     Storage errors: a failed write leaves the store refusing commits
     (ZCQ_IO) until zcq_store_recover has reopened RocksDB, which it does
@@ -75,18 +85,26 @@ ZCQ_EXPORT void zcq_batch_destroy (zcq_batch_t **self_p);
 ZCQ_EXPORT void zcq_batch_clear (zcq_batch_t *self);
 ZCQ_EXPORT size_t zcq_batch_count (const zcq_batch_t *self);
 //  The event at position, version `version` of stream (which becomes the
-//  stream's version: stage a stream's events in version order).
+//  stream's version: stage a stream's events in version order). The body
+//  is a ZCQ/1 event map (the header says why).
 ZCQ_EXPORT void zcq_batch_event (zcq_batch_t *self, uint64_t position, const char *stream,
                                  size_t stream_len, uint64_t version, const void *body, size_t len);
 ZCQ_EXPORT void zcq_batch_snapshot (zcq_batch_t *self, const char *stream, size_t stream_len,
                                     uint32_t schema, uint64_t version, const void *state,
                                     size_t len);
-//  Remember a successful command id with its encoded result.
+//  Remember a successful command id (1 byte or more) with its encoded
+//  result. Stage a command's events first, then its id: the id goes with
+//  the events staged since the previous id. One without events is written
+//  in the commit itself, since the log cannot give it back; the others
+//  are indexed behind the log, and rebuilt from it after a crash as
+//  [u64 version][u64 position][u32 events][stream] NUL: the layout of the
+//  node's results, with no command type.
 ZCQ_EXPORT void zcq_batch_command (zcq_batch_t *self, const char *id, size_t id_len,
                                    int64_t time_us, const void *result, size_t len);
 ZCQ_EXPORT void zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value, size_t len);
 //  Commit the batch; head becomes the highest event position in it (the
 //  caller assigns positions head+1, head+2, ... without holes).
+//  ZCQ_INVALID when a command id was empty, ZCQ_NOMEM when staging failed.
 ZCQ_EXPORT zcq_err_t zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head);
 //  Make every commit so far durable against power loss (one fsync).
 ZCQ_EXPORT zcq_err_t zcq_store_sync (zcq_store_t *self);
@@ -158,6 +176,19 @@ ZCQ_EXPORT zcq_err_t zcq_store_verified (zcq_store_t *self, char *error, size_t 
 
 //  Test hook: make the next `count`-th commit fail with ZCQ_IO (0 = off).
 ZCQ_EXPORT void zcq_store_inject_fault (zcq_store_t *self, int countdown);
+
+//  ---------------------------------------------------------------------
+//  The recent part of the index
+
+//  Write the whole recent part of the index to RocksDB now (the indexer
+//  does it in the background, and a close does it too). Call it from the
+//  committing thread.
+ZCQ_EXPORT zcq_err_t zcq_store_index (zcq_store_t *self);
+//  Test hook: while held, the indexer thread writes nothing, as if it lagged
+//  behind (zcq_store_index and the memory bound still write).
+ZCQ_EXPORT void zcq_store_hold_index (zcq_store_t *self, bool hold);
+//  Stream index entries and command ids held in memory, not yet indexed.
+ZCQ_EXPORT size_t zcq_store_recent (zcq_store_t *self);
 
 #ifdef __cplusplus
 }

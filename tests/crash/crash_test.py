@@ -42,11 +42,23 @@ What is verified after every restart (see verify()):
   7. money: sum of balances == deposits - withdrawals in the log, and
      within the bounds the acknowledgements allow (acked ones surely
      applied, unknown ones maybe);
-  8. a sample of acknowledged ids, sent again, answer duplicate: true with
-     the same stream, version and position;
+  8. every id acknowledged in the round just killed, and a sample of the
+     older ones, sent again, answer duplicate: true with the same stream,
+     version and position;
   9. every unknown command is retried with its id: it answers duplicate
      (if it was in the log, same position) or is applied now, exactly once
-     (or rejected, when the domain allows it) -- never twice.
+     (or rejected, when the domain allows it) -- never twice;
+ 10. every aggregate loads at the log's version: a deposit to each account
+     with an `expect` one past it answers `conflict` with that version.
+Checks 5, 8 and 10 read the stream index and the command ids, which the
+store keeps in memory for the part of the log it has not indexed yet and
+rebuilds from the log after a crash (engine/store.c DESIGN 11, 12). Each
+start picks how the store's indexer runs (--index-modes): `default`;
+`lagging`, which keeps it from writing while the node runs
+(ZCQ_STORE_INDEX_DELAY_MS), so that a kill finds every command since the
+last clean stop unindexed; `eager`, which makes it seal and write every 64
+entries (ZCQ_STORE_INDEX_ENTRIES), so that kills land between the log write
+and the index write, and in the middle of index writes.
 At the end every transfer (a withdraw + deposit pair) is complete, so the
 sum of balances equals external deposits - external withdrawals, all
 acknowledged.
@@ -78,6 +90,13 @@ START_TIMEOUT = 120.0       # the machine may be loaded: generous deadlines
 REPLY_TIMEOUT = 60.0
 STOP_TIMEOUT = 90.0
 DRAIN_QUIET = 0.2           # after a kill: stop reading replies after this much silence
+
+# How the store's indexer runs in a start (see the top): environment for zcqrsd
+INDEX_MODES = {
+    "default": {},
+    "lagging": {"ZCQ_STORE_INDEX_DELAY_MS": "3600000"},
+    "eager": {"ZCQ_STORE_INDEX_ENTRIES": "64"},
+}
 
 CREDIT = ["c%02d" % i for i in range(24)]     # overdraft 10**12: never rejected
 STRICT = ["s%02d" % i for i in range(8)]      # overdraft 0: withdrawals may be rejected
@@ -154,14 +173,17 @@ class Daemon:
         self.starts = 0
         self.stderr_path = None
 
-    def spawn(self):
+    def spawn(self, extra_env=None):
         self.starts += 1
         self.stderr_path = os.path.join(self.workdir, "zcqrsd-%03d.stderr" % self.starts)
         err = open(self.stderr_path, "wb")
         endpoint = "tcp://%s:*" % HOST      # fresh ephemeral ports every start
         argv = [self.binary, "--data", self.data, "--durability", self.durability,
                 "--command", endpoint, "--events", endpoint, "--query", endpoint]
-        env = dict(os.environ, **self.env) if self.env else None
+        env = None
+        if self.env or extra_env:
+            env = dict(os.environ, **(self.env or {}))
+            env.update(extra_env or {})
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, env=env,
                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         err.close()
@@ -492,10 +514,12 @@ class Model:
         self.stop_head = None   # the head zcqrsd printed when it stopped cleanly
         self.derived = None     # what verify() derived from verified_log
         self.confirmed = set()  # acked ids found where their ack said, in verified_log
+        self.round_acks = []    # ids acknowledged in the latest round
         self.stats = collections.Counter()
 
     def add_round(self, loaders, allow_unavailable=False):
         problems = []
+        self.round_acks = []
         for loader in loaders:
             problems += loader.problems
             for cid, cmd in loader.sent.items():
@@ -509,6 +533,8 @@ class Model:
                     continue
                 problems += self.check_reply(cmd, reply, fresh=True,
                                              allow_unavailable=allow_unavailable)
+                if reply.get("ok") is True:
+                    self.round_acks.append(cid)
         if problems:
             raise Failure("bad replies during the load:\n  " + "\n  ".join(problems[:30]))
 
@@ -801,9 +827,31 @@ def _verify(ctx, q, endpoints, model, label, rnd, retry_sample, full):
         kind = AckedLost if missing else Failure
         raise kind("%s: %d broken invariants:\n  %s" % (label, len(errors), "\n  ".join(errors[:60])))
 
-    # 8. retried acknowledged ids answer duplicate with the stored result
+    # 10. every aggregate loads at the log's version (the shards' caches are
+    # empty after a start, so each loads from the snapshot and the stream
+    # index): `expect` one past it is a conflict that names the version,
+    # and writes nothing
+    probes = []
+    for number, (stream, evs) in enumerate(sorted(streams.items())):
+        key = stream.split("/", 1)[1]
+        probes.append({"id": "%s-probe-%d-%d" % (RUN_TAG, model.stats["verifications"], number),
+                       "aggregate": "account", "key": key, "type": "deposit",
+                       "data": {"amount": 1}, "expect": len(evs) + 1})
+    replies = call_commands(ctx, endpoints["command"], probes)
+    for probe, (stream, evs) in zip(probes, sorted(streams.items())):
+        reply = replies[probe["id"]]
+        if reply.get("error") != "conflict" or reply.get("version") != len(evs):
+            errors.append("aggregate %s loaded wrong: a deposit expecting version %d answered "
+                          "%r; the log has %d events" % (stream, len(evs) + 1, reply, len(evs)))
+    if errors:
+        raise Failure("%s: aggregates after the start:\n  %s" % (label, "\n  ".join(errors[:30])))
+    model.stats["aggregates_probed"] += len(probes)
+
+    # 8. retried acknowledged ids answer duplicate with the stored result:
+    # every one of the round just killed (the part of the log a kill most
+    # likely left unindexed), and a sample of the older ones
     acked = list(model.acks)
-    sample = rnd.sample(acked, min(retry_sample, len(acked))) + acked[-20:]
+    sample = rnd.sample(acked, min(retry_sample, len(acked))) + acked[-20:] + model.round_acks
     sample = list(dict.fromkeys(sample))
     replies = call_commands(ctx, endpoints["command"], [model.cmds[c].body for c in sample])
     for cid in sample:
@@ -816,7 +864,7 @@ def _verify(ctx, q, endpoints, model, label, rnd, retry_sample, full):
         raise Failure("%s: retries of acknowledged ids:\n  %s" % (label, "\n  ".join(errors[:30])))
     new_events, new_head = read_log(q, head + 1)
     if new_events:
-        raise Failure("%s: retrying acknowledged ids wrote %d events: %r"
+        raise Failure("%s: retrying acknowledged ids, or probing aggregates, wrote %d events: %r"
                       % (label, len(new_events), new_events[:3]))
 
     model.verified_log = events
@@ -984,9 +1032,13 @@ def final_checks(state, model):
 
 
 def start_node(daemon, model, rnd, args, stats):
-    """Start the node; sometimes kill it once while it starts first."""
+    """Start the node, its indexer in a mode picked at random; sometimes
+    kill it once while it starts first."""
+    mode = rnd.choice(args.index_modes)
+    stats["starts_index_" + mode] += 1
+    env = INDEX_MODES[mode]
     if args.mode == "crash" and rnd.random() < args.startup_kill_rate:
-        daemon.spawn()
+        daemon.spawn(env)
         delay = rnd.uniform(0, 0.15)
         deadline = time.monotonic() + delay
         ready = False
@@ -1001,7 +1053,7 @@ def start_node(daemon, model, rnd, args, stats):
                 ready = True
         daemon.kill()
         stats["startup_kills" if not ready else "idle_kills"] += 1
-    daemon.spawn()
+    daemon.spawn(env)
     return daemon.wait_ready()
 
 
@@ -1032,11 +1084,17 @@ def main(argv):
     parser.add_argument("--expect-loss", action="store_true",
                         help="succeed only if acknowledged commands are lost (a control run: "
                         "--durability wal --power-loss must lose some)")
+    parser.add_argument("--index-modes", default=",".join(INDEX_MODES),
+                        help="how the store's indexer may run in a start, picked at random per "
+                        "start: default, lagging, eager (comma-separated)")
     parser.add_argument("--shim", default=os.environ.get("ZCQ_FAULT_SHIM"),
                         help="fault_shim.so (default $ZCQ_FAULT_SHIM)")
     parser.add_argument("--workdir", default=None, help="where the data dir goes (kept on failure)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir on success")
     args = parser.parse_args(argv)
+    args.index_modes = [m for m in args.index_modes.split(",") if m]
+    if not args.index_modes or any(m not in INDEX_MODES for m in args.index_modes):
+        parser.error("--index-modes: pick among %s" % ", ".join(INDEX_MODES))
     if not args.zcqrsd or not os.access(args.zcqrsd, os.X_OK):
         parser.error("zcqrsd not given or not executable (argv or $ZCQRSD): %r" % args.zcqrsd)
     seed = args.seed if args.seed is not None else str(int(time.time() * 1000) % 10 ** 9)
