@@ -477,7 +477,9 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
     if (rocks_error)
         err = s_error (rocks_error, error, size, "reading the log head");
     rocksdb_iter_destroy (iterator);
-    atomic_store (&self->head, head);
+    //  a head read half way (an error) is not the log's: keep the last one
+    if (err == ZCQ_OK)
+        atomic_store (&self->head, head);
     return err;
 }
 
