@@ -125,6 +125,20 @@ zcq_result_parse (zcq_result_t *result, const uint8_t *bytes, size_t len)
         && result->type_len <= ZCQ_TYPE_MAX;
 }
 
+bool
+zcq_request_over_limit (size_t envelope, size_t body, size_t limit, char *message, size_t size)
+{
+    if (body <= limit - envelope)
+        return false;
+    if (envelope)
+        snprintf (message, size,
+                  "request of %zu bytes (envelope %zu, body %zu) exceeds the limit of %zu",
+                  envelope + body, envelope, body, limit);
+    else
+        snprintf (message, size, "request of %zu bytes exceeds the limit of %zu", body, limit);
+    return true;
+}
+
 zcq_cbatch_t *
 zcq_cbatch_new (zcq_batch_kind_t kind, uint32_t shard)
 {

@@ -467,18 +467,13 @@ s_parse (self_t *self, zcq_command_t *command, size_t envelope_bytes)
     }
     size_t size = zmq_msg_size (&command->body);
     const void *body = zmq_msg_data (&command->body);
-    if (size > self->limits.max_bytes - envelope_bytes) {
+    char message[160];
+    if (zcq_request_over_limit (envelope_bytes, size, self->limits.max_bytes, message,
+                                sizeof message)) {
         //  too large to decode, but the id can still be echoed (peek gives
         //  only a value that is valid as a whole)
         zcq_msgpack_peek (body, size, "id", &command->id_raw, &command->id_raw_len);
-        if (envelope_bytes)
-            zcq_command_fail (command, ZCQ_INVALID,
-                              "request of %zu bytes (envelope %zu, body %zu) exceeds the limit "
-                              "of %zu",
-                              envelope_bytes + size, envelope_bytes, size, self->limits.max_bytes);
-        else
-            zcq_command_fail (command, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
-                              size, self->limits.max_bytes);
+        zcq_command_fail (command, ZCQ_INVALID, "%s", message);
         return false;
     }
     zcq_err_t err = zcq_doc_decode (command->doc, body, size, &self->limits);

@@ -637,15 +637,10 @@ s_dispatch (self_t *self, zcq_query_t *query, size_t envelope_bytes)
         return false;
     }
     size_t size = zframe_size (query->body);
-    if (size > self->limits.max_bytes - envelope_bytes) {
-        if (envelope_bytes)
-            zcq_query_fail (query, ZCQ_INVALID,
-                            "request of %zu bytes (envelope %zu, body %zu) exceeds the limit of "
-                            "%zu",
-                            envelope_bytes + size, envelope_bytes, size, self->limits.max_bytes);
-        else
-            zcq_query_fail (query, ZCQ_INVALID, "request of %zu bytes exceeds the limit of %zu",
-                            size, self->limits.max_bytes);
+    char message[160];
+    if (zcq_request_over_limit (envelope_bytes, size, self->limits.max_bytes, message,
+                                sizeof message)) {
+        zcq_query_fail (query, ZCQ_INVALID, "%s", message);
         return false;
     }
     if (zcq_doc_decode (query->doc, zframe_data (query->body), size, &self->limits) != ZCQ_OK) {

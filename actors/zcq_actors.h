@@ -325,6 +325,11 @@ zactor_t *zcq_actor_start (zactor_fn *actor, void *args, char *error, size_t siz
 void zcq_actor_failed (zsock_t *pipe, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
+//  Whether a request of envelope + body bytes is over limit (the routers'
+//  DESIGN 5); when it is, the refusal's message goes into message.
+bool zcq_request_over_limit (size_t envelope, size_t body, size_t limit, char *message,
+                             size_t size);
+
 //  Name the calling thread (15 characters at most), for top -H and perf.
 void zcq_actor_name (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 

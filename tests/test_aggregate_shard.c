@@ -28,11 +28,8 @@ s_setup (void **state)
 {
     s_fixture_t *fixture = calloc (1, sizeof (s_fixture_t));
     fixture->dir = zcq_test_dir ("aggregate-shard");
-    zcq_store_options_t options;
-    zcq_store_options_init (&options);
+    fixture->store = zcq_test_store (fixture->dir);
     char error[256];
-    assert_int_equal (zcq_store_open (&fixture->store, fixture->dir, &options, error, sizeof error),
-                      ZCQ_OK);
     fixture->config = zcq_config_new ();
     assert_int_equal (zcq_config_set (fixture->config, "shards", "2", error, sizeof error), ZCQ_OK);
     fixture->env = (zcq_node_env_t) {

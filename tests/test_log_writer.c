@@ -22,11 +22,7 @@ s_setup (void **state)
 {
     s_fixture_t *fixture = calloc (1, sizeof (s_fixture_t));
     fixture->dir = zcq_test_dir ("log-writer");
-    zcq_store_options_t options;
-    zcq_store_options_init (&options);
-    char error[256];
-    assert_int_equal (zcq_store_open (&fixture->store, fixture->dir, &options, error, sizeof error),
-                      ZCQ_OK);
+    fixture->store = zcq_test_store (fixture->dir);
     fixture->committer = zcq_committer_new (fixture->store, &fixture->stats, 3);
     fixture->body = zcq_writer_new ();
     fixture->events = zcq_writer_new ();

@@ -33,6 +33,18 @@ zcq_test_rmdir (char **path_p)
     *path_p = NULL;
 }
 
+zcq_store_t *
+zcq_test_store (const char *dir)
+{
+    zcq_store_options_t options;
+    zcq_store_options_init (&options);
+    char error[256];
+    zcq_store_t *store = NULL;
+    if (zcq_store_open (&store, dir, &options, error, sizeof error) != ZCQ_OK)
+        fail_msg ("store did not open: %s", error);
+    return store;
+}
+
 zcq_node_t *
 zcq_test_node (const char *dir, ...)
 {

@@ -16,6 +16,10 @@
 char *zcq_test_dir (const char *name);
 void zcq_test_rmdir (char **path_p);
 
+//  Open a store in dir with the default options (a failed open fails the
+//  test).
+zcq_store_t *zcq_test_store (const char *dir);
+
 //  Start a bank node on tcp://127.0.0.1:* in dir, with extra settings as
 //  name, value pairs ending with NULL. ZCQ_TEST_WRITE_PLAN, when set,
 //  gives its write plan.
