@@ -299,9 +299,6 @@ s_load (self_t *self, zcq_command_t *command, zcq_cached_t **cached_p)
 static zcq_err_t
 s_encode_events (self_t *self, zcq_command_t *command, uint64_t first_version)
 {
-    static const uint8_t stamps[ZCQ_EVENT_HEADER_SIZE - 1]
-        = { 0xa8, 'p', 'o',  's', 'i', 't', 'i', 'o',  'n', 0xcf, 0, 0, 0, 0, 0, 0,
-            0,    0,   0xa4, 't', 'i', 'm', 'e', 0xd3, 0,   0,    0, 0, 0, 0, 0, 0 };
     zcq_decide_t *decide = self->decide;
     const zcq_config_t *config = self->env->config;
     size_t aggregate_len = strlen (command->aggregate->name);
@@ -309,28 +306,9 @@ s_encode_events (self_t *self, zcq_command_t *command, uint64_t first_version)
     for (size_t index = 0; index < decide->event_count; index++) {
         zcq_writer_t *body = self->body;
         zcq_writer_reset (body);
-        zcq_writer_map (body, ZCQ_EVENT_FIELDS);
-        zcq_writer_raw (body, stamps, sizeof stamps);
-        zcq_writer_str (body, "node");
-        zcq_writer_str (body, config->node);
-        zcq_writer_str (body, "stream");
-        zcq_writer_strn (body, command->stream, command->stream_len);
-        zcq_writer_str (body, "aggregate");
-        zcq_writer_strn (body, command->stream, aggregate_len);
-        zcq_writer_str (body, "key");
-        zcq_writer_strn (body, command->key, command->key_len);
-        zcq_writer_str (body, "version");
-        zcq_writer_uint (body, first_version + index);
-        zcq_writer_str (body, "type");
-        zcq_writer_str (body, decide->events[index].type);
-        zcq_writer_str (body, "command");
-        zcq_writer_strn (body, command->id, command->id_len);
-        zcq_writer_str (body, "meta");
-        if (command->meta)
-            zcq_writer_value (body, command->meta);
-        else
-            zcq_writer_map (body, 0);
-        zcq_writer_str (body, "data");
+        zcq_event_encode_head (body, config->node, command->stream, command->stream_len,
+                               aggregate_len, first_version + index, decide->events[index].type,
+                               command->id, command->id_len, command->meta);
         zcq_fields_encode (decide->events[index].fields, body);
         if (!zcq_writer_ok (body) || !zcq_fields_ok (decide->events[index].fields))
             return ZCQ_NOMEM;

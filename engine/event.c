@@ -314,6 +314,68 @@ zcq_event_field (size_t index)
     return index < ZCQ_EVENT_FIELDS ? s_layout[index].name : NULL;
 }
 
+void
+zcq_event_encode_head (zcq_writer_t *body, const char *node, const char *stream, size_t stream_len,
+                       size_t aggregate_len, uint64_t version, const char *type,
+                       const char *command, size_t command_len, const zcq_value_t *meta)
+{
+    //  the map's header, then position and time at fixed width
+    static const uint8_t stamps[ZCQ_EVENT_HEADER_SIZE] = { 0x80 | ZCQ_EVENT_FIELDS,
+                                                           0xa8,
+                                                           'p',
+                                                           'o',
+                                                           's',
+                                                           'i',
+                                                           't',
+                                                           'i',
+                                                           'o',
+                                                           'n',
+                                                           0xcf,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0xa4,
+                                                           't',
+                                                           'i',
+                                                           'm',
+                                                           'e',
+                                                           0xd3,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0 };
+    zcq_writer_raw (body, stamps, sizeof stamps);
+    zcq_writer_str (body, "node");
+    zcq_writer_str (body, node);
+    zcq_writer_str (body, "stream");
+    zcq_writer_strn (body, stream, stream_len);
+    zcq_writer_str (body, "aggregate");
+    zcq_writer_strn (body, stream, aggregate_len);
+    zcq_writer_str (body, "key");
+    zcq_writer_strn (body, stream + aggregate_len + 1, stream_len - aggregate_len - 1);
+    zcq_writer_str (body, "version");
+    zcq_writer_uint (body, version);
+    zcq_writer_str (body, "type");
+    zcq_writer_str (body, type);
+    zcq_writer_str (body, "command");
+    zcq_writer_strn (body, command, command_len);
+    zcq_writer_str (body, "meta");
+    if (meta)
+        zcq_writer_value (body, meta);
+    else
+        zcq_writer_map (body, 0);
+    zcq_writer_str (body, "data");
+}
+
 //  The header fields every event has (meta and data may be absent).
 #define S_REQUIRED                                                                       \
     (1u << S_POSITION | 1u << S_TIME | 1u << S_NODE | 1u << S_STREAM | 1u << S_AGGREGATE \

@@ -321,6 +321,15 @@ void zcq_event_release (zcq_event_t *self);
 bool zcq_event_position_of (const void *bytes, size_t size, uint64_t *position);
 //  The name of the layout's entry at place index (NULL past the last).
 const char *zcq_event_field (size_t index);
+//  Write the head of an event body in this node's layout: the map's header,
+//  position and time at fixed width and zero (the log writer stamps them),
+//  node, stream, aggregate and key (stream is <aggregate>/<key>, the
+//  aggregate its first aggregate_len bytes), version, type, command, meta
+//  (NULL: an empty map), then the key "data": the caller writes its value.
+void zcq_event_encode_head (zcq_writer_t *body, const char *node, const char *stream,
+                            size_t stream_len, size_t aggregate_len, uint64_t version,
+                            const char *type, const char *command, size_t command_len,
+                            const zcq_value_t *meta);
 
 //  --------------------------------------------------------------------------
 //  Domain lookups

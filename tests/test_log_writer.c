@@ -50,10 +50,6 @@ s_teardown (void **state)
 static zcq_command_t *
 s_command (s_fixture_t *fixture, const char *id, const char *key, uint64_t before, int events)
 {
-    //  position and time at fixed width, stamped by the writer
-    static const uint8_t stamps[ZCQ_EVENT_HEADER_SIZE - 1]
-        = { 0xa8, 'p', 'o',  's', 'i', 't', 'i', 'o',  'n', 0xcf, 0, 0, 0, 0, 0, 0,
-            0,    0,   0xa4, 't', 'i', 'm', 'e', 0xd3, 0,   0,    0, 0, 0, 0, 0, 0 };
     zcq_command_t *command = zcq_command_new ();
     snprintf (command->id_copy, sizeof command->id_copy, "%s", id);
     command->id = command->id_copy;
@@ -68,25 +64,9 @@ s_command (s_fixture_t *fixture, const char *id, const char *key, uint64_t befor
     for (int index = 0; index < events; index++) {
         zcq_writer_t *body = fixture->body;
         zcq_writer_reset (body);
-        zcq_writer_map (body, ZCQ_EVENT_FIELDS);
-        zcq_writer_raw (body, stamps, sizeof stamps);
-        zcq_writer_str (body, "node");
-        zcq_writer_str (body, "test");
-        zcq_writer_str (body, "stream");
-        zcq_writer_strn (body, command->stream, command->stream_len);
-        zcq_writer_str (body, "aggregate");
-        zcq_writer_str (body, "account");
-        zcq_writer_str (body, "key");
-        zcq_writer_str (body, key);
-        zcq_writer_str (body, "version");
-        zcq_writer_uint (body, before + 1 + (uint64_t) index);
-        zcq_writer_str (body, "type");
-        zcq_writer_str (body, "deposited");
-        zcq_writer_str (body, "command");
-        zcq_writer_str (body, id);
-        zcq_writer_str (body, "meta");
-        zcq_writer_map (body, 0);
-        zcq_writer_str (body, "data");
+        zcq_event_encode_head (body, "test", command->stream, command->stream_len,
+                               strlen ("account"), before + 1 + (uint64_t) index, "deposited", id,
+                               strlen (id), NULL);
         zcq_writer_map (body, 0);
         uint8_t length[4];
         zcq_put_be32 (length, (uint32_t) zcq_writer_size (body));
