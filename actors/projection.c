@@ -91,6 +91,7 @@ typedef struct {
     size_t view_count;
     uint64_t position;   //  last position applied to every view
     uint64_t known_head; //  from heartbeats
+    uint64_t epoch;      //  synchronous host: the store's, last looked at
     bool caught_up;
     zcq_doc_t *doc;
     zcq_event_t event;
@@ -1043,6 +1044,7 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
     self->env = args->env;
     self->pipe = pipe;
     self->synchronous = args->synchronous;
+    self->epoch = zcq_store_epoch (self->env->store);
     self->view_count = args->view_count;
     self->views = calloc (self->view_count ? self->view_count : 1, sizeof (s_view_t));
     self->doc = zcq_doc_new ();
@@ -1150,9 +1152,13 @@ zcq_host_actor (zsock_t *pipe, void *args)
         }
         //  a synchronous host hears of nothing but committed batches: a
         //  reopened store may hold a batch whose commit had failed (its
-        //  sync did), which no batch brings; take it from the log
-        if (self->synchronous && self->caught_up)
+        //  sync did), which no batch brings; take it from the log once the
+        //  store's epoch moves (before that, every event comes in a batch)
+        if (self->synchronous && self->caught_up
+            && zcq_store_epoch (self->env->store) != self->epoch) {
+            self->epoch = zcq_store_epoch (self->env->store);
             s_fill (self, zcq_store_head (self->env->store), 0);
+        }
         //  queries before the next rebuild chunk, so that they wait for
         //  one chunk at most
         s_publish_info (self);
