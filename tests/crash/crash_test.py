@@ -967,7 +967,10 @@ def drop_unsynced(data, journal, stats):
                 size, path = line.rstrip("\n").split(" ", 1)
                 synced[path] = max(synced.get(path, 0), int(size))
     dropped = 0
-    for name in sorted(os.listdir(data)):
+    # a node killed while it started may not have made its data dir yet:
+    # then nothing was written, and nothing is to be cut
+    names = sorted(os.listdir(data)) if os.path.isdir(data) else []
+    for name in names:
         wal = re.fullmatch(r"[0-9]+\.log", name) is not None
         if not wal and not name.startswith("MANIFEST-"):
             continue
