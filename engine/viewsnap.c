@@ -214,7 +214,11 @@ zcq_viewimage_write (const zcq_viewimage_t *self, const char *path, char *error,
         snprintf (error, size, "snapshot path too long: %s", path);
         return ZCQ_INVALID;
     }
-    int fd = open (temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    //  a file (or a symlink planted) at the temporary name is removed, not
+    //  followed: the new file is made here, by this call, or not at all
+    if (unlink (temporary) != 0 && errno != ENOENT)
+        return s_io_error ("cannot remove the stale", temporary, error, size);
+    int fd = open (temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return s_io_error ("cannot create", temporary, error, size);
     size_t done = 0;

@@ -1442,6 +1442,28 @@ test_viewsnap_round_trip (void **state)
     char *temporary = s_path (dir, "accounts.snap.tmp");
     assert_int_equal (access (temporary, F_OK), -1);
 
+    //  a symlink planted at the temporary name is replaced, never written
+    //  through: its target keeps its bytes, and the file is owner-only
+    char *target = s_path (dir, "victim");
+    FILE *victim = fopen (target, "w");
+    assert_non_null (victim);
+    fputs ("precious", victim);
+    fclose (victim);
+    assert_int_equal (symlink (target, temporary), 0);
+    zcq_viewtable_t *planted = s_round_trip (table, indexes, path);
+    s_assert_same_indexed (table, planted);
+    char bytes[16] = { 0 };
+    victim = fopen (target, "r");
+    assert_non_null (victim);
+    assert_int_equal (fread (bytes, 1, sizeof bytes, victim), 8);
+    fclose (victim);
+    assert_string_equal (bytes, "precious");
+    struct stat info;
+    assert_int_equal (stat (path, &info), 0);
+    assert_int_equal (info.st_mode & 077, 0);
+    zcq_viewtable_destroy (&planted);
+    free (target);
+
     free (temporary);
     zcq_viewtable_destroy (&again);
     zcq_viewtable_destroy (&more);
