@@ -9,11 +9,22 @@
     DESIGN
     1.  Every command that reaches a shard gets exactly one reply; the
         in-flight count rises on dispatch and falls on reply, and past
-        max-inflight new commands are answered `unavailable` at once.
+        max-inflight new commands are answered `unavailable` at once. Each
+        connection (a routing identity) has its own count too: past
+        max-inflight-per-client its new commands are `unavailable`, so a
+        flood from one client, or one id repeated, never takes the others'
+        room. A client's requests still queued in the socket when it
+        leaves are read at the socket's pace and cost a reply each, not an
+        execution, once its in-flight room is full.
     2.  Replies never vanish silently: the ROUTER is mandatory (a reply to
         a vanished peer is counted and dropped, since nobody can read it),
-        the send high-water mark is high, and a reply that meets a full
-        pipe waits in a bounded backlog, retried every loop.
+        and a reply that meets a full pipe waits in its client's backlog,
+        retried every loop; that client's later replies queue behind it,
+        and no other client's do. A client that does not read is bounded in
+        bytes: ZeroMQ's pipe holds at most S_SNDHWM replies of at most
+        S_ENVELOPE_BYTES of envelope each, its backlog S_PEER_BYTES, every
+        client's backlog S_BACKLOG_BYTES; beyond, that client's replies are
+        dropped (counted as replies_dropped), never another's.
     3.  Requests are read in rounds of up to S_ROUND messages, and each
         shard gets one batch per round, so that hops cost per round, not
         per command.
@@ -25,9 +36,11 @@
         Framing): the frames the peer sent before its body, and the body.
         The routing identity this ROUTER adds is not counted. A request
         over the limit is answered `invalid` with its envelope; one whose
-        envelope alone is over the limit, or has more than
-        S_ENVELOPE_FRAMES frames, is dropped unanswered (counted as
+        envelope alone is over the limit or S_ENVELOPE_BYTES, or has more
+        than S_ENVELOPE_FRAMES frames, is dropped unanswered (counted as
         requests_dropped), since its reply would echo that envelope back.
+        Routing identities are at most 255 bytes, so a real envelope of
+        S_ENVELOPE_FRAMES frames fits S_ENVELOPE_BYTES four times over.
         A ROUTER cannot close one peer's connection, so the peer stays
         connected; ZeroMQ itself disconnects a peer that sends a frame
         over the socket's maximum message size.
@@ -45,10 +58,33 @@
 #include <string.h>
 
 #define S_ROUND           512
-#define S_ROUND_ONE_LOOP  2048 //  DESIGN 6: a round is also a group commit
-#define S_BACKLOG_MAX     200000
-#define S_SNDHWM          200000
+#define S_ROUND_ONE_LOOP  2048       //  DESIGN 6: a round is also a group commit
+#define S_SNDHWM          1000       //  replies queued per client in ZeroMQ (DESIGN 2)
+#define S_PEER_BYTES      (32 << 20) //  a client's backlog
+#define S_BACKLOG_BYTES   (256 << 20)
 #define S_ENVELOPE_FRAMES 64 //  frames a peer may send before its body (DESIGN 5)
+#define S_ENVELOPE_BYTES  (64 << 10)
+
+//  A reply that met its client's full pipe.
+typedef struct s_reply_t s_reply_t;
+struct s_reply_t {
+    s_reply_t *next;
+    size_t bytes;
+    zmsg_t *message;
+};
+
+//  A connection, known by its routing identity while it has commands in
+//  flight or replies waiting (DESIGN 1, 2).
+typedef struct s_client_t s_client_t;
+struct s_client_t {
+    char key[2 * 256 + 1]; //  the routing identity, in hex
+    int64_t refs;          //  commands that point here, plus one for a backlog
+    int64_t inflight;
+    s_reply_t *backlog; //  oldest first
+    s_reply_t *backlog_tail;
+    size_t backlog_bytes;
+    s_client_t *next_waiting; //  on self->waiting while the backlog is not empty
+};
 
 typedef struct {
     const zcq_node_env_t *env;
@@ -66,14 +102,25 @@ typedef struct {
     size_t group_capacity;
     zcq_cbatch_t **round; //  per shard, the batch being filled
     zcq_writer_t *writer;
-    zlistx_t *backlog; //  zmsg_t replies waiting for a full pipe
-    zhashx_t *ids;     //  id -> command in flight; held ones chain on `next`
+    zhashx_t *peers;      //  identity in hex -> s_client_t (DESIGN 1, 2)
+    s_client_t *waiting;  //  clients with a backlog
+    size_t backlog_bytes; //  every client's
+    int64_t drops_logged; //  replies_dropped when a drop was last logged
+    int64_t drop_log_at;  //  when, in ms
+    zhashx_t *ids;        //  id -> command in flight; held ones chain on `next`
     int64_t inflight;
     bool draining;
     bool terminated;
     zcq_limits_t limits;
     char endpoint[ZCQ_ENDPOINT_MAX];
 } self_t;
+
+static void
+s_client_free (s_client_t **client_p)
+{
+    free (*client_p);
+    *client_p = NULL;
+}
 
 static void
 s_destroy (self_t **self_p)
@@ -108,6 +155,7 @@ s_destroy (self_t **self_p)
         zcq_cbatch_drain (self->acks);
     free (self->round);
     free (self->shards);
+    zcq_gate_unwatch (self->clients); //  before it closes (actors/gate.c DESIGN 1)
     zsock_destroy (&self->clients);
     zsock_destroy (&self->acks);
     zsock_destroy (&self->sync);
@@ -117,11 +165,16 @@ s_destroy (self_t **self_p)
     free (self->group);
     zcq_log_stage_destroy (&self->stage);
     zcq_writer_destroy (&self->writer);
-    if (self->backlog) {
-        zmsg_t *reply;
-        while ((reply = zlistx_detach (self->backlog, NULL)))
-            zmsg_destroy (&reply);
-        zlistx_destroy (&self->backlog);
+    if (self->peers) {
+        for (s_client_t *client = zhashx_first (self->peers); client;
+             client = zhashx_next (self->peers))
+            while (client->backlog) {
+                s_reply_t *reply = client->backlog;
+                client->backlog = reply->next;
+                zmsg_destroy (&reply->message);
+                free (reply);
+            }
+        zhashx_destroy (&self->peers);
     }
     free (self);
     *self_p = NULL;
@@ -145,14 +198,14 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
     self->limits.max_bytes = env->config->request_limit;
     self->limits.max_depth = 32;
     self->writer = zcq_writer_new ();
-    self->backlog = zlistx_new ();
+    self->peers = zhashx_new ();
     self->ids = zhashx_new ();
     self->shards = calloc (self->shard_count, sizeof (zsock_t *));
     self->round = calloc (self->shard_count, sizeof (zcq_cbatch_t *));
     if (self->stage)
         self->cores = calloc (self->shard_count, sizeof (zcq_shard_t *));
     self->clients = zsock_new (ZMQ_ROUTER);
-    if (!self->writer || !self->backlog || !self->ids || !self->shards || !self->round
+    if (!self->writer || !self->peers || !self->ids || !self->shards || !self->round
         || !self->clients || (self->stage && !self->cores)) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
@@ -189,6 +242,9 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
     }
     zhashx_set_key_duplicator (self->ids, NULL);
     zhashx_set_key_destructor (self->ids, NULL);
+    zhashx_set_key_duplicator (self->peers, NULL);
+    zhashx_set_key_destructor (self->peers, NULL);
+    zhashx_set_destructor (self->peers, (zhashx_destructor_fn *) s_client_free);
     zcq_endpoint_acks (env, endpoint, sizeof endpoint);
     self->acks = zsock_new (ZMQ_PAIR);
     if (!self->acks || zsock_bind (self->acks, "%s", endpoint) < 0) {
@@ -199,9 +255,9 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
     zsock_set_rcvhwm (self->acks, 0);
     zsock_set_sndhwm (self->acks, 0);
 
-    //  DESIGN 2: mandatory routing, deep send queues
+    //  DESIGN 2: mandatory routing
     zsock_set_router_mandatory (self->clients, 1);
-    zsock_set_sndhwm (self->clients, S_SNDHWM);
+    zsock_set_sndhwm (self->clients, S_SNDHWM); //  DESIGN 2: the rest waits in the backlog
     zsock_set_rcvhwm (self->clients, 100000);
     zsock_set_linger (self->clients, 2000);
     int64_t max_message = (int64_t) env->config->request_limit * 4;
@@ -215,6 +271,7 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
         s_destroy (&self);
         return NULL;
     }
+    zcq_gate_watch (env, self->clients, "command"); //  actors/gate.c
     char *bound = zsock_last_endpoint (self->clients);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
     zstr_free (&bound);
@@ -279,6 +336,11 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
         if (command->outcome == ZCQ_CONFLICT) {
             zcq_writer_str (writer, "version");
             zcq_writer_uint (writer, command->version);
+            count++;
+        }
+        if (command->outcome == ZCQ_UNAVAILABLE && command->reason) {
+            zcq_writer_str (writer, "reason");
+            zcq_writer_str (writer, command->reason);
             count++;
         }
     }
@@ -363,7 +425,95 @@ s_count_outcome (self_t *self, const zcq_command_t *command)
     }
 }
 
-//  Reply to a command; the command keeps its envelope.
+//  The client a request came from, found or made by its routing identity
+//  (the envelope's first frame); NULL when out of memory.
+static s_client_t *
+s_client_hold (self_t *self, const void *identity, size_t size)
+{
+    static const char digits[] = "0123456789abcdef";
+    char key[2 * 256 + 1];
+    const uint8_t *bytes = identity;
+    if (size > 256)
+        size = 256;
+    for (size_t index = 0; index < size; index++) {
+        key[2 * index] = digits[bytes[index] >> 4];
+        key[2 * index + 1] = digits[bytes[index] & 15];
+    }
+    key[2 * size] = 0;
+    s_client_t *client = zhashx_lookup (self->peers, key);
+    if (!client) {
+        client = calloc (1, sizeof (s_client_t));
+        if (!client)
+            return NULL;
+        memcpy (client->key, key, 2 * size + 1);
+        if (zhashx_insert (self->peers, client->key, client)) {
+            free (client);
+            return NULL;
+        }
+    }
+    client->refs++;
+    return client;
+}
+
+static void
+s_client_release (self_t *self, s_client_t *client)
+{
+    if (--client->refs == 0)
+        zhashx_delete (self->peers, client->key);
+}
+
+//  Count a dropped reply; log drops at most once a second, with a count.
+static void
+s_reply_dropped (self_t *self, const zcq_command_t *command, const char *why)
+{
+    ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
+    int64_t dropped = (int64_t) atomic_load (&self->env->stats->replies_dropped);
+    int64_t now = zclock_mono ();
+    if (now - self->drop_log_at < 1000)
+        return;
+    zsys_warning ("router: reply to command %.*s dropped (%s); %lld dropped since the last "
+                  "such line",
+                  (int) command->id_len, command->id ? command->id : "", why,
+                  (long long) (dropped - self->drops_logged));
+    self->drops_logged = dropped;
+    self->drop_log_at = now;
+}
+
+//  Keep a reply that met its client's full pipe, if the client's and every
+//  client's backlog have room (DESIGN 2).
+static bool
+s_backlog_add (self_t *self, s_client_t *client, const zcq_command_t *command, const void *body,
+               size_t size)
+{
+    size_t bytes = command->envelope_size + size + sizeof (s_reply_t) + 64;
+    if (client->backlog_bytes + bytes > S_PEER_BYTES
+        || self->backlog_bytes + bytes > S_BACKLOG_BYTES)
+        return false;
+    s_reply_t *reply = calloc (1, sizeof (s_reply_t));
+    if (!reply)
+        return false;
+    reply->message = s_reply_message (command, body, size);
+    if (!reply->message) {
+        free (reply);
+        return false;
+    }
+    reply->bytes = bytes;
+    if (!client->backlog) {
+        client->refs++; //  the backlog holds the client
+        client->next_waiting = self->waiting;
+        self->waiting = client;
+        client->backlog = reply;
+    }
+    else
+        client->backlog_tail->next = reply;
+    client->backlog_tail = reply;
+    client->backlog_bytes += bytes;
+    self->backlog_bytes += bytes;
+    return true;
+}
+
+//  Reply to a command; the command keeps its envelope, and lets go of its
+//  client.
 static void
 s_reply (self_t *self, zcq_command_t *command)
 {
@@ -375,37 +525,50 @@ s_reply (self_t *self, zcq_command_t *command)
     }
     const void *body = zcq_writer_data (self->writer);
     size_t size = zcq_writer_size (self->writer);
-    int rc = zlistx_size (self->backlog) ? 1 : s_send (self, command, body, size);
-    if (rc == 1 && zlistx_size (self->backlog) < S_BACKLOG_MAX) {
-        zmsg_t *reply = s_reply_message (command, body, size);
-        if (reply) {
-            zlistx_add_end (self->backlog, reply);
-            return;
-        }
-    }
-    if (rc != 0) {
-        ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
-        zsys_warning ("router: reply to command %.*s dropped (%s)", (int) command->id_len,
-                      command->id ? command->id : "", rc < 0 ? "peer gone" : "backlog full");
+    s_client_t *client = command->client;
+    int rc = client && client->backlog ? 1 : s_send (self, command, body, size);
+    if (rc == 1 && !(client && s_backlog_add (self, client, command, body, size)))
+        s_reply_dropped (self, command, "the client is not reading its replies");
+    else if (rc < 0)
+        s_reply_dropped (self, command, "peer gone");
+    if (client) {
+        if (command->counted)
+            client->inflight--;
+        command->counted = false;
+        command->client = NULL;
+        s_client_release (self, client);
     }
 }
 
-//  Retry the replies that met a full pipe, oldest first.
+//  Retry the replies that met a full pipe, each client's oldest first; a
+//  client whose pipe is still full keeps the rest.
 static void
 s_flush_backlog (self_t *self)
 {
-    zmsg_t *reply = zlistx_first (self->backlog);
-    while (reply) {
-        int rc = s_send_message (self, reply);
-        if (rc == 1) {
-            reply = zlistx_next (self->backlog);
+    s_client_t **link = &self->waiting;
+    while (*link) {
+        s_client_t *client = *link;
+        while (client->backlog) {
+            s_reply_t *reply = client->backlog;
+            int rc = s_send_message (self, reply->message);
+            if (rc == 1)
+                break;
+            if (rc < 0)
+                ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
+            client->backlog = reply->next;
+            client->backlog_bytes -= reply->bytes;
+            self->backlog_bytes -= reply->bytes;
+            zmsg_destroy (&reply->message);
+            free (reply);
+        }
+        if (client->backlog) {
+            link = &client->next_waiting;
             continue;
         }
-        if (rc < 0)
-            ZCQ_STAT_ADD (self->env->stats, replies_dropped, 1);
-        zmsg_t *sent = zlistx_detach_cur (self->backlog);
-        zmsg_destroy (&sent);
-        reply = zlistx_next (self->backlog);
+        *link = client->next_waiting;
+        client->next_waiting = NULL;
+        client->backlog_tail = NULL;
+        s_client_release (self, client);
     }
 }
 
@@ -727,11 +890,16 @@ s_take_request (self_t *self)
     while (zmq_msg_more (&part)) {
         if (++frames > 1)
             envelope_bytes += zmq_msg_size (&part);
-        if (envelope_bytes > self->limits.max_bytes || frames > 1 + S_ENVELOPE_FRAMES)
+        if (envelope_bytes > self->limits.max_bytes || envelope_bytes > S_ENVELOPE_BYTES
+            || frames > 1 + S_ENVELOPE_FRAMES)
             dropped = true;
         if (!dropped)
             fits = fits
                 && zcq_command_add_frame (command, zmq_msg_data (&part), zmq_msg_size (&part));
+        if (frames == 1 && fits && !dropped) {
+            command->client = s_client_hold (self, zmq_msg_data (&part), zmq_msg_size (&part));
+            fits = command->client != NULL;
+        }
         zmq_msg_close (&part);
         zmq_msg_init (&part);
         if (zmq_msg_recv (&part, socket, 0) < 0)
@@ -739,6 +907,8 @@ s_take_request (self_t *self)
     }
     if (dropped || !fits) {
         zmq_msg_close (&part);
+        if (command && command->client)
+            s_client_release (self, command->client);
         zcq_command_destroy (&command);
         if (dropped)
             ZCQ_STAT_ADD (self->env->stats, requests_dropped, 1);
@@ -753,16 +923,31 @@ s_take_request (self_t *self)
         return true;
     }
     if (self->draining) {
+        command->reason = "shutting_down";
         zcq_command_fail (command, ZCQ_UNAVAILABLE, "node is shutting down");
         s_reply_now (self, &command);
         return true;
     }
     if (self->inflight >= (int64_t) self->env->config->max_inflight) {
+        command->reason = "overloaded";
         zcq_command_fail (command, ZCQ_UNAVAILABLE, "node is overloaded: %lld commands in flight",
                           (long long) self->inflight);
         s_reply_now (self, &command);
         return true;
     }
+    s_client_t *client = command->client;
+    if (client->inflight >= (int64_t) self->env->config->max_inflight_per_client) {
+        //  DESIGN 1: this client's room is full, nobody else's
+        command->reason = "overloaded";
+        zcq_command_fail (command, ZCQ_UNAVAILABLE,
+                          "client is overloading the node: %lld of its commands in flight "
+                          "(max-inflight-per-client)",
+                          (long long) client->inflight);
+        s_reply_now (self, &command);
+        return true;
+    }
+    client->inflight++;
+    command->counted = true;
     self->inflight++;
     zcq_command_t *first = zhashx_lookup (self->ids, command->id_copy);
     if (first) {
@@ -843,7 +1028,7 @@ zcq_router_actor (zsock_t *pipe, void *args)
     bool drain_reported = false;
     int64_t drain_deadline = 0;
     while (!self->terminated) {
-        long timeout = zlistx_size (self->backlog) ? 1 : (self->draining ? 10 : -1);
+        long timeout = self->waiting ? 1 : (self->draining ? 10 : -1);
         if (self->stage) {
             //  the log stage's heartbeats, expiry and healing (DESIGN 6)
             int64_t tick = zcq_log_stage_tick (self->stage);
@@ -864,13 +1049,12 @@ zcq_router_actor (zsock_t *pipe, void *args)
                 s_handle_batch (self, self->shards[item - 3]);
         if (items[1].revents & ZMQ_POLLIN)
             s_handle_clients (self);
-        if (zlistx_size (self->backlog))
+        if (self->waiting)
             s_flush_backlog (self);
         if (self->draining && !drain_reported) {
             if (!drain_deadline)
                 drain_deadline = zclock_mono () + 30000;
-            if ((self->inflight == 0 && zlistx_size (self->backlog) == 0)
-                || zclock_mono () > drain_deadline) {
+            if ((self->inflight == 0 && !self->waiting) || zclock_mono () > drain_deadline) {
                 zsock_send (pipe, "i", (int) self->inflight);
                 drain_reported = true;
             }

@@ -237,6 +237,7 @@ zcq_log_stage_destroy (zcq_log_stage_t **self_p)
     zcq_log_stage_t *self = *self_p;
     if (!self)
         return;
+    zcq_gate_unwatch (self->publisher); //  before it closes (actors/gate.c DESIGN 1)
     zsock_destroy (&self->publisher);
     zcq_committer_destroy (&self->committer);
     zcq_writer_destroy (&self->heartbeat);
@@ -273,6 +274,7 @@ zcq_log_stage_new (zcq_log_stage_t **self_p, const zcq_node_env_t *env, char *er
         zcq_log_stage_destroy (&self);
         return ZCQ_UNAVAILABLE;
     }
+    zcq_gate_watch (env, self->publisher, "events"); //  actors/gate.c
     char *bound = zsock_last_endpoint (self->publisher);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
     zstr_free (&bound);

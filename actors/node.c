@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -50,6 +51,8 @@ struct zcq_node_t {
     uint32_t shard_count;
     zcq_reader_t *reader; //  projections and the query router
     zactor_t *router;
+    zactor_t *gate; //  counts connections (actors/gate.c)
+    zcq_gate_args_t gate_args;
     char endpoints[3][ZCQ_ENDPOINT_MAX];
 };
 
@@ -137,6 +140,24 @@ s_claim_data_dir (zcq_node_t *self, char *error, size_t size)
     return err;
 }
 
+//  The connections a node takes: max-connections, or what the file limit
+//  leaves after the store's files and the node's own descriptors.
+static size_t
+s_max_connections (const zcq_config_t *config)
+{
+    if (config->max_connections)
+        return config->max_connections;
+    struct rlimit limit;
+    rlim_t files = 1024;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
+        files = limit.rlim_cur;
+    else if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
+        files = 1 << 20;
+    rlim_t reserved = ZCQ_STORE_OPEN_FILES + 256;
+    size_t max = files > reserved + 16 ? (size_t) (files - reserved) : 16;
+    return max > 100000 ? 100000 : max;
+}
+
 zcq_err_t
 zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domain_t *domain,
                 char *error, size_t size)
@@ -159,7 +180,11 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     self->env.domain = domain;
     self->env.stats = &self->stats;
     self->env.started_us = zcq_now_us ();
-    snprintf (self->env.prefix, sizeof self->env.prefix, "zcq-%p", (void *) self);
+    //  unique in the process, even for a node made where a freed one was:
+    //  inproc names of a node being torn down may still be bound
+    static atomic_uint nodes_made;
+    snprintf (self->env.prefix, sizeof self->env.prefix, "zcq-%u-%p",
+              atomic_fetch_add (&nodes_made, 1), (void *) self);
     for (size_t index = 0; domain->projections && domain->projections[index]; index++)
         if (domain->projections[index]->synchronous)
             self->env.synchronous_views = true;
@@ -173,6 +198,14 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         options.dedup_window_s = self->config->dedup_window_s;
         err = zcq_store_open (&self->store, self->config->data, &options, error, size);
         self->env.store = self->store;
+    }
+    if (err == ZCQ_OK) {
+        //  the gate first: it watches the endpoints as they bind
+        self->gate_args = (zcq_gate_args_t) { &self->env, s_max_connections (self->config) };
+        self->gate = zcq_actor_start (zcq_gate_actor, &self->gate_args, error, size);
+        if (!self->gate)
+            err = ZCQ_NOMEM;
+        self->env.gate = self->gate != NULL;
     }
     bool one_loop = zcq_config_write_plan (self->config) == ZCQ_WRITE_PLAN_ONE_LOOP;
     if (err == ZCQ_OK && one_loop)
@@ -262,6 +295,7 @@ zcq_node_destroy (zcq_node_t **self_p)
     zactor_destroy (&self->writer);
     zcq_log_stage_destroy (&self->stage);
     zcq_reader_destroy (&self->reader);
+    zactor_destroy (&self->gate);
     zcq_store_close (&self->store);
     if (self->data_lock >= 0)
         close (self->data_lock); //  and with it the flock

@@ -23,6 +23,11 @@
         takes a good part of a second).
     4.  A query with min_position beyond the host's position is parked and
         answered as soon as the position is reached, or with `timeout`.
+        Parked queries are bounded, counted with their envelopes: per host
+        (S_PARKED_MAX, S_PARKED_BYTES_MAX) and per client
+        (S_PARKED_PER_CLIENT, S_PARKED_CLIENT_BYTES), so that one client
+        waiting for a position that never comes makes only its own next
+        waits `unavailable`.
     5.  View snapshots (engine/viewsnap.c): every view-snapshot-every
         events, and at a clean stop, the host copies its tables into images
         (a memcpy per row, between two events) and a saver thread writes
@@ -40,9 +45,24 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_CHUNK            8192
-#define S_PARKED_MAX       10000      //  queries waiting for a position, per host
-#define S_PARKED_BYTES_MAX (64 << 20) //  and the bytes of their requests
+#define S_CHUNK               8192
+#define S_PARKED_MAX          100000     //  queries waiting for a position, per host
+#define S_PARKED_BYTES_MAX    (64 << 20) //  and the bytes of their requests
+#define S_PARKED_PER_CLIENT   4096       //  DESIGN 4: what one client may park
+#define S_PARKED_CLIENT_BYTES (8 << 20)
+
+//  What one client has parked here.
+typedef struct {
+    size_t count;
+    size_t bytes;
+} s_parker_t;
+
+static void
+s_parker_free (s_parker_t **parker_p)
+{
+    free (*parker_p);
+    *parker_p = NULL;
+}
 
 typedef enum { S_NONE, S_UPSERT, S_PATCH } s_mode_t;
 
@@ -99,6 +119,7 @@ typedef struct {
     zcq_query_t *parked;
     size_t parked_count;
     size_t parked_bytes;
+    zhashx_t *parkers; //  client (hex identity) -> s_parker_t
     zcq_writer_t *writer;
     zcq_writer_t *value;
     bool terminated;
@@ -580,6 +601,52 @@ s_timeout (self_t *self, zcq_query_t *query)
     zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
 }
 
+//  What a parked query holds: its request and its envelope (DESIGN 4).
+static size_t
+s_parked_bytes (const zcq_query_t *query)
+{
+    return zframe_size (query->body) + zmsg_content_size (query->envelope) + sizeof (zcq_query_t);
+}
+
+//  Count a query into (delta 1) or out of (delta -1) its client's parking;
+//  false when it does not fit.
+static bool
+s_park_count (self_t *self, const zcq_query_t *query, int delta)
+{
+    char peer[ZCQ_PEER_MAX];
+    zcq_query_peer (query, peer, sizeof peer);
+    size_t bytes = s_parked_bytes (query);
+    s_parker_t *parker = zhashx_lookup (self->parkers, peer);
+    if (delta < 0) {
+        if (parker && parker->count > 1) {
+            parker->count--;
+            parker->bytes -= bytes;
+        }
+        else if (parker)
+            zhashx_delete (self->parkers, peer);
+        self->parked_count--;
+        self->parked_bytes -= bytes;
+        return true;
+    }
+    if (self->parked_count >= S_PARKED_MAX || self->parked_bytes + bytes > S_PARKED_BYTES_MAX)
+        return false;
+    if (parker
+        && (parker->count >= S_PARKED_PER_CLIENT || parker->bytes + bytes > S_PARKED_CLIENT_BYTES))
+        return false;
+    if (!parker) {
+        parker = calloc (1, sizeof (s_parker_t));
+        if (!parker || zhashx_insert (self->parkers, peer, parker)) {
+            free (parker);
+            return false;
+        }
+    }
+    parker->count++;
+    parker->bytes += bytes;
+    self->parked_count++;
+    self->parked_bytes += bytes;
+    return true;
+}
+
 static void
 s_handle_query (self_t *self, zcq_query_t *query)
 {
@@ -590,16 +657,17 @@ s_handle_query (self_t *self, zcq_query_t *query)
         return;
     }
     if (!streq (query->op, "rebuild") && query->min_position > self->position) {
-        size_t bytes = zframe_size (query->body);
-        if (self->parked_count >= S_PARKED_MAX || self->parked_bytes + bytes > S_PARKED_BYTES_MAX) {
-            zcq_query_fail (query, ZCQ_UNAVAILABLE, "too many queries waiting for a position");
+        if (!s_park_count (self, query, 1)) {
+            zcq_query_fail (query, ZCQ_UNAVAILABLE,
+                            "too many queries waiting for a position (this client may park %d "
+                            "queries or %d bytes, every client %d or %d bytes)",
+                            S_PARKED_PER_CLIENT, S_PARKED_CLIENT_BYTES, S_PARKED_MAX,
+                            S_PARKED_BYTES_MAX);
             zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
             return;
         }
         query->next = self->parked;
         self->parked = query;
-        self->parked_count++;
-        self->parked_bytes += bytes;
         return;
     }
     s_answer (self, query, view);
@@ -616,15 +684,13 @@ s_check_parked (self_t *self)
         if (query->min_position <= self->position) {
             *link = query->next;
             query->next = NULL;
-            self->parked_count--;
-            self->parked_bytes -= zframe_size (query->body);
+            s_park_count (self, query, -1);
             s_answer (self, query, s_view_of (self, query));
         }
         else if (now >= query->deadline) {
             *link = query->next;
             query->next = NULL;
-            self->parked_count--;
-            self->parked_bytes -= zframe_size (query->body);
+            s_park_count (self, query, -1);
             s_timeout (self, query);
         }
         else
@@ -985,6 +1051,7 @@ s_destroy (self_t **self_p)
         self->parked = query->next;
         zcq_query_destroy (&query);
     }
+    zhashx_destroy (&self->parkers);
     if (self->queries) {
         zcq_query_t *query;
         while (zmq_recv (zsock_resolve (self->queries), &query, sizeof query, ZMQ_DONTWAIT)
@@ -1050,11 +1117,14 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
     self->doc = zcq_doc_new ();
     self->writer = zcq_writer_new ();
     self->value = zcq_writer_new ();
+    self->parkers = zhashx_new ();
+    if (self->parkers)
+        zhashx_set_destructor (self->parkers, (zhashx_destructor_fn *) s_parker_free);
     self->context.fields = zcq_fields_new ();
     self->context.row_doc = zcq_doc_new ();
     self->context.row_bytes = zcq_writer_new ();
-    bool ok = self->views && self->doc && self->writer && self->value && self->context.fields
-           && self->context.row_doc && self->context.row_bytes;
+    bool ok = self->views && self->doc && self->writer && self->value && self->parkers
+           && self->context.fields && self->context.row_doc && self->context.row_bytes;
     for (size_t index = 0; ok && index < self->view_count; index++) {
         s_view_t *view = &self->views[index];
         view->info = args->views[index];

@@ -14,12 +14,16 @@
         every few ms, and a client's later replies queue behind it. A client
         that does not read its replies is bounded: its waiting replies stop
         at S_PEER_BYTES, every client's at S_BACKLOG_BYTES, and a reply
-        still waiting after S_BACKLOG_MS is dropped.
+        still waiting after S_BACKLOG_MS is dropped. ZeroMQ's own pipe to a
+        client holds at most S_SNDHWM replies, each at most S_REPLY_BYTES
+        plus S_ENVELOPE_BYTES: so a client that asks for large reads and
+        never reads them pins a bounded amount, about 100 MiB, and only its
+        own replies are dropped.
     4.  The request limit counts the whole request, as on the command
         endpoint (command_router.c DESIGN 5): the frames the peer sent
         before its body count with the body, and a request whose envelope
-        alone is over the limit, or has more than S_ENVELOPE_FRAMES
-        frames, is dropped unanswered (requests_dropped). Frames are
+        alone is over the limit or S_ENVELOPE_BYTES, or has more than
+        S_ENVELOPE_FRAMES frames, is dropped unanswered (requests_dropped). Frames are
         received, not copied, except the routing identity.
 */
 #include "zcq_read.h"
@@ -30,12 +34,13 @@
 #define S_READ_DEFAULT    1000
 #define S_READ_MAX        10000
 #define S_ROUND           256
-#define S_REPLY_BYTES     (16 << 20) //  a read or stream reply stops growing here
-#define S_SNDHWM          300        //  replies queued per client in ZeroMQ
+#define S_REPLY_BYTES     (4 << 20)  //  a read or stream reply stops growing here
+#define S_SNDHWM          16         //  replies queued per client in ZeroMQ (DESIGN 3)
 #define S_PEER_BYTES      (32 << 20) //  DESIGN 3: backlog per client
 #define S_BACKLOG_BYTES   (256 << 20)
 #define S_BACKLOG_MS      10000
 #define S_ENVELOPE_FRAMES 64 //  frames a peer may send before its body (DESIGN 4)
+#define S_ENVELOPE_BYTES  (64 << 10)
 
 static const char *s_status_names[] = { "live", "catching_up", "rebuilding" };
 
@@ -163,6 +168,7 @@ s_destroy (self_t **self_p)
         zlistx_destroy (&self->backlog);
     }
     zhashx_destroy (&self->queued);
+    zcq_gate_unwatch (self->clients); //  before it closes (actors/gate.c DESIGN 1)
     zsock_destroy (&self->clients);
     zcq_writer_destroy (&self->writer);
     free (self);
@@ -228,6 +234,7 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
         s_destroy (&self);
         return NULL;
     }
+    zcq_gate_watch (self->env, self->clients, "query"); //  actors/gate.c
     char *bound = zsock_last_endpoint (self->clients);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
     zstr_free (&bound);
@@ -257,8 +264,8 @@ s_send_reply (self_t *self, zcq_query_t *query)
 }
 
 //  The client a query came from, as hex of its routing identity.
-static void
-s_peer (const zcq_query_t *query, char *peer, size_t size)
+void
+zcq_query_peer (const zcq_query_t *query, char *peer, size_t size)
 {
     zframe_t *identity = zmsg_first (query->envelope);
     size_t len = identity ? zframe_size (identity) : 0;
@@ -308,7 +315,7 @@ static void
 s_backlog_forget (self_t *self, zcq_query_t *query)
 {
     char peer[520];
-    s_peer (query, peer, sizeof peer);
+    zcq_query_peer (query, peer, sizeof peer);
     size_t bytes = s_reply_bytes (query);
     size_t *queued = zhashx_lookup (self->queued, peer);
     if (queued && *queued > bytes)
@@ -329,11 +336,11 @@ s_reply (self_t *self, zcq_query_t **query_p)
     //  (the client is looked up only while some replies wait)
     char peer[520] = "";
     if (zlistx_size (self->backlog))
-        s_peer (query, peer, sizeof peer);
+        zcq_query_peer (query, peer, sizeof peer);
     int rc = *peer && zhashx_lookup (self->queued, peer) ? 1 : s_send_reply (self, query);
     if (rc == 1) {
         if (!*peer)
-            s_peer (query, peer, sizeof peer);
+            zcq_query_peer (query, peer, sizeof peer);
         if (s_backlog_add (self, query, peer))
             return;
     }
@@ -560,7 +567,11 @@ s_op_stats (self_t *self, zcq_query_t *query)
     S_COUNTER (aggregates_loaded)
     S_COUNTER (snapshots_written)
     S_COUNTER (queries_served)
+    S_COUNTER (connections_refused)
 #undef S_COUNTER
+    zcq_writer_str (self->writer, "connections");
+    zcq_writer_int (self->writer, (int64_t) ZCQ_STAT_GET (stats, connections));
+    entries++;
     zcq_writer_str (self->writer, "commands_inflight");
     zcq_writer_int (self->writer, (int64_t) ZCQ_STAT_GET (stats, commands_inflight));
     zcq_writer_str (self->writer, "head");
@@ -721,7 +732,8 @@ s_take_request (self_t *self)
         }
         envelope_bytes += zframe_size (frame);
         frames++;
-        if (envelope_bytes > self->limits.max_bytes || frames > S_ENVELOPE_FRAMES)
+        if (envelope_bytes > self->limits.max_bytes || envelope_bytes > S_ENVELOPE_BYTES
+            || frames > S_ENVELOPE_FRAMES)
             dropped = true;
         if (dropped || !envelope)
             zframe_destroy (&frame);

@@ -109,6 +109,9 @@ struct zcq_command_t {
     //  bookkeeping
     zcq_cached_t *cached; //  shard: the aggregate, pinned while in flight
     zcq_command_t *next;  //  router: next command with this id, held
+    void *client;         //  router: the connection it came from
+    bool counted;         //  router: counted in its client's in-flight
+    const char *reason;   //  `unavailable`: why, as ZCQ/1 names it
 };
 
 zcq_command_t *zcq_command_new (void);
@@ -204,6 +207,8 @@ typedef struct {
     atomic_uint_fast64_t snapshots_written;
     atomic_uint_fast64_t queries_served;
     atomic_int_fast64_t commands_inflight;
+    atomic_int_fast64_t connections;          //  open, on the three endpoints
+    atomic_uint_fast64_t connections_refused; //  over max-connections
 } zcq_stats_t;
 
 #define ZCQ_STAT_ADD(stats, name, value) \
@@ -220,6 +225,7 @@ typedef struct {
     zcq_stats_t *stats;
     int64_t started_us;
     bool synchronous_views; //  committed batches pass the sync host first
+    bool gate;              //  the connection gate runs (actors/gate.c)
     char prefix[64];        //  inproc endpoint prefix, unique per node
 } zcq_node_env_t;
 
@@ -317,6 +323,20 @@ typedef struct {
 //        left when draining ended (0 = clean): after DRAIN every new command
 //        gets `unavailable`.
 void zcq_router_actor (zsock_t *pipe, void *args);
+
+//  Connection gate (gate.c): counts the connections of the three
+//  endpoints and shuts down the ones over max_connections.
+typedef struct {
+    const zcq_node_env_t *env;
+    size_t max_connections;
+} zcq_gate_args_t;
+void zcq_gate_actor (zsock_t *pipe, void *args);
+//  Report a listening socket's connections to the gate; call it in the
+//  socket's thread, after binding. name: command, events or query.
+int zcq_gate_watch (const zcq_node_env_t *env, zsock_t *socket, const char *name);
+//  Stop reporting a socket; call it in the socket's thread before closing
+//  it (safe on a socket never watched, and on NULL).
+void zcq_gate_unwatch (zsock_t *socket);
 
 //  Start an actor and wait for its start-up status: the actor signals 0
 //  when ready, or sends "s" reason and signals 1.

@@ -50,6 +50,10 @@ struct zcq_query_t {
 };
 
 void zcq_query_destroy (zcq_query_t **self_p);
+//  The client a query came from: its routing identity in hex, cut to fit
+//  size (ZCQ_PEER_MAX is enough for any).
+#define ZCQ_PEER_MAX 520
+void zcq_query_peer (const zcq_query_t *query, char *peer, size_t size);
 //  Encode an error reply into the query.
 void zcq_query_fail (zcq_query_t *self, zcq_err_t err, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <czmq.h>
 #include <zcqrs.h>
@@ -37,6 +38,9 @@ s_usage (FILE *out)
              "  --request-limit B     largest request body (default 1048576)\n"
              "  --heartbeat-ms MS     heartbeat interval (default 500)\n"
              "  --max-inflight N      commands in flight before `unavailable` (default 65536)\n"
+             "  --max-inflight-per-client N  the same, per connection (default 4096)\n"
+             "  --max-connections N   connections taken on the three endpoints (default:\n"
+             "                        the file limit less the store's share)\n"
              "  --view-snapshot-every N  events between view snapshots (default 1000000;\n"
              "                        0: none; one is also saved at a clean stop)\n"
              "  --view-threads N      threads hosting the asynchronous views (default 0:\n"
@@ -103,6 +107,14 @@ main (int argc, char *argv[])
     //  every file the daemon makes (the store's, view snapshots) is the
     //  owner's alone, like the data dir itself (node.c)
     umask (077);
+    //  connections cost a descriptor each: take every one the system
+    //  allows (the node keeps its connections under what is left after
+    //  its store's files: setting max-connections)
+    struct rlimit files;
+    if (getrlimit (RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &files);
+    }
     sigset_t signals;
     sigemptyset (&signals);
     sigaddset (&signals, SIGINT);

@@ -105,6 +105,8 @@ S_NUMBER (dedup_window_s, "dedup-window", 60, 365LL * 24 * 3600)
 S_NUMBER (request_limit, "request-limit", 1024, 256LL << 20)
 S_NUMBER (heartbeat_ms, "heartbeat-ms", 10, 1000)
 S_NUMBER (max_inflight, "max-inflight", 16, 100000000)
+S_NUMBER (max_inflight_per_client, "max-inflight-per-client", 1, 100000000)
+S_NUMBER (max_connections, "max-connections", 0, 10000000)
 S_NUMBER (view_snapshot_every, "view-snapshot-every", 0, 1LL << 40)
 S_NUMBER (view_threads, "view-threads", 0, 256)
 
@@ -170,6 +172,9 @@ static const s_setting_t s_settings[] = {
     { "request-limit", s_parse_request_limit, s_format_request_limit },
     { "heartbeat-ms", s_parse_heartbeat_ms, s_format_heartbeat_ms },
     { "max-inflight", s_parse_max_inflight, s_format_max_inflight },
+    { "max-inflight-per-client", s_parse_max_inflight_per_client,
+      s_format_max_inflight_per_client },
+    { "max-connections", s_parse_max_connections, s_format_max_connections },
     { "view-snapshot-every", s_parse_view_snapshot_every, s_format_view_snapshot_every },
     { "view-threads", s_parse_view_threads, s_format_view_threads },
     { "write-plan", s_parse_write_plan, s_format_write_plan },
@@ -205,6 +210,8 @@ zcq_config_new (void)
     self->request_limit = 1 << 20;
     self->heartbeat_ms = 500;
     self->max_inflight = 65536;
+    self->max_inflight_per_client = 4096;
+    self->max_connections = 0; //  0: from the file limit, when the node starts
     self->view_snapshot_every = 1000000;
     self->view_threads = 0; //  one per asynchronous view
     return self;

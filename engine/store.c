@@ -1621,6 +1621,9 @@ zcq_store_open (zcq_store_t **store_p, const char *path, const zcq_store_options
     //  room for memtables waiting to be flushed, so that a slow flush does
     //  not stall commits
     rocksdb_options_set_max_write_buffer_number (self->options, 4);
+    //  a bounded share of the file limit: the rest is for connections
+    //  (actors/gate.c), and RocksDB failing to open a file fails the store
+    rocksdb_options_set_max_open_files (self->options, ZCQ_STORE_OPEN_FILES);
     rocksdb_options_set_paranoid_checks (self->options, 1);
     //  RocksDB's own info log in the data dir would be the first thing to
     //  fail on a full disk, and its error path aborts: keep it quiet

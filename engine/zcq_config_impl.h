@@ -28,6 +28,8 @@ struct zcq_config_t {
     size_t request_limit;
     int heartbeat_ms;
     size_t max_inflight;
+    size_t max_inflight_per_client;
+    size_t max_connections; //  0: derived from RLIMIT_NOFILE at start
     uint64_t view_snapshot_every;
     int view_threads;
     zcq_write_plan_t write_plan;

@@ -1169,6 +1169,8 @@ static void
 test_pipelined (void **state)
 {
     fixture_t *fixture = *state;
+    //  every command at once, from one client: more than its default share
+    s_restart (fixture, "max-inflight-per-client", "1000000");
     zsock_t *dealer = s_keep (fixture, s_dealer (fixture->node));
     const size_t total = S_ACCOUNTS * (1 + S_ROUNDS);
     int64_t *versions = calloc (total, sizeof (int64_t));
@@ -1595,6 +1597,59 @@ test_max_inflight (void **state)
     zcq_writer_destroy (&writer);
 }
 
+//  max-inflight-per-client: one client's flood is `unavailable` for that
+//  client alone; another client is served beside it
+static void
+test_max_inflight_per_client (void **state)
+{
+    fixture_t *fixture = *state;
+    s_restart (fixture, "max-inflight-per-client", "16");
+    zsock_t *flood = s_keep (fixture, s_dealer (fixture->node));
+    zcq_writer_t *writer = zcq_writer_new ();
+    zcq_doc_t *doc = zcq_doc_new ();
+    const size_t total = 5000;
+    //  one account, one id repeated, then fresh ids: everything waits
+    //  behind everything else, in this client's share
+    for (size_t index = 0; index < total; index++) {
+        char id[32];
+        if (index == 0)
+            snprintf (id, sizeof id, "open-hot");
+        else if (index < total / 2)
+            snprintf (id, sizeof id, "same");
+        else
+            snprintf (id, sizeof id, "f-%zu", index);
+        s_encode_command (writer, id, index ? "deposit" : "open", "hot", 1);
+        s_send_body (flood, zcq_writer_data (writer), zcq_writer_size (writer));
+    }
+    //  the other client, while the flood is being read
+    ASSERT_OK (
+        zcq_test_send (fixture->client, "other-1", "open", "other", -1, "owner", "s:o", NULL),
+        "account/other", 1);
+    size_t accepted = 0, unavailable = 0;
+    for (size_t count = 0; count < total; count++) {
+        const zcq_value_t *reply = s_recv_reply (flood, doc, S_TIMEOUT);
+        assert_non_null (reply);
+        if (strcmp (zcq_test_code (reply), "ok") == 0)
+            accepted++;
+        else {
+            ASSERT_ERROR (reply, "unavailable");
+            char reason[32];
+            zcq_value_get_str (reply, "reason", reason, sizeof reason, "");
+            assert_string_equal (reason, "overloaded");
+            unavailable++;
+        }
+    }
+    printf ("max-inflight-per-client 16: %zu of %zu accepted, %zu unavailable\n", accepted, total,
+            unavailable);
+    assert_true (accepted >= 16);
+    assert_true (unavailable > 0);
+    ASSERT_OK (
+        zcq_test_send (fixture->client, "other-2", "deposit", "other", -1, "amount", "i:5", NULL),
+        "account/other", 2);
+    zcq_doc_destroy (&doc);
+    zcq_writer_destroy (&writer);
+}
+
 //  --------------------------------------------------------------------------
 //  durability fsync: the same walk-through
 
@@ -1844,6 +1899,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_restart, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_restart_snapshots, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_max_inflight, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_max_inflight_per_client, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_fsync, s_setup, s_teardown),
         cmocka_unit_test (test_start_failure),
         cmocka_unit_test (test_data_dir),

@@ -67,6 +67,9 @@ ZCQ_EXPORT const char *zcq_durability_name (zcq_durability_t durability);
 
 //  Open (or create) a store in directory path. On failure returns the
 //  error and a reason in error[size]; *store_p stays NULL.
+//  Table files a store keeps open at most (plus its logs and manifest).
+#define ZCQ_STORE_OPEN_FILES 512
+
 ZCQ_EXPORT zcq_err_t zcq_store_open (zcq_store_t **store_p, const char *path,
                                      const zcq_store_options_t *options, char *error, size_t size);
 ZCQ_EXPORT void zcq_store_close (zcq_store_t **self_p);

@@ -30,13 +30,27 @@ node, one phase after another:
   deaf-echo     150 commands of 8 MiB whose id is the 8 MiB (over the
                 request limit: `invalid`, id echoed) from a client that
                 never reads
+  hot-key       one client pipelining 30,000 deposits on one account at
+                once: past --max-inflight-per-client it alone gets
+                `unavailable`; the probe never does
+  deaf-invalid  one client sending 5,000 invalid commands (each with a
+                60 KiB envelope echoed in its reply) and never reading: its
+                replies are bounded and dropped, nobody else's
+  park-flood    one client parking 6,000 read-your-writes waits for a
+                position that never comes: past its own share it gets
+                `unavailable`; the probe's waits are answered
+  conn-flood    (a node with --max-connections 64) 200 idle TCP
+                connections: those past the maximum are shut at once, the
+                probe keeps working, and after they leave a new client
+                connects and is served
 
 Throughout, the node's VmRSS is sampled; at the end the probe's latency
 per phase (p50/p99/max), the peak RSS and the node's stats are printed.
 
 Asserts: the node stays up and exits cleanly on SIGTERM; every probe
 request is answered correctly within 10 s and its p99 stays under 2 s in
-every phase; every hostile request that should be answered is answered
+every phase; in the fairness phases (hot-key, deaf-invalid, park-flood,
+conn-flood) the probe is never answered `unavailable`; every hostile request that should be answered is answered
 with the right code; peak RSS stays under RSS_BOUND_MB (default 1024).
 The phases deaf-query, big-events, big-read, parked and deaf-echo measure
 memory that is bounded per message (or not at all) but not in bytes; they
@@ -69,7 +83,9 @@ RSS_BOUND_MB = int(os.environ.get("RSS_BOUND_MB", "1024"))
 SCALE = float(os.environ.get("HOSTILE_SCALE", "1"))
 P99_BOUND_S = 2.0
 REPLY_TIMEOUT_S = 10.0
-MAX_INFLIGHT = 1000
+MAX_INFLIGHT = 4000
+MAX_INFLIGHT_PER_CLIENT = 500
+FAIRNESS_PHASES = ("hot-key", "deaf-invalid", "park-flood", "conn-flood")
 LIMIT = 1024 * 1024
 
 CTX = zmq.Context.instance()
@@ -121,11 +137,13 @@ def sock(kind, endpoint=None, **options):
 # The node and its memory
 
 class Node:
-    def __init__(self):
+    def __init__(self, extra=()):
         self.dir = tempfile.mkdtemp(prefix="zcq-hostile-")
         args = [ZCQRSD, "--data", self.dir, "--command", "tcp://127.0.0.1:*",
                 "--events", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*",
-                "--max-inflight", str(MAX_INFLIGHT), "--heartbeat-ms", "200"]
+                "--max-inflight", str(MAX_INFLIGHT),
+                "--max-inflight-per-client", str(MAX_INFLIGHT_PER_CLIENT),
+                "--heartbeat-ms", "200"] + list(extra)
         env = dict(os.environ)
         # a sanitizer build must fail an absurd allocation as malloc does
         env.setdefault("ASAN_OPTIONS", "allocator_may_return_null=1")
@@ -242,7 +260,7 @@ def probe_main(command_endpoint, query_endpoint, phase, stopping, results):
     own process so that the hostile traffic of the test does not slow it."""
     global CTX
     CTX = zmq.Context()
-    out = {"latency": {}, "count": 0, "unavailable": 0, "errors": []}
+    out = {"latency": {}, "count": 0, "unavailable": 0, "unavailable_in": {}, "errors": []}
 
     def current():
         return phase.value.decode()
@@ -286,6 +304,8 @@ def probe_main(command_endpoint, query_endpoint, phase, stopping, results):
                 if not reply.get("ok"):
                     if reply.get("error") == "unavailable":
                         out["unavailable"] += 1
+                        out["unavailable_in"][current()] = \
+                            out["unavailable_in"].get(current(), 0) + 1
                     else:
                         out["errors"].append("probe command failed: %r" % (reply,))
                     continue
@@ -300,6 +320,9 @@ def probe_main(command_endpoint, query_endpoint, phase, stopping, results):
                     out["errors"].append("[%s] no reply to probe query %d" % (current(), seq))
                     queries.close()
                     queries = sock(zmq.DEALER, query_endpoint)
+                elif answer.get("error") == "unavailable":
+                    out["unavailable"] += 1
+                    out["unavailable_in"][current()] = out["unavailable_in"].get(current(), 0) + 1
                 elif not answer.get("ok") or answer.get("rid") != seq \
                         or (answer.get("row") or {}).get("balance") != balance:
                     out["errors"].append("probe query wrong: %r (balance %d)" % (answer, balance))
@@ -329,7 +352,7 @@ class Probe:
         try:
             out = self.results.get(timeout=60)
         except Exception:                 # noqa: BLE001
-            out = {"latency": {}, "count": 0, "unavailable": 0,
+            out = {"latency": {}, "count": 0, "unavailable": 0, "unavailable_in": {},
                    "errors": ["the probe process gave no results"]}
         self.process.join(10)
         return out
@@ -684,6 +707,112 @@ def phase_parked(node):
         % (count, node.rss_kb() // 1024))
 
 
+def phase_hot_key(node):
+    """One client floods one account: its excess is `unavailable`, and the
+    probe (another client) is served as usual."""
+    count = n(30000)
+    pipeline(node.command, [pack(command("hot-open", "hot", "open", {"owner": "h"}))], 1)
+    bodies = [pack(command("hot-%d" % i, "hot", "deposit", {"amount": 1})) for i in range(count)]
+    start = time.monotonic()
+    codes = pipeline(node.command, bodies, count)
+    log("hot key: %d deposits on one account at once in %.1f s: %r"
+        % (count, time.monotonic() - start, codes))
+    check(sum(codes.values()) == count, "hot-key: %d of %d answered" % (sum(codes.values()), count))
+    check(codes.get("unavailable", 0) > 0, "hot-key: nothing was unavailable past the client's share")
+    check(set(codes) <= {"ok", "unavailable"}, "hot-key: unexpected codes %r" % (codes,))
+
+
+def phase_deaf_invalid(node):
+    """A client that sends invalid commands with large envelopes and never
+    reads: its replies pile up to its own bound, then are dropped."""
+    count = n(5000)
+    s = sock(zmq.DEALER, node.command, RCVHWM=1, SNDHWM=0)
+    envelope = [b"e" * 1000] * 60                   # 60 KB, under the envelope bounds
+    body = pack({"id": "deaf", "aggregate": "NOT VALID", "key": "k", "type": "t"})
+    before = stats(node).get("replies_dropped", 0)
+    for index in range(count):
+        s.send_multipart(envelope + [body])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:              # until every request is read
+        now = stats(node)
+        if now.get("commands_received", 0) >= count:
+            break
+        time.sleep(0.2)
+    settle(node)
+    dropped = stats(node).get("replies_dropped", 0) - before
+    log("deaf invalid: %d invalid commands with 60 KiB envelopes, never read; %d replies "
+        "dropped; RSS %d MB" % (count, dropped, node.rss_kb() // 1024))
+    check(dropped > 0, "deaf-invalid: no reply of the deaf client was dropped")
+    s.close()
+
+
+def phase_park_flood(node):
+    """One client parks waits for a position that never comes; past its own
+    share it gets `unavailable`, and the probe's waits still park."""
+    count = n(6000)
+    s = sock(zmq.DEALER, node.query, SNDHWM=0, RCVHWM=0)
+    for index in range(count):
+        s.send_multipart([b"", pack({"op": "get", "view": "totals", "key": "bank", "rid": index,
+                                     "min_position": 10 ** 12, "timeout_ms": 600000})])
+    refused = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and s.poll(2000):
+        reply = unpack(s.recv_multipart()[-1])
+        if reply.get("error") == "unavailable":
+            refused += 1
+    log("park flood: %d waits parked by one client, %d refused as unavailable"
+        % (count, refused))
+    check(refused > 0, "park-flood: no wait was refused past the client's share")
+    time.sleep(1.0)                                 # the probe parks beside them meanwhile
+    s.close()
+
+
+def phase_conn_flood(node):
+    """More idle connections than --max-connections: the excess is shut."""
+    q = sock(zmq.DEALER, node.query)              # connected before the flood
+    check(bool(call(q, {"op": "health", "rid": 0})), "conn-flood: no health reply before")
+    raws = []
+    for index in range(200):
+        raw = pysocket.create_connection(("127.0.0.1", node.port["command"]), timeout=5)
+        raws.append(raw)
+    # ZeroMQ greets each connection first; a shut one then ends (EOF)
+    import select
+    open_ = {raw.fileno(): raw for raw in raws}
+    shut = 0
+    deadline = time.monotonic() + 5
+    while open_ and time.monotonic() < deadline:
+        ready, _, _ = select.select(list(open_), [], [], 0.5)
+        if not ready:
+            break
+        for fd in ready:
+            try:
+                data = open_[fd].recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                shut += 1
+                del open_[fd]
+    reply = call(q, {"op": "stats", "rid": 1}) or {}
+    q.close()
+    refused = reply.get("stats", {}).get("connections_refused", 0)
+    log("conn flood: 200 idle connections against --max-connections 64: %d shut by the node, "
+        "connections_refused %d" % (shut, refused))
+    check(refused >= 100, "conn-flood: only %d connections refused" % refused)
+    check(shut >= 100, "conn-flood: only %d connections were shut" % shut)
+    for raw in raws:
+        raw.close()
+    deadline = time.monotonic() + 10
+    reply = None
+    while time.monotonic() < deadline:
+        q = sock(zmq.DEALER, node.query)
+        reply = call(q, {"op": "health", "rid": 1}, timeout=1)
+        q.close()
+        if reply:
+            break
+    check(bool(reply and reply.get("ok")), "conn-flood: a new client was not served after: %r"
+          % (reply,))
+
+
 #  Sessions: each runs its phases on a fresh node (so that each memory
 #  measurement stands alone), with the probe running throughout.
 SESSIONS = [
@@ -694,6 +823,9 @@ SESSIONS = [
     [("big-events", phase_big_events), ("big-read", phase_big_read)],
     [("parked", phase_parked)],
     [("deaf-echo", phase_deaf_echo)],
+    [("hot-key", phase_hot_key), ("deaf-invalid", phase_deaf_invalid),
+     ("park-flood", phase_park_flood)],
+    ([("conn-flood", phase_conn_flood)], ["--max-connections", "64"]),
 ]
 
 
@@ -704,8 +836,8 @@ def stats(node):
     return (reply or {}).get("stats", {})
 
 
-def run_session(phases, report):
-    node = Node()
+def run_session(phases, report, extra=()):
+    node = Node(extra)
     log("zcqrsd pid %d: %r, RSS %d MB" % (node.proc.pid, node.endpoints, node.rss_kb() // 1024))
     probe = Probe(node)
     probe.start()
@@ -734,6 +866,10 @@ def run_session(phases, report):
             report["latency"].setdefault(name, []).extend(values)
     report["round_trips"] += result["count"]
     report["unavailable"] += result["unavailable"]
+    for name, count in result.get("unavailable_in", {}).items():
+        if name in FAIRNESS_PHASES:
+            fail("the probe got %d unavailable in %s: another client's flood reached it"
+                 % (count, name))
     for error in result["errors"][:20]:
         fail(error)
     report["peak"] = max(report["peak"], node.rss_peak_kb)
@@ -753,10 +889,11 @@ def main():
     wanted = os.environ.get("HOSTILE_PHASES")
     report = {"rss": {}, "latency": {}, "round_trips": 0, "unavailable": 0, "peak": 0}
     for session in SESSIONS:
+        session, extra = session if isinstance(session, tuple) else (session, [])
         phases = [(name, fn) for name, fn in session
                   if not wanted or name in wanted.split(",")]
         if phases:
-            run_session(phases, report)
+            run_session(phases, report, extra)
 
     print()
     print("== probe latency per phase (command, then read-your-writes query)")
