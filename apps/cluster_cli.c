@@ -37,8 +37,10 @@ s_number (const char *flag, const char *text, long min, long max, long *number)
 {
     char *end;
     errno = 0;
-    long parsed = text ? strtol (text, &end, 10) : 0;
-    if (!text || errno || end == text || *end || parsed < min || parsed > max) {
+    //  digits only (strtol alone would take leading spaces and a `+`)
+    bool digits = text && ((text[0] >= '0' && text[0] <= '9') || text[0] == '-');
+    long parsed = digits ? strtol (text, &end, 10) : 0;
+    if (!digits || errno || end == text || *end || parsed < min || parsed > max) {
         fprintf (stderr, "zcqrs cluster: %s '%s' is not a whole number from %ld to %ld\n", flag,
                  text ? text : "", min, max);
         return false;
