@@ -143,8 +143,12 @@ class Node:
 
     def start(self):
         """Start; the caller waits for ready() (or for it to exit)."""
-        self.stderr_path = tempfile.mktemp(prefix="zcqrsd-%s-" % self.node, suffix=".err")
-        self.stderr = open(self.stderr_path, "w+")
+        if self.stderr_path:
+            self.stderr.close()
+            os.unlink(self.stderr_path)
+        handle, self.stderr_path = tempfile.mkstemp(prefix="zcqrsd-%s-" % self.node,
+                                                    suffix=".err")
+        self.stderr = os.fdopen(handle, "w+")
         self.process = subprocess.Popen(self.argv(), stdout=subprocess.PIPE,
                                         stderr=self.stderr, text=True)
         return self
@@ -199,3 +203,6 @@ def nodes(tmp_path):
     yield Maker()
     for node in made:
         node.stop()
+        if node.stderr_path:
+            node.stderr.close()
+            os.unlink(node.stderr_path)
