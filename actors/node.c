@@ -1,12 +1,12 @@
 /*  node.c: a zcqrs node: the store and every actor, started in order and
     stopped in reverse, with a graceful drain of the commands in flight.
 
-        start: store -> log writer -> shards -> projections -> query router
+        start: [coordinator] -> store -> log writer -> shards -> projections -> query router
                -> the store's log check passed -> command router (last:
                commands arrive only when all the rest is ready)
         stop:  command router drains (new commands get `unavailable`, the
                ones in flight are committed and answered) -> command router
-               -> shards -> log writer -> query side -> store
+               -> shards -> log writer -> query side -> store -> [coordinator]
 
     The data dir is claimed before the store opens it: created owner-only
     (0700) when missing, refused when it holds anything a zcqrs data dir
@@ -16,6 +16,12 @@
     one process, so two nodes of one process reaching the same dir through
     a symlink would both open it; flock locks the directory, whatever the
     path, and conflicts within a process too.
+
+    A clustered node (setting `cluster`) starts its coordinator before
+    anything else, so that a node that cannot join its cluster (no cluster
+    at the path, ZooKeeper away, its id taken) fails to start with that
+    reason; the coordinator stops last, and with it the node's
+    registration.
 
     The write plan (setting `write-plan`) says how the write path sits on
     threads. `split`: the log writer and each shard are actors of their
@@ -39,7 +45,8 @@
 
 struct zcq_node_t {
     zcq_config_t *config;
-    int data_lock; //  the data dir, open and flock'ed; -1 when not
+    zcq_coordinator_t *coordinator; //  NULL when not clustered
+    int data_lock;                  //  the data dir, open and flock'ed; -1 when not
     zcq_store_t *store;
     zcq_stats_t stats;
     zcq_node_env_t env;
@@ -78,6 +85,38 @@ s_data_dir_entry (const char *name)
         if (fnmatch (patterns[index], name, 0) == 0)
             return true;
     return false;
+}
+
+//  A clustered node's settings (docs/cluster.md), then its coordinator.
+static zcq_err_t
+s_join_cluster (zcq_node_t *self, char *error, size_t size)
+{
+    const zcq_config_t *config = self->config;
+    if (!config->node_given) {
+        snprintf (error, size, "a clustered node (--cluster) needs its id (--node ID)");
+        return ZCQ_INVALID;
+    }
+    if (config->role_views ? config->group >= 0 : config->group < 0) {
+        snprintf (error, size,
+                  config->role_views
+                      ? "a views node (--role views) belongs to no group: drop --group"
+                      : "a clustered node needs --group N, or --role views");
+        return ZCQ_INVALID;
+    }
+    zcq_coordinator_args_t args = {
+        .zk = config->cluster,
+        .node = config->node,
+        .group = config->group,
+        .role = config->role_views ? "views" : "replica",
+        .command = config->endpoints[ZCQ_ENDPOINT_COMMAND],
+        .events = config->endpoints[ZCQ_ENDPOINT_EVENTS],
+        .query = config->endpoints[ZCQ_ENDPOINT_QUERY],
+        .replication = config->replication,
+        .session_ms = config->zk_session_ms,
+    };
+    self->coordinator = zcq_coordinator_new (&args, error, size);
+    self->env.coordinator = self->coordinator;
+    return self->coordinator ? ZCQ_OK : ZCQ_UNAVAILABLE;
 }
 
 //  Create (0700), check and lock the data dir (see the top of the file).
@@ -190,7 +229,9 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
             self->env.synchronous_views = true;
 
     self->data_lock = -1;
-    zcq_err_t err = s_claim_data_dir (self, error, size);
+    zcq_err_t err = self->config->cluster[0] ? s_join_cluster (self, error, size) : ZCQ_OK;
+    if (err == ZCQ_OK)
+        err = s_claim_data_dir (self, error, size);
     if (err == ZCQ_OK) {
         zcq_store_options_t options;
         zcq_store_options_init (&options);
@@ -299,6 +340,7 @@ zcq_node_destroy (zcq_node_t **self_p)
     zcq_store_close (&self->store);
     if (self->data_lock >= 0)
         close (self->data_lock); //  and with it the flock
+    zcq_coordinator_destroy (&self->coordinator);
     zcq_config_destroy (&self->config);
     free (self);
     *self_p = NULL;

@@ -57,6 +57,7 @@
 #define ZCQ_ACTORS_H_INCLUDED
 
 #include "zcq_config_impl.h"
+#include "zcq_coordinator.h"
 #include <stdatomic.h>
 
 //  --------------------------------------------------------------------------
@@ -227,6 +228,10 @@ typedef struct {
     bool synchronous_views; //  committed batches pass the sync host first
     bool gate;              //  the connection gate runs (actors/gate.c)
     char prefix[64];        //  inproc endpoint prefix, unique per node
+    //  the node's part in its cluster (zcq_coordinator.h); NULL when the
+    //  node is not clustered. Started first, stopped last: it outlives
+    //  every other actor.
+    zcq_coordinator_t *coordinator;
 } zcq_node_env_t;
 
 //  inproc endpoint names

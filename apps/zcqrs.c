@@ -7,8 +7,11 @@
         zcqrs read --from POS [--limit N]
         zcqrs stream STREAM [--from V] [--limit N]
         zcqrs tail [TOPIC] [--from POS] [--count N]
-        zcqrs views | health | stats
+        zcqrs views | health | stats | cluster
         zcqrs rebuild VIEW
+        zcqrs cluster create --zk HOST:PORT[,...]/PATH --groups G [--replicas R]
+                             [--min-insync M] [--slots S]
+        zcqrs cluster status --zk HOST:PORT[,...]/PATH
 
     Global options: --command EP, --query EP, --events EP, --timeout MS,
     --json (print the raw reply as JSON).
@@ -24,6 +27,7 @@
 #include <string.h>
 #include <czmq.h>
 #include <zcqrs.h>
+#include "cluster_cli.h"
 #include "json.h"
 
 typedef struct {
@@ -62,8 +66,11 @@ s_usage (FILE *out)
              "  read --from POS [--limit N]\n"
              "  stream STREAM [--from VERSION] [--limit N]\n"
              "  tail [TOPIC] [--from POS] [--count N]    catch up, then follow live\n"
-             "  views | health | stats\n"
+             "  views | health | stats | cluster\n"
              "  rebuild VIEW\n"
+             "  cluster create --zk HOST:PORT[,...]/PATH --groups G [--replicas R]\n"
+             "                 [--min-insync M] [--slots S]\n"
+             "  cluster status --zk HOST:PORT[,...]/PATH\n"
              "\n"
              "Endpoints default to tcp://127.0.0.1:7400 (command), :7401 (events), :7402 "
              "(query).\n"
@@ -501,6 +508,13 @@ main (int argc, char *argv[])
             }
         if (matched)
             continue;
+        if (!subcommand && streq (word, "cluster")) {
+            //  the operator's actions on ZooKeeper take their own options
+            int rc
+                = zcq_cluster_cli (argc - index - 1, argv + index + 1, s_args.timeout, s_args.json);
+            if (rc >= 0)
+                return rc;
+        }
         if (strncmp (word, "--", 2) == 0) {
             fprintf (stderr, "zcqrs: unknown option %s\n", word);
             s_usage (stderr);
@@ -532,7 +546,8 @@ main (int argc, char *argv[])
         rc = s_tail ();
     else if (streq (subcommand, "read") || streq (subcommand, "stream")
              || streq (subcommand, "views") || streq (subcommand, "health")
-             || streq (subcommand, "stats") || streq (subcommand, "rebuild"))
+             || streq (subcommand, "stats") || streq (subcommand, "rebuild")
+             || streq (subcommand, "cluster"))
         rc = s_simple (subcommand);
     else {
         fprintf (stderr, "zcqrs: unknown command '%s'\n", subcommand);

@@ -1,6 +1,7 @@
 /*  config.c: a node's settings. One table names every setting with its
     parser, so flags, files and code share one validation. */
 #include "zcq_config_impl.h"
+#include "zcq_zk.h"
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -95,7 +96,88 @@ s_endpoint (char *target, const char *name, const char *value, char *error, size
     }
 
 S_STRING (data, "data", sizeof ((zcq_config_t *) 0)->data)
-S_STRING (node, "node", ZCQ_NODE_ID_MAX + 1)
+S_NUMBER (group, "group", -1, ZCQ_CLUSTER_SLOTS_MAX - 1)
+S_NUMBER (zk_session_ms, "zk-session-ms", 500, 600000)
+
+static zcq_err_t
+s_parse_node (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    ZCQ_TRY (s_copy (self->node, ZCQ_NODE_ID_MAX + 1, "node", value, error, size));
+    self->node_given = true;
+    return ZCQ_OK;
+}
+
+static const char *
+s_format_node (zcq_config_t *self)
+{
+    return self->node;
+}
+
+static zcq_err_t
+s_parse_cluster (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    char hosts[1024], path[ZCQ_ZK_PATH_MAX], reason[256];
+    if (zcq_zk_parse (value, hosts, sizeof hosts, path, sizeof path, reason, sizeof reason)) {
+        snprintf (error, size, "cluster: %s", reason);
+        return ZCQ_INVALID;
+    }
+    return s_copy (self->cluster, sizeof self->cluster, "cluster", value, error, size);
+}
+
+static const char *
+s_format_cluster (zcq_config_t *self)
+{
+    return self->cluster;
+}
+
+static zcq_err_t
+s_parse_role (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    if (strcmp (value, "replica") && strcmp (value, "views")) {
+        snprintf (error, size, "role: '%s' is neither replica nor views", value);
+        return ZCQ_INVALID;
+    }
+    self->role_views = value[0] == 'v';
+    return ZCQ_OK;
+}
+
+static const char *
+s_format_role (zcq_config_t *self)
+{
+    return self->role_views ? "views" : "replica";
+}
+
+static const char *const s_views_scopes[] = { "cluster", "group", "none" };
+
+static zcq_err_t
+s_parse_views (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    for (int scope = 0; scope < 3; scope++)
+        if (strcmp (value, s_views_scopes[scope]) == 0) {
+            self->views = (zcq_views_scope_t) scope;
+            return ZCQ_OK;
+        }
+    snprintf (error, size, "views: '%s' is not cluster, group or none", value);
+    return ZCQ_INVALID;
+}
+
+static const char *
+s_format_views (zcq_config_t *self)
+{
+    return s_views_scopes[self->views];
+}
+
+static zcq_err_t
+s_parse_replication (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    return s_endpoint (self->replication, "replication", value, error, size);
+}
+
+static const char *
+s_format_replication (zcq_config_t *self)
+{
+    return self->replication;
+}
 S_ENDPOINT (COMMAND, "command")
 S_ENDPOINT (EVENTS, "events")
 S_ENDPOINT (QUERY, "query")
@@ -178,6 +260,12 @@ static const s_setting_t s_settings[] = {
     { "view-snapshot-every", s_parse_view_snapshot_every, s_format_view_snapshot_every },
     { "view-threads", s_parse_view_threads, s_format_view_threads },
     { "write-plan", s_parse_write_plan, s_format_write_plan },
+    { "cluster", s_parse_cluster, s_format_cluster },
+    { "group", s_parse_group, s_format_group },
+    { "role", s_parse_role, s_format_role },
+    { "views", s_parse_views, s_format_views },
+    { "replication", s_parse_replication, s_format_replication },
+    { "zk-session-ms", s_parse_zk_session_ms, s_format_zk_session_ms },
 };
 #define S_SETTING_COUNT (sizeof (s_settings) / sizeof (s_settings[0]))
 
@@ -214,6 +302,9 @@ zcq_config_new (void)
     self->max_connections = 0; //  0: from the file limit, when the node starts
     self->view_snapshot_every = 1000000;
     self->view_threads = 0; //  one per asynchronous view
+    self->group = -1;
+    self->views = ZCQ_VIEWS_CLUSTER;
+    self->zk_session_ms = 4000;
     return self;
 }
 

@@ -17,6 +17,13 @@ typedef enum {
 //  The plan a config asks for, with `auto` resolved from the machine.
 zcq_write_plan_t zcq_config_write_plan (const zcq_config_t *self);
 
+//  Which groups feed a clustered node's views (setting `views`).
+typedef enum {
+    ZCQ_VIEWS_CLUSTER = 0, //  every group's committed events
+    ZCQ_VIEWS_GROUP,       //  its own group's only
+    ZCQ_VIEWS_NONE,        //  no views
+} zcq_views_scope_t;
+
 struct zcq_config_t {
     char data[1024];
     char endpoints[3][ZCQ_ENDPOINT_MAX]; //  by zcq_endpoint_t
@@ -33,6 +40,14 @@ struct zcq_config_t {
     uint64_t view_snapshot_every;
     int view_threads;
     zcq_write_plan_t write_plan;
+    //  the cluster (docs/cluster.md); cluster[0] == 0: a single node
+    char cluster[1024]; //  HOST:PORT[,HOST:PORT...]/PATH
+    bool node_given;    //  `node` was set (a cluster needs an explicit id)
+    int group;          //  -1: none
+    bool role_views;    //  role `views` (else `replica`)
+    zcq_views_scope_t views;
+    char replication[ZCQ_ENDPOINT_MAX]; //  "" when none
+    int zk_session_ms;
     char text[64]; //  scratch for zcq_config_get
 };
 

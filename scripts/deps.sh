@@ -12,6 +12,9 @@ packages=(
     libczmq-dev libzmq3-dev libmsgpack-dev librocksdb-dev libcmocka-dev libjansson-dev
     python3 python3-dev python3-zmq python3-msgpack python3-pytest
     clang-format
+    # the cluster: ZooKeeper's C client, a private server for the tests and
+    # demos (zookeeper depends on default-jre), and kazoo for the tests
+    libzookeeper-mt-dev zookeeper python3-kazoo
 )
 
 missing=()

@@ -26,6 +26,19 @@
                          share one thread (auto picks it
                          on 1-2 cores); split: a thread
                          each, batches passed between them
+
+    In a cluster (docs/cluster.md):
+
+        cluster          HOST:PORT[,...]/PATH in ZooKeeper  (none: one node)
+        group            the group this node replicates  -1 (none)
+        role             replica | views                 replica
+        views            cluster | group | none          cluster
+                         (which groups feed the views)
+        replication      replication endpoint            (none)
+        zk-session-ms    ZooKeeper session timeout       4000
+
+    A clustered node needs `node`, and `group` unless its role is `views`;
+    its endpoints are published as given, so none may use `*`.
 */
 #ifndef ZCQ_CONFIG_H_INCLUDED
 #define ZCQ_CONFIG_H_INCLUDED

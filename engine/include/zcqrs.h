@@ -17,5 +17,6 @@
 #include "zcq_client.h"
 #include "zcq_catchup.h"
 #include "zcq_viewtable.h"
+#include "zcq_cluster.h"
 
 #endif
