@@ -306,9 +306,10 @@ s_encode_events (self_t *self, zcq_command_t *command, uint64_t first_version)
     for (size_t index = 0; index < decide->event_count; index++) {
         zcq_writer_t *body = self->body;
         zcq_writer_reset (body);
-        zcq_event_encode_head (body, config->node, command->stream, command->stream_len,
-                               aggregate_len, first_version + index, decide->events[index].type,
-                               command->id, command->id_len, command->meta);
+        zcq_event_encode_head (body, config->node, config->cluster[0] ? config->group : -1,
+                               command->stream, command->stream_len, aggregate_len,
+                               first_version + index, decide->events[index].type, command->id,
+                               command->id_len, command->meta);
         zcq_fields_encode (decide->events[index].fields, body);
         if (!zcq_writer_ok (body) || !zcq_fields_ok (decide->events[index].fields))
             return ZCQ_NOMEM;

@@ -13,6 +13,7 @@ zcq_command_new (void)
     if (!self)
         return NULL;
     self->expect = -1;
+    self->group = -1;
     self->envelope = self->envelope_inline;
     zmq_msg_init (&self->body);
     return self;
@@ -29,6 +30,7 @@ zcq_command_destroy (zcq_command_t **self_p)
     zcq_doc_destroy (&self->doc);
     zmq_msg_close (&self->body);
     free (self->message);
+    free (self->owner);
     free (self->events);
     free (self->snapshot);
     free (self);

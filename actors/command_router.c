@@ -52,8 +52,26 @@
         thread but the batches of synchronous views, which go to their host
         and come back as in the split plan. The failure protocol (F1-F8 in
         zcq_actors.h) is the same: the cores keep it, whoever calls them.
+    7.  In a cluster (cluster.md section 3) every node takes every command.
+        The stream's slot names its group; a command of the group this node
+        leads (zcq_coordinator_leading: a fenced leader does not) is decided
+        here, any other is forwarded to its group's leader, body and id
+        unchanged, over one ROUTER socket connected to each leader met so
+        far (one socket: no thread or socket per peer). A forwarded request
+        carries a marker frame (S_MARK and a sequence number) that the
+        leader echoes with its reply; the reply is relayed as it came, so
+        it names the leader's group and node. A request that came with a
+        marker is never sent on: a node that is not its group's leader
+        answers it `unavailable` (`no_leader`, with `owner` when it knows
+        the leader), and the sender relays that. A forward that finds no
+        connection yet is retried for S_LINK_MS (`forwarding_failed`
+        after); one sent and not answered in S_FORWARD_MS is answered
+        `timeout` with `reason: "outcome_unknown"`: its retry, same id,
+        answers the truth. Forwarded commands count in flight like the
+        others, for their client and in total.
 */
 #include "zcq_actors.h"
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,6 +82,21 @@
 #define S_BACKLOG_BYTES   (256 << 20)
 #define S_ENVELOPE_FRAMES 64 //  frames a peer may send before its body (DESIGN 5)
 #define S_ENVELOPE_BYTES  (64 << 10)
+#define S_MARK            "zcq-forward" //  DESIGN 7: with its NUL, then a u64
+#define S_MARK_SIZE       (sizeof (S_MARK) + 8)
+#define S_LINK_MS         2000
+#define S_FORWARD_MS      10000
+
+//  A command sent to another node (DESIGN 7), in the order sent.
+typedef struct s_forward_t s_forward_t;
+struct s_forward_t {
+    s_forward_t *prev, *next;
+    zcq_command_t *command;
+    uint64_t sequence;
+    int64_t deadline; //  zclock_mono
+    bool sent;        //  else waiting for its link
+    char peer[16];    //  the routing id of the leader's connection
+};
 
 //  A reply that met its client's full pipe.
 typedef struct s_reply_t s_reply_t;
@@ -111,9 +144,25 @@ typedef struct {
     int64_t inflight;
     bool draining;
     bool terminated;
+    //  a clustered node (DESIGN 7)
+    zcq_coordinator_t *coordinator;
+    zcq_cluster_view_t *view;
+    zsock_t *forward;    //  ROUTER to other leaders' command endpoints
+    zhashx_t *links;     //  command endpoint -> routing id (char[16])
+    uint32_t link_count; //  ids given so far
+    zhashx_t *forwards;  //  sequence (hex) -> s_forward_t
+    s_forward_t *oldest, *newest;
+    uint64_t sequence;
     zcq_limits_t limits;
     char endpoint[ZCQ_ENDPOINT_MAX];
 } self_t;
+
+static void
+s_free_string (char **string_p)
+{
+    free (*string_p);
+    *string_p = NULL;
+}
 
 static void
 s_client_free (s_client_t **client_p)
@@ -198,6 +247,22 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
     self->limits.max_bytes = env->config->request_limit;
     self->limits.max_depth = 32;
     self->writer = zcq_writer_new ();
+    self->coordinator = env->coordinator;
+    if (self->coordinator) {
+        self->forward = zsock_new (ZMQ_ROUTER);
+        self->links = zhashx_new ();
+        self->forwards = zhashx_new ();
+        if (!self->forward || !self->links || !self->forwards) {
+            zcq_actor_failed (pipe, "out of memory");
+            s_destroy (&self);
+            return NULL;
+        }
+        zhashx_set_destructor (self->links, (zhashx_destructor_fn *) s_free_string);
+        zsock_set_router_mandatory (self->forward, 1);
+        zsock_set_sndhwm (self->forward, 100000);
+        zsock_set_rcvhwm (self->forward, 100000);
+        zsock_set_linger (self->forward, 0);
+    }
     self->peers = zhashx_new ();
     self->ids = zhashx_new ();
     self->shards = calloc (self->shard_count, sizeof (zsock_t *));
@@ -323,6 +388,14 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
         zcq_writer_str (writer, "duplicate");
         zcq_writer_bool (writer, command->duplicate);
         count += 5;
+        if (self->coordinator && command->group >= 0) {
+            //  cluster.md section 3: decided here, by this node
+            zcq_writer_str (writer, "group");
+            zcq_writer_int (writer, command->group);
+            zcq_writer_str (writer, "node");
+            zcq_writer_str (writer, self->env->config->node);
+            count += 2;
+        }
     }
     else {
         zcq_writer_str (writer, "error");
@@ -338,9 +411,20 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
             zcq_writer_uint (writer, command->version);
             count++;
         }
-        if (command->outcome == ZCQ_UNAVAILABLE && command->reason) {
+        if ((command->outcome == ZCQ_UNAVAILABLE || command->outcome == ZCQ_TIMEOUT)
+            && command->reason) {
             zcq_writer_str (writer, "reason");
             zcq_writer_str (writer, command->reason);
+            count++;
+        }
+        if (self->coordinator && command->group >= 0) {
+            zcq_writer_str (writer, "group");
+            zcq_writer_int (writer, command->group);
+            count++;
+        }
+        if (command->outcome == ZCQ_UNAVAILABLE && command->owner) {
+            zcq_writer_str (writer, "owner");
+            zcq_writer_str (writer, command->owner);
             count++;
         }
     }
@@ -512,19 +596,11 @@ s_backlog_add (self_t *self, s_client_t *client, const zcq_command_t *command, c
     return true;
 }
 
-//  Reply to a command; the command keeps its envelope, and lets go of its
-//  client.
+//  Send a reply body with a command's envelope (or keep it in the client's
+//  backlog); the command lets go of its client.
 static void
-s_reply (self_t *self, zcq_command_t *command)
+s_reply_bytes (self_t *self, zcq_command_t *command, const void *body, size_t size)
 {
-    s_count_outcome (self, command);
-    s_encode_reply (self, command);
-    if (!zcq_writer_ok (self->writer)) {
-        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory encoding the reply");
-        s_encode_reply (self, command);
-    }
-    const void *body = zcq_writer_data (self->writer);
-    size_t size = zcq_writer_size (self->writer);
     s_client_t *client = command->client;
     int rc = client && client->backlog ? 1 : s_send (self, command, body, size);
     if (rc == 1 && !(client && s_backlog_add (self, client, command, body, size)))
@@ -538,6 +614,19 @@ s_reply (self_t *self, zcq_command_t *command)
         command->client = NULL;
         s_client_release (self, client);
     }
+}
+
+//  Reply to a command with the outcome it holds.
+static void
+s_reply (self_t *self, zcq_command_t *command)
+{
+    s_count_outcome (self, command);
+    s_encode_reply (self, command);
+    if (!zcq_writer_ok (self->writer)) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory encoding the reply");
+        s_encode_reply (self, command);
+    }
+    s_reply_bytes (self, command, zcq_writer_data (self->writer), zcq_writer_size (self->writer));
 }
 
 //  Retry the replies that met a full pipe, each client's oldest first; a
@@ -578,6 +667,224 @@ s_reply_now (self_t *self, zcq_command_t **command_p)
 {
     s_reply (self, *command_p);
     zcq_command_destroy (command_p);
+}
+
+//  --------------------------------------------------------------------------
+//  Cluster (DESIGN 7)
+
+//  The coordinator's view, taken again when it changed.
+static const zcq_cluster_view_t *
+s_view (self_t *self)
+{
+    uint64_t generation = zcq_coordinator_generation (self->coordinator);
+    if (!self->view || self->view->generation != generation) {
+        zcq_cluster_view_t *view = zcq_coordinator_view (self->coordinator);
+        if (view) {
+            zcq_cluster_view_release (&self->view);
+            self->view = view;
+        }
+    }
+    return self->view;
+}
+
+//  Decide where a command goes: true when it is decided here or
+//  forwarded, false with the command failed (`unavailable`).
+static bool
+s_route (self_t *self, zcq_command_t *command)
+{
+    const zcq_cluster_view_t *view = s_view (self);
+    int group = zcq_cluster_view_group_of (view, command->stream, command->stream_len);
+    command->group = group;
+    uint64_t epoch;
+    if (group >= 0 && group == view->group && zcq_coordinator_leading (self->coordinator, &epoch))
+        return true;
+    const char *leader = group >= 0 ? zcq_cluster_view_leader (view, group) : NULL;
+    const char *recorded
+        = group >= 0 && (size_t) group < view->group_count ? view->groups[group].leader : NULL;
+    bool leader_is_us = recorded && view->node && streq (recorded, view->node);
+    if (leader && !leader_is_us && !command->forwarded_in) {
+        command->owner = strdup (leader);
+        if (!command->owner) {
+            zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
+            return false;
+        }
+        command->forward = true;
+        return true;
+    }
+    command->reason = "no_leader";
+    if (leader && !leader_is_us)
+        command->owner = strdup (leader);
+    if (group < 0)
+        zcq_command_fail (command, ZCQ_UNAVAILABLE, "the cluster's slot map has no group for %s",
+                          command->stream);
+    else if (command->forwarded_in && leader && !leader_is_us)
+        zcq_command_fail (command, ZCQ_UNAVAILABLE,
+                          "this node does not lead group %d: its leader is at %s", group, leader);
+    else
+        zcq_command_fail (command, ZCQ_UNAVAILABLE, "group %d has no leader taking commands now",
+                          group);
+    return false;
+}
+
+//  The routing id of the connection to a leader's command endpoint,
+//  connecting on first use; NULL when out of memory.
+static const char *
+s_link (self_t *self, const char *endpoint)
+{
+    const char *peer = zhashx_lookup (self->links, endpoint);
+    if (peer)
+        return peer;
+    char *id = malloc (16);
+    if (!id)
+        return NULL;
+    snprintf (id, 16, "L%u", ++self->link_count);
+    zsock_set_connect_rid (self->forward, id);
+    if (zsock_connect (self->forward, "%s", endpoint) < 0
+        || zhashx_insert (self->links, endpoint, id)) {
+        free (id);
+        return NULL;
+    }
+    return id;
+}
+
+static void
+s_forward_key (uint64_t sequence, char *key)
+{
+    snprintf (key, 24, "%" PRIx64, sequence);
+}
+
+//  Send a forward, if its link is up and has room; else it waits.
+static void
+s_forward_try (self_t *self, s_forward_t *forward)
+{
+    void *socket = zsock_resolve (self->forward);
+    if (zmq_send (socket, forward->peer, strlen (forward->peer), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return; //  not connected yet, or its pipe is full: the tick retries
+    uint8_t mark[S_MARK_SIZE];
+    memcpy (mark, S_MARK, sizeof S_MARK);
+    zcq_put_be64 (mark + sizeof S_MARK, forward->sequence);
+    zmq_send (socket, mark, sizeof mark, ZMQ_SNDMORE);
+    zmq_msg_t body;
+    zmq_msg_init (&body);
+    zmq_msg_copy (&body, &forward->command->body);
+    if (zmq_msg_send (&body, socket, 0) < 0)
+        zmq_msg_close (&body);
+    forward->sent = true;
+    forward->deadline = zclock_mono () + S_FORWARD_MS;
+    ZCQ_STAT_ADD (self->env->stats, commands_forwarded, 1);
+}
+
+static void s_release_id (self_t *self, zcq_command_t *command);
+
+//  A forward is over: its command was answered; it leaves every list.
+static void
+s_forward_end (self_t *self, s_forward_t *forward)
+{
+    char key[24];
+    s_forward_key (forward->sequence, key);
+    zhashx_delete (self->forwards, key);
+    if (forward->prev)
+        forward->prev->next = forward->next;
+    else
+        self->oldest = forward->next;
+    if (forward->next)
+        forward->next->prev = forward->prev;
+    else
+        self->newest = forward->prev;
+    zcq_command_t *command = forward->command;
+    free (forward);
+    s_release_id (self, command);
+    self->inflight--;
+    zcq_command_destroy (&command);
+}
+
+//  Send a command to its group's leader (DESIGN 7).
+static void
+s_forward (self_t *self, zcq_command_t *command)
+{
+    s_forward_t *forward = calloc (1, sizeof (s_forward_t));
+    const char *peer = forward ? s_link (self, command->owner) : NULL;
+    char key[24];
+    if (forward)
+        s_forward_key (forward->sequence = ++self->sequence, key);
+    if (!peer || zhashx_insert (self->forwards, key, forward)) {
+        free (forward);
+        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
+        s_reply (self, command);
+        self->inflight--;
+        s_release_id (self, command);
+        zcq_command_destroy (&command);
+        return;
+    }
+    snprintf (forward->peer, sizeof forward->peer, "%s", peer);
+    forward->command = command;
+    forward->deadline = zclock_mono () + S_LINK_MS;
+    forward->prev = self->newest;
+    if (self->newest)
+        self->newest->next = forward;
+    else
+        self->oldest = forward;
+    self->newest = forward;
+    s_forward_try (self, forward);
+}
+
+//  Replies from leaders: relayed as they came.
+static void
+s_handle_forwarded (self_t *self)
+{
+    void *socket = zsock_resolve (self->forward);
+    for (int count = 0; count < S_ROUND; count++) {
+        zmsg_t *reply = zmsg_recv_nowait (self->forward);
+        if (!reply)
+            break;
+        zframe_t *peer = zmsg_first (reply);
+        zframe_t *mark = zmsg_next (reply);
+        zframe_t *body = zmsg_next (reply);
+        s_forward_t *forward = NULL;
+        if (peer && mark && body && !zmsg_next (reply) && zframe_size (mark) == S_MARK_SIZE
+            && memcmp (zframe_data (mark), S_MARK, sizeof S_MARK) == 0) {
+            char key[24];
+            s_forward_key (zcq_get_be64 (zframe_data (mark) + sizeof S_MARK), key);
+            forward = zhashx_lookup (self->forwards, key);
+        }
+        if (forward) {
+            s_reply_bytes (self, forward->command, zframe_data (body), zframe_size (body));
+            s_forward_end (self, forward);
+        }
+        zmsg_destroy (&reply);
+    }
+    (void) socket;
+}
+
+//  Retry forwards waiting for their link; fail the ones out of time.
+static void
+s_forward_tick (self_t *self)
+{
+    int64_t now = zclock_mono ();
+    s_forward_t *forward = self->oldest;
+    while (forward) {
+        s_forward_t *next = forward->next;
+        if (now >= forward->deadline) {
+            zcq_command_t *command = forward->command;
+            if (forward->sent) {
+                command->reason = "outcome_unknown";
+                zcq_command_fail (command, ZCQ_TIMEOUT,
+                                  "no answer from group %d's leader at %s in %d ms: the "
+                                  "command may or may not be applied; retry it with the same id",
+                                  command->group, command->owner, S_FORWARD_MS);
+            }
+            else {
+                command->reason = "forwarding_failed";
+                zcq_command_fail (command, ZCQ_UNAVAILABLE, "cannot reach group %d's leader at %s",
+                                  command->group, command->owner);
+            }
+            s_reply (self, command);
+            s_forward_end (self, forward);
+        }
+        else if (!forward->sent)
+            s_forward_try (self, forward);
+        forward = next;
+    }
 }
 
 //  --------------------------------------------------------------------------
@@ -731,12 +1038,15 @@ s_parse (self_t *self, zcq_command_t *command, size_t envelope_bytes)
     return true;
 }
 
-static void s_release_id (self_t *self, zcq_command_t *command);
-
-//  Add a command to its shard's batch of this round.
+//  Add a command to its shard's batch of this round, or send it to its
+//  group's leader.
 static void
 s_dispatch (self_t *self, zcq_command_t *command)
 {
+    if (command->forward) {
+        s_forward (self, command);
+        return;
+    }
     zcq_cbatch_t **round = &self->round[command->shard];
     if (!*round)
         *round = zcq_cbatch_new (ZCQ_BATCH_COMMANDS, command->shard);
@@ -896,6 +1206,9 @@ s_take_request (self_t *self)
         if (!dropped)
             fits = fits
                 && zcq_command_add_frame (command, zmq_msg_data (&part), zmq_msg_size (&part));
+        if (frames == 2 && zmq_msg_size (&part) == S_MARK_SIZE
+            && memcmp (zmq_msg_data (&part), S_MARK, sizeof S_MARK) == 0)
+            command->forwarded_in = true; //  DESIGN 7: from another node
         if (frames == 1 && fits && !dropped) {
             command->client = s_client_hold (self, zmq_msg_data (&part), zmq_msg_size (&part));
             fits = command->client != NULL;
@@ -943,6 +1256,10 @@ s_take_request (self_t *self)
                           "client is overloading the node: %lld of its commands in flight "
                           "(max-inflight-per-client)",
                           (long long) client->inflight);
+        s_reply_now (self, &command);
+        return true;
+    }
+    if (self->coordinator && !s_route (self, command)) {
         s_reply_now (self, &command);
         return true;
     }
@@ -1018,17 +1335,25 @@ zcq_router_actor (zsock_t *pipe, void *args)
         return;
     zsock_send (pipe, "is", 0, "");
 
-    size_t item_count = 3 + (self->cores ? 0 : self->shard_count);
+    //  pipe, clients, acks, forwards (a clustered node's), then the shards
+    size_t shards_at = self->forward ? 4 : 3;
+    size_t item_count = shards_at + (self->cores ? 0 : self->shard_count);
     zmq_pollitem_t *items = calloc (item_count, sizeof (zmq_pollitem_t));
     items[0] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
     items[1] = (zmq_pollitem_t) { zsock_resolve (self->clients), 0, ZMQ_POLLIN, 0 };
     items[2] = (zmq_pollitem_t) { zsock_resolve (self->acks), 0, ZMQ_POLLIN, 0 };
-    for (size_t item = 3; item < item_count; item++)
-        items[item] = (zmq_pollitem_t) { zsock_resolve (self->shards[item - 3]), 0, ZMQ_POLLIN, 0 };
+    if (self->forward)
+        items[3] = (zmq_pollitem_t) { zsock_resolve (self->forward), 0, ZMQ_POLLIN, 0 };
+    for (size_t item = shards_at; item < item_count; item++)
+        items[item]
+            = (zmq_pollitem_t) { zsock_resolve (self->shards[item - shards_at]), 0, ZMQ_POLLIN, 0 };
     bool drain_reported = false;
     int64_t drain_deadline = 0;
+    int64_t forward_tick = 0;
     while (!self->terminated) {
         long timeout = self->waiting ? 1 : (self->draining ? 10 : -1);
+        if (self->oldest && (timeout < 0 || timeout > 20))
+            timeout = 20; //  DESIGN 7: forwards waiting for a link, or out of time
         if (self->stage) {
             //  the log stage's heartbeats, expiry and healing (DESIGN 6)
             int64_t tick = zcq_log_stage_tick (self->stage);
@@ -1044,9 +1369,15 @@ zcq_router_actor (zsock_t *pipe, void *args)
             s_handle_pipe (self);
         if (items[2].revents & ZMQ_POLLIN)
             s_handle_batch (self, self->acks);
-        for (size_t item = 3; item < item_count; item++)
+        for (size_t item = shards_at; item < item_count; item++)
             if (items[item].revents & ZMQ_POLLIN)
-                s_handle_batch (self, self->shards[item - 3]);
+                s_handle_batch (self, self->shards[item - shards_at]);
+        if (self->forward && (items[3].revents & ZMQ_POLLIN))
+            s_handle_forwarded (self);
+        if (self->oldest && zclock_mono () >= forward_tick) {
+            s_forward_tick (self);
+            forward_tick = zclock_mono () + 20;
+        }
         if (items[1].revents & ZMQ_POLLIN)
             s_handle_clients (self);
         if (self->waiting)

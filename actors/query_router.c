@@ -532,7 +532,78 @@ s_op_health (self_t *self, zcq_query_t *query)
     zcq_writer_str (self->writer, zcq_store_failed (self->env->store) ? "failed" : "ok");
     zcq_writer_str (self->writer, "views");
     s_write_views (self);
-    zcq_query_reply_close (query, self->writer, mark, count + 6);
+    count += 6;
+    zcq_coordinator_t *coordinator = self->env->coordinator;
+    if (coordinator) {
+        //  cluster.md section 5: the node's part in its cluster
+        zcq_cluster_view_t *view = zcq_coordinator_view (coordinator);
+        uint64_t epoch = 0;
+        bool leading = zcq_coordinator_leading (coordinator, &epoch);
+        int group = self->env->config->group;
+        const zcq_cluster_group_t *state = view && group >= 0 && (size_t) group < view->group_count
+                                             ? &view->groups[group]
+                                             : NULL;
+        zcq_writer_str (self->writer, "group");
+        if (group >= 0)
+            zcq_writer_int (self->writer, group);
+        else
+            zcq_writer_nil (self->writer);
+        zcq_writer_str (self->writer, "role");
+        zcq_writer_str (self->writer, group < 0 ? "views" : leading ? "leader" : "follower");
+        zcq_writer_str (self->writer, "epoch");
+        zcq_writer_uint (self->writer, leading ? epoch : state ? state->epoch : 0);
+        zcq_writer_str (self->writer, "hw");
+        zcq_writer_uint (self->writer, group >= 0 ? zcq_store_head (self->env->store) : 0);
+        zcq_writer_str (self->writer, "isr");
+        zcq_writer_array (self->writer, state ? state->isr_count : 0);
+        for (size_t index = 0; state && index < state->isr_count; index++)
+            zcq_writer_str (self->writer, state->isr[index]);
+        count += 5;
+        zcq_cluster_view_release (&view);
+    }
+    zcq_query_reply_close (query, self->writer, mark, count);
+}
+
+//  The high watermark this node knows of a group: its own group's is its
+//  head (one replica per group); others' come from its views' followers.
+static uint64_t
+s_group_hw (void *arg, int group)
+{
+    self_t *self = arg;
+    if (group == self->env->config->group)
+        return zcq_store_head (self->env->store);
+    return 0;
+}
+
+//  A replica's position: this node's own, else what its views know.
+static uint64_t
+s_replica_position (void *arg, int group, const char *node)
+{
+    self_t *self = arg;
+    if (streq (node, self->env->config->node))
+        return zcq_store_head (self->env->store);
+    return s_group_hw (arg, group);
+}
+
+//  `cluster` (cluster.md section 5): the map, the groups and the nodes.
+static void
+s_op_cluster (self_t *self, zcq_query_t *query)
+{
+    if (!self->env->coordinator) {
+        zcq_query_fail (query, ZCQ_INVALID, "this node is not in a cluster (no --cluster)");
+        return;
+    }
+    zcq_cluster_view_t *view = zcq_coordinator_view (self->env->coordinator);
+    if (!view) {
+        zcq_query_fail (query, ZCQ_UNAVAILABLE, "no view of the cluster yet");
+        return;
+    }
+    size_t count;
+    size_t mark = zcq_query_reply_open (query, self->writer, &count);
+    zcq_cluster_hw_t hw = { s_group_hw, s_replica_position, self };
+    count += zcq_cluster_view_encode (view, self->writer, &hw);
+    zcq_query_reply_close (query, self->writer, mark, count);
+    zcq_cluster_view_release (&view);
 }
 
 static void
@@ -568,6 +639,7 @@ s_op_stats (self_t *self, zcq_query_t *query)
     S_COUNTER (snapshots_written)
     S_COUNTER (queries_served)
     S_COUNTER (connections_refused)
+    S_COUNTER (commands_forwarded)
 #undef S_COUNTER
     zcq_writer_str (self->writer, "connections");
     zcq_writer_int (self->writer, (int64_t) ZCQ_STAT_GET (stats, connections));
@@ -686,7 +758,7 @@ s_dispatch (self_t *self, zcq_query_t *query, size_t envelope_bytes)
         void (*handler) (self_t *self, zcq_query_t *query);
     } local[] = {
         { "read", s_op_read },     { "stream", s_op_stream }, { "views", s_op_views },
-        { "health", s_op_health }, { "stats", s_op_stats },
+        { "health", s_op_health }, { "stats", s_op_stats },   { "cluster", s_op_cluster },
     };
     for (size_t index = 0; index < sizeof local / sizeof local[0]; index++)
         if (streq (query->op, local[index].op)) {

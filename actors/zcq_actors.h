@@ -112,7 +112,12 @@ struct zcq_command_t {
     zcq_command_t *next;  //  router: next command with this id, held
     void *client;         //  router: the connection it came from
     bool counted;         //  router: counted in its client's in-flight
-    const char *reason;   //  `unavailable`: why, as ZCQ/1 names it
+    const char *reason;   //  `unavailable`, `timeout`: why, as cluster.md names it
+    //  router, in a cluster (command_router.c DESIGN 7)
+    int group;         //  the group of the stream's slot; -1: not known
+    bool forward;      //  to be sent to the group's leader
+    bool forwarded_in; //  came from another node: never sent on
+    char *owner;       //  `unavailable`: the leader's command endpoint, heap
 };
 
 zcq_command_t *zcq_command_new (void);
@@ -210,6 +215,7 @@ typedef struct {
     atomic_int_fast64_t commands_inflight;
     atomic_int_fast64_t connections;          //  open, on the three endpoints
     atomic_uint_fast64_t connections_refused; //  over max-connections
+    atomic_uint_fast64_t commands_forwarded;  //  sent to another group's leader
 } zcq_stats_t;
 
 #define ZCQ_STAT_ADD(stats, name, value) \

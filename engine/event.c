@@ -315,8 +315,8 @@ zcq_event_field (size_t index)
 }
 
 void
-zcq_event_encode_head (zcq_writer_t *body, const char *node, const char *stream, size_t stream_len,
-                       size_t aggregate_len, uint64_t version, const char *type,
+zcq_event_encode_head (zcq_writer_t *body, const char *node, int group, const char *stream,
+                       size_t stream_len, size_t aggregate_len, uint64_t version, const char *type,
                        const char *command, size_t command_len, const zcq_value_t *meta)
 {
     //  the map's header, then position and time at fixed width
@@ -353,7 +353,10 @@ zcq_event_encode_head (zcq_writer_t *body, const char *node, const char *stream,
                                                            0,
                                                            0,
                                                            0 };
-    zcq_writer_raw (body, stamps, sizeof stamps);
+    //  a clustered node's event has one entry more: its group
+    uint8_t fields = (uint8_t) (0x80 | (group >= 0 ? ZCQ_EVENT_FIELDS + 1 : ZCQ_EVENT_FIELDS));
+    zcq_writer_raw (body, &fields, 1);
+    zcq_writer_raw (body, stamps + 1, sizeof stamps - 1);
     zcq_writer_str (body, "node");
     zcq_writer_str (body, node);
     zcq_writer_str (body, "stream");
@@ -373,6 +376,10 @@ zcq_event_encode_head (zcq_writer_t *body, const char *node, const char *stream,
         zcq_writer_value (body, meta);
     else
         zcq_writer_map (body, 0);
+    if (group >= 0) {
+        zcq_writer_str (body, "group");
+        zcq_writer_uint (body, (uint64_t) group);
+    }
     zcq_writer_str (body, "data");
 }
 
@@ -434,9 +441,13 @@ s_copy_str (char *buffer, size_t size, const void *str, size_t len)
 bool
 zcq_event_position_of (const void *bytes, size_t size, uint64_t *position)
 {
-    static const uint8_t start[ZCQ_EVENT_POSITION_OFFSET]
-        = { 0x80 | ZCQ_EVENT_FIELDS, 0xa8, 'p', 'o', 's', 'i', 't', 'i', 'o', 'n', 0xcf };
-    if (size < ZCQ_EVENT_HEADER_SIZE || memcmp (bytes, start, sizeof start) != 0)
+    static const uint8_t start[ZCQ_EVENT_POSITION_OFFSET - 1]
+        = { 0xa8, 'p', 'o', 's', 'i', 't', 'i', 'o', 'n', 0xcf };
+    const uint8_t *head = bytes;
+    //  a single node's event, or a clustered one's (with its group)
+    if (size < ZCQ_EVENT_HEADER_SIZE
+        || (head[0] != (0x80 | ZCQ_EVENT_FIELDS) && head[0] != (0x80 | (ZCQ_EVENT_FIELDS + 1)))
+        || memcmp (head + 1, start, sizeof start) != 0)
         return false;
     *position = zcq_get_be64 ((const uint8_t *) bytes + ZCQ_EVENT_POSITION_OFFSET);
     return true;

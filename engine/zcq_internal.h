@@ -325,8 +325,9 @@ const char *zcq_event_field (size_t index);
 //  position and time at fixed width and zero (the log writer stamps them),
 //  node, stream, aggregate and key (stream is <aggregate>/<key>, the
 //  aggregate its first aggregate_len bytes), version, type, command, meta
-//  (NULL: an empty map), then the key "data": the caller writes its value.
-void zcq_event_encode_head (zcq_writer_t *body, const char *node, const char *stream,
+//  (NULL: an empty map), group (only when >= 0: a clustered node's), then
+//  the key "data": the caller writes its value.
+void zcq_event_encode_head (zcq_writer_t *body, const char *node, int group, const char *stream,
                             size_t stream_len, size_t aggregate_len, uint64_t version,
                             const char *type, const char *command, size_t command_len,
                             const zcq_value_t *meta);

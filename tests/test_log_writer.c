@@ -64,7 +64,7 @@ s_command (s_fixture_t *fixture, const char *id, const char *key, uint64_t befor
     for (int index = 0; index < events; index++) {
         zcq_writer_t *body = fixture->body;
         zcq_writer_reset (body);
-        zcq_event_encode_head (body, "test", command->stream, command->stream_len,
+        zcq_event_encode_head (body, "test", -1, command->stream, command->stream_len,
                                strlen ("account"), before + 1 + (uint64_t) index, "deposited", id,
                                strlen (id), NULL);
         zcq_writer_map (body, 0);

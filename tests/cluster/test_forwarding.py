@@ -1,0 +1,227 @@
+"""Commands in a cluster (cluster.md section 3), checked from outside.
+
+Three groups, one node each. Every node takes every command: a command
+whose slot belongs to another group is forwarded to that group's leader
+and the leader's reply comes back, naming its group and node; the `id` is
+unchanged, so a retry through another node is a duplicate. A group with
+no live leader answers `unavailable` with `group` and `reason`, while the
+others keep committing; after its node is back, every acknowledged
+command is in its group's log exactly once. The `cluster` op describes
+the map, groups and nodes on every node.
+"""
+
+import msgpack
+import zmq
+
+from conftest import cli, wait_for
+
+GROUPS = 3
+SLOTS = 16384
+
+
+def crc16(data):
+    """CRC16-XMODEM, as Redis Cluster's (poly 0x1021, init 0)."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def slot_of(stream):
+    raw = stream.encode()
+    start = raw.find(b"{")
+    if start >= 0:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1:end]
+    return crc16(raw) % SLOTS
+
+
+def group_of(stream, groups=GROUPS):
+    """The even map of `cluster create`: group g has slots g*S/G ..."""
+    per = SLOTS // groups
+    return min(slot_of(stream) // per, groups - 1)
+
+
+class Client:
+    def __init__(self):
+        self.ctx = zmq.Context()
+        self.sockets = {}
+
+    def socket(self, endpoint):
+        if endpoint not in self.sockets:
+            s = self.ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(endpoint)
+            self.sockets[endpoint] = s
+        return self.sockets[endpoint]
+
+    def call(self, endpoint, body, timeout=15.0):
+        s = self.socket(endpoint)
+        s.send_multipart([b"", msgpack.packb(body)])
+        assert s.poll(int(timeout * 1000)), "no reply from %s to %r" % (endpoint, body)
+        return msgpack.unpackb(s.recv_multipart()[-1])
+
+    def close(self):
+        for s in self.sockets.values():
+            s.close()
+        self.ctx.term()
+
+
+def command(cid, key, type_, data):
+    return {"id": cid, "aggregate": "account", "key": key, "type": type_, "data": data}
+
+
+def keys_per_group(count):
+    """count account keys for each group."""
+    found = {group: [] for group in range(GROUPS)}
+    index = 0
+    while any(len(keys) < count for keys in found.values()):
+        key = "k%d" % index
+        group = group_of("account/" + key)
+        if len(found[group]) < count:
+            found[group].append(key)
+        index += 1
+    return found
+
+
+def start_cluster(cluster_path, nodes):
+    path, connect = cluster_path
+    done = cli("cluster", "create", "--zk", connect, "--groups", str(GROUPS))
+    assert done.returncode == 0, done.stderr
+    started = [nodes.make(connect, "n%d" % group, group).start() for group in range(GROUPS)]
+    for node in started:
+        node.wait_ready()
+    client = Client()
+
+    def all_lead():
+        for node in started:
+            health = client.call(node.endpoints["query"], {"op": "health"})
+            if health.get("role") != "leader":
+                return False
+        return True
+    wait_for(all_lead, 30, "every group led")
+    return started, client
+
+
+def test_hash_tags_and_even_map():
+    assert crc16(b"123456789") == 0x31C3
+    assert slot_of("account/{ann}-savings") == slot_of("account/{ann}-checking")
+
+
+def test_any_node_takes_any_command(cluster_path, nodes):
+    started, client = start_cluster(cluster_path, nodes)
+    try:
+        keys = keys_per_group(3)
+        # the cluster op: the map covers every slot once, and names the
+        # leaders' endpoints, on every node
+        for node in started:
+            doc = client.call(node.endpoints["query"], {"op": "cluster", "rid": 1})
+            assert doc["ok"] and doc["slots"] == SLOTS and doc["rid"] == 1
+            covered = sorted((first, last) for first, last, _ in doc["map"])
+            assert covered[0][0] == 0 and covered[-1][1] == SLOTS - 1
+            for (a, b), (c, d) in zip(covered, covered[1:]):
+                assert c == b + 1
+            for group in doc["groups"]:
+                leader = started[group["group"]]
+                assert group["leader"] == leader.node
+                assert any(r["command"] == leader.endpoints["command"]
+                           for r in group["replicas"])
+        # every command through every node: decided by its group's leader
+        for via in started:
+            for group, group_keys in keys.items():
+                for key in group_keys:
+                    cid = "open-%s-via-%s" % (key, via.node)
+                    reply = client.call(via.endpoints["command"],
+                                        command(cid, "%s-%s" % (key, via.node), "open",
+                                                {"owner": "o"}))
+                    stream_group = group_of("account/%s-%s" % (key, via.node))
+                    assert reply["ok"], reply
+                    assert reply["id"] == cid
+                    assert reply["group"] == stream_group
+                    assert reply["node"] == started[stream_group].node
+        # a retry through another node is a duplicate, same position
+        key = keys[2][0]
+        first = client.call(started[0].endpoints["command"],
+                            command("dep-1", key + "-n0", "deposit", {"amount": 5}))
+        again = client.call(started[1].endpoints["command"],
+                            command("dep-1", key + "-n0", "deposit", {"amount": 5}))
+        assert first["ok"] and again["ok"] and again["duplicate"]
+        assert again["position"] == first["position"] and again["group"] == first["group"]
+        # each group's log holds only its own streams, each once
+        for group, node in enumerate(started):
+            events = client.call(node.endpoints["query"],
+                                 {"op": "read", "from": 1, "limit": 10000})["events"]
+            streams = [e["stream"] for e in events]
+            assert all(group_of(s) == group for s in streams), streams
+            assert all(e["group"] == group for e in events)
+            ids = [e["command"] for e in events]
+            assert len(ids) == len(set(ids))
+            health = client.call(node.endpoints["query"], {"op": "health"})
+            assert health["group"] == group and health["role"] == "leader"
+            assert health["epoch"] >= 1 and health["isr"] == [node.node]
+        stats = client.call(started[0].endpoints["query"], {"op": "stats"})["stats"]
+        assert stats["commands_forwarded"] > 0
+    finally:
+        client.close()
+
+
+def test_a_group_without_its_node(cluster_path, nodes):
+    started, client = start_cluster(cluster_path, nodes)
+    try:
+        keys = keys_per_group(4)
+        acknowledged = {}
+        for group, group_keys in keys.items():
+            for key in group_keys[:2]:
+                reply = client.call(started[0].endpoints["command"],
+                                    command("a-" + key, key, "open", {"owner": "o"}))
+                assert reply["ok"], reply
+                acknowledged["a-" + key] = reply
+        down = started[1]
+        down.kill()
+
+        # its slots are unavailable with a reason; the others commit
+        def refused():
+            reply = client.call(started[0].endpoints["command"],
+                                command("b-" + keys[1][2], keys[1][2], "open", {"owner": "o"}))
+            if reply.get("ok"):
+                acknowledged["b-" + keys[1][2]] = reply
+                return False
+            return reply
+        reply = wait_for(refused, 30, "group 1's slots refused")
+        assert reply["error"] in ("unavailable", "timeout"), reply
+        assert reply["group"] == 1
+        assert reply["reason"] in ("no_leader", "forwarding_failed", "outcome_unknown"), reply
+        for group in (0, 2):
+            key = keys[group][2]
+            ok = client.call(started[2].endpoints["command"],
+                             command("c-" + key, key, "open", {"owner": "o"}))
+            assert ok["ok"] and ok["group"] == group, ok
+            acknowledged["c-" + key] = ok
+
+        # back: it leads again, at a new epoch, with everything acknowledged
+        down.start()
+        down.wait_ready()
+
+        def served():
+            reply = client.call(started[0].endpoints["command"],
+                                command("d-" + keys[1][3], keys[1][3], "open", {"owner": "o"}))
+            return reply if reply.get("ok") else None
+        reply = wait_for(served, 30, "group 1 served again")
+        acknowledged["d-" + keys[1][3]] = reply
+        for group, node in enumerate(started):
+            events = client.call(node.endpoints["query"],
+                                 {"op": "read", "from": 1, "limit": 10000})["events"]
+            by_id = {}
+            for event in events:
+                by_id.setdefault(event["command"], []).append(event["position"])
+            for cid, ack in acknowledged.items():
+                if ack["group"] == group:
+                    assert by_id.get(cid) == [ack["position"]], (cid, ack, by_id.get(cid))
+        health = client.call(down.endpoints["query"], {"op": "health"})
+        assert health["role"] == "leader" and health["epoch"] >= 2
+    finally:
+        client.close()
