@@ -23,10 +23,20 @@
         endpoint (command_router.c DESIGN 5): the frames the peer sent
         before its body count with the body, and a request whose envelope
         alone is over the limit or S_ENVELOPE_BYTES, or has more than
-        S_ENVELOPE_FRAMES frames, is dropped unanswered (requests_dropped). Frames are
+        S_ENVELOPE_FRAMES frames, is dropped unanswered (requests_dropped).
+    5.  In a cluster (cluster.md section 5), `read` and `stream` read one
+        group's log: `group` names it (the node's own by default; a `stream`
+        without `group` goes by its slot). Another group's is read through
+        a live replica of that group: the request goes there as it came,
+        with a marker frame (S_MARK and a sequence number) the other node
+        echoes, over one ROUTER socket connected to each node met, and its
+        reply comes back as it was given. A marked request is answered
+        where it lands, never sent on. No answer in S_FORWARD_MS: `timeout`. Frames are
         received, not copied, except the routing identity.
 */
 #include "zcq_read.h"
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +51,9 @@
 #define S_BACKLOG_MS      10000
 #define S_ENVELOPE_FRAMES 64 //  frames a peer may send before its body (DESIGN 4)
 #define S_ENVELOPE_BYTES  (64 << 10)
+#define S_MARK            "zcq-forward" //  DESIGN 5: with its NUL, then a u64
+#define S_MARK_SIZE       (sizeof (S_MARK) + 8)
+#define S_FORWARD_MS      10000
 
 static const char *s_status_names[] = { "live", "catching_up", "rebuilding" };
 
@@ -143,6 +156,12 @@ typedef struct {
     size_t backlog_bytes; //  of every client
     bool terminated;
     char endpoint[ZCQ_ENDPOINT_MAX];
+    //  DESIGN 5: log reads of other groups
+    zsock_t *forward; //  ROUTER to other nodes' query endpoints
+    zhashx_t *links;  //  query endpoint -> routing id
+    uint32_t link_count;
+    zhashx_t *forwards; //  sequence (hex) -> zcq_query_t sent
+    uint64_t sequence;
 } self_t;
 
 static void
@@ -168,6 +187,14 @@ s_destroy (self_t **self_p)
         zlistx_destroy (&self->backlog);
     }
     zhashx_destroy (&self->queued);
+    if (self->forwards) {
+        for (zcq_query_t *query = zhashx_first (self->forwards); query;
+             query = zhashx_next (self->forwards))
+            zcq_query_destroy (&query);
+        zhashx_destroy (&self->forwards);
+    }
+    zhashx_destroy (&self->links);
+    zsock_destroy (&self->forward);
     zcq_gate_unwatch (self->clients); //  before it closes (actors/gate.c DESIGN 1)
     zsock_destroy (&self->clients);
     zcq_writer_destroy (&self->writer);
@@ -220,6 +247,23 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
         }
         zsock_set_sndhwm (self->hosts[host], 0);
         zsock_set_rcvhwm (self->hosts[host], 0);
+    }
+    if (self->env->coordinator) {
+        self->forward = zsock_new (ZMQ_ROUTER);
+        self->links = zhashx_new ();
+        self->forwards = zhashx_new ();
+        if (!self->forward || !self->links || !self->forwards) {
+            zcq_actor_failed (pipe, "out of memory");
+            s_destroy (&self);
+            return NULL;
+        }
+        //  routing ids are kept as copies
+        zhashx_set_duplicator (self->links, (zhashx_duplicator_fn *) strdup);
+        zhashx_set_destructor (self->links, (zhashx_destructor_fn *) s_free_item);
+        zsock_set_router_mandatory (self->forward, 1);
+        zsock_set_linger (self->forward, 0);
+        zsock_set_sndhwm (self->forward, 10000);
+        zsock_set_rcvhwm (self->forward, 10000);
     }
     zsock_set_router_mandatory (self->clients, 1);
     zsock_set_sndhwm (self->clients, S_SNDHWM);
@@ -708,6 +752,145 @@ s_route_view (self_t *self, zcq_query_t *query)
     return false;
 }
 
+//  --------------------------------------------------------------------------
+//  Log reads of other groups (DESIGN 5)
+
+//  The group a `read` or `stream` is for; -2 when the request is bad (the
+//  query failed), else a group (the node's own when none is named).
+static int
+s_read_group (self_t *self, zcq_query_t *query, const zcq_cluster_view_t *view)
+{
+    int64_t group;
+    if (!s_int_field (query, "group", 0, INT32_MAX, -1, &group))
+        return -2;
+    if (group >= 0 && (size_t) group >= view->group_count) {
+        zcq_query_fail (query, ZCQ_INVALID, "the cluster has no group %lld (it has %zu)",
+                        (long long) group, view->group_count);
+        return -2;
+    }
+    if (group < 0 && streq (query->op, "stream")) {
+        const char *stream;
+        size_t len;
+        if (zcq_value_str (zcq_value_get (query->root, "stream"), &stream, &len))
+            group = zcq_cluster_view_group_of (view, stream, len);
+    }
+    return group < 0 ? self->env->config->group : (int) group;
+}
+
+//  Send a read waiting for its connection, if it is up and has room.
+static void
+s_forward_try (self_t *self, zcq_query_t *query)
+{
+    void *socket = zsock_resolve (self->forward);
+    const char *peer = query->forward_peer;
+    if (zmq_send (socket, peer, strlen (peer), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return; //  still connecting, or full: the tick tries again
+    uint8_t mark[S_MARK_SIZE];
+    memcpy (mark, S_MARK, sizeof S_MARK);
+    zcq_put_be64 (mark + sizeof S_MARK, query->sequence);
+    zmq_send (socket, mark, sizeof mark, ZMQ_SNDMORE);
+    zmq_send (socket, zframe_data (query->body), zframe_size (query->body), 0);
+    query->forward_sent = true;
+    query->forward_until = zclock_mono () + S_FORWARD_MS;
+}
+
+//  Send a read to a live replica of its group; false when it was answered
+//  (no replica, or no memory).
+static bool
+s_forward_read (self_t *self, zcq_query_t *query, const zcq_cluster_view_t *view, int group)
+{
+    const zcq_cluster_group_t *state = &view->groups[group];
+    const char *endpoint = NULL;
+    for (size_t index = 0; !endpoint && index < state->replica_count; index++)
+        endpoint = state->replicas[index]->query;
+    if (!endpoint) {
+        zcq_query_fail (query, ZCQ_UNAVAILABLE, "group %d has no live replica to read from", group);
+        return false;
+    }
+    const char *peer = zhashx_lookup (self->links, endpoint);
+    if (!peer) {
+        char id[16];
+        snprintf (id, sizeof id, "Q%u", ++self->link_count);
+        zsock_set_connect_rid (self->forward, id);
+        if (zsock_connect (self->forward, "%s", endpoint) < 0
+            || zhashx_insert (self->links, endpoint, id)) {
+            zcq_query_fail (query, ZCQ_UNAVAILABLE, "cannot connect to %s", endpoint);
+            return false;
+        }
+        peer = zhashx_lookup (self->links, endpoint);
+    }
+    char key[24];
+    query->sequence = ++self->sequence;
+    snprintf (key, sizeof key, "%" PRIx64, query->sequence);
+    snprintf (query->forward_peer, sizeof query->forward_peer, "%s", peer);
+    query->forward_sent = false;
+    query->forward_until = zclock_mono () + 2000; //  to connect, then S_FORWARD_MS
+    if (zhashx_insert (self->forwards, key, query)) {
+        zcq_query_fail (query, ZCQ_INTERNAL, "out of memory");
+        return false;
+    }
+    s_forward_try (self, query);
+    return true;
+}
+
+//  Replies of other nodes to reads sent there: answered as they came.
+static void
+s_handle_forwarded (self_t *self)
+{
+    for (int count = 0; count < S_ROUND; count++) {
+        zmsg_t *reply = zmsg_recv_nowait (self->forward);
+        if (!reply)
+            break;
+        zframe_t *peer = zmsg_first (reply);
+        zframe_t *mark = zmsg_next (reply);
+        zframe_t *body = zmsg_next (reply);
+        if (peer && mark && body && !zmsg_next (reply) && zframe_size (mark) == S_MARK_SIZE
+            && memcmp (zframe_data (mark), S_MARK, sizeof S_MARK) == 0) {
+            char key[24];
+            snprintf (key, sizeof key, "%" PRIx64,
+                      zcq_get_be64 (zframe_data (mark) + sizeof S_MARK));
+            zcq_query_t *query = zhashx_lookup (self->forwards, key);
+            if (query) {
+                zhashx_delete (self->forwards, key);
+                free (query->reply);
+                query->reply_size = zframe_size (body);
+                query->reply = malloc (query->reply_size ? query->reply_size : 1);
+                if (query->reply)
+                    memcpy (query->reply, zframe_data (body), query->reply_size);
+                s_reply (self, &query);
+            }
+        }
+        zmsg_destroy (&reply);
+    }
+}
+
+//  Reads sent elsewhere and not answered in time get `timeout`.
+static void
+s_forward_tick (self_t *self)
+{
+    int64_t now = zclock_mono ();
+    zlistx_t *late = zlistx_new ();
+    for (zcq_query_t *query = zhashx_first (self->forwards); query && late;
+         query = zhashx_next (self->forwards))
+        if (now >= query->forward_until)
+            zlistx_add_end (late, query);
+        else if (!query->forward_sent)
+            s_forward_try (self, query);
+    for (zcq_query_t *query = late ? zlistx_first (late) : NULL; query;
+         query = zlistx_next (late)) {
+        char key[24];
+        snprintf (key, sizeof key, "%" PRIx64, query->sequence);
+        zhashx_delete (self->forwards, key);
+        if (query->forward_sent)
+            zcq_query_fail (query, ZCQ_TIMEOUT, "no answer from the group's replica in %d ms",
+                            S_FORWARD_MS);
+        else
+            zcq_query_fail (query, ZCQ_UNAVAILABLE, "cannot reach the group's replica");
+        s_reply (self, &query);
+    }
+    zlistx_destroy (&late);
+}
+
 //  Decode a request whose envelope (the frames the peer sent before the
 //  body) holds envelope_bytes, and answer it or route it; false when it
 //  was answered here (the caller replies).
@@ -753,6 +936,28 @@ s_dispatch (self_t *self, zcq_query_t *query, size_t envelope_bytes)
         zcq_query_fail (query, ZCQ_UNKNOWN, "unknown op '%.*s'", (int) shown, op_name);
         return false;
     }
+    if (self->forward && (streq (query->op, "read") || streq (query->op, "stream"))) {
+        //  DESIGN 5: another group's log is read where it is
+        zcq_cluster_view_t *view = zcq_coordinator_view (self->env->coordinator);
+        int group = view ? s_read_group (self, query, view) : self->env->config->group;
+        bool forwarded = false, answered = group == -2;
+        if (!answered && group != self->env->config->group) {
+            if (query->forwarded_in) {
+                zcq_query_fail (query, ZCQ_UNAVAILABLE, "this node does not hold group %d's log",
+                                group);
+                answered = true;
+            }
+            else {
+                forwarded = s_forward_read (self, query, view, group);
+                answered = !forwarded;
+            }
+        }
+        zcq_cluster_view_release (&view);
+        if (forwarded)
+            return true;
+        if (answered)
+            return false;
+    }
     static const struct {
         const char *op;
         void (*handler) (self_t *self, zcq_query_t *query);
@@ -791,7 +996,7 @@ s_take_request (self_t *self)
         zmsg_addmem (envelope, zmq_msg_data (&identity), zmq_msg_size (&identity));
     zmq_msg_close (&identity);
     size_t frames = 0, envelope_bytes = 0; //  what the peer sent before its body
-    bool dropped = false;
+    bool dropped = false, forwarded_in = false;
     zframe_t *body = NULL;
     while (more) {
         zframe_t *frame = zframe_recv (socket);
@@ -804,6 +1009,9 @@ s_take_request (self_t *self)
         }
         envelope_bytes += zframe_size (frame);
         frames++;
+        if (frames == 1 && zframe_size (frame) == S_MARK_SIZE
+            && memcmp (zframe_data (frame), S_MARK, sizeof S_MARK) == 0)
+            forwarded_in = true; //  DESIGN 5: from another node
         if (envelope_bytes > self->limits.max_bytes || envelope_bytes > S_ENVELOPE_BYTES
             || frames > S_ENVELOPE_FRAMES)
             dropped = true;
@@ -824,6 +1032,7 @@ s_take_request (self_t *self)
     }
     query->envelope = envelope;
     query->body = body;
+    query->forwarded_in = forwarded_in;
     if (!s_dispatch (self, query, envelope_bytes))
         s_reply (self, &query);
     return true;
@@ -859,14 +1068,20 @@ zcq_query_actor (zsock_t *pipe, void *args)
     if (!self)
         return;
     zsock_send (pipe, "is", 0, "");
-    size_t item_count = 2 + self->host_count;
+    size_t item_count = 2 + self->host_count + (self->forward ? 1 : 0);
     zmq_pollitem_t *items = calloc (item_count, sizeof (zmq_pollitem_t));
     items[0] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
     items[1] = (zmq_pollitem_t) { zsock_resolve (self->clients), 0, ZMQ_POLLIN, 0 };
     for (uint32_t host = 0; host < self->host_count; host++)
         items[2 + host] = (zmq_pollitem_t) { zsock_resolve (self->hosts[host]), 0, ZMQ_POLLIN, 0 };
+    if (self->forward)
+        items[item_count - 1]
+            = (zmq_pollitem_t) { zsock_resolve (self->forward), 0, ZMQ_POLLIN, 0 };
+    int64_t forward_tick = 0;
     while (!self->terminated) {
         long timeout = zlistx_size (self->backlog) ? 2 : -1;
+        if (self->forward && zhashx_size (self->forwards) && (timeout < 0 || timeout > 100))
+            timeout = 20; //  DESIGN 5: reads waiting to connect, or out of time
         if (zmq_poll (items, (int) item_count, timeout) < 0) {
             if (zmq_errno () == EINTR)
                 continue; //  a signal for the process, not for us
@@ -883,6 +1098,14 @@ zcq_query_actor (zsock_t *pipe, void *args)
                     break;
         if (zlistx_size (self->backlog))
             s_flush_backlog (self);
+        if (self->forward) {
+            if (items[item_count - 1].revents & ZMQ_POLLIN)
+                s_handle_forwarded (self);
+            if (zhashx_size (self->forwards) && zclock_mono () >= forward_tick) {
+                s_forward_tick (self);
+                forward_tick = zclock_mono () + 20;
+            }
+        }
     }
     free (items);
     s_destroy (&self);

@@ -47,6 +47,12 @@ struct zcq_query_t {
     void *reply;      //  encoded reply, set by the host
     size_t reply_size;
     zcq_query_t *next; //  parked list
+    //  query router, in a cluster (query_router.c DESIGN 5)
+    bool forwarded_in;     //  came from another node: answered here
+    uint64_t sequence;     //  sent to another node under this number
+    char forward_peer[16]; //  the routing id of that node's connection
+    bool forward_sent;     //  else waiting for the connection
+    int64_t forward_until; //  zclock_mono
 };
 
 void zcq_query_destroy (zcq_query_t **self_p);

@@ -225,3 +225,32 @@ def test_a_group_without_its_node(cluster_path, nodes):
         assert health["role"] == "leader" and health["epoch"] >= 2
     finally:
         client.close()
+
+
+def test_reads_of_every_group_through_any_node(cluster_path, nodes):
+    started, client = start_cluster(cluster_path, nodes)
+    try:
+        keys = keys_per_group(2)
+        for group, group_keys in keys.items():
+            for key in group_keys:
+                reply = client.call(started[0].endpoints["command"],
+                                    command("r-" + key, key, "open", {"owner": "o"}))
+                assert reply["ok"] and reply["group"] == group, reply
+        for via in started:
+            for group, group_keys in keys.items():
+                # `read` with `group`: that group's log, through any node
+                reply = client.call(via.endpoints["query"],
+                                    {"op": "read", "from": 1, "group": group, "rid": group})
+                assert reply["ok"] and reply["rid"] == group, reply
+                streams = [e["stream"] for e in reply["events"]]
+                assert streams == ["account/%s" % key for key in group_keys], reply
+                # `stream` without `group`: routed by the stream's slot
+                key = group_keys[0]
+                reply = client.call(via.endpoints["query"],
+                                    {"op": "stream", "stream": "account/" + key})
+                assert reply["ok"] and reply["version"] == 1, reply
+                assert reply["events"][0]["command"] == "r-" + key
+        bad = client.call(started[0].endpoints["query"], {"op": "read", "from": 1, "group": 7})
+        assert bad["error"] == "invalid", bad
+    finally:
+        client.close()
