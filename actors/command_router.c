@@ -1316,8 +1316,6 @@ s_handle_pipe (self_t *self)
         self->terminated = true;
     else if (streq (command, "ENDPOINT"))
         zsock_send (self->pipe, "s", self->endpoint);
-    else if (streq (command, "EVENTS"))
-        zsock_send (self->pipe, "s", self->stage ? zcq_log_stage_endpoint (self->stage) : "");
     else if (streq (command, "DRAIN"))
         self->draining = true;
     else

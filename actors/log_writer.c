@@ -18,11 +18,14 @@
         while the group is staged, and the poison marks move only after
         every fate is known (F1-F3 in zcq_actors.h; the shard keeps F4).
     4.  Events are published only after the commit returns, in position
-        order, on a PUB socket bound to the events endpoint and to an
-        inproc endpoint for the node's own projections. PUB drops for slow
+        order, on a PUB socket bound to an inproc endpoint, for the node's
+        own projections and for the publisher (actors/publisher.c), which
+        carries them to the events endpoint. PUB drops for slow
         subscribers; they fill gaps from the log (ZCQ/1 section 4).
     5.  Publishing here rather than in a separate actor saves a thread hop
-        per group; a PUB send never blocks.
+        per group for the node's own views; a PUB send never blocks, and
+        only the node's own subscribers are met here: remote subscribers
+        and their subscriptions cost the publisher's thread.
     6.  After a failed commit the store refuses commits until it has
         reopened RocksDB (store.c DESIGN 7). Before each group, and every
         S_RECOVER_MS while the store is failed, the writer lets the store
@@ -41,12 +44,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_GROUP_MAX        8192
-#define S_EXPIRE_MS        60000
-#define S_EXPIRE_BATCH     10000
-#define S_PUBLISH_HWM      800 //  messages queued per remote subscriber
-#define S_SUBSCRIPTION_MAX 4096
-#define S_RECOVER_MS       100 //  DESIGN 6: how often a failed store is retried
+#define S_GROUP_MAX    8192
+#define S_EXPIRE_MS    60000
+#define S_EXPIRE_BATCH 10000
+#define S_PUBLISH_HWM  800 //  messages queued per subscriber of the node
+#define S_RECOVER_MS   100 //  DESIGN 6: how often a failed store is retried
 
 //  --------------------------------------------------------------------------
 //  The committer: the socket-free core
@@ -228,7 +230,6 @@ struct zcq_log_stage_t {
     zcq_writer_t *heartbeat;
     int64_t next_heartbeat;
     int64_t next_expiry;
-    char endpoint[ZCQ_ENDPOINT_MAX];
 };
 
 void
@@ -237,7 +238,6 @@ zcq_log_stage_destroy (zcq_log_stage_t **self_p)
     zcq_log_stage_t *self = *self_p;
     if (!self)
         return;
-    zcq_gate_unwatch (self->publisher); //  before it closes (actors/gate.c DESIGN 1)
     zsock_destroy (&self->publisher);
     zcq_committer_destroy (&self->committer);
     zcq_writer_destroy (&self->heartbeat);
@@ -264,20 +264,7 @@ zcq_log_stage_new (zcq_log_stage_t **self_p, const zcq_node_env_t *env, char *er
     }
     //  DESIGN 4: bounded queues per subscriber; drops are filled from the log
     zsock_set_sndhwm (self->publisher, S_PUBLISH_HWM);
-    //  subscribers send only subscriptions: topics are short
-    zsock_set_maxmsgsize (self->publisher, S_SUBSCRIPTION_MAX);
     zsock_set_linger (self->publisher, 0);
-    const char *wanted = env->config->endpoints[ZCQ_ENDPOINT_EVENTS];
-    if (zsock_bind (self->publisher, "%s", wanted) < 0) {
-        snprintf (error, size, "cannot bind the events endpoint %s: %s", wanted,
-                  zmq_strerror (zmq_errno ()));
-        zcq_log_stage_destroy (&self);
-        return ZCQ_UNAVAILABLE;
-    }
-    zcq_gate_watch (env, self->publisher, "events"); //  actors/gate.c
-    char *bound = zsock_last_endpoint (self->publisher);
-    snprintf (self->endpoint, sizeof self->endpoint, "%s", bound ? bound : wanted);
-    zstr_free (&bound);
     char endpoint[128];
     zcq_endpoint_events (env, endpoint, sizeof endpoint);
     if (zsock_bind (self->publisher, "%s", endpoint) < 0) {
@@ -289,12 +276,6 @@ zcq_log_stage_new (zcq_log_stage_t **self_p, const zcq_node_env_t *env, char *er
     self->next_expiry = zclock_mono () + S_EXPIRE_MS;
     *self_p = self;
     return ZCQ_OK;
-}
-
-const char *
-zcq_log_stage_endpoint (const zcq_log_stage_t *self)
-{
-    return self->endpoint;
 }
 
 uint64_t
@@ -526,8 +507,6 @@ s_handle_pipe (self_t *self)
     char *command = zstr_recv (self->pipe);
     if (!command || streq (command, "$TERM"))
         self->terminated = true;
-    else if (streq (command, "ENDPOINT"))
-        zsock_send (self->pipe, "s", zcq_log_stage_endpoint (self->stage));
     else if (streq (command, "HEAD"))
         zsock_send (self->pipe, "8", zcq_log_stage_head (self->stage));
     else

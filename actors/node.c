@@ -1,12 +1,14 @@
 /*  node.c: a zcqrs node: the store and every actor, started in order and
     stopped in reverse, with a graceful drain of the commands in flight.
 
-        start: [coordinator] -> store -> log writer -> shards -> projections -> query router
-               -> the store's log check passed -> command router (last:
-               commands arrive only when all the rest is ready)
+        start: [coordinator] -> store -> gate -> log writer -> shards
+               -> publisher -> projections -> query router -> the store's
+               log check passed -> command router (last: commands arrive
+               only when all the rest is ready)
         stop:  command router drains (new commands get `unavailable`, the
                ones in flight are committed and answered) -> command router
-               -> shards -> log writer -> query side -> store -> [coordinator]
+               -> shards -> publisher -> log writer -> query side -> gate
+               -> store -> [coordinator]
 
     The data dir is claimed before the store opens it: created owner-only
     (0700) when missing, refused when it holds anything a zcqrs data dir
@@ -58,7 +60,8 @@ struct zcq_node_t {
     uint32_t shard_count;
     zcq_reader_t *reader; //  projections and the query router
     zactor_t *router;
-    zactor_t *gate; //  counts connections (actors/gate.c)
+    zactor_t *gate;      //  counts connections (actors/gate.c)
+    zactor_t *publisher; //  the events endpoint (actors/publisher.c)
     zcq_gate_args_t gate_args;
     char endpoints[3][ZCQ_ENDPOINT_MAX];
 };
@@ -271,6 +274,11 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         if (!self->shards[shard])
             err = ZCQ_UNAVAILABLE;
     }
+    if (err == ZCQ_OK) {
+        self->publisher = zcq_actor_start (zcq_publisher_actor, &self->env, error, size);
+        if (!self->publisher)
+            err = ZCQ_UNAVAILABLE;
+    }
     if (err == ZCQ_OK)
         err = zcq_reader_start (&self->reader, &self->env, error, size);
     //  the store's log check (store.c DESIGN 9) ran while the views caught
@@ -293,8 +301,7 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     char *endpoint = s_ask_endpoint (self->router, "ENDPOINT");
     snprintf (self->endpoints[ZCQ_ENDPOINT_COMMAND], ZCQ_ENDPOINT_MAX, "%s", endpoint);
     zstr_free (&endpoint);
-    endpoint = self->writer ? s_ask_endpoint (self->writer, "ENDPOINT")
-                            : s_ask_endpoint (self->router, "EVENTS");
+    endpoint = s_ask_endpoint (self->publisher, "ENDPOINT");
     snprintf (self->endpoints[ZCQ_ENDPOINT_EVENTS], ZCQ_ENDPOINT_MAX, "%s", endpoint);
     zstr_free (&endpoint);
     snprintf (self->endpoints[ZCQ_ENDPOINT_QUERY], ZCQ_ENDPOINT_MAX, "%s",
@@ -331,6 +338,7 @@ zcq_node_destroy (zcq_node_t **self_p)
         return;
     zcq_node_t *self = *self_p;
     zcq_node_drain (self);
+    zactor_destroy (&self->publisher);
     free (self->shards);
     free (self->shard_args);
     zactor_destroy (&self->writer);

@@ -305,8 +305,6 @@ typedef struct zcq_log_stage_t zcq_log_stage_t;
 zcq_err_t zcq_log_stage_new (zcq_log_stage_t **self_p, const zcq_node_env_t *env, char *error,
                              size_t size);
 void zcq_log_stage_destroy (zcq_log_stage_t **self_p);
-//  The events endpoint as bound.
-const char *zcq_log_stage_endpoint (const zcq_log_stage_t *self);
 uint64_t zcq_log_stage_head (const zcq_log_stage_t *self);
 //  Commit a group (zcq_committer_commit, after letting a failed store
 //  heal) and publish the events of every written batch; the batches stay
@@ -317,8 +315,12 @@ void zcq_log_stage_commit (zcq_log_stage_t *self, zcq_cbatch_t *const *group, si
 int64_t zcq_log_stage_tick (zcq_log_stage_t *self);
 
 //  Log writer: sequences, commits and publishes.
-//  Pipe: zsock_send (writer, "s", "ENDPOINT") / reply "s" events endpoint.
 void zcq_writer_actor (zsock_t *pipe, void *args);
+
+//  Publisher (publisher.c): the events endpoint, fed by the log stage's
+//  inproc PUB. args: the node's zcq_node_env_t.
+//  Pipe: zsock_send (publisher, "s", "ENDPOINT") / reply "s" events endpoint.
+void zcq_publisher_actor (zsock_t *pipe, void *args);
 
 //  Command router: the command endpoint. With a log stage (the one-loop
 //  plan) it also runs the shards' cores and the stage in its own loop; it
@@ -328,8 +330,6 @@ typedef struct {
     zcq_log_stage_t *stage; //  NULL: the split plan
 } zcq_router_args_t;
 //  Pipe: zsock_send (router, "s", "ENDPOINT") / reply "s" command endpoint;
-//        zsock_send (router, "s", "EVENTS") / reply "s" events endpoint (one
-//        loop; "" in the split plan);
 //        zsock_send (router, "s", "DRAIN") / reply "i" in-flight commands
 //        left when draining ended (0 = clean): after DRAIN every new command
 //        gets `unavailable`.

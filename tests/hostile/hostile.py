@@ -39,6 +39,9 @@ node, one phase after another:
   park-flood    one client parking 6,000 read-your-writes waits for a
                 position that never comes: past its own share it gets
                 `unavailable`; the probe's waits are answered
+  sub-flood     one SUB subscribing to 100,000 distinct topics, then
+                leaving: subscriptions cost the publisher's thread, not the
+                commands' (the probe's p99 holds)
   conn-flood    (a node with --max-connections 64) 200 idle TCP
                 connections: those past the maximum are shut at once, the
                 probe keeps working, and after they leave a new client
@@ -85,7 +88,7 @@ P99_BOUND_S = 2.0
 REPLY_TIMEOUT_S = 10.0
 MAX_INFLIGHT = 4000
 MAX_INFLIGHT_PER_CLIENT = 500
-FAIRNESS_PHASES = ("hot-key", "deaf-invalid", "park-flood", "conn-flood")
+FAIRNESS_PHASES = ("hot-key", "deaf-invalid", "park-flood", "sub-flood", "conn-flood")
 LIMIT = 1024 * 1024
 
 CTX = zmq.Context.instance()
@@ -767,6 +770,23 @@ def phase_park_flood(node):
     s.close()
 
 
+def phase_sub_flood(node):
+    """Many subscriptions from one connection, then a disconnect."""
+    count = n(100000)
+    sub = sock(zmq.SUB, None, RCVHWM=1, SNDHWM=0)   # no subscription lost on our side
+    sub.connect(node.events)
+    start = time.monotonic()
+    for index in range(count):
+        sub.setsockopt(zmq.SUBSCRIBE, b"account/flood-%d/" % index)
+    sub.setsockopt(zmq.SUBSCRIBE, b"$heartbeat")
+    got = sub.poll(30000)                           # the node took them all, in order
+    log("sub flood: %d subscriptions in %.1f s (heartbeat after: %s); RSS %d MB"
+        % (count, time.monotonic() - start, bool(got), node.rss_kb() // 1024))
+    check(bool(got), "sub-flood: no heartbeat after the subscriptions")
+    sub.close()
+    settle(node, 10)
+
+
 def phase_conn_flood(node):
     """More idle connections than --max-connections: the excess is shut."""
     q = sock(zmq.DEALER, node.query)              # connected before the flood
@@ -824,7 +844,7 @@ SESSIONS = [
     [("parked", phase_parked)],
     [("deaf-echo", phase_deaf_echo)],
     [("hot-key", phase_hot_key), ("deaf-invalid", phase_deaf_invalid),
-     ("park-flood", phase_park_flood)],
+     ("park-flood", phase_park_flood), ("sub-flood", phase_sub_flood)],
     ([("conn-flood", phase_conn_flood)], ["--max-connections", "64"]),
 ]
 
