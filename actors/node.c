@@ -17,6 +17,13 @@
     a symlink would both open it; flock locks the directory, whatever the
     path, and conflicts within a process too.
 
+    A views node (`--role views`, env.views_only) keeps no group's log: it
+    opens a store (empty; it holds the view snapshots' checks) but starts
+    no log stage, shards or command router; views_only.c serves its
+    command and events endpoints (see the HOOK in zcq_actors.h). Its views
+    are cluster-wide (projection.c DESIGN 6), and so are every clustered
+    node's with `views` = cluster: those are all asynchronous.
+
     A clustered node (setting `cluster`) starts its coordinator before
     anything else, so that a node that cannot join its cluster (no cluster
     at the path, ZooKeeper away, its id taken) fails to start with that
@@ -58,7 +65,8 @@ struct zcq_node_t {
     uint32_t shard_count;
     zcq_reader_t *reader; //  projections and the query router
     zactor_t *router;
-    zactor_t *gate; //  counts connections (actors/gate.c)
+    zactor_t *views_only; //  a views node's command endpoint (views_only.c)
+    zactor_t *gate;       //  counts connections (actors/gate.c)
     zcq_gate_args_t gate_args;
     char endpoints[3][ZCQ_ENDPOINT_MAX];
 };
@@ -117,6 +125,14 @@ s_join_cluster (zcq_node_t *self, char *error, size_t size)
     self->coordinator = zcq_coordinator_new (&args, error, size);
     self->env.coordinator = self->coordinator;
     return self->coordinator ? ZCQ_OK : ZCQ_UNAVAILABLE;
+}
+
+//  A views node's command and events endpoints (views_only.c).
+static zcq_err_t
+s_start_views_only (zcq_node_t *self, char *error, size_t size)
+{
+    self->views_only = zcq_actor_start (zcq_views_only_actor, &self->env, error, size);
+    return self->views_only ? ZCQ_OK : ZCQ_UNAVAILABLE;
 }
 
 //  Create (0700), check and lock the data dir (see the top of the file).
@@ -230,6 +246,10 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
 
     self->data_lock = -1;
     zcq_err_t err = self->config->cluster[0] ? s_join_cluster (self, error, size) : ZCQ_OK;
+    //  a views node, and cluster-wide views: no synchronous host (above)
+    self->env.views_only = self->coordinator && self->config->role_views;
+    if (self->coordinator && (self->config->views != ZCQ_VIEWS_GROUP || self->env.views_only))
+        self->env.synchronous_views = false;
     if (err == ZCQ_OK)
         err = s_claim_data_dir (self, error, size);
     if (err == ZCQ_OK) {
@@ -249,14 +269,16 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         self->env.gate = self->gate != NULL;
     }
     bool one_loop = zcq_config_write_plan (self->config) == ZCQ_WRITE_PLAN_ONE_LOOP;
-    if (err == ZCQ_OK && one_loop)
+    if (err == ZCQ_OK && self->env.views_only)
+        err = s_start_views_only (self, error, size);
+    else if (err == ZCQ_OK && one_loop)
         err = zcq_log_stage_new (&self->stage, &self->env, error, size);
     else if (err == ZCQ_OK) {
         self->writer = zcq_actor_start (zcq_writer_actor, &self->env, error, size);
         if (!self->writer)
             err = ZCQ_UNAVAILABLE;
     }
-    if (err == ZCQ_OK && !one_loop) {
+    if (err == ZCQ_OK && !one_loop && !self->env.views_only) {
         self->shards = calloc (self->shard_count, sizeof (zactor_t *));
         self->shard_args = calloc (self->shard_count, sizeof (zcq_shard_args_t));
         if (!self->shards || !self->shard_args) {
@@ -264,7 +286,8 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
             err = ZCQ_NOMEM;
         }
     }
-    for (uint32_t shard = 0; err == ZCQ_OK && !one_loop && shard < self->shard_count; shard++) {
+    for (uint32_t shard = 0;
+         err == ZCQ_OK && !one_loop && self->shards && shard < self->shard_count; shard++) {
         self->shard_args[shard] = (zcq_shard_args_t) { &self->env, shard };
         self->shards[shard]
             = zcq_actor_start (zcq_shard_actor, &self->shard_args[shard], error, size);
@@ -277,7 +300,7 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     //  up: a damaged log stops the start before commands are taken
     if (err == ZCQ_OK)
         err = zcq_store_verified (self->store, error, size);
-    if (err == ZCQ_OK) {
+    if (err == ZCQ_OK && !self->env.views_only) {
         //  the router takes the log stage when it starts (even when it
         //  fails to: it destroys what it was handed)
         self->router_args = (zcq_router_args_t) { &self->env, self->stage };
@@ -290,11 +313,12 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         zcq_node_destroy (&self);
         return err;
     }
-    char *endpoint = s_ask_endpoint (self->router, "ENDPOINT");
+    zactor_t *commands = self->router ? self->router : self->views_only;
+    char *endpoint = s_ask_endpoint (commands, "ENDPOINT");
     snprintf (self->endpoints[ZCQ_ENDPOINT_COMMAND], ZCQ_ENDPOINT_MAX, "%s", endpoint);
     zstr_free (&endpoint);
     endpoint = self->writer ? s_ask_endpoint (self->writer, "ENDPOINT")
-                            : s_ask_endpoint (self->router, "EVENTS");
+                            : s_ask_endpoint (commands, "EVENTS");
     snprintf (self->endpoints[ZCQ_ENDPOINT_EVENTS], ZCQ_ENDPOINT_MAX, "%s", endpoint);
     zstr_free (&endpoint);
     snprintf (self->endpoints[ZCQ_ENDPOINT_QUERY], ZCQ_ENDPOINT_MAX, "%s",
@@ -335,6 +359,7 @@ zcq_node_destroy (zcq_node_t **self_p)
     free (self->shard_args);
     zactor_destroy (&self->writer);
     zcq_log_stage_destroy (&self->stage);
+    zactor_destroy (&self->views_only);
     zcq_reader_destroy (&self->reader);
     zactor_destroy (&self->gate);
     zcq_store_close (&self->store);

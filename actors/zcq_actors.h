@@ -232,6 +232,13 @@ typedef struct {
     //  node is not clustered. Started first, stopped last: it outlives
     //  every other actor.
     zcq_coordinator_t *coordinator;
+    //  HOOK for forwarding (cluster.md sections 2, 3): true on a views node
+    //  (`--role views`), which keeps no group's log and must never take a
+    //  command into one. node.c starts no log stage, shards or command
+    //  router for it; views_only.c answers its command endpoint until the
+    //  command router forwards every command of such a node to its group's
+    //  leader, and node.c then starts the router for it.
+    bool views_only;
 } zcq_node_env_t;
 
 //  inproc endpoint names
