@@ -19,6 +19,14 @@
     a symlink would both open it; flock locks the directory, whatever the
     path, and conflicts within a process too.
 
+    A views node (`--role views`, env.views_only) keeps no group's log: it
+    opens a store (empty; it holds the view snapshots' checks) but starts
+    no log stage or shards. Its command router forwards every command to
+    its group's leader (command_router.c DESIGN 7: a views node leads no
+    group), and its events endpoint publishes nothing. Its views are
+    cluster-wide (projection.c DESIGN 6), and so are every clustered
+    node's with `views` = cluster: those are all asynchronous.
+
     A clustered node (setting `cluster`) starts its coordinator before
     anything else, so that a node that cannot join its cluster (no cluster
     at the path, ZooKeeper away, its id taken) fails to start with that
@@ -233,6 +241,10 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
 
     self->data_lock = -1;
     zcq_err_t err = self->config->cluster[0] ? s_join_cluster (self, error, size) : ZCQ_OK;
+    //  a views node, and cluster-wide views: no synchronous host (above)
+    self->env.views_only = self->coordinator && self->config->role_views;
+    if (self->coordinator && (self->config->views != ZCQ_VIEWS_GROUP || self->env.views_only))
+        self->env.synchronous_views = false;
     if (err == ZCQ_OK)
         err = s_claim_data_dir (self, error, size);
     if (err == ZCQ_OK) {
@@ -252,14 +264,16 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         self->env.gate = self->gate != NULL;
     }
     bool one_loop = zcq_config_write_plan (self->config) == ZCQ_WRITE_PLAN_ONE_LOOP;
-    if (err == ZCQ_OK && one_loop)
+    if (err == ZCQ_OK && self->env.views_only)
+        ; //  no log of its own: no log stage, writer or shards
+    else if (err == ZCQ_OK && one_loop)
         err = zcq_log_stage_new (&self->stage, &self->env, error, size);
     else if (err == ZCQ_OK) {
         self->writer = zcq_actor_start (zcq_writer_actor, &self->env, error, size);
         if (!self->writer)
             err = ZCQ_UNAVAILABLE;
     }
-    if (err == ZCQ_OK && !one_loop) {
+    if (err == ZCQ_OK && !one_loop && !self->env.views_only) {
         self->shards = calloc (self->shard_count, sizeof (zactor_t *));
         self->shard_args = calloc (self->shard_count, sizeof (zcq_shard_args_t));
         if (!self->shards || !self->shard_args) {
@@ -267,7 +281,8 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
             err = ZCQ_NOMEM;
         }
     }
-    for (uint32_t shard = 0; err == ZCQ_OK && !one_loop && shard < self->shard_count; shard++) {
+    for (uint32_t shard = 0;
+         err == ZCQ_OK && !one_loop && self->shards && shard < self->shard_count; shard++) {
         self->shard_args[shard] = (zcq_shard_args_t) { &self->env, shard };
         self->shards[shard]
             = zcq_actor_start (zcq_shard_actor, &self->shard_args[shard], error, size);

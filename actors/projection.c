@@ -38,6 +38,22 @@
         not match); the host then replays only the log after it. A view
         whose snapshot is older than its host's position skips the events
         its rows already have (its floor).
+    6.  Cluster-wide views (cluster.md section 5; zcq_host_groups): the host
+        follows every group of the cluster. Its own group (a replica's)
+        through the local log as above, since that is the group's log and
+        the fastest way to it; every other group through a feed
+        (group_feed.c) on a replica of that group, its leader's endpoints
+        in the coordinator's view. The host polls the coordinator's
+        generation on every turn and points a feed at the replica the view
+        shows, or at none: a group without a live replica does not advance,
+        and queries are answered with the others. Each group's events are
+        applied in that group's order; groups interleave as they come. The
+        host's checkpoint is a position per group (positions; `position`
+        and `head` of a reply are their sums), in snapshots too (format 2,
+        engine/viewsnap.c DESIGN 4: with the cluster's id, so that a
+        snapshot of another cluster is not paired with this one's logs). A
+        view's floor is per group. A rebuild of a cluster-wide view is
+        refused for now (it would need a second feed per group).
 */
 #include "zcq_read.h"
 #include <ctype.h>
@@ -85,7 +101,8 @@ typedef struct {
     zcq_viewtable_t *table;
     zcq_viewtable_t *rebuild; //  DESIGN 3: the table being rebuilt
     uint64_t rebuild_position;
-    uint64_t floor; //  DESIGN 5: events up to here are in the loaded rows
+    uint64_t floor;   //  DESIGN 5: events up to here are in the loaded rows
+    uint64_t *floors; //  DESIGN 6: the same per group (other groups' only)
 } s_view_t;
 
 //  Images on their way to disk (DESIGN 5).
@@ -128,6 +145,12 @@ typedef struct {
     s_saver_t *saver;
     pthread_t reaper; //  DESIGN 3: frees a replaced table
     bool reaping;
+    //  DESIGN 6: cluster-wide views
+    size_t groups;       //  the cluster's groups; 0 when not cluster-wide
+    int own_group;       //  the group of the local log; -1 for none
+    zcq_feed_t **feeds;  //  per group, NULL for the own group
+    uint64_t generation; //  the coordinator's, when the feeds were pointed
+    char cluster[64];    //  the cluster's id
 } self_t;
 
 //  --------------------------------------------------------------------------
@@ -224,9 +247,9 @@ s_handler (const zcq_projection_def_t *def, const zcq_event_t *event)
 
 //  Apply an event to one table of a view.
 static void
-s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table)
+s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table, const zcq_event_t *event)
 {
-    const zcq_handler_def_t *handler = s_handler (view->def, &self->event);
+    const zcq_handler_def_t *handler = s_handler (view->def, event);
     if (!handler)
         return;
     self->context.table = table;
@@ -234,13 +257,13 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table)
     self->context.failed = false;
     //  most views keep a row per aggregate: fetch its slot while the
     //  handler reads the event
-    zcq_viewtable_prefetch (table, self->event.key, strlen (self->event.key));
-    handler->apply (&self->context, &self->event);
+    zcq_viewtable_prefetch (table, event->key, strlen (event->key));
+    handler->apply (&self->context, event);
     s_flush (&self->context);
     if (self->context.failed)
         zsys_error ("view %s: event %llu left the row unchanged (integer overflow, out of memory "
                     "or bad row)",
-                    view->def->view, (unsigned long long) self->event.position);
+                    view->def->view, (unsigned long long) event->position);
     atomic_fetch_add_explicit (&view->info->applied, 1, memory_order_relaxed);
 }
 
@@ -263,7 +286,7 @@ s_apply (self_t *self, const void *body, size_t len, uint64_t position)
     if (s_decode (self, body, len))
         for (size_t index = 0; index < self->view_count; index++)
             if (position > self->views[index].floor)
-                s_apply_to (self, &self->views[index], self->views[index].table);
+                s_apply_to (self, &self->views[index], self->views[index].table, &self->event);
     self->position = position;
 }
 
@@ -278,6 +301,244 @@ s_apply_stored (void *arg, uint64_t position, uint64_t version, const void *body
     }
     s_apply (self, body, len, position);
     return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Cluster-wide views (DESIGN 6)
+
+//  The host's position in a group's log, and what it knows of the head.
+static uint64_t
+s_group_position (const self_t *self, size_t group)
+{
+    if ((int) group == self->own_group)
+        return self->position;
+    return self->feeds && self->feeds[group] ? zcq_feed_position (self->feeds[group]) : 0;
+}
+
+static uint64_t
+s_group_head (const self_t *self, size_t group)
+{
+    if ((int) group == self->own_group)
+        return zcq_store_head (self->env->store);
+    return self->feeds && self->feeds[group] ? zcq_feed_head (self->feeds[group]) : 0;
+}
+
+//  The position of a reply: the local log's, or the sum of every group's.
+static uint64_t
+s_total_position (const self_t *self)
+{
+    if (!self->groups)
+        return self->position;
+    uint64_t total = 0;
+    for (size_t group = 0; group < self->groups; group++)
+        total += s_group_position (self, group);
+    return total;
+}
+
+static uint64_t
+s_total_head (const self_t *self)
+{
+    if (!self->groups)
+        return zcq_store_head (self->env->store);
+    uint64_t total = 0;
+    for (size_t group = 0; group < self->groups; group++)
+        total += s_group_head (self, group);
+    return total;
+}
+
+//  Write `positions` and `heads` (two pairs) into a reply map.
+static void
+s_write_positions (const self_t *self, zcq_writer_t *writer)
+{
+    for (int which = 0; which < 2; which++) {
+        zcq_writer_str (writer, which ? "heads" : "positions");
+        zcq_writer_map (writer, self->groups);
+        for (size_t group = 0; group < self->groups; group++) {
+            char name[24];
+            snprintf (name, sizeof name, "%zu", group);
+            zcq_writer_str (writer, name);
+            zcq_writer_uint (writer,
+                             which ? s_group_head (self, group) : s_group_position (self, group));
+        }
+    }
+}
+
+//  An event of another group, the next in its log (zcq_feed_apply_fn).
+static void
+s_apply_remote (void *arg, int group, const zcq_event_t *event)
+{
+    self_t *self = arg;
+    for (size_t index = 0; index < self->view_count; index++)
+        if (event->position > self->views[index].floors[group])
+            s_apply_to (self, &self->views[index], self->views[index].table, event);
+}
+
+//  The replica to follow a group through: its leader when live, else any
+//  live replica, else NULL.
+static const zcq_cluster_node_t *
+s_replica_of (const zcq_cluster_view_t *view, size_t group)
+{
+    if (group >= view->group_count)
+        return NULL;
+    const zcq_cluster_group_t *state = &view->groups[group];
+    const zcq_cluster_node_t *leader = state->leader ? zcq_cluster_view_node (view, state->leader)
+                                                     : NULL;
+    if (leader && leader->group == (int) group && leader->events && leader->query)
+        return leader;
+    for (size_t index = 0; index < state->replica_count; index++)
+        if (state->replicas[index]->events && state->replicas[index]->query)
+            return state->replicas[index];
+    return NULL;
+}
+
+//  Point every feed at the replica the coordinator's view shows, when the
+//  view changed since the last time.
+static void
+s_point_feeds (self_t *self)
+{
+    uint64_t generation = zcq_coordinator_generation (self->env->coordinator);
+    if (generation == self->generation)
+        return;
+    self->generation = generation;
+    zcq_cluster_view_t *view = zcq_coordinator_view (self->env->coordinator);
+    if (!view)
+        return;
+    for (size_t group = 0; group < self->groups; group++) {
+        if (!self->feeds[group])
+            continue;
+        const zcq_cluster_node_t *replica = s_replica_of (view, group);
+        if (zcq_feed_connect (self->feeds[group], replica ? replica->events : NULL,
+                              replica ? replica->query : NULL))
+            zsys_info ("view host: group %zu followed through %s (at position %llu)", group,
+                       replica ? replica->node : "no replica: it does not advance",
+                       (unsigned long long) zcq_feed_position (self->feeds[group]));
+    }
+    zcq_cluster_view_release (&view);
+}
+
+//  Take what the feeds have (up to a chunk each).
+static void
+s_pump_feeds (self_t *self)
+{
+    for (size_t group = 0; group < self->groups; group++)
+        if (self->feeds[group])
+            zcq_feed_pump (self->feeds[group], s_apply_remote, self, S_CHUNK);
+}
+
+size_t
+zcq_host_groups (const zcq_node_env_t *env)
+{
+    if (!env->coordinator || (!env->config->role_views && env->config->views != ZCQ_VIEWS_CLUSTER))
+        return 0;
+    zcq_cluster_view_t *view = zcq_coordinator_view (env->coordinator);
+    size_t groups = view ? view->group_count : 0;
+    zcq_cluster_view_release (&view);
+    return groups;
+}
+
+//  An optional integer field of a query within [min, max]; false (the
+//  query failed) when present but wrong.
+static bool
+s_wait_int (zcq_query_t *query, const char *name, int64_t min, int64_t max, int64_t fallback,
+            int64_t *value)
+{
+    const zcq_value_t *found = zcq_value_get (query->root, name);
+    *value = fallback;
+    if (!found || zcq_value_type (found) == ZCQ_TYPE_NIL)
+        return true;
+    if (!zcq_value_int (found, value) || *value < min || *value > max) {
+        zcq_query_fail (query, ZCQ_INVALID, "'%s' must be an integer from %lld to %lld", name,
+                        (long long) min, (long long) max);
+        return false;
+    }
+    return true;
+}
+
+//  A group as a map key: decimal digits without a sign or a leading zero.
+static bool
+s_group_key (const zcq_value_t *key, size_t groups, size_t *group)
+{
+    const char *text;
+    size_t len;
+    if (!zcq_value_str (key, &text, &len) || len == 0 || len > 5 || (len > 1 && text[0] == '0'))
+        return false;
+    size_t value = 0;
+    for (size_t index = 0; index < len; index++) {
+        if (text[index] < '0' || text[index] > '9')
+            return false;
+        value = value * 10 + (size_t) (text[index] - '0');
+    }
+    *group = value;
+    return value < groups;
+}
+
+bool
+zcq_host_parse_wait (zcq_query_t *query, const zcq_node_env_t *env)
+{
+    int64_t min_position, timeout_ms, group;
+    if (!s_wait_int (query, "min_position", 0, INT64_MAX, 0, &min_position)
+        || !s_wait_int (query, "timeout_ms", 0, 3600000, 1000, &timeout_ms)
+        || !s_wait_int (query, "group", 0, ZCQ_CLUSTER_SLOTS_MAX - 1, -1, &group))
+        return false;
+    size_t groups = zcq_host_groups (env);
+    //  not cluster-wide: the views follow the node's own group alone
+    int own = env->coordinator ? env->config->group : -1;
+    if (group >= 0 && (groups ? (size_t) group >= groups : group != own)) {
+        zcq_query_fail (query, ZCQ_INVALID, "'group' %lld is not a group these views follow",
+                        (long long) group);
+        return false;
+    }
+    query->min_position = (uint64_t) min_position;
+    query->wait_group = groups ? (int) group : -1;
+    query->deadline = zclock_mono () + timeout_ms;
+    const zcq_value_t *wanted = zcq_value_get (query->root, "min_positions");
+    if (!wanted || zcq_value_type (wanted) == ZCQ_TYPE_NIL)
+        return true;
+    if (zcq_value_type (wanted) != ZCQ_TYPE_MAP) {
+        zcq_query_fail (query, ZCQ_INVALID,
+                        "'min_positions' must be a map from group (a string) to a position");
+        return false;
+    }
+    size_t count = zcq_value_size (wanted);
+    if (groups && count && !(query->min_positions = calloc (groups, sizeof (uint64_t)))) {
+        zcq_query_fail (query, ZCQ_INTERNAL, "out of memory");
+        return false;
+    }
+    query->min_positions_count = groups;
+    for (size_t index = 0; index < count; index++) {
+        size_t key;
+        int64_t position;
+        bool known = s_group_key (zcq_value_key_at (wanted, index), groups ? groups : 16384, &key)
+                  && (groups || (int) key == own);
+        if (!known) {
+            zcq_query_fail (query, ZCQ_INVALID,
+                            "'min_positions' keys must be groups these views follow, as "
+                            "decimal strings (\"0\", \"1\", ...)");
+            return false;
+        }
+        if (!zcq_value_int (zcq_value_val_at (wanted, index), &position) || position < 0) {
+            zcq_query_fail (query, ZCQ_INVALID,
+                            "'min_positions' values must be non-negative integers");
+            return false;
+        }
+        if (groups)
+            query->min_positions[key] = (uint64_t) position;
+        else if ((uint64_t) position > query->min_position)
+            query->min_position = (uint64_t) position; //  the own group's alone
+    }
+    return true;
+}
+
+//  Whether the host has every position a query waits for.
+static bool
+s_reached (const self_t *self, const zcq_query_t *query)
+{
+    for (size_t group = 0; query->min_positions && group < query->min_positions_count; group++)
+        if (query->min_positions[group] > s_group_position (self, group))
+            return false;
+    if (query->wait_group >= 0)
+        return s_group_position (self, (size_t) query->wait_group) >= query->min_position;
+    return s_total_position (self) >= query->min_position;
 }
 
 //  Read and apply the log up to position `until` (inclusive), or at most
@@ -308,7 +569,7 @@ s_rebuild_stored (void *arg, uint64_t position, uint64_t version, const void *bo
 {
     s_rebuild_t *rebuild = arg;
     if (s_decode (rebuild->self, body, len))
-        s_apply_to (rebuild->self, rebuild->view, rebuild->view->rebuild);
+        s_apply_to (rebuild->self, rebuild->view, rebuild->view->rebuild, &rebuild->self->event);
     rebuild->view->rebuild_position = position;
     return 0;
 }
@@ -412,10 +673,14 @@ s_reply_open_view (self_t *self, zcq_query_t *query, size_t *mark, size_t *count
 {
     *mark = zcq_query_reply_open (query, self->writer, count);
     zcq_writer_str (self->writer, "position");
-    zcq_writer_uint (self->writer, self->position);
+    zcq_writer_uint (self->writer, s_total_position (self));
     zcq_writer_str (self->writer, "head");
-    zcq_writer_uint (self->writer, zcq_store_head (self->env->store));
+    zcq_writer_uint (self->writer, s_total_head (self));
     *count += 2;
+    if (self->groups) {
+        s_write_positions (self, self->writer);
+        *count += 2;
+    }
 }
 
 //  The optional index + value of list and count; false when the query
@@ -535,6 +800,13 @@ s_op_count (self_t *self, s_view_t *view, zcq_query_t *query)
 static void
 s_op_rebuild (self_t *self, s_view_t *view, zcq_query_t *query)
 {
+    if (self->groups) {
+        //  DESIGN 6
+        zcq_query_fail (query, ZCQ_UNAVAILABLE,
+                        "a cluster-wide view is not rebuilt in place yet: remove its snapshot "
+                        "(<data>/views) and restart the node");
+        return;
+    }
     zcq_err_t err = s_start_rebuild (self, view);
     if (err != ZCQ_OK) {
         zcq_query_fail (query, ZCQ_INTERNAL, "cannot start the rebuild: %s", zcq_strerror (err));
@@ -594,9 +866,13 @@ s_timeout (self_t *self, zcq_query_t *query)
     zcq_writer_str (writer, "message");
     zcq_writer_str (writer, "the view did not reach min_position in time");
     zcq_writer_str (writer, "position");
-    zcq_writer_uint (writer, self->position);
+    zcq_writer_uint (writer, s_total_position (self));
     zcq_writer_str (writer, "head");
-    zcq_writer_uint (writer, zcq_store_head (self->env->store));
+    zcq_writer_uint (writer, s_total_head (self));
+    if (self->groups) {
+        s_write_positions (self, writer);
+        count += 2;
+    }
     zcq_query_reply_close (query, writer, mark, count);
     zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
 }
@@ -656,7 +932,7 @@ s_handle_query (self_t *self, zcq_query_t *query)
         zmq_send (zsock_resolve (self->queries), &query, sizeof query, 0);
         return;
     }
-    if (!streq (query->op, "rebuild") && query->min_position > self->position) {
+    if (!streq (query->op, "rebuild") && !s_reached (self, query)) {
         if (!s_park_count (self, query, 1)) {
             zcq_query_fail (query, ZCQ_UNAVAILABLE,
                             "too many queries waiting for a position (this client may park %d "
@@ -681,7 +957,7 @@ s_check_parked (self_t *self)
     zcq_query_t **link = &self->parked;
     while (*link) {
         zcq_query_t *query = *link;
-        if (query->min_position <= self->position) {
+        if (s_reached (self, query)) {
             *link = query->next;
             query->next = NULL;
             s_park_count (self, query, -1);
@@ -788,7 +1064,11 @@ s_publish_info (self_t *self)
 {
     for (size_t index = 0; index < self->view_count; index++) {
         s_view_t *view = &self->views[index];
-        atomic_store_explicit (&view->info->position, self->position, memory_order_relaxed);
+        atomic_store_explicit (&view->info->position, s_total_position (self),
+                               memory_order_relaxed);
+        for (size_t group = 0; group < view->info->groups && group < self->groups; group++)
+            atomic_store_explicit (&view->info->positions[group], s_group_position (self, group),
+                                   memory_order_relaxed);
         atomic_store_explicit (&view->info->rows, zcq_viewtable_count (view->table),
                                memory_order_relaxed);
         atomic_store_explicit (&view->info->memory, zcq_viewtable_memory (view->table),
@@ -853,6 +1133,25 @@ s_check_of (self_t *self, uint64_t position)
     return check;
 }
 
+//  Why a loaded snapshot's groups do not fit this host (DESIGN 6), or NULL.
+static const char *
+s_snapshot_groups_wrong (const self_t *self, const zcq_viewsnap_t *snap)
+{
+    if (!snap->groups)
+        return self->groups && self->own_group < 0
+                 ? "it is a single node's, and this node keeps no group's log"
+                 : NULL;
+    if (!self->groups)
+        return "it is of a cluster-wide view, and these views follow one group";
+    if (snap->groups != self->groups || strcmp (snap->cluster, self->cluster) != 0)
+        return "it is of another cluster";
+    if (self->own_group >= 0 && snap->positions[self->own_group] != snap->position)
+        return "its own group's position disagrees with its header";
+    if (self->own_group < 0 && snap->position)
+        return "it holds a local log's events, and this node keeps none";
+    return NULL;
+}
+
 //  Load what snapshots there are and start after the oldest of them.
 static void
 s_load_snapshots (self_t *self)
@@ -877,12 +1176,20 @@ s_load_snapshots (self_t *self)
             reason = "it is of another version of the projection";
         else if (snap.position > head)
             reason = "it is ahead of the log (the log lost its tail)";
-        else if (!snap.position || s_check_of (self, snap.position) != snap.check)
+        else if ((snap.position || !snap.groups)
+                 && (!snap.position || s_check_of (self, snap.position) != snap.check))
             reason = "the log holds another event at its position";
+        else
+            reason = s_snapshot_groups_wrong (self, &snap);
         if (err == ZCQ_OK && !reason) {
             zcq_viewtable_destroy (&view->table);
             view->table = table;
             view->floor = snap.position;
+            //  DESIGN 6: the other groups' checkpoint (a single node's
+            //  snapshot has the own group's alone)
+            for (size_t group = 0; group < snap.groups && group < self->groups; group++)
+                if ((int) group != self->own_group)
+                    view->floors[group] = snap.positions[group];
             atomic_store (&view->info->snapshot, snap.position);
             zsys_info ("view %s: loaded %zu rows at position %llu from its snapshot in %.3f s",
                        view->def->view, zcq_viewtable_count (table),
@@ -894,11 +1201,13 @@ s_load_snapshots (self_t *self)
                 zsys_warning ("view %s: snapshot not used, %s; rebuilding from the log",
                               view->def->view, reason);
         }
+        zcq_viewsnap_clear (&snap);
         if (view->floor < start)
             start = view->floor;
     }
     if (start != UINT64_MAX)
-        self->position = self->snapshot_at = start;
+        self->position = start;
+    self->snapshot_at = 0; //  set by s_start_feeds, which knows every group's start
 }
 
 static void *
@@ -964,11 +1273,19 @@ s_snapshot (self_t *self, bool wait)
     //  a view whose rows came from a snapshot ahead of the host (DESIGN 5)
     //  holds events past the position: labelled with it, they would be
     //  applied twice after a restart; wait until the host has passed them
-    for (size_t index = 0; index < self->view_count; index++)
+    for (size_t index = 0; index < self->view_count; index++) {
         if (self->views[index].floor > self->position)
             return;
-    uint64_t check = s_check_of (self, self->position);
-    if (!check) {
+        for (size_t group = 0; group < self->groups; group++)
+            if (self->views[index].floors[group] > s_group_position (self, group))
+                return;
+    }
+    //  DESIGN 6: a cluster-wide view's checkpoint, a position per group
+    uint64_t positions[self->groups ? self->groups : 1];
+    for (size_t group = 0; group < self->groups; group++)
+        positions[group] = s_group_position (self, group);
+    uint64_t check = self->position ? s_check_of (self, self->position) : 0;
+    if (!check && (self->position || !self->groups)) {
         zsys_warning ("view host: no event at position %llu to check a snapshot by",
                       (unsigned long long) self->position);
         return;
@@ -978,10 +1295,15 @@ s_snapshot (self_t *self, bool wait)
            && (saver->paths = calloc (self->view_count, sizeof (char *)))
            && (saver->saved = calloc (self->view_count, sizeof (bool)));
     if (saver)
-        saver->position = self->position;
+        saver->position = s_total_position (self);
     for (size_t index = 0; ok && index < self->view_count; index++) {
         s_view_t *view = &self->views[index];
-        zcq_viewsnap_t snap = { view->def->version, self->position, check };
+        zcq_viewsnap_t snap = { .version = view->def->version,
+                                .position = self->position,
+                                .check = check,
+                                .groups = self->groups,
+                                .positions = positions };
+        snprintf (snap.cluster, sizeof snap.cluster, "%s", self->cluster);
         char path[1200];
         s_snapshot_path (self, view, path, sizeof path);
         saver->images[index] = zcq_viewimage_new (view->table, view->def->view, &snap);
@@ -994,7 +1316,7 @@ s_snapshot (self_t *self, bool wait)
         s_saver_destroy (&saver);
         return;
     }
-    self->snapshot_at = self->position;
+    self->snapshot_at = s_total_position (self);
     if (!wait && pthread_create (&saver->thread, NULL, s_saver_run, saver) == 0)
         self->saver = saver;
     else {
@@ -1011,7 +1333,7 @@ s_snapshot_due (self_t *self)
     if (self->saver && atomic_load (&self->saver->done))
         s_saver_join (self);
     if (self->snapshot_every && self->caught_up && !self->saver
-        && self->position - self->snapshot_at >= self->snapshot_every)
+        && s_total_position (self) - self->snapshot_at >= self->snapshot_every)
         s_snapshot (self, false);
 }
 
@@ -1023,7 +1345,7 @@ s_snapshot_final (self_t *self)
     if (!self->snapshot_every || !self->caught_up)
         return;
     s_fill (self, zcq_store_head (self->env->store), 0);
-    if (self->position > self->snapshot_at)
+    if (s_total_position (self) > self->snapshot_at)
         s_snapshot (self, true);
 }
 
@@ -1065,7 +1387,11 @@ s_destroy (self_t **self_p)
     for (size_t index = 0; self->views && index < self->view_count; index++) {
         zcq_viewtable_destroy (&self->views[index].table);
         zcq_viewtable_destroy (&self->views[index].rebuild);
+        free (self->views[index].floors);
     }
+    for (size_t group = 0; self->feeds && group < self->groups; group++)
+        zcq_feed_destroy (&self->feeds[group]);
+    free (self->feeds);
     free (self->views);
     zsock_destroy (&self->queries);
     zsock_destroy (&self->events);
@@ -1100,6 +1426,26 @@ s_socket (self_t *self, int type, bool bind, const char *endpoint)
     return socket;
 }
 
+//  A feed for every other group, from the oldest of the views' floors in
+//  it (DESIGN 6); false when out of memory.
+static bool
+s_start_feeds (self_t *self)
+{
+    for (size_t group = 0; group < self->groups; group++) {
+        if ((int) group == self->own_group)
+            continue;
+        uint64_t start = UINT64_MAX;
+        for (size_t index = 0; index < self->view_count; index++)
+            if (self->views[index].floors[group] < start)
+                start = self->views[index].floors[group];
+        self->feeds[group] = zcq_feed_new ((int) group, start == UINT64_MAX ? 0 : start);
+        if (!self->feeds[group])
+            return false;
+    }
+    self->snapshot_at = s_total_position (self);
+    return true;
+}
+
 static self_t *
 s_new (zsock_t *pipe, const zcq_host_args_t *args)
 {
@@ -1125,12 +1471,24 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
     self->context.row_bytes = zcq_writer_new ();
     bool ok = self->views && self->doc && self->writer && self->value && self->parkers
            && self->context.fields && self->context.row_doc && self->context.row_bytes;
+    //  DESIGN 6
+    self->own_group = self->env->config->role_views ? -1 : self->env->config->group;
+    self->groups = args->synchronous ? 0 : zcq_host_groups (self->env);
+    if (self->groups) {
+        zcq_cluster_view_t *cluster = zcq_coordinator_view (self->env->coordinator);
+        snprintf (self->cluster, sizeof self->cluster, "%s",
+                  cluster && cluster->id ? cluster->id : "");
+        zcq_cluster_view_release (&cluster);
+        self->feeds = calloc (self->groups, sizeof (zcq_feed_t *));
+        ok = ok && self->feeds;
+    }
     for (size_t index = 0; ok && index < self->view_count; index++) {
         s_view_t *view = &self->views[index];
         view->info = args->views[index];
         view->def = view->info->def;
         view->table = zcq_viewtable_new (view->def->indexes);
-        ok = view->table != NULL;
+        view->floors = calloc (self->groups ? self->groups : 1, sizeof (uint64_t));
+        ok = view->table != NULL && view->floors != NULL;
     }
     if (!ok) {
         zcq_actor_failed (pipe, "out of memory");
@@ -1143,6 +1501,11 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
             zsys_warning ("view host: cannot create %s/views: view snapshots are off",
                           self->env->config->data);
         s_load_snapshots (self);
+    }
+    if (!s_start_feeds (self)) {
+        zcq_actor_failed (pipe, "out of memory");
+        s_destroy (&self);
+        return NULL;
     }
     char endpoint[128];
     zcq_endpoint_host (self->env, args->host, endpoint, sizeof endpoint);
@@ -1183,12 +1546,21 @@ zcq_host_actor (zsock_t *pipe, void *args)
     if (!self)
         return;
     zsock_send (pipe, "is", 0, "");
-    zmq_pollitem_t items[] = {
-        { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
-        { zsock_resolve (self->queries), 0, ZMQ_POLLIN, 0 },
-        { zsock_resolve (self->synchronous ? self->committed : self->events), 0, ZMQ_POLLIN, 0 },
-    };
+    //  the pipe, queries, local events, then two per feed (DESIGN 6)
+    zmq_pollitem_t *items = calloc (3 + 2 * self->groups, sizeof (zmq_pollitem_t));
+    if (!items) {
+        zsys_error ("view host: out of memory");
+        s_destroy (&self);
+        return;
+    }
+    items[0] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
+    items[1] = (zmq_pollitem_t) { zsock_resolve (self->queries), 0, ZMQ_POLLIN, 0 };
+    items[2]
+        = (zmq_pollitem_t) { zsock_resolve (self->synchronous ? self->committed : self->events), 0,
+                             ZMQ_POLLIN, 0 };
     while (!self->terminated) {
+        if (self->groups)
+            s_point_feeds (self);
         bool rebuilding = false;
         for (size_t index = 0; index < self->view_count; index++)
             rebuilding |= self->views[index].rebuild != NULL;
@@ -1205,9 +1577,16 @@ zcq_host_actor (zsock_t *pipe, void *args)
         }
         //  while catching up, live events wait in the socket (DESIGN 1)
         int item_count = self->caught_up ? 3 : 2;
-        if (zmq_poll (items, item_count, timeout) < 0) {
+        items[2].events = self->caught_up ? ZMQ_POLLIN : 0;
+        items[2].revents = 0;
+        int polled = 3; //  the feeds' sockets after the local ones (DESIGN 6)
+        for (size_t group = 0; group < self->groups; group++)
+            if (self->feeds[group])
+                polled += (int) zcq_feed_poll_items (self->feeds[group], items + polled);
+        if (zmq_poll (items, polled, timeout) < 0) {
             if (zmq_errno () == EINTR)
                 continue; //  a signal for the process, not for us
+            zsys_error ("view host: poll failed: %s", zmq_strerror (zmq_errno ()));
             break;
         }
         if (items[0].revents & ZMQ_POLLIN)
@@ -1220,6 +1599,8 @@ zcq_host_actor (zsock_t *pipe, void *args)
             else
                 s_handle_events (self);
         }
+        if (self->groups)
+            s_pump_feeds (self);
         //  a synchronous host hears of nothing but committed batches: a
         //  reopened store may hold a batch whose commit had failed (its
         //  sync did), which no batch brings; take it from the log once the
@@ -1241,6 +1622,7 @@ zcq_host_actor (zsock_t *pipe, void *args)
                 s_rebuild_step (self, &self->views[index]);
         s_snapshot_due (self);
     }
+    free (items);
     s_snapshot_final (self);
     s_destroy (&self);
 }

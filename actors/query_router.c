@@ -70,6 +70,7 @@ zcq_query_destroy (zcq_query_t **self_p)
     zcq_doc_destroy (&self->doc);
     zframe_destroy (&self->body);
     free (self->reply);
+    free (self->min_positions);
     free (self);
     *self_p = NULL;
 }
@@ -529,7 +530,19 @@ s_write_views (self_t *self)
     for (size_t index = 0; index < self->view_count; index++) {
         zcq_view_info_t *view = &self->views[index];
         int status = atomic_load_explicit (&view->status, memory_order_relaxed);
-        zcq_writer_map (self->writer, 5);
+        zcq_writer_map (self->writer, view->groups ? 6 : 5);
+        if (view->groups) {
+            //  a cluster-wide view: its position in every group's log
+            zcq_writer_str (self->writer, "positions");
+            zcq_writer_map (self->writer, view->groups);
+            for (size_t group = 0; group < view->groups; group++) {
+                char name[24];
+                snprintf (name, sizeof name, "%zu", group);
+                zcq_writer_str (self->writer, name);
+                zcq_writer_uint (self->writer, atomic_load_explicit (&view->positions[group],
+                                                                     memory_order_relaxed));
+            }
+        }
         zcq_writer_str (self->writer, "name");
         zcq_writer_str (self->writer, view->def->view);
         zcq_writer_str (self->writer, "position");
@@ -616,7 +629,16 @@ s_group_hw (void *arg, int group)
     self_t *self = arg;
     if (group == self->env->config->group)
         return zcq_store_head (self->env->store);
-    return 0;
+    uint64_t known = 0;
+    for (size_t index = 0; index < self->view_count; index++) {
+        const zcq_view_info_t *view = &self->views[index];
+        if (view->positions && group >= 0 && (size_t) group < view->groups) {
+            uint64_t position
+                = atomic_load_explicit (&view->positions[group], memory_order_relaxed);
+            known = position > known ? position : known;
+        }
+    }
+    return known;
 }
 
 //  A replica's position: this node's own, else what its views know.
@@ -734,13 +756,10 @@ s_route_view (self_t *self, zcq_query_t *query)
     for (size_t index = 0; index < self->view_count; index++) {
         if (strcmp (self->views[index].def->view, view) != 0)
             continue;
-        int64_t min_position, timeout_ms;
-        if (!s_int_field (query, "min_position", 0, INT64_MAX, 0, &min_position)
-            || !s_int_field (query, "timeout_ms", 0, 3600000, 1000, &timeout_ms))
+        //  min_position, group, min_positions, timeout_ms (projection.c)
+        if (!zcq_host_parse_wait (query, self->env))
             return false;
         query->view = &self->views[index];
-        query->min_position = (uint64_t) min_position;
-        query->deadline = zclock_mono () + timeout_ms;
         zsock_t *host = self->hosts[self->views[index].host];
         if (zmq_send (zsock_resolve (host), &query, sizeof query, 0) != sizeof query) {
             zcq_query_fail (query, ZCQ_INTERNAL, "cannot reach the view's host");
@@ -1136,14 +1155,20 @@ zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, siz
         return ZCQ_NOMEM;
     }
     const zcq_domain_t *domain = env->domain;
-    while (domain->projections && domain->projections[self->view_count])
+    //  a clustered node with `views` = none keeps none; cluster-wide views
+    //  are all asynchronous: no view can hold every group's events before a
+    //  command of one group is acknowledged (projection.c DESIGN 6)
+    bool no_views = env->coordinator && !env->config->role_views
+                 && env->config->views == ZCQ_VIEWS_NONE;
+    size_t groups = zcq_host_groups (env);
+    while (!no_views && domain->projections && domain->projections[self->view_count])
         self->view_count++;
     //  hosts 0..async_hosts-1 take the asynchronous views in turn (there
     //  are view-threads of them at most, or one per view when it is 0), the
     //  next one every synchronous view
     size_t async_views = 0;
     for (size_t index = 0; index < self->view_count; index++)
-        if (!domain->projections[index]->synchronous)
+        if (!domain->projections[index]->synchronous || groups)
             async_views++;
     size_t threads = (size_t) env->config->view_threads;
     size_t async_hosts = threads == 0 || async_views < threads ? async_views : threads;
@@ -1164,7 +1189,13 @@ zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, siz
         zcq_view_info_t *view = &self->views[index];
         view->def = domain->projections[index];
         atomic_store (&view->status, ZCQ_VIEW_CATCHING_UP);
-        if (view->def->synchronous) {
+        if (groups && !(view->positions = calloc (groups, sizeof (atomic_uint_fast64_t)))) {
+            zcq_reader_destroy (&self);
+            snprintf (error, size, "out of memory");
+            return ZCQ_NOMEM;
+        }
+        view->groups = groups;
+        if (view->def->synchronous && !groups) {
             if (sync_host == UINT32_MAX)
                 sync_host = self->host_count++;
             view->host = sync_host;
@@ -1219,6 +1250,8 @@ zcq_reader_destroy (zcq_reader_t **self_p)
     zactor_destroy (&self->router);
     for (uint32_t host = 0; self->hosts && host < self->host_count; host++)
         zactor_destroy (&self->hosts[host]);
+    for (size_t index = 0; self->views && index < self->view_count; index++)
+        free (self->views[index].positions);
     free (self->members);
     free (self->host_args);
     free (self->hosts);

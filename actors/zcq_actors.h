@@ -238,6 +238,11 @@ typedef struct {
     //  node is not clustered. Started first, stopped last: it outlives
     //  every other actor.
     zcq_coordinator_t *coordinator;
+    //  true on a views node (`--role views`), which keeps no group's log
+    //  and never takes a command into one: node.c starts no log stage or
+    //  shards for it, and its command router forwards every command
+    //  (command_router.c DESIGN 7)
+    bool views_only;
 } zcq_node_env_t;
 
 //  inproc endpoint names

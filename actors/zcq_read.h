@@ -30,6 +30,10 @@ typedef struct {
     atomic_uint_fast64_t applied;  //  events applied (rebuilds included)
     atomic_uint_fast64_t snapshot; //  position of the last snapshot saved or loaded
     atomic_int status;
+    //  a cluster-wide view (cluster.md section 5): the position in each
+    //  group's log, groups entries (position is their sum); NULL, 0 else
+    atomic_uint_fast64_t *positions;
+    size_t groups;
 } zcq_view_info_t;
 
 //  A query on its way to a view host and back.
@@ -43,6 +47,12 @@ struct zcq_query_t {
     char op[16];
     zcq_view_info_t *view; //  the view asked
     uint64_t min_position;
+    //  cluster-wide views (zcq_host_parse_wait): min_position is on group
+    //  wait_group's position when >= 0, else on the sum; min_positions,
+    //  when not NULL, holds a wanted position per group (0: none)
+    int wait_group;
+    uint64_t *min_positions;
+    size_t min_positions_count;
     int64_t deadline; //  zclock_mono ms, for min_position
     void *reply;      //  encoded reply, set by the host
     size_t reply_size;
@@ -77,9 +87,38 @@ typedef struct {
     size_t view_count;
 } zcq_host_args_t;
 
+//  The groups whose events feed this node's views: the cluster's group
+//  count when the views are cluster-wide (a clustered node with setting
+//  `views` = cluster, or any views node), else 0.
+size_t zcq_host_groups (const zcq_node_env_t *env);
+//  Parse min_position, group, min_positions and timeout_ms of a view
+//  query into it; false when the query failed (invalid, with its reply).
+bool zcq_host_parse_wait (zcq_query_t *query, const zcq_node_env_t *env);
+
 //  View host: keeps views, applies events, answers view queries.
 //  Data socket (PAIR, inproc host endpoint): query pointers in and out.
 void zcq_host_actor (zsock_t *pipe, void *args);
+
+//  A view host's follower of another group's log on one of its replicas
+//  (group_feed.c): the host polls its sockets and pumps it.
+typedef struct zcq_feed_t zcq_feed_t;
+typedef void (zcq_feed_apply_fn) (void *arg, int group, const zcq_event_t *event);
+//  A feed of group that has applied its log up to position; NULL when out
+//  of memory. It follows nothing until connected.
+zcq_feed_t *zcq_feed_new (int group, uint64_t position);
+void zcq_feed_destroy (zcq_feed_t **self_p);
+//  Follow the replica with these endpoints, or none (NULL): a feed
+//  without a replica keeps its position. True when that changed anything.
+bool zcq_feed_connect (zcq_feed_t *self, const char *events, const char *query);
+bool zcq_feed_connected (const zcq_feed_t *self);
+//  The sockets to poll (at most 2 items written); returns how many.
+size_t zcq_feed_poll_items (const zcq_feed_t *self, zmq_pollitem_t *items);
+//  Take what arrived (up to budget live messages), hand the group's next
+//  events to apply in order, ask for gaps; returns the events handed over.
+size_t zcq_feed_pump (zcq_feed_t *self, zcq_feed_apply_fn *apply, void *arg, size_t budget);
+uint64_t zcq_feed_position (const zcq_feed_t *self);
+uint64_t zcq_feed_head (const zcq_feed_t *self);
+int zcq_feed_group (const zcq_feed_t *self);
 
 typedef struct zcq_reader_t zcq_reader_t;
 

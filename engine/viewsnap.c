@@ -21,6 +21,12 @@
         go in by append too, in the order the file gives, which must be
         strictly increasing and cover every row that has the field; an
         index the file lacks (new in the view) is built from the rows.
+    4.  A cluster-wide view's snapshot (format 2, magic "ZCQVIEW2") adds
+        `cluster` (the cluster's id) and `positions` (a map from group, as a
+        decimal string, to the position in that group's log) to the header;
+        everything else is as in format 1, which a single node still writes
+        and every build loads. A build that knows only format 1 refuses a
+        format 2 file rather than pair its rows with one group's log.
 */
 #include "zcq_internal.h"
 #include <errno.h>
@@ -31,11 +37,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_MAGIC      "ZCQVIEW1"
-#define S_MAGIC_SIZE 8
-#define S_HEADER_MAX 4096
-#define S_TRAILER    8
-#define S_AHEAD      16 //  rows whose hash slots are fetched ahead of loading
+#define S_MAGIC       "ZCQVIEW1"
+#define S_MAGIC2      "ZCQVIEW2" //  DESIGN 4
+#define S_MAGIC_SIZE  8
+#define S_HEADER_MAX  4096
+#define S_HEADER2_MAX (1 << 20) //  DESIGN 4: a position per group, up to 16,384 groups
+#define S_TRAILER     8
+#define S_AHEAD       16 //  rows whose hash slots are fetched ahead of loading
 
 struct zcq_viewimage_t {
     uint8_t *bytes;
@@ -118,7 +126,20 @@ zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_vie
         return NULL;
     }
     size_t rows = zcq_viewtable_count (table);
-    zcq_writer_map (header, 5);
+    zcq_writer_map (header, snap->groups ? 7 : 5);
+    if (snap->groups) {
+        //  DESIGN 4
+        zcq_writer_str (header, "cluster");
+        zcq_writer_str (header, snap->cluster);
+        zcq_writer_str (header, "positions");
+        zcq_writer_map (header, snap->groups);
+        for (size_t group = 0; group < snap->groups; group++) {
+            char name[24];
+            snprintf (name, sizeof name, "%zu", group);
+            zcq_writer_str (header, name);
+            zcq_writer_uint (header, snap->positions[group]);
+        }
+    }
     zcq_writer_str (header, "view");
     zcq_writer_str (header, view);
     zcq_writer_str (header, "version");
@@ -141,9 +162,9 @@ zcq_viewimage_new (const zcq_viewtable_t *table, const char *view, const zcq_vie
     uint8_t *start = NULL;
     if (!self->bytes)
         self->failed = true;
-    else if (zcq_writer_ok (header) && header_len <= S_HEADER_MAX
+    else if (zcq_writer_ok (header) && header_len <= (snap->groups ? S_HEADER2_MAX : S_HEADER_MAX)
              && (start = s_reserve (self, S_MAGIC_SIZE + 4 + header_len))) {
-        memcpy (start, S_MAGIC, S_MAGIC_SIZE);
+        memcpy (start, snap->groups ? S_MAGIC2 : S_MAGIC, S_MAGIC_SIZE);
         zcq_put_be32 (start + S_MAGIC_SIZE, (uint32_t) header_len);
         memcpy (start + S_MAGIC_SIZE + 4, zcq_writer_data (header), header_len);
     }
@@ -322,17 +343,61 @@ s_read_file (const char *path, uint8_t **bytes_p, size_t *size_p, char *error, s
     return err;
 }
 
+void
+zcq_viewsnap_clear (zcq_viewsnap_t *snap)
+{
+    if (!snap)
+        return;
+    free (snap->positions);
+    snap->positions = NULL;
+    snap->groups = 0;
+}
+
+//  The cluster id and the per-group positions of a format 2 header
+//  (DESIGN 4): keys "0" .. "groups-1", each once (the codec refused a
+//  repeated key, so a map of that many entries with every one is exact).
+static zcq_err_t
+s_header_positions (const zcq_value_t *root, zcq_viewsnap_t *snap)
+{
+    const zcq_value_t *positions = zcq_value_get (root, "positions");
+    if (!zcq_value_copy_str (zcq_value_get (root, "cluster"), snap->cluster, sizeof snap->cluster)
+        || zcq_value_type (positions) != ZCQ_TYPE_MAP)
+        return ZCQ_CORRUPT;
+    size_t groups = zcq_value_size (positions);
+    if (groups == 0 || groups > 16384)
+        return ZCQ_CORRUPT;
+    uint64_t *values = calloc (groups, sizeof (uint64_t));
+    if (!values)
+        return ZCQ_NOMEM;
+    for (size_t group = 0; group < groups; group++) {
+        char name[24];
+        snprintf (name, sizeof name, "%zu", group);
+        if (!zcq_value_uint (zcq_value_get (positions, name), &values[group])) {
+            free (values);
+            return ZCQ_CORRUPT;
+        }
+    }
+    free (snap->positions);
+    snap->positions = values;
+    snap->groups = groups;
+    return ZCQ_OK;
+}
+
 //  Parse and check the header; the rows start at *rows_at.
 static zcq_err_t
 s_header (const uint8_t *bytes, size_t length, const char *path, const char *view,
           zcq_viewsnap_t *snap, uint64_t *rows, size_t *rows_at, char *error, size_t size)
 {
-    if (length < S_MAGIC_SIZE + 4 + S_TRAILER || memcmp (bytes, S_MAGIC, S_MAGIC_SIZE) != 0)
+    if (length < S_MAGIC_SIZE + 4 + S_TRAILER
+        || (memcmp (bytes, S_MAGIC, S_MAGIC_SIZE) != 0
+            && memcmp (bytes, S_MAGIC2, S_MAGIC_SIZE) != 0))
         return s_corrupt (path, "not a zcqrs view snapshot", error, size);
+    bool cluster_wide = memcmp (bytes, S_MAGIC2, S_MAGIC_SIZE) == 0;
     if (zcq_get_be64 (bytes + length - S_TRAILER) != s_checksum (bytes, length - S_TRAILER))
         return s_corrupt (path, "checksum mismatch", error, size);
     uint32_t header_len = zcq_get_be32 (bytes + S_MAGIC_SIZE);
-    if (header_len > S_HEADER_MAX || header_len > length - S_MAGIC_SIZE - 4 - S_TRAILER)
+    if (header_len > (cluster_wide ? S_HEADER2_MAX : S_HEADER_MAX)
+        || header_len > length - S_MAGIC_SIZE - 4 - S_TRAILER)
         return s_corrupt (path, "header length out of bounds", error, size);
     zcq_doc_t *doc = zcq_doc_new ();
     if (!doc) {
@@ -356,6 +421,8 @@ s_header (const uint8_t *bytes, size_t length, const char *path, const char *vie
         snprintf (error, size, "view snapshot %s is not of view %s", path, view);
         err = ZCQ_INVALID;
     }
+    else if (cluster_wide && s_header_positions (root, snap) != ZCQ_OK)
+        err = s_corrupt (path, "bad cluster or positions in the header", error, size);
     snap->version = (uint32_t) version;
     zcq_doc_destroy (&doc);
     *rows_at = S_MAGIC_SIZE + 4 + header_len;
@@ -367,6 +434,9 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
                     const char *view, zcq_viewsnap_t *snap, char *error, size_t size)
 {
     *self_p = NULL;
+    snap->cluster[0] = 0;
+    snap->groups = 0;
+    snap->positions = NULL;
     uint8_t *bytes;
     size_t length;
     ZCQ_TRY (s_read_file (path, &bytes, &length, error, size));
@@ -455,8 +525,10 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
             snprintf (error, size, "loading %s: %s", path, zcq_strerror (err));
     }
     free (bytes);
-    if (err != ZCQ_OK)
+    if (err != ZCQ_OK) {
         zcq_viewtable_destroy (&table);
+        zcq_viewsnap_clear (snap);
+    }
     *self_p = table;
     return err;
 }

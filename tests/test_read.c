@@ -2672,7 +2672,7 @@ s_write_accounts (s_fixture_t *self, const zcq_viewtable_t *table, uint32_t vers
                   uint64_t position, uint64_t check)
 {
     char path[1024], error[512];
-    zcq_viewsnap_t snap = { version, position, check };
+    zcq_viewsnap_t snap = { .version = version, .position = position, .check = check };
     if (zcq_viewtable_save (table, s_snap_file (self, "accounts", NULL, path, sizeof path),
                             "accounts", &snap, error, sizeof error)
         != ZCQ_OK)

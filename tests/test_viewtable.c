@@ -1338,7 +1338,8 @@ static zcq_viewtable_t *
 s_round_trip (const zcq_viewtable_t *table, const char *const *indexes, const char *path)
 {
     char error[512] = "";
-    zcq_viewsnap_t snap = { 7, 123456789012ULL, 0xfeedfacecafebeefULL };
+    zcq_viewsnap_t snap
+        = { .version = 7, .position = 123456789012ULL, .check = 0xfeedfacecafebeefULL };
     assert_int_equal (zcq_viewtable_save (table, path, "accounts", &snap, error, sizeof error),
                       ZCQ_OK);
     zcq_viewtable_t *loaded = NULL;
@@ -1352,6 +1353,55 @@ s_round_trip (const zcq_viewtable_t *table, const char *const *indexes, const ch
     assert_true (got.position == snap.position);
     assert_true (got.check == snap.check);
     return loaded;
+}
+
+//  A cluster-wide view's snapshot (format 2): the cluster id and every
+//  group's position come back; a single node's (format 1) has none.
+static void
+test_viewsnap_positions (void **state)
+{
+    char *dir = zcq_test_dir ("viewsnap-positions");
+    char *path = s_path (dir, "totals.snap");
+    zcq_viewtable_t *table = zcq_viewtable_new (NULL);
+    zcq_writer_t *row = zcq_writer_new ();
+    zcq_writer_map (row, 1);
+    zcq_writer_str (row, "balance");
+    zcq_writer_int (row, 42);
+    assert_int_equal (
+        zcq_viewtable_put (table, "bank", 4, zcq_writer_data (row), zcq_writer_size (row)), ZCQ_OK);
+    uint64_t positions[3] = { 5, 0, 1ULL << 40 };
+    zcq_viewsnap_t snap
+        = { .version = 1, .position = 5, .check = 9, .groups = 3, .positions = positions };
+    snprintf (snap.cluster, sizeof snap.cluster, "0123456789abcdef0123456789abcdef");
+    char error[512] = "";
+    assert_int_equal (zcq_viewtable_save (table, path, "totals", &snap, error, sizeof error),
+                      ZCQ_OK);
+    zcq_viewtable_t *loaded = NULL;
+    zcq_viewsnap_t got;
+    assert_int_equal (zcq_viewtable_load (&loaded, NULL, path, "totals", &got, error, sizeof error),
+                      ZCQ_OK);
+    assert_int_equal (got.groups, 3);
+    for (size_t group = 0; group < 3; group++)
+        assert_true (got.positions[group] == positions[group]);
+    assert_string_equal (got.cluster, snap.cluster);
+    assert_true (got.position == 5 && got.check == 9);
+    assert_int_equal (zcq_viewtable_count (loaded), 1);
+    zcq_viewsnap_clear (&got);
+    zcq_viewsnap_clear (&got);
+    zcq_viewtable_destroy (&loaded);
+    //  a single node's snapshot loads with no positions
+    snap.groups = 0;
+    assert_int_equal (zcq_viewtable_save (table, path, "totals", &snap, error, sizeof error),
+                      ZCQ_OK);
+    assert_int_equal (zcq_viewtable_load (&loaded, NULL, path, "totals", &got, error, sizeof error),
+                      ZCQ_OK);
+    assert_int_equal (got.groups, 0);
+    assert_null (got.positions);
+    zcq_viewtable_destroy (&loaded);
+    zcq_viewtable_destroy (&table);
+    zcq_writer_destroy (&row);
+    free (path);
+    zcq_test_rmdir (&dir);
 }
 
 static void
@@ -1562,7 +1612,7 @@ test_viewsnap_missing_and_other_view (void **state)
     zcq_viewtable_t *table = zcq_viewtable_new (indexes);
     zcq_writer_t *writer = zcq_writer_new ();
     s_put (table, writer, "k", "open", 1);
-    zcq_viewsnap_t saved = { 1, 10, 11 };
+    zcq_viewsnap_t saved = { .version = 1, .position = 10, .check = 11 };
     assert_int_equal (zcq_viewtable_save (table, path, "totals", &saved, error, sizeof error),
                       ZCQ_OK);
     error[0] = 0;
@@ -1671,7 +1721,7 @@ test_viewsnap_damaged (void **state)
         s_put (table, writer, key, s_statuses[index % 3], index * 31);
     }
     char error[512];
-    zcq_viewsnap_t snap = { 1, 1000, 2000 };
+    zcq_viewsnap_t snap = { .version = 1, .position = 1000, .check = 2000 };
     assert_int_equal (zcq_viewtable_save (table, path, "accounts", &snap, error, sizeof error),
                       ZCQ_OK);
     size_t size;
@@ -1950,8 +2000,11 @@ test_viewsnap_hand_built (void **state)
     s_build (path, header, rows);
     s_assert_corrupt (path, "a version past 32 bits", 0);
     s_header_map (header, "accounts", 1, 1);
-    s_build_with (path, "ZCQVIEW2", header, 0, rows);
+    s_build_with (path, "ZCQVIEW3", header, 0, rows);
     s_assert_corrupt (path, "another magic", 0);
+    //  format 2 (a cluster-wide view's) without its cluster and positions
+    s_build_with (path, "ZCQVIEW2", header, 0, rows);
+    s_assert_corrupt (path, "a format 2 header without positions", 0);
     s_build_with (path, "ZCQVIEW1", header, (uint32_t) zcq_writer_size (header) + 1, rows);
     s_assert_corrupt (path, "a header length one past its map", 0);
     s_build_with (path, "ZCQVIEW1", header, (uint32_t) zcq_writer_size (header) - 1, rows);
@@ -1968,7 +2021,7 @@ test_viewsnap_hand_built (void **state)
     assert_int_equal (err, ZCQ_CORRUPT);
     assert_null (loaded);
     //  ... which zcq_viewtable_save refuses to write in the first place
-    zcq_viewsnap_t saved = { 1, 1, 1 };
+    zcq_viewsnap_t saved = { .version = 1, .position = 1, .check = 1 };
     assert_int_not_equal (zcq_viewtable_save (table, path, long_name, &saved, error, sizeof error),
                           ZCQ_OK);
     free (long_name);
@@ -1978,7 +2031,9 @@ test_viewsnap_hand_built (void **state)
                   heap_after - heap_before);
 
     //  the header's numbers keep all their bits
-    saved = (zcq_viewsnap_t) { UINT32_MAX, UINT64_MAX, UINT64_MAX - 1 };
+    saved = (zcq_viewsnap_t) { .version = UINT32_MAX,
+                               .position = UINT64_MAX,
+                               .check = UINT64_MAX - 1 };
     assert_int_equal (zcq_viewtable_save (table, path, "accounts", &saved, error, sizeof error),
                       ZCQ_OK);
     assert_int_equal (
@@ -2006,7 +2061,7 @@ test_viewsnap_save_errors (void **state)
     zcq_viewtable_t *table = zcq_viewtable_new (indexes);
     zcq_writer_t *writer = zcq_writer_new ();
     s_put (table, writer, "k", "open", 1);
-    zcq_viewsnap_t snap = { 1, 2, 3 };
+    zcq_viewsnap_t snap = { .version = 1, .position = 2, .check = 3 };
     char error[512] = "";
 
     //  a directory that does not exist
@@ -2415,6 +2470,7 @@ main (void)
         cmocka_unit_test (test_viewtable_encoding_kept_until_change),
         cmocka_unit_test (test_viewtable_bulk_order),
         cmocka_unit_test (test_viewsnap_round_trip),
+        cmocka_unit_test (test_viewsnap_positions),
         cmocka_unit_test (test_viewsnap_empty),
         cmocka_unit_test (test_viewsnap_large),
         cmocka_unit_test (test_viewsnap_missing_and_other_view),

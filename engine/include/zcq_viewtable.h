@@ -69,7 +69,17 @@ typedef struct {
     uint64_t position; //  the last log position applied to the rows
     uint64_t check;    //  the caller's check of that position (zcqrs: a
                        //  hash of the stored event there)
+    //  a cluster-wide view's (format 2): the cluster's id and the position
+    //  of every group's log its rows reflect; groups 0 and no positions in
+    //  a single node's snapshot (format 1). Save reads positions; load
+    //  allocates them, and zcq_viewsnap_clear frees them.
+    char cluster[64];
+    size_t groups;
+    uint64_t *positions;
 } zcq_viewsnap_t;
+
+//  Free what a load put into snap (its positions). Safe twice.
+ZCQ_EXPORT void zcq_viewsnap_clear (zcq_viewsnap_t *snap);
 
 //  Save the table to path atomically (a temporary file, fsync, rename,
 //  fsync of the directory). On error, error says why.
