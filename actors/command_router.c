@@ -259,6 +259,9 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
         }
         zhashx_set_destructor (self->links, (zhashx_destructor_fn *) s_free_string);
         zsock_set_router_mandatory (self->forward, 1);
+        //  a peer is known only once its connection is up: a dead one's
+        //  requests wait here, briefly, rather than in a queue to nowhere
+        zsock_set_immediate (self->forward, 1);
         zsock_set_sndhwm (self->forward, 100000);
         zsock_set_rcvhwm (self->forward, 100000);
         zsock_set_linger (self->forward, 0);

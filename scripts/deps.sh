@@ -15,6 +15,8 @@ packages=(
     # the cluster: ZooKeeper's C client, a private server for the tests and
     # demos (zookeeper depends on default-jre), and kazoo for the tests
     libzookeeper-mt-dev zookeeper python3-kazoo
+    # scripts/cluster-demo.sh's machines: network namespaces and a bridge
+    iproute2
 )
 
 missing=()

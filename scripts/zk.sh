@@ -1,32 +1,38 @@
 #!/usr/bin/env bash
-#  zk.sh: a private ZooKeeper for tests, demos and CI, on loopback only.
+#  zk.sh: a private ZooKeeper for tests, demos and CI, on loopback (or on
+#  an address of the demo's namespaces).
 #
 #      scripts/zk.sh start DIR [PORT]             one server (default port 2181)
 #      scripts/zk.sh start DIR --ensemble 3 [PORT] three servers: client ports
 #                                                 PORT, PORT+1, PORT+2 (default
 #                                                 2181); quorum ports above them
+#      scripts/zk.sh start DIR [--ensemble 3] --address ADDR [PORT]
+#                                                 listen on ADDR, not 127.0.0.1:
+#                                                 loopback or 198.18.0.0/15 only
+#                                                 (scripts/cluster-demo.sh runs
+#                                                 it inside a network namespace)
 #      scripts/zk.sh stop DIR                     stop what start DIR started
 #
 #  Debian 12's `zookeeper` package: QuorumPeerMain with the class path of
 #  zookeeper.jar alone (its manifest names the jars it needs; every jar of
 #  /usr/share/java fails on two slf4j bridges) plus /etc/zookeeper/conf for
 #  log4j. Each server has its own dataDir and log under DIR, listens on
-#  127.0.0.1 only, with no admin server. `start` returns once every server
+#  ADDR (127.0.0.1 by default) only, with no admin server. `start` returns once every server
 #  answers `srvr` as serving (a standalone, leader or follower), or fails
 #  after 60 s with the logs' tail. Prints the connect string on stdout.
 set -euo pipefail
 
 usage() {
-    echo "usage: zk.sh start DIR [PORT] | start DIR --ensemble 3 [PORT] | stop DIR" >&2
+    echo "usage: zk.sh start DIR [--ensemble 3] [--address ADDR] [PORT] | stop DIR" >&2
     exit 2
 }
 
-#  Whether 127.0.0.1:$1 answers srvr with a Mode line (it serves requests).
+#  Whether $address:$1 answers srvr with a Mode line (it serves requests).
 serving() {
-    python3 - "$1" <<'EOF'
+    python3 - "$address" "$1" <<'EOF'
 import socket, sys
 try:
-    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.5) as s:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5) as s:
         s.sendall(b"srvr")
         s.settimeout(0.5)
         data = b""
@@ -61,14 +67,14 @@ start() {
             echo "syncLimit=10"
             echo "dataDir=$server/data"
             echo "clientPort=$client"
-            echo "clientPortAddress=127.0.0.1"
+            echo "clientPortAddress=$address"
             echo "admin.enableServer=false"
             echo "4lw.commands.whitelist=srvr,ruok,stat"
             echo "maxSessionTimeout=60000"
             if ((count > 1)); then
                 local peer
                 for ((peer = 1; peer <= count; peer++)); do
-                    echo "server.$peer=127.0.0.1:$((port + 100 + peer)):$((port + 200 + peer))"
+                    echo "server.$peer=$address:$((port + 100 + peer)):$((port + 200 + peer))"
                 done
             fi
         } >"$server/zoo.cfg"
@@ -80,7 +86,7 @@ start() {
                 org.apache.zookeeper.server.quorum.QuorumPeerMain "$server/zoo.cfg"
         ) >"$server/zookeeper.log" 2>&1 </dev/null &
         echo $! >"$server/pid"
-        connect+="${connect:+,}127.0.0.1:$client"
+        connect+="${connect:+,}$address:$client"
     done
     local deadline=$((SECONDS + 60))
     for ((id = 1; id <= count; id++)); do
@@ -120,11 +126,24 @@ shift 2
 case $action in
     start)
         count=1
-        if [[ ${1:-} == --ensemble ]]; then
-            count=${2:-}
-            [[ $count == 3 ]] || { echo "zk.sh: --ensemble takes 3" >&2; exit 2; }
+        address=127.0.0.1
+        while [[ ${1:-} == --* ]]; do
+            case $1 in
+                --ensemble)
+                    count=${2:-}
+                    [[ $count == 3 ]] || { echo "zk.sh: --ensemble takes 3" >&2; exit 2; }
+                    ;;
+                --address)
+                    address=${2:-}
+                    #  loopback, or the demos' range 198.18.0.0/15 only
+                    [[ $address =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ \
+                       || $address =~ ^198\.1[89]\.[0-9]+\.[0-9]+$ ]] \
+                        || { echo "zk.sh: --address takes 127.x.x.x or 198.18.0.0/15" >&2; exit 2; }
+                    ;;
+                *) usage ;;
+            esac
             shift 2
-        fi
+        done
         port=${1:-2181}
         [[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65000)) || usage
         start "$dir" "$count" "$port"

@@ -4,6 +4,10 @@
   remote: commands (``send``, ``send_many``), view queries (``get``,
   ``list``, ``count``), log reads (``read``, ``stream``) and status
   (``views``, ``health``, ``stats``, ``rebuild``). Pure Python.
+- :class:`ClusterClient` (``Client.connect_cluster(seeds)``) talks to a
+  whole cluster: it keeps the slot map, sends each command straight to its
+  group's leader, follows the map as leaders move, and reads your writes
+  across groups (``get(view, key, after=result)``).
 - :class:`Subscription` follows the event log from a position: catches up
   from the log, then goes live, filling any gap; never a duplicate.
 - :class:`Projection` (with :func:`on`) builds a read model in Python from a
@@ -27,6 +31,7 @@ Quick start::
 from .errors import (Conflict, Denied, Error, InternalError, Invalid, Rejected, Timeout,
                      Unavailable, Unknown)
 from .client import Client, CommandResult, Outcome, Page
+from .cluster import ClusterClient, ClusterMap, crc16, slot_of
 from .subscription import Subscription
 from .projection import Projection, on
 from .node import Node
@@ -34,7 +39,8 @@ from .node import Node
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "CommandResult", "Outcome", "Page", "Subscription", "Projection", "on", "Node",
+    "Client", "CommandResult", "Outcome", "Page", "ClusterClient", "ClusterMap", "crc16",
+    "slot_of", "Subscription", "Projection", "on", "Node",
     "Error", "Invalid", "Unknown", "Rejected", "Conflict", "Timeout", "Unavailable", "Denied",
     "InternalError",
 ]

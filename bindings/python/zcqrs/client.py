@@ -20,13 +20,16 @@ import collections
 import itertools
 import time
 import uuid
-from typing import (Any, Deque, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
+from typing import (TYPE_CHECKING, Any, Deque, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
                     Optional, Sequence, Union)
 
 import msgpack
 import zmq
 
 from .errors import Error, Invalid, Timeout, Unavailable, error_from_reply
+
+if TYPE_CHECKING:
+    from .cluster import ClusterClient
 
 __all__ = ["Client", "CommandResult", "Outcome", "Page"]
 
@@ -48,6 +51,9 @@ class CommandResult(NamedTuple):
         events:    how many events the command appended.
         duplicate: True when this id had already succeeded and nothing new
                    was applied (a retry).
+        group:     in a cluster, the group whose log holds the stream
+                   (``position`` is in that group's log); else None.
+        node:      in a cluster, the leader that decided it; else None.
     """
     id: str
     stream: str
@@ -55,6 +61,8 @@ class CommandResult(NamedTuple):
     position: int
     events: int
     duplicate: bool
+    group: Optional[int] = None
+    node: Optional[str] = None
 
 
 #: What :meth:`Client.send_many` yields per command.
@@ -74,8 +82,12 @@ class Page(NamedTuple):
 
 
 def _result(reply: Mapping[str, Any]) -> CommandResult:
+    group = reply.get("group")
+    node = reply.get("node")
     return CommandResult(reply["id"], reply["stream"], reply["version"],
-                         reply["position"], reply["events"], reply.get("duplicate", False))
+                         reply["position"], reply["events"], reply.get("duplicate", False),
+                         group if isinstance(group, int) else None,
+                         node if isinstance(node, str) else None)
 
 
 class Client:
@@ -127,6 +139,17 @@ class Client:
             self._command_sock = self._dealer(command)
         if query:
             self._query_sock = self._dealer(query)
+
+    @staticmethod
+    def connect_cluster(seeds: Union[str, Sequence[str]], **options: Any) -> "ClusterClient":
+        """A :class:`zcqrs.ClusterClient`: the client of a whole cluster.
+
+        ``seeds`` are query endpoints of some of its nodes; it fetches the
+        slot map from them and sends each command straight to the leader of
+        its stream's group. ``options`` as :class:`zcqrs.ClusterClient`.
+        """
+        from .cluster import ClusterClient
+        return ClusterClient(seeds, **options)
 
     def _dealer(self, endpoint: str) -> zmq.Socket:
         sock = self.context.socket(zmq.DEALER)
@@ -336,9 +359,7 @@ class Client:
                     orphans[id] = reply         # another batch's: leave it there
                 return
             if reply.get("ok") is True:
-                done[entry[0]] = CommandResult(
-                    id, reply["stream"], reply["version"], reply["position"],
-                    reply["events"], reply.get("duplicate", False))
+                done[entry[0]] = _result(reply)
                 if limit < window:
                     limit += 1
                 return
