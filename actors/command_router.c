@@ -259,9 +259,10 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
         }
         zhashx_set_destructor (self->links, (zhashx_destructor_fn *) s_free_string);
         zsock_set_router_mandatory (self->forward, 1);
-        //  a peer is known only once its connection is up: a dead one's
-        //  requests wait here, briefly, rather than in a queue to nowhere
-        zsock_set_immediate (self->forward, 1);
+        //  not ZMQ_IMMEDIATE: with it, a ROUTER's connection never takes
+        //  the routing id given at connect, and no forward goes out. A
+        //  forward to a leader that died before ZooKeeper noticed waits
+        //  in ZeroMQ's queue and ends as outcome_unknown (DESIGN 7)
         zsock_set_sndhwm (self->forward, 100000);
         zsock_set_rcvhwm (self->forward, 100000);
         zsock_set_linger (self->forward, 0);

@@ -215,6 +215,8 @@ def phase_check(client, state):
     for group in logs:          # views up to the end of each log as read above
         if logs[group]:
             session[group] = max(session.get(group, 0), logs[group][-1]["position"])
+    if client.cluster_wide is None:
+        client.get("totals", "bank")    # a first view query: its reply tells
     if client.cluster_wide:
         say("   the nodes' views are cluster-wide (replies carry `positions`): "
             "one node's totals against the whole bank")

@@ -14,6 +14,7 @@ sleeps for a fixed time: every wait polls a condition with a deadline.
 import os
 import shutil
 import signal
+import random
 import socket
 import subprocess
 import tempfile
@@ -43,11 +44,30 @@ def wait_for(condition, timeout, what):
         time.sleep(0.05)
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A loopback port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on now, below the ephemeral range:
+    the nodes' own outgoing connections (forwards, feeds, ZooKeeper) take
+    ephemeral ports, and one could take a port picked here before the node
+    that is to listen on it binds it."""
+    high = min(_ephemeral_low(), 65536) - 1
+    low = max(1024, high - 12000)
+    for _ in range(2000):
+        port = random.randint(low, high - 300)       # room for zk.sh's numbering
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail("no free loopback port below the ephemeral range")
 
 
 def free_port_block(count):
