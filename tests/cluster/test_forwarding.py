@@ -75,13 +75,13 @@ def command(cid, key, type_, data):
     return {"id": cid, "aggregate": "account", "key": key, "type": type_, "data": data}
 
 
-def keys_per_group(count):
+def keys_per_group(count, groups=GROUPS):
     """count account keys for each group."""
-    found = {group: [] for group in range(GROUPS)}
+    found = {group: [] for group in range(groups)}
     index = 0
     while any(len(keys) < count for keys in found.values()):
         key = "k%d" % index
-        group = group_of("account/" + key)
+        group = group_of("account/" + key, groups)
         if len(found[group]) < count:
             found[group].append(key)
         index += 1
