@@ -48,6 +48,7 @@ typedef struct {
     const char *count;
     const char *min_position;
     bool all;
+    bool route; //  --route: commands straight to their group's leader
     char *words[64];
     int word_count;
 } s_args_t;
@@ -57,7 +58,7 @@ s_usage (FILE *out)
 {
     fprintf (out,
              "usage: zcqrs [--command EP] [--query EP] [--events EP] [--timeout MS] [--json] "
-             "COMMAND ...\n"
+             "[--route] COMMAND ...\n"
              "\n"
              "  send AGG KEY TYPE [JSON | name=value ...] [--expect N] [--id ID] [--meta JSON]\n"
              "  get VIEW KEY [--min-position P]\n"
@@ -74,7 +75,9 @@ s_usage (FILE *out)
              "\n"
              "Endpoints default to tcp://127.0.0.1:7400 (command), :7401 (events), :7402 "
              "(query).\n"
-             "Index values and cursors are JSON when they parse as JSON, else strings.\n");
+             "Index values and cursors are JSON when they parse as JSON, else strings.\n"
+             "--route (a cluster): send commands straight to their group's leader, found in\n"
+             "the cluster map read through --query; without it, any node forwards them.\n");
 }
 
 static zcq_client_t *s_client;
@@ -492,6 +495,10 @@ main (int argc, char *argv[])
             s_args.all = true;
             continue;
         }
+        if (streq (word, "--route")) {
+            s_args.route = true;
+            continue;
+        }
         if (streq (word, "--timeout") && index + 1 < argc) {
             s_args.timeout = atoi (argv[++index]);
             continue;
@@ -529,7 +536,8 @@ main (int argc, char *argv[])
         s_usage (stderr);
         return 2;
     }
-    s_client = zcq_client_new (s_args.command, s_args.query);
+    s_client = s_args.route ? zcq_client_new_cluster (s_args.query)
+                            : zcq_client_new (s_args.command, s_args.query);
     s_writer = zcq_writer_new ();
     if (!s_client || !s_writer) {
         fprintf (stderr, "zcqrs: cannot connect\n");

@@ -35,6 +35,14 @@ typedef struct {
 
 //  Connect to either endpoint (NULL to skip one). NULL on failure.
 ZCQ_EXPORT zcq_client_t *zcq_client_new (const char *command_endpoint, const char *query_endpoint);
+//  A client of a cluster (cluster.md): queries go to query_endpoint (any
+//  node's); each command goes straight to its group's leader, found in the
+//  slot map read with the `cluster` op, read again when a reply or a
+//  missing one says it is stale. A command is sent at most 4 times, always
+//  with the same id. zcq_client_command then returns the last reply (ZCQ_OK
+//  with an `unavailable` reply, say), or ZCQ_TIMEOUT / ZCQ_UNAVAILABLE
+//  when none came.
+ZCQ_EXPORT zcq_client_t *zcq_client_new_cluster (const char *query_endpoint);
 ZCQ_EXPORT void zcq_client_destroy (zcq_client_t **self_p);
 //  Send one encoded request to an endpoint and wait up to timeout_ms for
 //  its reply. *reply lives until the next call on this client. Returns

@@ -187,5 +187,16 @@ def test_the_cli_against_a_cluster(cluster_path, nodes):
                     "send", "account", key, "open", "owner=cli", "--id", "cli-1")
         assert json.loads(again.stdout)["duplicate"] is True
         assert forwarded(raw, started)["n0"] == 1
+        # --route: the C client reads the map and sends each command
+        # straight to its group's leader; nobody forwards
+        before = forwarded(raw, started)
+        for group in range(GROUPS):
+            key = keys[group][0] + "-routed"
+            routed = cli("--query", started[0].endpoints["query"], "--route", "--json",
+                         "send", "account", key, "open", "owner=cli")
+            assert routed.returncode == 0, routed.stderr
+            reply = json.loads(routed.stdout)
+            assert reply["ok"] and reply["node"] == started[reply["group"]].node, reply
+        assert forwarded(raw, started) == before
     finally:
         raw.close()
