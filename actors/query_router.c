@@ -440,6 +440,8 @@ s_int_field (zcq_query_t *query, const char *name, int64_t min, int64_t max, int
 typedef struct {
     zcq_writer_t *writer;
     size_t count;
+    uint64_t last_position; //  of the last event added
+    uint64_t last_version;
 } s_events_t;
 
 //  Add an event to a read or stream reply; stop once the reply is large
@@ -453,7 +455,21 @@ s_add_event (void *arg, uint64_t position, uint64_t version, const void *body, s
         return 1;
     zcq_writer_raw (events->writer, body, len);
     events->count++;
+    events->last_position = position;
+    events->last_version = version;
     return 0;
+}
+
+//  `next`: where to ask from for what this reply did not hold (a position
+//  or a version), or nil when it reached the end.
+static void
+s_write_next (zcq_writer_t *writer, uint64_t last, uint64_t end, size_t count)
+{
+    zcq_writer_str (writer, "next");
+    if (count && last < end)
+        zcq_writer_uint (writer, last + 1);
+    else
+        zcq_writer_nil (writer);
 }
 
 //  op read: events of the log from a position
@@ -476,7 +492,7 @@ s_op_read (self_t *self, zcq_query_t *query)
     zcq_writer_uint (self->writer, head);
     zcq_writer_str (self->writer, "events");
     size_t events_mark = zcq_writer_array_open (self->writer);
-    s_events_t events = { self->writer, 0 };
+    s_events_t events = { self->writer, 0, 0, 0 };
     zcq_err_t err = zcq_store_read_log (self->env->store, (uint64_t) from, (size_t) limit,
                                         s_add_event, &events);
     if (err != ZCQ_OK) {
@@ -484,7 +500,8 @@ s_op_read (self_t *self, zcq_query_t *query)
         return;
     }
     zcq_writer_array_close (self->writer, events_mark, events.count);
-    zcq_query_reply_close (query, self->writer, mark, count + 2);
+    s_write_next (self->writer, events.last_position, head, events.count);
+    zcq_query_reply_close (query, self->writer, mark, count + 3);
 }
 
 //  op stream: events of one stream from a version
@@ -515,7 +532,7 @@ s_op_stream (self_t *self, zcq_query_t *query)
     zcq_writer_uint (self->writer, zcq_store_head (self->env->store));
     zcq_writer_str (self->writer, "events");
     size_t events_mark = zcq_writer_array_open (self->writer);
-    s_events_t events = { self->writer, 0 };
+    s_events_t events = { self->writer, 0, 0, 0 };
     if (err == ZCQ_OK)
         err = zcq_store_read_stream (self->env->store, stream, (uint64_t) from, (size_t) limit,
                                      s_add_event, &events);
@@ -524,7 +541,8 @@ s_op_stream (self_t *self, zcq_query_t *query)
         return;
     }
     zcq_writer_array_close (self->writer, events_mark, events.count);
-    zcq_query_reply_close (query, self->writer, mark, count + 3);
+    s_write_next (self->writer, events.last_version, version, events.count);
+    zcq_query_reply_close (query, self->writer, mark, count + 4);
 }
 
 static void

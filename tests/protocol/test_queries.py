@@ -284,8 +284,11 @@ def test_read_default_limit_1000_and_max_10000(daemon):
             assert_ok(c.wait_command(cid, 30))
         rep = assert_ok(c.query("read", **{"from": 1}))
         assert len(rep["events"]) == 1000 and rep["head"] == 1200
+        assert rep["next"] == 1001          # an extension: where to go on
+        rep = assert_ok(c.query("read", **{"from": rep["next"]}))
+        assert len(rep["events"]) == 200 and rep["next"] is None
         rep = assert_ok(c.query("read", **{"from": 1, "limit": 10000}))
-        assert len(rep["events"]) == 1200
+        assert len(rep["events"]) == 1200 and rep["next"] is None
         assert [e["position"] for e in rep["events"]] == \
             list(range(1, 1201))
     finally:
