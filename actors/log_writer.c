@@ -62,6 +62,11 @@ struct zcq_committer_t {
     uint64_t epoch; //  the store's, when head was taken (DESIGN 6)
     zcq_batch_t *batch;
     uint8_t *result; //  scratch for a command's stored result
+    //  a clustered node: its group's epoch history (zcq_committer_set_coordinator)
+    zcq_coordinator_t *coordinator;
+    uint8_t *epochs; //  the `epochs` record: [u64 epoch][u64 first position]...
+    size_t epochs_size;
+    uint64_t epoch_written; //  the newest epoch in it
 };
 
 #define S_STAT_ADD(self, name, value)                  \
@@ -98,8 +103,52 @@ zcq_committer_destroy (zcq_committer_t **self_p)
     free (self->poisoned_below);
     zcq_batch_destroy (&self->batch);
     free (self->result);
+    free (self->epochs);
     free (self);
     *self_p = NULL;
+}
+
+void
+zcq_committer_set_coordinator (zcq_committer_t *self, zcq_coordinator_t *coordinator)
+{
+    self->coordinator = coordinator;
+    free (self->epochs);
+    self->epochs = NULL;
+    self->epochs_size = 0;
+    self->epoch_written = 0;
+    void *value;
+    size_t len;
+    if (coordinator && zcq_store_meta (self->store, ZCQ_EPOCHS_META, &value, &len) == ZCQ_OK) {
+        if (len % 16 == 0) {
+            self->epochs = value;
+            self->epochs_size = len;
+            if (len)
+                self->epoch_written = zcq_get_be64 (self->epochs + len - 16);
+        }
+        else
+            free (value); //  not ours to trust: the next epoch starts a new history
+    }
+}
+
+//  Stage the epoch history's new entry when this commit is the first under
+//  the epoch the node leads now; false when out of memory.
+static bool
+s_stage_epoch (zcq_committer_t *self, uint64_t first)
+{
+    uint64_t epoch;
+    if (!self->coordinator || !zcq_coordinator_leading (self->coordinator, &epoch)
+        || epoch <= self->epoch_written)
+        return true;
+    uint8_t *epochs = realloc (self->epochs, self->epochs_size + 16);
+    if (!epochs)
+        return false;
+    self->epochs = epochs;
+    zcq_put_be64 (epochs + self->epochs_size, epoch);
+    zcq_put_be64 (epochs + self->epochs_size + 8, first);
+    zcq_batch_meta (self->batch, ZCQ_EPOCHS_META, epochs, self->epochs_size + 16);
+    self->epochs_size += 16; //  kept only if the commit succeeds (below)
+    self->epoch_written = epoch;
+    return true;
 }
 
 uint64_t
@@ -197,8 +246,17 @@ zcq_committer_commit (zcq_committer_t *self, zcq_cbatch_t *const *group, size_t 
         }
     }
     zcq_err_t err = ZCQ_OK;
-    if (staged)
+    size_t epochs_size = self->epochs_size;
+    uint64_t epoch_written = self->epoch_written;
+    if (staged && !s_stage_epoch (self, self->head + 1))
+        err = ZCQ_NOMEM;
+    if (staged && err == ZCQ_OK)
         err = zcq_store_commit (self->store, self->batch, head);
+    if (err != ZCQ_OK) {
+        //  the history's new entry was not written either
+        self->epochs_size = epochs_size;
+        self->epoch_written = epoch_written;
+    }
     if (err != ZCQ_OK) {
         S_STAT_ADD (self, commit_failures, 1);
         zsys_error ("writer: commit of %zu commands failed: %s", staged, zcq_strerror (err));
@@ -254,6 +312,8 @@ zcq_log_stage_new (zcq_log_stage_t **self_p, const zcq_node_env_t *env, char *er
         self->env = env;
         self->committer
             = zcq_committer_new (env->store, env->stats, (uint32_t) env->config->shards);
+        if (self->committer && env->coordinator)
+            zcq_committer_set_coordinator (self->committer, env->coordinator);
         self->heartbeat = zcq_writer_new ();
         self->publisher = zsock_new (ZMQ_PUB);
     }

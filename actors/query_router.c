@@ -637,7 +637,21 @@ s_op_health (self_t *self, zcq_query_t *query)
         zcq_writer_array (self->writer, state ? state->isr_count : 0);
         for (size_t index = 0; state && index < state->isr_count; index++)
             zcq_writer_str (self->writer, state->isr[index]);
-        count += 5;
+        //  the epoch history of its log (cluster.md 6.4): [epoch, first position]
+        void *epochs = NULL;
+        size_t size = 0;
+        if (zcq_store_meta (self->env->store, ZCQ_EPOCHS_META, &epochs, &size) != ZCQ_OK
+            || size % 16)
+            size = 0;
+        zcq_writer_str (self->writer, "epochs");
+        zcq_writer_array (self->writer, size / 16);
+        for (size_t at = 0; at < size; at += 16) {
+            zcq_writer_array (self->writer, 2);
+            zcq_writer_uint (self->writer, zcq_get_be64 ((uint8_t *) epochs + at));
+            zcq_writer_uint (self->writer, zcq_get_be64 ((uint8_t *) epochs + at + 8));
+        }
+        free (epochs);
+        count += 6;
         zcq_cluster_view_release (&view);
     }
     zcq_query_reply_close (query, self->writer, mark, count);

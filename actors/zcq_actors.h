@@ -290,6 +290,14 @@ typedef struct zcq_committer_t zcq_committer_t;
 //  stats may be NULL. The head is the store's.
 zcq_committer_t *zcq_committer_new (zcq_store_t *store, zcq_stats_t *stats, uint32_t shard_count);
 void zcq_committer_destroy (zcq_committer_t **self_p);
+//  A clustered node's committer keeps its group's epoch history (cluster.md
+//  6.4): the first commit under an epoch it has not written before also
+//  writes [epoch, first position] into the store's `epochs` record, in the
+//  same write as the events.
+void zcq_committer_set_coordinator (zcq_committer_t *self, zcq_coordinator_t *coordinator);
+//  The epoch history as stored: [u64 epoch][u64 first position] pairs,
+//  big-endian, oldest first; the record's name.
+#define ZCQ_EPOCHS_META "epochs"
 //  Let a failed store reopen (zcq_store_recover); after a reopen, take the
 //  store's head (F6). True when the head moved: subscribers must be told.
 bool zcq_committer_recover (zcq_committer_t *self);

@@ -223,6 +223,12 @@ def test_a_group_without_its_node(cluster_path, nodes):
                     assert by_id.get(cid) == [ack["position"]], (cid, ack, by_id.get(cid))
         health = client.call(down.endpoints["query"], {"op": "health"})
         assert health["role"] == "leader" and health["epoch"] >= 2
+        # its log's epoch history: an entry per epoch it wrote under, each
+        # starting after the last position of the one before
+        epochs = health["epochs"]
+        assert [e for e, _ in epochs] == sorted(e for e, _ in epochs) and len(epochs) == 2, epochs
+        assert epochs[-1][0] == health["epoch"], (epochs, health)
+        assert epochs[0][1] == 1 and epochs[1][1] > epochs[0][1], epochs
     finally:
         client.close()
 
