@@ -123,6 +123,12 @@ typedef struct {
 void bench_cpu_start (bench_cpu_t *cpu);
 //  CPU seconds this process has used, all its threads
 double bench_process_cpu_s (void);
+//  Heap allocations (alloc.c): count every allocation of threads that did
+//  not opt out, from start to stop.
+void bench_alloc_start (void);
+uint64_t bench_alloc_stop (void);
+//  The calling thread's allocations are not counted (the load generator's).
+void bench_alloc_uncounted (void);
 //  sleep until bench_now_ns () reaches when_ns
 void bench_sleep_until_ns (uint64_t when_ns);
 double bench_cpu_others (const bench_cpu_t *cpu, double *steal);

@@ -649,6 +649,7 @@ s_client_run (void *arg)
     const bench_load_t *load = self->load;
     prctl (PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     prctl (PR_SET_NAME, "bench-client", 0, 0, 0);
+    bench_alloc_uncounted (); //  mallocs/op counts the node's
     uint64_t drain_deadline = 0;
     while (true) {
         s_drain (self);
@@ -806,16 +807,21 @@ bench_load_run (const bench_load_t *load)
     //  what an operation costs in CPU: the process's CPU time (node and
     //  clients, every thread) from the start of the measured seconds to the
     //  last reply, over the operations measured
+    //  the same seconds, the node's heap allocations (alloc.c)
     double cpu_s = -1, cpu_before = 0;
+    int64_t mallocs = -1;
     if (!s_is_pass (load) && started == clients) {
         bench_sleep_until_ns (measure);
         cpu_before = bench_process_cpu_s ();
+        bench_alloc_start ();
     }
     for (int index = 0; index < started; index++)
         pthread_join (threads[index], NULL);
     free (threads);
-    if (!s_is_pass (load) && started == clients)
+    if (!s_is_pass (load) && started == clients) {
         cpu_s = bench_process_cpu_s () - cpu_before;
+        mallocs = (int64_t) bench_alloc_stop ();
+    }
     if (hiccups) {
         atomic_store (&hiccup.stop, true);
         pthread_join (hiccup.thread, NULL);
@@ -882,6 +888,11 @@ bench_load_run (const bench_load_t *load)
             json_object_set_new (
                 result, "cpu_us_per_op",
                 json_real (round (cpu_s * 1e7 / (double) (commands_ok + queries_ok)) / 10));
+        if (mallocs >= 0 && commands_ok + queries_ok)
+            json_object_set_new (
+                result, "mallocs_per_op",
+                json_real (round ((double) mallocs * 10 / (double) (commands_ok + queries_ok))
+                           / 10));
         json_object_set_new (result, "queries_ok", json_integer ((json_int_t) queries_ok));
         json_object_set_new (result, "ack", bench_hist_json (ack));
         if (bench_hist_count (query))

@@ -669,12 +669,13 @@ s_run_workload (s_suite_t *self, zcq_node_t *node, size_t workload_index,
     json_array_append_new (json_object_get (self->results, "runs"), run);
     json_t *ack = json_object_get (run, "ack");
     bench_log (
-        "  %-13s %-5s %d shards: %9.0f commands/s %9.0f queries/s %5.1f cpu us/op  ack p50 "
-        "%.3f p99 %.3f ms  lag p99 %lld events",
+        "  %-13s %-5s %d shards: %9.0f commands/s %9.0f queries/s %5.1f cpu us/op %5.1f "
+        "mallocs/op  ack p50 %.3f p99 %.3f ms  lag p99 %lld events",
         workload->name, zcq_durability_name (durability), shards,
         json_real_value (json_object_get (run, "commands_per_s")),
         json_real_value (json_object_get (run, "queries_per_s")),
         json_number_value (json_object_get (run, "cpu_us_per_op")),
+        json_number_value (json_object_get (run, "mallocs_per_op")),
         json_real_value (json_object_get (ack, "p50")) / 1000,
         json_real_value (json_object_get (ack, "p99")) / 1000,
         (long long) json_integer_value (json_object_get (json_object_get (lag, "events"), "p99")));

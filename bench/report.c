@@ -198,9 +198,9 @@ bench_report_headline (const json_t *results, FILE *out)
 static void
 s_workloads_table (const json_t *results, FILE *out)
 {
-    fprintf (out, "| workload | durability | shards | commands/s | queries/s | CPU µs/op | ack p50 "
-                  "| p90 | p99 | p99.9 | max | errors |\n"
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    fprintf (out, "| workload | durability | shards | commands/s | queries/s | CPU µs/op "
+                  "| mallocs/op | ack p50 | p90 | p99 | p99.9 | max | errors |\n"
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     size_t index;
     const json_t *run;
     json_array_foreach (json_object_get (results, "runs"), index, run) {
@@ -220,11 +220,12 @@ s_workloads_table (const json_t *results, FILE *out)
         if (stale && used < sizeof errors)
             snprintf (errors + used, sizeof errors - used, "%sstale reads %lld", used ? ", " : "",
                       (long long) stale);
-        fprintf (out, "| %s | %s | %lld | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+        fprintf (out, "| %s | %s | %lld | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
                  s_str (run, "workload"), s_str (run, "durability"),
                  (long long) json_integer_value (json_object_get (run, "shards")),
                  s_rate (s_num (run, "commands_per_s")), s_rate (s_num (run, "queries_per_s")),
-                 s_real (s_num (run, "cpu_us_per_op"), "%.1f"), s_ms (s_num (run, "ack.p50")),
+                 s_real (s_num (run, "cpu_us_per_op"), "%.1f"),
+                 s_real (s_num (run, "mallocs_per_op"), "%.1f"), s_ms (s_num (run, "ack.p50")),
                  s_ms (s_num (run, "ack.p90")), s_ms (s_num (run, "ack.p99")),
                  s_ms (s_num (run, "ack.p999")), s_ms (s_num (run, "ack.max")),
                  errors[0] ? errors : "none");
@@ -498,7 +499,9 @@ bench_report_markdown (const json_t *results, const char *path, const char *plot
         "count, after one deposit to every account the aggregate caches can hold (the "
         "steady state; loading an aggregate from the store is measured under Storage). CPU µs/op: "
         "the process's CPU time (node and clients, every thread) over the measured "
-        "seconds, per operation.\n\n");
+        "seconds, per operation. mallocs/op: the node's heap allocations over the same "
+        "seconds (every thread but the load generator's, ZeroMQ's I/O threads included), "
+        "per operation (bench/alloc.c).\n\n");
     s_workloads_table (results, out);
     if (json_array_size (json_object_get (results, "open_loop"))) {
         fprintf (out, "\n## Latency against offered load (open loop, deposit-100k)\n\n");
