@@ -204,6 +204,17 @@ s_destroy (self_t **self_p)
         zcq_cbatch_drain (self->acks);
     free (self->round);
     free (self->shards);
+    while (self->oldest) {
+        //  forwards still out at the end: their commands are nobody's now
+        s_forward_t *forward = self->oldest;
+        self->oldest = forward->next;
+        zcq_command_destroy (&forward->command);
+        free (forward);
+    }
+    zhashx_destroy (&self->forwards);
+    zhashx_destroy (&self->links);
+    zsock_destroy (&self->forward);
+    zcq_cluster_view_release (&self->view);
     zcq_gate_unwatch (self->clients); //  before it closes (actors/gate.c DESIGN 1)
     zsock_destroy (&self->clients);
     zsock_destroy (&self->acks);

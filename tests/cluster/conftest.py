@@ -198,15 +198,20 @@ class Node:
             self.process.wait(timeout=STOP_TIMEOUT)
 
     def stop(self):
+        """SIGTERM and wait; the exit status of a node that was running (0
+        is a clean stop; a sanitizer's report makes it non-zero), or None."""
+        status = None
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=STOP_TIMEOUT)
+                status = self.process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                status = "still running %d s after SIGTERM" % STOP_TIMEOUT
         if self.process and self.process.stdout:
             self.process.stdout.close()
+        return status
 
 
 @pytest.fixture
@@ -221,8 +226,13 @@ def nodes(tmp_path):
             return made[-1]
 
     yield Maker()
+    unclean = []
     for node in made:
-        node.stop()
+        status = node.stop()
+        if status not in (None, 0):
+            unclean.append("%s: exit %s after SIGTERM: %s" % (node.node, status,
+                                                              node.log()[-3000:]))
         if node.stderr_path:
             node.stderr.close()
             os.unlink(node.stderr_path)
+    assert not unclean, "\n".join(unclean)
