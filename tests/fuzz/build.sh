@@ -34,7 +34,7 @@ has_libfuzzer () {
 }
 
 missing_dev () {
-    pkg-config --exists libczmq libzmq msgpack rocksdb 2>/dev/null || return 0
+    pkg-config --exists libczmq libzmq msgpack rocksdb jansson 2>/dev/null || return 0
     return 1
 }
 
@@ -63,9 +63,10 @@ common=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -DZCQ_BUILDING
 #  past a known finding while exploring (use another BUILD_DIR then).
 #  They come last, after the -fsanitize flags they may refine.
 read -r -a extra <<< "${ZCQ_FUZZ_CFLAGS:-}"
-read -r -a pkg_cflags <<< "$(pkg-config --cflags libczmq libzmq msgpack rocksdb)"
-read -r -a pkg_libs <<< "$(pkg-config --libs libczmq libzmq msgpack rocksdb)"
-libs=("${pkg_libs[@]}" -lpthread -ldl)
+read -r -a pkg_cflags <<< "$(pkg-config --cflags libczmq libzmq msgpack rocksdb jansson)"
+read -r -a pkg_libs <<< "$(pkg-config --libs libczmq libzmq msgpack rocksdb jansson)"
+#  the cluster's ZooKeeper client (engine/zk.c) has no pkg-config file
+libs=("${pkg_libs[@]}" -lzookeeper_mt -lpthread -ldl)
 
 #  the library is every .c of engine/ and actors/ (as in CMakeLists.txt),
 #  so that a new source file cannot be left out here
