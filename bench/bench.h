@@ -182,6 +182,7 @@ typedef struct {
     zcq_durability_t durability;
     int shards;            //  per node
     const char *zk_script; //  scripts/zk.sh
+    const char *views;     //  the clustered nodes' --views: cluster (default), group, none
 } bench_cluster_t;
 
 //  A private ZooKeeper, `groups` clustered zcqrsd processes (one replica

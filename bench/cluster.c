@@ -203,7 +203,8 @@ s_free_port (void)
 //  Start a zcqrsd and wait for its four ready lines; false on failure (the
 //  reason on stderr, the node's log kept in its data dir's parent).
 static bool
-s_node_start (s_node_t *node, const char *connect, zcq_durability_t durability, int shards)
+s_node_start (s_node_t *node, const char *connect, zcq_durability_t durability, int shards,
+              const char *views)
 {
     int ports[3];
     for (int index = 0; index < 3; index++)
@@ -235,6 +236,8 @@ s_node_start (s_node_t *node, const char *connect, zcq_durability_t durability, 
         argv[count++] = node->name;
         argv[count++] = "--group";
         argv[count++] = group_text;
+        argv[count++] = "--views";
+        argv[count++] = views;
     }
     argv[count] = NULL;
     int pipe_fds[2];
@@ -567,6 +570,7 @@ bench_cluster_run (const bench_cluster_t *options)
         bench_log ("cluster: %s or %s is missing (build zcqrsd and zcqrs)", s_zcqrsd (), s_cli ());
         return NULL;
     }
+    const char *views = options->views ? options->views : "cluster";
     snprintf (s_zk_script, sizeof s_zk_script, "%s", options->zk_script);
     s_setup_t setup = { .node_count = 0 };
     char *dir = bench_dir_new ("cluster");
@@ -630,7 +634,7 @@ bench_cluster_run (const bench_cluster_t *options)
         snprintf (node->data, sizeof node->data, "%s/%s", setup.dir, node->name);
         snprintf (node->log, sizeof node->log, "%s/%s.log", setup.dir, node->name);
         setup.node_count = index + 1;
-        bool started = s_node_start (node, connect, options->durability, options->shards);
+        bool started = s_node_start (node, connect, options->durability, options->shards, views);
         s_pids[index] = node->pid;
         if (!started)
             goto done;
@@ -650,8 +654,9 @@ bench_cluster_run (const bench_cluster_t *options)
         bench_log ("cluster: the groups got no leaders in 30 s");
         goto done;
     }
-    bench_log ("cluster: %d groups, %u slots, %s; one plain node; %s, %d shards each", groups,
-               map.slots, connect, zcq_durability_name (options->durability), options->shards);
+    bench_log ("cluster: %d groups, %u slots, %s, views %s; one plain node; %s, %d shards each",
+               groups, map.slots, connect, views, zcq_durability_name (options->durability),
+               options->shards);
 
     //  Routes: account k's command to the leader of its group (direct), or
     //  to the next node after that leader, which does not lead it (forwarded)
@@ -767,8 +772,8 @@ bench_cluster_run (const bench_cluster_t *options)
     for (int group = 0; group < groups; group++)
         json_array_append_new (spread, json_integer ((json_int_t) per_group[group]));
     section = json_pack (
-        "{s:i, s:i, s:I, s:s, s:i, s:s, s:o, s:f, s:f, s:o, s:o}", "groups", groups, "replicas", 1,
-        "accounts", (json_int_t) options->accounts, "durability",
+        "{s:i, s:i, s:s, s:I, s:s, s:i, s:s, s:o, s:f, s:f, s:o, s:o}", "groups", groups,
+        "replicas", 1, "views", views, "accounts", (json_int_t) options->accounts, "durability",
         zcq_durability_name (options->durability), "shards", options->shards, "zookeeper",
         "1 server (scripts/zk.sh)", "accounts_per_group", spread, "opens_per_s_single",
         json_real_value (json_object_get (opened_single, "commands_per_s")), "opens_per_s_cluster",

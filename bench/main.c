@@ -87,6 +87,7 @@ typedef struct {
     const char *from_json;   //  only render the reports of an earlier run
     const char *rebuild_dir; //  the rebuild section on a copy of this data dir
     int groups;              //  the cluster section's
+    const char *cluster_views;
     bool keep;
 } s_options_t;
 
@@ -142,6 +143,8 @@ s_usage (FILE *out)
              "  --from-json FILE     run nothing: write --md, --plots and the headline of an\n"
              "                       earlier run's JSON\n"
              "  --groups N           groups of the cluster section (default 3)\n"
+             "  --cluster-views MODE the clustered nodes' --views: cluster (default; each\n"
+             "                       node's views follow every group), group or none\n"
              "  --rebuild-dir DIR    the rebuild section on a copy of DIR, a data dir a node\n"
              "                       wrote and stopped cleanly (kept with --keep), instead\n"
              "                       of opening accounts first; no synthetic log (implies\n"
@@ -224,6 +227,7 @@ s_parse (int argc, char **argv, s_options_t *options)
                                            { "from-json", required_argument, NULL, 'F' },
                                            { "rebuild-dir", required_argument, NULL, 'R' },
                                            { "groups", required_argument, NULL, 'C' },
+                                           { "cluster-views", required_argument, NULL, 'V' },
                                            { "help", no_argument, NULL, 'h' },
                                            { NULL, 0, NULL, 0 } };
     bool any = false;
@@ -268,6 +272,14 @@ s_parse (int argc, char **argv, s_options_t *options)
             case 'F': options->from_json = optarg; break;
             case 'R': options->rebuild_dir = optarg; break;
             case 'C': options->groups = atoi (optarg); break;
+            case 'V':
+                if (!streq (optarg, "cluster") && !streq (optarg, "group")
+                    && !streq (optarg, "none")) {
+                    fprintf (stderr, "zcqrs-bench: --cluster-views is cluster, group or none\n");
+                    return 2;
+                }
+                options->cluster_views = optarg;
+                break;
             case 'h': s_usage (stdout); exit (0);
             default: s_usage (stderr); return 2;
         }
@@ -1391,7 +1403,8 @@ s_run_cluster (s_suite_t *self)
                                 .groups = self->options->groups,
                                 .durability = self->options->durabilities[0],
                                 .shards = self->headline_shards,
-                                .zk_script = BENCH_ZK_SCRIPT };
+                                .zk_script = BENCH_ZK_SCRIPT,
+                                .views = self->options->cluster_views };
     bench_log ("cluster: %d groups against one node, %llu accounts", cluster.groups,
                (unsigned long long) cluster.accounts);
     json_t *result = bench_cluster_run (&cluster);

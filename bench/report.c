@@ -181,7 +181,8 @@ s_cluster_section (const json_t *results, FILE *out)
                                    "%s%lld", index ? " / " : "",
                                    (long long) json_integer_value (count));
     fprintf (out,
-             "%lld groups of one replica each (one zcqrsd per group) and one plain zcqrsd, "
+             "%lld groups of one replica each (one zcqrsd per group, views `%s`) and one "
+             "plain zcqrsd, "
              "every one its own process on loopback, %s, %lld shards each, beside a private "
              "ZooKeeper (one server); %s accounts opened on each side (%s per group), then "
              "deposits to uniformly random accounts: closed loop, %lld client(s), window %lld, "
@@ -195,6 +196,7 @@ s_cluster_section (const json_t *results, FILE *out)
              "cores than processes the ratio is the figure (docs/cluster.md, Performance). "
              "Latencies in ms. Opening: %s/s on one node, %s/s through the cluster.\n\n",
              (long long) json_integer_value (json_object_get (cluster, "groups")),
+             json_object_get (cluster, "views") ? s_str (cluster, "views") : "cluster",
              s_str (cluster, "durability"),
              (long long) json_integer_value (json_object_get (cluster, "shards")),
              s_rate (s_num (cluster, "accounts")), groups,
