@@ -194,12 +194,18 @@ base="bench/results/$name"
 label=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || label+="+changes"
 
-args=(--json "$base.json" --md "$base.md" --plots "$base" --label "$label" --workdir "$work_dir")
+#  the plots are the matrix's, open loop's and lag's: none for the cluster alone
+plots=1
+[[ $workloads == cluster ]] && plots=0
+args=(--json "$base.json" --md "$base.md" --label "$label" --workdir "$work_dir")
+((plots)) && args+=(--plots "$base")
 [[ -z $conninfo ]] || args+=(--pg "$conninfo")
 log "running the suite$( ((quick)) && echo ' (quick)'): progress below, headline at the end"
 headline=$("$build/bench/zcqrs-bench" "${args[@]}" "$@")
 
-if command -v gnuplot >/dev/null; then
+if ((!plots)); then
+    :
+elif command -v gnuplot >/dev/null; then
     gnuplot -e "prefix='$base'" bench/plots.gp 2>"$base-gnuplot.log" \
         && rm -f "$base-gnuplot.log" \
         || log "gnuplot failed, see $base-gnuplot.log"
