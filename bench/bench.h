@@ -59,13 +59,20 @@ typedef struct {
     bool echo;          //  the server echoes each request (raw ZeroMQ baseline)
     const char *tag;    //  prefix that makes this run's command ids unique
     uint64_t max_ops;   //  stop sending after this many operations (0 = by time only)
+    //  Several command endpoints (a cluster): each client holds a DEALER
+    //  to every one, and a command to account k goes to
+    //  command_endpoints[routes[k]]. Count 0: command_endpoint alone.
+    const char *const *command_endpoints;
+    int command_endpoint_count;
+    const uint8_t *routes; //  accounts entries (hot_key: entry 0)
 } bench_load_t;
 
 void bench_load_defaults (bench_load_t *load);
 
 //  Run a load and return its figures as a JSON object (caller owns):
 //  {commands_per_s, queries_per_s, ack, query, ryw (latency objects),
-//   errors {code: count}, unanswered, ryw_stale, ...}. NULL on a setup
+//   errors {code: count}, unanswered, ryw_stale, commands_ok_all (every
+//   ok reply, warmup included), ...}. NULL on a setup
 //  failure (reason on stderr).
 json_t *bench_load_run (const bench_load_t *load);
 
@@ -168,6 +175,31 @@ json_t *bench_baseline_scan (const char *path, int runs);
 //  the harness was built without libpq or the server is unreachable.
 json_t *bench_baseline_pg (const char *conninfo, zcq_durability_t durability, uint64_t accounts,
                            int window, int connections, double seconds);
+
+//  --------------------------------------------------------------------------
+//  The cluster section (cluster.c)
+
+#define BENCH_CLUSTER_GROUPS_MAX 8
+
+typedef struct {
+    const bench_load_t *load; //  window, clients, warmup, seconds of the deposit runs
+    uint64_t accounts;
+    int groups; //  2 .. BENCH_CLUSTER_GROUPS_MAX
+    zcq_durability_t durability;
+    int shards;            //  per node
+    const char *zk_script; //  scripts/zk.sh
+    const char *views;     //  the clustered nodes' --views: cluster (default), group, none
+} bench_cluster_t;
+
+//  A private ZooKeeper, `groups` clustered zcqrsd processes (one replica
+//  each) and one plain zcqrsd on loopback; the deposit load on the plain
+//  node, on the cluster with every command sent to its group's leader, and
+//  with every command sent to a node that must forward it. Returns
+//  {groups, accounts, ..., runs {single, direct, forwarded}, ratios {...}}
+//  (caller owns), or NULL when the cluster could not be set up (reason on
+//  stderr). Everything it started is stopped and removed before it
+//  returns, and on SIGINT/SIGTERM meanwhile.
+json_t *bench_cluster_run (const bench_cluster_t *cluster);
 
 //  --------------------------------------------------------------------------
 //  Reports (report.c)

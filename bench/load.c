@@ -35,6 +35,12 @@
         second), a `get` of the same account with min_position = the ack's
         position; its latency runs from the ack's arrival to the reply, and
         a row whose version is below the acked version counts as stale.
+    6.  A load with several command endpoints (a cluster) holds one DEALER
+        per endpoint in each client, and the command to account k goes out
+        on routes[k]'s; replies come back on the socket the command went
+        out on and find their slot by id as ever. The routes are computed
+        once, before the load (zcqrs-bench's cluster section), so routing
+        costs the client one array lookup per command.
 */
 #include "bench.h"
 #include <errno.h>
@@ -59,6 +65,7 @@
 #define S_PACING_NS 100000 //  open loop: one sending wake per 100 us at most
 #define S_PROBES    1024   //  probes outstanding at most, per client
 #define S_ERRORS    (ZCQ_NOMEM + 1)
+#define S_ENDPOINTS 16 //  command endpoints of a load at most
 
 typedef enum { S_FREE = 0, S_COMMAND, S_QUERY, S_PROBE } s_kind_t;
 
@@ -75,7 +82,8 @@ typedef struct {
     const bench_load_t *load;
     int client;
     void *context;
-    void *commands;
+    void *commands[S_ENDPOINTS]; //  one DEALER per command endpoint (DESIGN 6)
+    int command_sockets;
     void *queries;
     s_slot_t *ring;
     uint64_t next_seq;
@@ -95,6 +103,7 @@ typedef struct {
     //  figures
     bench_hist_t *ack, *query, *ryw;
     uint64_t commands_ok, queries_ok;     //  received in the measured window
+    uint64_t commands_ok_all;             //  every ok command reply
     uint64_t commands_sent, queries_sent; //  in the measured window
     uint64_t probes_ok, ryw_stale, probe_errors;
     uint64_t command_errors[S_ERRORS];
@@ -269,7 +278,8 @@ s_send_command (s_client_t *self, bool open, uint32_t key, uint64_t intended_ns)
                                   .data_len = zcq_writer_size (self->data) };
     zcq_writer_reset (self->writer);
     zcq_command_encode (self->writer, &command);
-    s_send (self->commands, self->writer);
+    int route = self->load->routes ? self->load->routes[self->load->hot_key ? 0 : key] : 0;
+    s_send (self->commands[route], self->writer);
     self->outstanding++;
     if (slot->measured)
         self->commands_sent++;
@@ -452,6 +462,7 @@ s_handle_command_reply (s_client_t *self, const zcq_value_t *reply, uint64_t now
     }
     zcq_err_t status = self->load->echo ? ZCQ_OK : zcq_reply_status (reply);
     if (status == ZCQ_OK) {
+        self->commands_ok_all++;
         if (s_in_window (self, now))
             self->commands_ok++;
         if (slot->measured)
@@ -511,17 +522,28 @@ s_handle_query_reply (s_client_t *self, const zcq_value_t *reply, uint64_t now)
     slot->kind = S_FREE;
 }
 
+//  The client's sockets: the command DEALERs, then the query one if any.
+static int
+s_sockets (s_client_t *self, void **sockets)
+{
+    int count = 0;
+    for (int index = 0; index < self->command_sockets; index++)
+        sockets[count++] = self->commands[index];
+    if (self->queries)
+        sockets[count++] = self->queries;
+    return count;
+}
+
 //  Take every reply that has arrived, without waiting.
 static void
 s_drain (s_client_t *self)
 {
     zmq_msg_t body;
     zmq_msg_init (&body);
-    void *sockets[2] = { self->commands, self->queries };
-    for (int which = 0; which < 2; which++) {
-        if (!sockets[which])
-            continue;
-        for (int count = 0; count < 4 * S_BURST && s_recv_body (sockets[which], &body); count++) {
+    void *sockets[S_ENDPOINTS + 1];
+    int count = s_sockets (self, sockets);
+    for (int which = 0; which < count; which++) {
+        for (int taken = 0; taken < 4 * S_BURST && s_recv_body (sockets[which], &body); taken++) {
             uint64_t now = bench_now_ns ();
             if (zcq_doc_decode (self->doc, zmq_msg_data (&body), zmq_msg_size (&body), NULL)
                 != ZCQ_OK) {
@@ -529,7 +551,7 @@ s_drain (s_client_t *self)
                 continue;
             }
             const zcq_value_t *reply = zcq_doc_root (self->doc);
-            if (which == 0)
+            if (sockets[which] != self->queries)
                 s_handle_command_reply (self, reply, now);
             else
                 s_handle_query_reply (self, reply, now);
@@ -542,12 +564,11 @@ s_drain (s_client_t *self)
 static void
 s_wait (s_client_t *self, uint64_t deadline_ns)
 {
-    void *sockets[2] = { self->commands, self->queries };
-    struct pollfd fds[2];
+    void *sockets[S_ENDPOINTS + 1];
+    int total = s_sockets (self, sockets);
+    struct pollfd fds[S_ENDPOINTS + 1];
     nfds_t count = 0;
-    for (int which = 0; which < 2; which++) {
-        if (!sockets[which])
-            continue;
+    for (int which = 0; which < total; which++) {
         int events = 0;
         size_t size = sizeof events;
         zmq_getsockopt (sockets[which], ZMQ_EVENTS, &events, &size);
@@ -714,8 +735,9 @@ s_client_run (void *arg)
 static void
 s_client_destroy (s_client_t *self)
 {
-    if (self->commands)
-        zmq_close (self->commands);
+    for (int index = 0; index < self->command_sockets; index++)
+        if (self->commands[index])
+            zmq_close (self->commands[index]);
     if (self->queries)
         zmq_close (self->queries);
     free (self->ring);
@@ -746,8 +768,10 @@ bench_load_run (const bench_load_t *load)
             zmq_ctx_term (context);
         return NULL;
     }
-    bool ready = true;
-    for (int index = 0; index < clients; index++) {
+    bool ready = load->command_endpoint_count >= 0 && load->command_endpoint_count <= S_ENDPOINTS;
+    if (!ready)
+        fprintf (stderr, "zcqrs-bench: at most %d command endpoints\n", S_ENDPOINTS);
+    for (int index = 0; ready && index < clients; index++) {
         s_client_t *self = &pool[index];
         self->load = load;
         self->client = index;
@@ -760,7 +784,19 @@ bench_load_run (const bench_load_t *load)
         self->ack = bench_hist_new ();
         self->query = bench_hist_new ();
         self->ryw = bench_hist_new ();
-        self->commands = s_dealer (self, load->command_endpoint);
+        bool connected = true;
+        if (load->command_endpoint_count > 0) {
+            self->command_sockets = load->command_endpoint_count;
+            for (int endpoint = 0; endpoint < self->command_sockets; endpoint++) {
+                self->commands[endpoint] = s_dealer (self, load->command_endpoints[endpoint]);
+                connected = connected && self->commands[endpoint];
+            }
+        }
+        else {
+            self->command_sockets = 1;
+            self->commands[0] = s_dealer (self, load->command_endpoint);
+            connected = self->commands[0] != NULL;
+        }
         if (load->query_endpoint && !load->echo)
             self->queries = s_dealer (self, load->query_endpoint);
         if (s_is_pass (load))
@@ -770,8 +806,7 @@ bench_load_run (const bench_load_t *load)
             self->ops_total = load->max_ops / (uint64_t) clients
                             + ((uint64_t) index < load->max_ops % (uint64_t) clients);
         if (!self->ring || !self->writer || !self->data || !self->doc || !self->ack || !self->query
-            || !self->ryw || !self->commands
-            || (load->query_endpoint && !load->echo && !self->queries))
+            || !self->ryw || !connected || (load->query_endpoint && !load->echo && !self->queries))
             ready = false;
     }
     //  let the connections come up before the clock starts
@@ -841,6 +876,7 @@ bench_load_run (const bench_load_t *load)
     if (ready && started == clients) {
         bench_hist_t *ack = bench_hist_new (), *query = bench_hist_new (), *ryw = bench_hist_new ();
         uint64_t commands_ok = 0, queries_ok = 0, commands_sent = 0, queries_sent = 0;
+        uint64_t commands_ok_all = 0;
         uint64_t probes_ok = 0, ryw_stale = 0, probe_errors = 0, unanswered = 0;
         uint64_t stalls = 0, bad_replies = 0, unsent = 0, last_reply = start;
         uint64_t command_errors[S_ERRORS] = { 0 }, query_errors[S_ERRORS] = { 0 };
@@ -850,6 +886,7 @@ bench_load_run (const bench_load_t *load)
             bench_hist_merge (query, self->query);
             bench_hist_merge (ryw, self->ryw);
             commands_ok += self->commands_ok;
+            commands_ok_all += self->commands_ok_all;
             queries_ok += self->queries_ok;
             commands_sent += self->commands_sent;
             queries_sent += self->queries_sent;
@@ -884,6 +921,8 @@ bench_load_run (const bench_load_t *load)
         json_object_set_new (result, "sent_per_s",
                              json_real ((commands_sent + queries_sent) / seconds));
         json_object_set_new (result, "commands_ok", json_integer ((json_int_t) commands_ok));
+        json_object_set_new (result, "commands_ok_all",
+                             json_integer ((json_int_t) commands_ok_all));
         if (cpu_s >= 0 && commands_ok + queries_ok)
             json_object_set_new (
                 result, "cpu_us_per_op",

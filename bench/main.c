@@ -55,7 +55,7 @@ static const s_workload_t s_workloads[] = {
 #define S_WORKLOADS (sizeof s_workloads / sizeof s_workloads[0])
 #define S_HEADLINE  1 //  deposit-100k
 
-static const char *s_sections[] = { "baselines", "open-loop", "rebuild", "snapshot" };
+static const char *s_sections[] = { "baselines", "open-loop", "rebuild", "snapshot", "cluster" };
 #define S_SECTIONS (sizeof s_sections / sizeof s_sections[0])
 
 //  --------------------------------------------------------------------------
@@ -86,6 +86,8 @@ typedef struct {
     const char *label;
     const char *from_json;   //  only render the reports of an earlier run
     const char *rebuild_dir; //  the rebuild section on a copy of this data dir
+    int groups;              //  the cluster section's
+    const char *cluster_views;
     bool keep;
 } s_options_t;
 
@@ -110,6 +112,11 @@ s_usage (FILE *out)
              "  rebuild        cold start and view rebuild from 1M and 10M events, RSS per 1M\n"
              "                 rows, bytes on disk per event\n"
              "  snapshot       aggregate load of a 10,000-event stream with and without snapshot\n"
+             "  cluster        deposit-100k's load on one zcqrsd, on 3 clustered zcqrsd (groups)\n"
+             "                 with each command sent to its group's leader, and with each\n"
+             "                 command sent to a node that forwards it (private ZooKeeper\n"
+             "                 through scripts/zk.sh; the first --durability, the headline\n"
+             "                 shards; --groups N for another group count)\n"
              "  all            everything (the default)\n"
              "\n"
              "options:\n"
@@ -135,6 +142,9 @@ s_usage (FILE *out)
              "  --keep               keep the temporary data dirs\n"
              "  --from-json FILE     run nothing: write --md, --plots and the headline of an\n"
              "                       earlier run's JSON\n"
+             "  --groups N           groups of the cluster section (default 3)\n"
+             "  --cluster-views MODE the clustered nodes' --views: cluster (default; each\n"
+             "                       node's views follow every group), group or none\n"
              "  --rebuild-dir DIR    the rebuild section on a copy of DIR, a data dir a node\n"
              "                       wrote and stopped cleanly (kept with --keep), instead\n"
              "                       of opening accounts first; no synthetic log (implies\n"
@@ -193,6 +203,7 @@ s_parse (int argc, char **argv, s_options_t *options)
                                .durabilities = { ZCQ_DURABILITY_WAL, ZCQ_DURABILITY_FSYNC },
                                .durability_count = 2,
                                .probe_rate = 1000,
+                               .groups = 3,
                                .workdir = "/tmp" };
     static const struct option longs[] = { { "quick", no_argument, NULL, 'q' },
                                            { "workload", required_argument, NULL, 'w' },
@@ -215,6 +226,8 @@ s_parse (int argc, char **argv, s_options_t *options)
                                            { "keep", no_argument, NULL, 'k' },
                                            { "from-json", required_argument, NULL, 'F' },
                                            { "rebuild-dir", required_argument, NULL, 'R' },
+                                           { "groups", required_argument, NULL, 'C' },
+                                           { "cluster-views", required_argument, NULL, 'V' },
                                            { "help", no_argument, NULL, 'h' },
                                            { NULL, 0, NULL, 0 } };
     bool any = false;
@@ -258,6 +271,15 @@ s_parse (int argc, char **argv, s_options_t *options)
             case 'k': options->keep = true; break;
             case 'F': options->from_json = optarg; break;
             case 'R': options->rebuild_dir = optarg; break;
+            case 'C': options->groups = atoi (optarg); break;
+            case 'V':
+                if (!streq (optarg, "cluster") && !streq (optarg, "group")
+                    && !streq (optarg, "none")) {
+                    fprintf (stderr, "zcqrs-bench: --cluster-views is cluster, group or none\n");
+                    return 2;
+                }
+                options->cluster_views = optarg;
+                break;
             case 'h': s_usage (stdout); exit (0);
             default: s_usage (stderr); return 2;
         }
@@ -1366,6 +1388,42 @@ s_run_snapshot (s_suite_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  The cluster section (cluster.c): the same deposit load as deposit-100k
+
+static void
+s_run_cluster (s_suite_t *self)
+{
+    bench_load_t load;
+    bench_load_defaults (&load);
+    load.window = self->options->window;
+    load.clients = self->options->clients;
+    load.warmup_s = self->options->warmup;
+    load.seconds = self->options->seconds;
+    bench_cluster_t cluster = { .load = &load,
+                                .accounts = s_accounts (self, S_HEADLINE),
+                                .groups = self->options->groups,
+                                .durability = self->options->durabilities[0],
+                                .shards = self->headline_shards,
+                                .zk_script = BENCH_ZK_SCRIPT,
+                                .views = self->options->cluster_views };
+    bench_log ("cluster: %d groups against one node, %llu accounts", cluster.groups,
+               (unsigned long long) cluster.accounts);
+    json_t *result = bench_cluster_run (&cluster);
+    if (!result) {
+        s_note (self, "cluster: the section could not run (reason above)");
+        return;
+    }
+    const char *key;
+    json_t *run;
+    json_object_foreach (json_object_get (result, "runs"), key, run) {
+        char what[64];
+        snprintf (what, sizeof what, "cluster %s", key);
+        s_check (self, what, run);
+    }
+    json_object_set_new (self->results, "cluster", result);
+}
+
+//  --------------------------------------------------------------------------
 //  Targets of the issue, checked against what was measured
 
 static json_t *
@@ -1608,6 +1666,8 @@ main (int argc, char **argv)
     s_run_matrix (&suite);
     if (options.sections[3])
         s_run_snapshot (&suite);
+    if (options.sections[4])
+        s_run_cluster (&suite);
     s_check_targets (&suite);
     //  what other processes took while zcqrs was measured (the load runs;
     //  not the PostgreSQL baseline, whose server is another process)

@@ -123,6 +123,93 @@ s_find_run (const json_t *results, const char *workload, const char *durability,
 }
 
 //  --------------------------------------------------------------------------
+//  The cluster section: one node, the cluster direct, the cluster forwarded
+
+static void
+s_cluster_table (const json_t *results, FILE *out)
+{
+    const json_t *cluster = json_object_get (results, "cluster");
+    const json_t *runs = json_object_get (cluster, "runs");
+    const json_t *single = json_object_get (runs, "single");
+    const json_t *direct = json_object_get (runs, "direct");
+    fprintf (out, "| run | commands/s | / single | / direct | ack p50 | ack p99 | ack p99.9 | "
+                  "servers' CPU µs/command | commands forwarded |\n"
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    static const char *names[][2] = { { "single", "one node" },
+                                      { "direct", "cluster, each command to its leader" },
+                                      { "forwarded", "cluster, each command to a non-leader" } };
+    for (size_t index = 0; index < 3; index++) {
+        const json_t *run = json_object_get (runs, names[index][0]);
+        if (!run)
+            continue;
+        double rate = s_num (run, "commands_per_s");
+        const json_t *forwarded = json_object_get (run, "commands_forwarded");
+        fprintf (out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", names[index][1],
+                 s_rate (rate), s_ratio (rate, s_num (single, "commands_per_s")),
+                 index ? s_ratio (rate, s_num (direct, "commands_per_s")) : "-",
+                 s_ms (s_num (run, "ack.p50")), s_ms (s_num (run, "ack.p99")),
+                 s_ms (s_num (run, "ack.p999")),
+                 s_real (s_num (run, "server_cpu_us_per_command"), "%.1f"),
+                 forwarded ? s_rate ((double) json_integer_value (forwarded)) : "-");
+    }
+    const json_t *ratios = json_object_get (cluster, "ratios");
+    fprintf (out,
+             "\nRatios: cluster direct / one node: %s commands/s, %s ack p50, %s ack p99, %s "
+             "servers' CPU per command. Forwarded / direct: %s commands/s, %s ack p50, %s ack "
+             "p99, %s servers' CPU per command.\n",
+             s_real (s_num (ratios, "direct_per_single"), "%.2f"),
+             s_real (s_num (ratios, "direct_per_single_p50"), "%.2f"),
+             s_real (s_num (ratios, "direct_per_single_p99"), "%.2f"),
+             s_real (s_num (ratios, "direct_per_single_cpu"), "%.2f"),
+             s_real (s_num (ratios, "forwarded_per_direct"), "%.2f"),
+             s_real (s_num (ratios, "forwarded_per_direct_p50"), "%.2f"),
+             s_real (s_num (ratios, "forwarded_per_direct_p99"), "%.2f"),
+             s_real (s_num (ratios, "forwarded_per_direct_cpu"), "%.2f"));
+}
+
+static void
+s_cluster_section (const json_t *results, FILE *out)
+{
+    const json_t *cluster = json_object_get (results, "cluster");
+    const json_t *settings = json_object_get (results, "settings");
+    const json_t *spread = json_object_get (cluster, "accounts_per_group");
+    char groups[160] = "";
+    size_t index, used = 0;
+    const json_t *count;
+    json_array_foreach (spread, index, count)
+        used += (size_t) snprintf (groups + used, used < sizeof groups ? sizeof groups - used : 0,
+                                   "%s%lld", index ? " / " : "",
+                                   (long long) json_integer_value (count));
+    fprintf (out,
+             "%lld groups of one replica each (one zcqrsd per group, views `%s`) and one "
+             "plain zcqrsd, "
+             "every one its own process on loopback, %s, %lld shards each, beside a private "
+             "ZooKeeper (one server); %s accounts opened on each side (%s per group), then "
+             "deposits to uniformly random accounts: closed loop, %lld client(s), window %lld, "
+             "%.1f s measured after %.1f s of warm-up, the same load driver as the workloads "
+             "above. The cluster-aware client computes each account's slot "
+             "(CRC16 of `account/<key>`) and group from the map of the `cluster` query and "
+             "sends to that group's leader (direct), or to the next node, which forwards it to "
+             "the leader and relays the reply (forwarded). Servers' CPU: the zcqrsd processes' "
+             "and ZooKeeper's, over the whole load, per acknowledged command. Every process of "
+             "this section shares the machine's %lld cores with the load client: on fewer "
+             "cores than processes the ratio is the figure (docs/cluster.md, Performance). "
+             "Latencies in ms. Opening: %s/s on one node, %s/s through the cluster.\n\n",
+             (long long) json_integer_value (json_object_get (cluster, "groups")),
+             json_object_get (cluster, "views") ? s_str (cluster, "views") : "cluster",
+             s_str (cluster, "durability"),
+             (long long) json_integer_value (json_object_get (cluster, "shards")),
+             s_rate (s_num (cluster, "accounts")), groups,
+             (long long) json_integer_value (json_object_get (settings, "clients")),
+             (long long) json_integer_value (json_object_get (settings, "window")),
+             s_num (settings, "seconds"), s_num (settings, "warmup"),
+             (long long) json_integer_value (json_object_get (results, "cores")),
+             s_rate (s_num (cluster, "opens_per_s_single")),
+             s_rate (s_num (cluster, "opens_per_s_cluster")));
+    s_cluster_table (results, out);
+}
+
+//  --------------------------------------------------------------------------
 //  The headline table: deposit-100k against every baseline, ratios first
 
 void
@@ -163,6 +250,14 @@ bench_report_headline (const json_t *results, FILE *out)
         fprintf (out, "| ack p99 ms at peak, %s | %s | %s | %s | %s | %s | %s | %s |\n",
                  modes[mode], s_ms (p99), s_ratio (p99, zmq_p99), s_ratio (p99, rocks_p99),
                  s_ratio (p99, pg_p99), s_ms (zmq_p99), s_ms (rocks_p99), s_ms (pg_p99));
+    }
+    if (json_object_get (results, "cluster")) {
+        fprintf (out,
+                 "\nCluster (%lld groups on this machine) against one node, the same "
+                 "deposit load:\n\n",
+                 (long long) json_integer_value (
+                     json_object_get (json_object_get (results, "cluster"), "groups")));
+        s_cluster_table (results, out);
     }
     fprintf (out, "\n| target | measured | goal | pass |\n|---|---:|---|---|\n");
     size_t index;
@@ -509,6 +604,10 @@ bench_report_markdown (const json_t *results, const char *path, const char *plot
                       "send time, so queueing behind a stall is counted (no coordinated "
                       "omission). Latencies in ms.\n\n");
         s_open_loop_table (results, out);
+    }
+    if (json_object_get (results, "cluster")) {
+        fprintf (out, "\n## Cluster against one node\n\n");
+        s_cluster_section (results, out);
     }
     fprintf (out, "\n## Baselines\n\n");
     s_baselines_table (results, out);

@@ -12,11 +12,18 @@
 #                           projection lag over time (gnuplot)
 #
 #  A --quick run (under 2 minutes) writes <date>-<host>-quick.*, so that a
-#  smoke run never overwrites the day's full run (about 20 minutes).
+#  smoke run never overwrites the day's full run (about 20 minutes); a run
+#  of chosen workloads writes <date>-<host>-<workloads>.* likewise.
+#
+#  The suite's `cluster` section (bash scripts/bench.sh --workload cluster)
+#  starts a private ZooKeeper (scripts/zk.sh, Java and Debian's zookeeper,
+#  from scripts/deps.sh) and four zcqrsd processes on loopback; all of them
+#  are stopped and removed on exit, failure and Ctrl-C included.
 #
 #      bash scripts/bench.sh               # the full suite
 #      bash scripts/bench.sh --quick       # smoke run
 #      bash scripts/bench.sh --workload deposit-100k --durability wal
+#      bash scripts/bench.sh --workload cluster     # one node against 3 groups
 #
 #  Any other option goes to zcqrs-bench (see build-bench/bench/zcqrs-bench
 #  --help). BUILD_DIR overrides build-bench; BENCH_NO_PG=1 skips PostgreSQL.
@@ -28,8 +35,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 build=${BUILD_DIR:-build-bench}
 quick=0
+workloads=""
+previous=""
 for argument in "$@"; do
     [[ $argument == --quick ]] && quick=1
+    [[ $previous == --workload ]] && workloads+="${workloads:+,}$argument"
+    [[ $argument == --workload=* ]] && workloads+="${workloads:+,}${argument#--workload=}"
+    previous=$argument
 done
 
 log() { echo "bench.sh: $*" >&2; }
@@ -71,9 +83,18 @@ pg_dir=""
 pg_bin=""
 pg_user=""
 conninfo=""
+#  zcqrs-bench's data dirs, and the cluster section's ZooKeeper and nodes:
+#  zcqrs-bench stops and removes them itself (on SIGINT and SIGTERM too, and
+#  the nodes die with it); this is for when it could not (killed outright)
+work_dir=$(mktemp -d /tmp/zcqrs-bench-work.XXXXXX)
 
 cleanup() {
     local status=$?
+    local zk
+    for zk in "$work_dir"/zcqrs-bench-*/cluster-*/zk; do
+        [[ -d $zk ]] && bash scripts/zk.sh stop "$zk" >/dev/null 2>&1 || true
+    done
+    rm -rf "$work_dir"
     if [[ -n $pg_dir && -d $pg_dir ]]; then
         if [[ -f $pg_dir/data/postmaster.pid ]]; then
             log "stopping PostgreSQL"
@@ -167,17 +188,24 @@ cmake --build "$build" --target zcqrs-bench -j"$(nproc)" >/dev/null
 
 mkdir -p bench/results
 name="$(date +%F)-$(hostname -s 2>/dev/null || hostname)"
+[[ -z $workloads ]] || name+="-${workloads//,/+}"
 ((quick)) && name+="-quick"
 base="bench/results/$name"
 label=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || label+="+changes"
 
-args=(--json "$base.json" --md "$base.md" --plots "$base" --label "$label")
+#  the plots are the matrix's, open loop's and lag's: none for the cluster alone
+plots=1
+[[ $workloads == cluster ]] && plots=0
+args=(--json "$base.json" --md "$base.md" --label "$label" --workdir "$work_dir")
+((plots)) && args+=(--plots "$base")
 [[ -z $conninfo ]] || args+=(--pg "$conninfo")
 log "running the suite$( ((quick)) && echo ' (quick)'): progress below, headline at the end"
 headline=$("$build/bench/zcqrs-bench" "${args[@]}" "$@")
 
-if command -v gnuplot >/dev/null; then
+if ((!plots)); then
+    :
+elif command -v gnuplot >/dev/null; then
     gnuplot -e "prefix='$base'" bench/plots.gp 2>"$base-gnuplot.log" \
         && rm -f "$base-gnuplot.log" \
         || log "gnuplot failed, see $base-gnuplot.log"
