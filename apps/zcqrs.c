@@ -15,13 +15,18 @@
 
     Global options: --command EP, --query EP, --events EP, --timeout MS,
     --json (print the raw reply as JSON).
-    Exit codes: 0 ok, 1 the node answered with an error, 2 usage,
-    3 no answer in time.
+    Exit codes: 0 ok, 1 the node answered with an error, 2 usage (a bad
+    flag value included: every number is checked whole, and the message
+    names the flag), 3 no answer in time, 5 `health` of a node that is
+    not healthy (its store failed, or a view is not live).
 
     Strings from the node (ids, keys, messages) reach a terminal: the text
     output escapes their control characters (s_print_text), and the JSON
     output is escaped by json.c.
 */
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +54,7 @@ typedef struct {
     const char *min_position;
     bool all;
     bool route; //  --route: commands straight to their group's leader
+    const char *timeout_text;
     char *words[64];
     int word_count;
 } s_args_t;
@@ -76,6 +82,8 @@ s_usage (FILE *out)
              "Endpoints default to tcp://127.0.0.1:7400 (command), :7401 (events), :7402 "
              "(query).\n"
              "Index values and cursors are JSON when they parse as JSON, else strings.\n"
+             "Exit codes: 0 ok, 1 the node refused, 2 usage (a bad flag value too), 3 no\n"
+             "answer in time, 5 `health` of a node that is not healthy (a probe).\n"
              "--route (a cluster): send commands straight to their group's leader, found in\n"
              "the cluster map read through --query; without it, any node forwards them.\n");
 }
@@ -380,6 +388,24 @@ s_list (void)
     return rc;
 }
 
+//  A node fit to serve: its store takes commits and every view is live
+//  (not catching up, not rebuilding). `zcqrs health` exits 5 otherwise, so
+//  it serves as a readiness probe.
+static bool
+s_healthy (const zcq_value_t *reply)
+{
+    char text[32];
+    if (!streq (zcq_value_get_str (reply, "store", text, sizeof text, "ok"), "ok"))
+        return false;
+    const zcq_value_t *views = zcq_value_get (reply, "views");
+    for (size_t index = 0; index < zcq_value_size (views); index++)
+        if (!streq (zcq_value_get_str (zcq_value_at (views, index), "status", text, sizeof text,
+                                       "live"),
+                    "live"))
+            return false;
+    return true;
+}
+
 static int
 s_simple (const char *op)
 {
@@ -421,7 +447,10 @@ s_simple (const char *op)
             zcq_json_print (stdout, zcq_value_at (events, index), false);
         return 0;
     }
-    return s_print_reply (reply, NULL);
+    int printed = s_print_reply (reply, NULL);
+    if (printed == 0 && streq (op, "health") && !s_healthy (reply))
+        return 5;
+    return printed;
 }
 
 static int
@@ -453,6 +482,49 @@ s_tail (void)
     }
     zcq_catchup_destroy (&feed);
     return rc;
+}
+
+//  A flag's number, whole or refused: a typo must not become a request
+//  (`--expect abc` is not `expect 0`).
+static bool
+s_flag_number (const char *flag, const char *text, long long min, long long max)
+{
+    if (!text)
+        return true;
+    char *end = NULL;
+    errno = 0;
+    long long number = strtoll (text, &end, 10);
+    if (!*text || *end || errno || number < min || number > max || isspace ((unsigned char) *text)
+        || *text == '+') {
+        fprintf (stderr, "zcqrs: %s: '%s' is not a whole number from %lld to %lld\n", flag, text,
+                 min, max);
+        return false;
+    }
+    return true;
+}
+
+//  Check every number-valued flag, and the pairs that go together.
+static bool
+s_flags_valid (void)
+{
+    if (!s_flag_number ("--timeout", s_args.timeout_text, 1, 3600000)
+        || !s_flag_number ("--expect", s_args.expect, 0, INT64_MAX)
+        || !s_flag_number ("--limit", s_args.limit, 1, 10000)
+        || !s_flag_number ("--from", s_args.from, 1, INT64_MAX)
+        || !s_flag_number ("--count", s_args.count, 0, INT64_MAX)
+        || !s_flag_number ("--min-position", s_args.min_position, 0, INT64_MAX))
+        return false;
+    if (s_args.timeout_text)
+        s_args.timeout = atoi (s_args.timeout_text);
+    if (s_args.value && !s_args.index) {
+        fprintf (stderr, "zcqrs: --value needs --index (the field it is a value of)\n");
+        return false;
+    }
+    if (s_args.index && !s_args.value) {
+        fprintf (stderr, "zcqrs: --index needs --value (the value to match)\n");
+        return false;
+    }
+    return true;
 }
 
 int
@@ -500,7 +572,7 @@ main (int argc, char *argv[])
             continue;
         }
         if (streq (word, "--timeout") && index + 1 < argc) {
-            s_args.timeout = atoi (argv[++index]);
+            s_args.timeout_text = argv[++index];
             continue;
         }
         bool matched = false;
@@ -536,6 +608,8 @@ main (int argc, char *argv[])
         s_usage (stderr);
         return 2;
     }
+    if (!s_flags_valid ())
+        return 2;
     s_client = s_args.route ? zcq_client_new_cluster (s_args.query)
                             : zcq_client_new (s_args.command, s_args.query);
     s_writer = zcq_writer_new ();

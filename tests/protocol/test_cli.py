@@ -100,3 +100,41 @@ def test_daemon_second_instance_on_same_dir(tmp_path):
         assert r.stderr.strip()
     finally:
         assert d.stop() == 0
+
+
+@needs_cli
+@pytest.mark.parametrize("args, flag", [
+    (["send", "account", "typo", "open", "owner=q", "--expect", "abc"], "--expect"),
+    (["send", "account", "typo", "open", "owner=q", "--expect", "-1"], "--expect"),
+    (["send", "account", "typo", "open", "owner=q", "--expect", "1x"], "--expect"),
+    (["get", "accounts", "typo", "--min-position", "abc"], "--min-position"),
+    (["--timeout", "abc", "views"], "--timeout"),
+    (["tail", "--count", "abc"], "--count"),
+    (["list", "accounts", "--limit", "abc"], "--limit"),
+    (["list", "accounts", "--limit", "0"], "--limit"),
+    (["read", "--from", " 1"], "--from"),
+    (["count", "accounts", "--index", "owner"], "--index"),
+])
+def test_cli_refuses_typos_before_sending(node, args, flag):
+    """A mistyped flag is a usage error naming the flag, and nothing is
+    sent: the account `typo` is never opened."""
+    r = cli(node, *args)
+    assert r.returncode == 2, r
+    assert flag in r.stderr, r
+    c = node.client()
+    try:
+        reply = c.query("get", view="accounts", key="typo")
+        assert reply["ok"] and reply.get("row") is None, reply
+    finally:
+        c.close()
+
+
+@needs_cli
+def test_cli_health_is_a_probe(node):
+    """`zcqrs health` exits 0 on a node whose store takes commits and whose
+    views are live (5 otherwise), and 3 when nobody answers."""
+    r = cli(node, "health")
+    assert r.returncode == 0, r
+    r = subprocess.run([ZCQRS_CLI, "--query", "tcp://127.0.0.1:1", "--timeout", "300", "health"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 3, r
