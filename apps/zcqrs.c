@@ -14,7 +14,10 @@
         zcqrs cluster status --zk HOST:PORT[,...]/PATH
 
     Global options: --command EP, --query EP, --events EP, --timeout MS,
-    --json (print the raw reply as JSON).
+    --json (print the raw reply as JSON), --route (a cluster), --version.
+    The endpoints default to ZCQRS_COMMAND, ZCQRS_QUERY and ZCQRS_EVENTS
+    from the environment, else to 127.0.0.1:7400-7402. Any flag may be
+    written --flag=value.
     Exit codes: 0 ok, 1 the node answered with an error, 2 usage (a bad
     flag value included: every number is checked whole, and the message
     names the flag), 3 no answer in time, 5 `health` of a node that is
@@ -59,6 +62,13 @@ typedef struct {
     int word_count;
 } s_args_t;
 
+//  The cluster actions parse their own options (apps/cluster_cli.c).
+static bool
+subcommand_is_cluster (const char *subcommand)
+{
+    return subcommand && streq (subcommand, "cluster");
+}
+
 static void
 s_usage (FILE *out)
 {
@@ -84,6 +94,8 @@ s_usage (FILE *out)
              "Index values and cursors are JSON when they parse as JSON, else strings.\n"
              "Exit codes: 0 ok, 1 the node refused, 2 usage (a bad flag value too), 3 no\n"
              "answer in time, 5 `health` of a node that is not healthy (a probe).\n"
+             "Endpoints may also come from ZCQRS_COMMAND, ZCQRS_QUERY and ZCQRS_EVENTS; any\n"
+             "flag may be written --flag=value. --version prints the version.\n"
              "--route (a cluster): send commands straight to their group's leader, found in\n"
              "the cluster map read through --query; without it, any node forwards them.\n");
 }
@@ -530,9 +542,14 @@ s_flags_valid (void)
 int
 main (int argc, char *argv[])
 {
-    s_args = (s_args_t) { .command = "tcp://127.0.0.1:7400",
-                          .query = "tcp://127.0.0.1:7402",
-                          .events = "tcp://127.0.0.1:7401",
+    //  endpoints: the flags, else the environment, else the defaults
+    const char *command_env = getenv ("ZCQRS_COMMAND");
+    const char *query_env = getenv ("ZCQRS_QUERY");
+    const char *events_env = getenv ("ZCQRS_EVENTS");
+    s_args = (s_args_t) { .command = command_env && *command_env ? command_env
+                                                                 : "tcp://127.0.0.1:7400",
+                          .query = query_env && *query_env ? query_env : "tcp://127.0.0.1:7402",
+                          .events = events_env && *events_env ? events_env : "tcp://127.0.0.1:7401",
                           .timeout = 5000 };
     const char *subcommand = NULL;
     struct {
@@ -555,8 +572,19 @@ main (int argc, char *argv[])
     };
     for (int index = 1; index < argc; index++) {
         const char *word = argv[index];
+        //  --flag=value is --flag value
+        const char *inline_value = NULL;
+        char *equals = strncmp (argv[index], "--", 2) == 0 ? strchr (argv[index], '=') : NULL;
+        if (equals && !subcommand_is_cluster (subcommand)) {
+            *equals = 0;
+            inline_value = equals + 1;
+        }
         if (streq (word, "--help") || streq (word, "-h")) {
             s_usage (stdout);
+            return 0;
+        }
+        if (streq (word, "--version")) {
+            printf ("zcqrs %d.%d.%d\n", ZCQ_VERSION_MAJOR, ZCQ_VERSION_MINOR, ZCQ_VERSION_PATCH);
             return 0;
         }
         if (streq (word, "--json")) {
@@ -571,18 +599,18 @@ main (int argc, char *argv[])
             s_args.route = true;
             continue;
         }
-        if (streq (word, "--timeout") && index + 1 < argc) {
-            s_args.timeout_text = argv[++index];
+        if (streq (word, "--timeout") && (inline_value || index + 1 < argc)) {
+            s_args.timeout_text = inline_value ? inline_value : argv[++index];
             continue;
         }
         bool matched = false;
         for (size_t option = 0; option < sizeof options / sizeof options[0]; option++)
             if (streq (word, options[option].flag)) {
-                if (index + 1 >= argc) {
+                if (!inline_value && index + 1 >= argc) {
                     fprintf (stderr, "zcqrs: %s needs a value\n", word);
                     return 2;
                 }
-                *options[option].target = argv[++index];
+                *options[option].target = inline_value ? inline_value : argv[++index];
                 matched = true;
             }
         if (matched)

@@ -64,6 +64,7 @@ s_usage (FILE *out)
              "\n"
              "  --config FILE         settings from a ZPL file (flags after it override)\n"
              "  --verbose             log more\n"
+             "  --version             the version\n"
              "  --help                this text\n"
              "\n"
              "Endpoints may use port * to let the system choose; the bound ones are\n"
@@ -140,6 +141,11 @@ main (int argc, char *argv[])
     char error[512];
     for (int index = 1; index < argc; index++) {
         const char *flag = argv[index];
+        if (strcmp (flag, "--version") == 0) {
+            printf ("zcqrsd %d.%d.%d\n", ZCQ_VERSION_MAJOR, ZCQ_VERSION_MINOR, ZCQ_VERSION_PATCH);
+            zcq_config_destroy (&config);
+            return 0;
+        }
         if (strcmp (flag, "--help") == 0 || strcmp (flag, "-h") == 0) {
             s_usage (stdout);
             zcq_config_destroy (&config);

@@ -138,3 +138,26 @@ def test_cli_health_is_a_probe(node):
     r = subprocess.run([ZCQRS_CLI, "--query", "tcp://127.0.0.1:1", "--timeout", "300", "health"],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 3, r
+
+
+@needs_cli
+def test_cli_environment_flag_equals_and_version(node):
+    """Endpoints from ZCQRS_COMMAND / ZCQRS_QUERY / ZCQRS_EVENTS, flags as
+    --flag=value, and --version on both programs."""
+    import os
+    env = dict(os.environ, ZCQRS_COMMAND=node.command, ZCQRS_QUERY=node.query,
+               ZCQRS_EVENTS=node.events)
+    k = uniq()
+    r = subprocess.run([ZCQRS_CLI, "send", "account", k, "open", "owner=env", "--id=env-" + k],
+                       capture_output=True, text=True, timeout=20, env=env)
+    assert r.returncode == 0, r
+    r = subprocess.run([ZCQRS_CLI, "--timeout=5000", "--json", "get", "accounts", k],
+                       capture_output=True, text=True, timeout=20, env=env)
+    assert r.returncode == 0 and "env" in r.stdout, r
+    # a flag beats the environment
+    r = subprocess.run([ZCQRS_CLI, "--query=tcp://127.0.0.1:1", "--timeout=300", "health"],
+                       capture_output=True, text=True, timeout=20, env=env)
+    assert r.returncode == 3, r
+    for program, name in ((ZCQRS_CLI, "zcqrs"), (ZCQRSD, "zcqrsd")):
+        r = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0 and r.stdout.startswith(name + " "), r
