@@ -85,7 +85,10 @@ def test_rebuild_while_commands_flow(cluster_path, nodes, context):
     deposit_round(clients, session, balances, 3)
     converged(clients[0], session, balances)
     same_views(clients[0], clients[2], session)
-    assert "rebuilt to position" in started[0].log()
+    log = started[0].log()
+    assert "rebuilt to position" in log, log
+    for group in (1, 2):  # the other groups' logs came through readers
+        assert "rebuild reads group %d through n%d" % (group, group) in log, log
 
 
 def test_rebuild_waits_for_a_dead_group(cluster_path, nodes, context):
