@@ -26,12 +26,21 @@
         the feed has no sockets and does not move; it keeps its position
         and picks up from there when the host points it at a replica again
         (zcq_feed_connect, whenever the view shows other endpoints).
+    5.  A reader (zcq_feed_new_reader) is a feed without the SUB: the
+        rebuild of a cluster-wide view (projection.c DESIGN 3, 6) reads a
+        group's log from position 1 with it, up to a bound the host raises
+        as its live feed moves (zcq_feed_read_until), never past it, with
+        the same `read`s, rids, timeouts and checks as gap filling (DESIGN
+        2, 3). A reply with nothing new while short of the bound (a replica
+        that does not have it yet) holds the next read off S_RETRY_MS, so
+        that an empty log is not asked again and again.
 */
 #include "zcq_read.h"
 #include <string.h>
 
-#define S_PAGE    1000
-#define S_READ_MS 3000
+#define S_PAGE     1000
+#define S_READ_MS  3000
+#define S_RETRY_MS 100 //  DESIGN 5
 
 struct zcq_feed_t {
     int group;
@@ -49,6 +58,10 @@ struct zcq_feed_t {
     zcq_writer_t *page; //  the events of the last `read` reply, encoded
     zcq_doc_t *doc;
     zcq_event_t event;
+    //  DESIGN 5: a reader
+    bool reader;
+    uint64_t until;     //  hand nothing past it over
+    int64_t idle_until; //  zclock_mono: no read before it
 };
 
 zcq_feed_t *
@@ -65,6 +78,22 @@ zcq_feed_new (int group, uint64_t position)
     if (!self->request || !self->page || !self->doc)
         zcq_feed_destroy (&self);
     return self;
+}
+
+zcq_feed_t *
+zcq_feed_new_reader (int group)
+{
+    zcq_feed_t *self = zcq_feed_new (group, 0);
+    if (self)
+        self->reader = true;
+    return self;
+}
+
+void
+zcq_feed_read_until (zcq_feed_t *self, uint64_t until)
+{
+    if (self->reader && until > self->until)
+        self->until = until;
 }
 
 static void
@@ -132,7 +161,7 @@ zcq_feed_connect (zcq_feed_t *self, const char *events, const char *query)
         return true;
     self->events_endpoint = strdup (events);
     self->query_endpoint = strdup (query);
-    self->events = zsock_new (ZMQ_SUB);
+    self->events = self->reader ? NULL : zsock_new (ZMQ_SUB);
     if (self->events) {
         zsock_set_rcvhwm (self->events, 100000);
         zsock_set_linger (self->events, 0);
@@ -141,7 +170,8 @@ zcq_feed_connect (zcq_feed_t *self, const char *events, const char *query)
             zsock_destroy (&self->events);
     }
     self->reads = s_dealer (query);
-    if (!self->events_endpoint || !self->query_endpoint || !self->events || !self->reads) {
+    if (!self->events_endpoint || !self->query_endpoint || (!self->events && !self->reader)
+        || !self->reads) {
         zsys_warning ("view host: cannot follow group %d at %s / %s", self->group, events, query);
         s_disconnect (self);
     }
@@ -199,7 +229,7 @@ s_send_read (zcq_feed_t *self)
         if (!self->reads)
             return;
     }
-    uint64_t limit = self->head - self->position;
+    uint64_t limit = (self->reader ? self->until : self->head) - self->position;
     if (limit > S_PAGE || limit == 0)
         limit = S_PAGE;
     zcq_writer_reset (self->request);
@@ -232,6 +262,10 @@ s_take_reply (zcq_feed_t *self, const void *bytes, size_t size, zcq_feed_apply_f
     if (!zcq_value_uint (zcq_value_get (reply, "rid"), &rid) || rid != self->rid)
         return; //  an answer to a read given up on
     self->reading = false;
+    //  DESIGN 5: a reader waits a little after a reply that brings nothing
+    uint64_t before = self->position;
+    if (self->reader)
+        self->idle_until = zclock_mono () + S_RETRY_MS;
     if (zcq_reply_status (reply) != ZCQ_OK)
         return;
     self->probe = false;
@@ -262,12 +296,16 @@ s_take_reply (zcq_feed_t *self, const void *bytes, size_t size, zcq_feed_apply_f
             self->head = self->event.position;
         if (self->event.position <= self->position)
             continue;
+        if (self->reader && self->event.position > self->until)
+            break; //  DESIGN 5
         if (!s_deliver (self, apply, arg)) {
             zsys_warning ("view host: group %d's replica %s answered a read out of order",
                           self->group, self->query_endpoint);
             break;
         }
     }
+    if (self->position != before)
+        self->idle_until = 0;
 }
 
 //  A live message: an event or a heartbeat (DESIGN 2, 3).
@@ -344,7 +382,9 @@ zcq_feed_pump (zcq_feed_t *self, zcq_feed_apply_fn *apply, void *arg, size_t bud
         zsock_destroy (&self->reads);
         self->reading = false;
     }
-    if (!self->reading && (self->probe || self->head > self->position))
+    bool wanted = self->reader ? self->position < self->until && zclock_mono () >= self->idle_until
+                               : self->probe || self->head > self->position;
+    if (!self->reading && wanted)
         s_send_read (self);
     return (size_t) (self->position - before);
 }

@@ -52,8 +52,22 @@
         and `head` of a reply are their sums), in snapshots too (format 2,
         engine/viewsnap.c DESIGN 4: with the cluster's id, so that a
         snapshot of another cluster is not paired with this one's logs). A
-        view's floor is per group. A rebuild of a cluster-wide view is
-        refused for now (it would need a second feed per group).
+        view's floor is per group.
+    7.  A rebuild of a cluster-wide view is DESIGN 3 per group: the new
+        table reads the own group's log from the store as a single node
+        does, and every other group's through a reader of its own
+        (group_feed.c DESIGN 5) on the replica its live feed follows: `read`
+        requests in chunks, one in flight per group, matched by rid, given
+        up after a while, polled in this loop and never waited for. Each
+        group's events are applied in its order, and never past the old
+        table's position in that group (the reader's bound, raised as the
+        live feed moves). The swap waits until the new table has, in every
+        group, the old one's position at that moment; then the host's
+        checkpoint (its position per group) is the new table's too, and a
+        snapshot after the swap records it. A group with no live replica
+        holds the rebuild back (its reader does not move either) while the
+        old table keeps serving; it ends once the group has a replica again
+        and the reader reaches the live feed's position.
 */
 #include "zcq_read.h"
 #include <ctype.h>
@@ -101,8 +115,9 @@ typedef struct {
     zcq_viewtable_t *table;
     zcq_viewtable_t *rebuild; //  DESIGN 3: the table being rebuilt
     uint64_t rebuild_position;
-    uint64_t floor;   //  DESIGN 5: events up to here are in the loaded rows
-    uint64_t *floors; //  DESIGN 6: the same per group (other groups' only)
+    zcq_feed_t **readers; //  DESIGN 7: per group, NULL for the own group
+    uint64_t floor;       //  DESIGN 5: events up to here are in the loaded rows
+    uint64_t *floors;     //  DESIGN 6: the same per group (other groups' only)
 } s_view_t;
 
 //  Images on their way to disk (DESIGN 5).
@@ -391,8 +406,26 @@ s_replica_of (const zcq_cluster_view_t *view, size_t group)
     return NULL;
 }
 
-//  Point every feed at the replica the coordinator's view shows, when the
-//  view changed since the last time.
+//  Point a rebuild's readers at the replicas of the coordinator's view
+//  (DESIGN 7).
+static void
+s_point_readers (self_t *self, s_view_t *view, const zcq_cluster_view_t *cluster)
+{
+    for (size_t group = 0; group < self->groups; group++) {
+        if (!view->readers[group])
+            continue;
+        const zcq_cluster_node_t *replica = s_replica_of (cluster, group);
+        if (zcq_feed_connect (view->readers[group], replica ? replica->events : NULL,
+                              replica ? replica->query : NULL))
+            zsys_info ("view %s: rebuild reads group %zu through %s (at position %llu)",
+                       view->def->view, group,
+                       replica ? replica->node : "no replica: the rebuild waits for one",
+                       (unsigned long long) zcq_feed_position (view->readers[group]));
+    }
+}
+
+//  Point every feed (and rebuild reader) at the replica the coordinator's
+//  view shows, when the view changed since the last time.
 static void
 s_point_feeds (self_t *self)
 {
@@ -413,6 +446,9 @@ s_point_feeds (self_t *self)
                        replica ? replica->node : "no replica: it does not advance",
                        (unsigned long long) zcq_feed_position (self->feeds[group]));
     }
+    for (size_t index = 0; index < self->view_count; index++)
+        if (self->views[index].readers)
+            s_point_readers (self, &self->views[index], view);
     zcq_cluster_view_release (&view);
 }
 
@@ -607,18 +643,55 @@ s_reap (self_t *self, zcq_viewtable_t **table_p)
         zcq_viewtable_destroy (table_p);
 }
 
-//  Advance a rebuild by one chunk; swap when it has caught up (DESIGN 3).
+//  An event of another group for a rebuild, the next in its log
+//  (zcq_feed_apply_fn, DESIGN 7).
+static void
+s_rebuild_remote (void *arg, int group, const zcq_event_t *event)
+{
+    s_rebuild_t *rebuild = arg;
+    s_apply_to (rebuild->self, rebuild->view, rebuild->view->rebuild, event);
+}
+
+static void
+s_readers_destroy (self_t *self, s_view_t *view)
+{
+    for (size_t group = 0; view->readers && group < self->groups; group++)
+        zcq_feed_destroy (&view->readers[group]);
+    free (view->readers);
+    view->readers = NULL;
+}
+
+//  Whether the new table has, in every group, the old one's position.
+static bool
+s_rebuild_reached (const self_t *self, const s_view_t *view)
+{
+    if (view->rebuild_position < self->position)
+        return false;
+    for (size_t group = 0; view->readers && group < self->groups; group++)
+        if (view->readers[group]
+            && zcq_feed_position (view->readers[group]) < s_group_position (self, group))
+            return false;
+    return true;
+}
+
+//  Advance a rebuild by one chunk of the local log and what the readers
+//  have; swap when it has caught up (DESIGN 3, 7).
 static void
 s_rebuild_step (self_t *self, s_view_t *view)
 {
+    s_rebuild_t rebuild = { self, view };
     if (view->rebuild_position < self->position) {
         uint64_t wanted = self->position - view->rebuild_position;
-        s_rebuild_t rebuild = { self, view };
         zcq_store_read_log (self->env->store, view->rebuild_position + 1,
                             (size_t) (wanted < S_CHUNK ? wanted : S_CHUNK), s_rebuild_stored,
                             &rebuild);
     }
-    if (view->rebuild_position >= self->position) {
+    for (size_t group = 0; view->readers && group < self->groups; group++)
+        if (view->readers[group]) {
+            zcq_feed_read_until (view->readers[group], s_group_position (self, group));
+            zcq_feed_pump (view->readers[group], s_rebuild_remote, &rebuild, 0);
+        }
+    if (s_rebuild_reached (self, view)) {
         //  the new table was filled in bulk: order it before it serves
         zcq_err_t err = zcq_viewtable_settle (view->rebuild);
         if (err != ZCQ_OK)
@@ -628,10 +701,21 @@ s_rebuild_step (self_t *self, s_view_t *view)
         view->table = view->rebuild;
         view->rebuild = NULL;
         view->floor = 0; //  the new table has every event
+        for (size_t group = 0; group < self->groups; group++)
+            view->floors[group] = 0;
+        s_readers_destroy (self, view);
         atomic_store (&view->info->status, self->caught_up ? ZCQ_VIEW_LIVE : ZCQ_VIEW_CATCHING_UP);
         zsys_info ("view %s: rebuilt to position %llu", view->def->view,
-                   (unsigned long long) self->position);
+                   (unsigned long long) s_total_position (self));
     }
+}
+
+//  Whether a rebuild has local work for the next turn, rather than
+//  waiting for readers' replies (DESIGN 7).
+static bool
+s_rebuild_busy (const self_t *self, const s_view_t *view)
+{
+    return view->rebuild && view->rebuild_position < self->position;
 }
 
 static zcq_err_t
@@ -642,6 +726,22 @@ s_start_rebuild (self_t *self, s_view_t *view)
     view->rebuild = zcq_viewtable_new (view->def->indexes);
     if (!view->rebuild)
         return ZCQ_NOMEM;
+    if (self->groups) {
+        //  DESIGN 7: a reader per other group, on its live feed's replica
+        bool ok = (view->readers = calloc (self->groups, sizeof (zcq_feed_t *))) != NULL;
+        for (size_t group = 0; ok && group < self->groups; group++)
+            if ((int) group != self->own_group)
+                ok = (view->readers[group] = zcq_feed_new_reader ((int) group)) != NULL;
+        if (!ok) {
+            s_readers_destroy (self, view);
+            zcq_viewtable_destroy (&view->rebuild);
+            return ZCQ_NOMEM;
+        }
+        zcq_cluster_view_t *cluster = zcq_coordinator_view (self->env->coordinator);
+        if (cluster)
+            s_point_readers (self, view, cluster);
+        zcq_cluster_view_release (&cluster);
+    }
     //  about as many rows as now: the hash table sized once
     zcq_viewtable_reserve (view->rebuild, zcq_viewtable_count (view->table));
     view->rebuild_position = 0;
@@ -800,13 +900,6 @@ s_op_count (self_t *self, s_view_t *view, zcq_query_t *query)
 static void
 s_op_rebuild (self_t *self, s_view_t *view, zcq_query_t *query)
 {
-    if (self->groups) {
-        //  DESIGN 6
-        zcq_query_fail (query, ZCQ_UNAVAILABLE,
-                        "a cluster-wide view is not rebuilt in place yet: remove its snapshot "
-                        "(<data>/views) and restart the node");
-        return;
-    }
     zcq_err_t err = s_start_rebuild (self, view);
     if (err != ZCQ_OK) {
         zcq_query_fail (query, ZCQ_INTERNAL, "cannot start the rebuild: %s", zcq_strerror (err));
@@ -1387,6 +1480,7 @@ s_destroy (self_t **self_p)
     for (size_t index = 0; self->views && index < self->view_count; index++) {
         zcq_viewtable_destroy (&self->views[index].table);
         zcq_viewtable_destroy (&self->views[index].rebuild);
+        s_readers_destroy (self, &self->views[index]);
         free (self->views[index].floors);
     }
     for (size_t group = 0; self->feeds && group < self->groups; group++)
@@ -1546,8 +1640,10 @@ zcq_host_actor (zsock_t *pipe, void *args)
     if (!self)
         return;
     zsock_send (pipe, "is", 0, "");
-    //  the pipe, queries, local events, then two per feed (DESIGN 6)
-    zmq_pollitem_t *items = calloc (3 + 2 * self->groups, sizeof (zmq_pollitem_t));
+    //  the pipe, queries, local events, then two per feed (DESIGN 6) and
+    //  one per rebuild reader (DESIGN 7)
+    zmq_pollitem_t *items
+        = calloc (3 + (2 + self->view_count) * self->groups, sizeof (zmq_pollitem_t));
     if (!items) {
         zsys_error ("view host: out of memory");
         s_destroy (&self);
@@ -1561,11 +1657,13 @@ zcq_host_actor (zsock_t *pipe, void *args)
     while (!self->terminated) {
         if (self->groups)
             s_point_feeds (self);
-        bool rebuilding = false;
-        for (size_t index = 0; index < self->view_count; index++)
+        bool rebuilding = false, busy = false;
+        for (size_t index = 0; index < self->view_count; index++) {
             rebuilding |= self->views[index].rebuild != NULL;
+            busy |= s_rebuild_busy (self, &self->views[index]);
+        }
         long timeout = 1000;
-        if (!self->caught_up || rebuilding)
+        if (!self->caught_up || busy)
             timeout = 0;
         else if (self->parked) {
             int64_t earliest = INT64_MAX;
@@ -1575,6 +1673,10 @@ zcq_host_actor (zsock_t *pipe, void *args)
             int64_t left = earliest - zclock_mono ();
             timeout = left > 0 ? (long) (left < 1000 ? left : 1000) : 0;
         }
+        //  DESIGN 7: readers' replies wake the poll; their timeouts and
+        //  retries are checked at least this often
+        if (rebuilding && timeout > 50)
+            timeout = 50;
         //  while catching up, live events wait in the socket (DESIGN 1)
         int item_count = self->caught_up ? 3 : 2;
         items[2].events = self->caught_up ? ZMQ_POLLIN : 0;
@@ -1583,6 +1685,11 @@ zcq_host_actor (zsock_t *pipe, void *args)
         for (size_t group = 0; group < self->groups; group++)
             if (self->feeds[group])
                 polled += (int) zcq_feed_poll_items (self->feeds[group], items + polled);
+        for (size_t index = 0; index < self->view_count; index++)
+            for (size_t group = 0; self->views[index].readers && group < self->groups; group++)
+                if (self->views[index].readers[group])
+                    polled += (int) zcq_feed_poll_items (self->views[index].readers[group],
+                                                         items + polled);
         if (zmq_poll (items, polled, timeout) < 0) {
             if (zmq_errno () == EINTR)
                 continue; //  a signal for the process, not for us

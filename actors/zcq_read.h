@@ -106,6 +106,11 @@ typedef void (zcq_feed_apply_fn) (void *arg, int group, const zcq_event_t *event
 //  A feed of group that has applied its log up to position; NULL when out
 //  of memory. It follows nothing until connected.
 zcq_feed_t *zcq_feed_new (int group, uint64_t position);
+//  A reader of group's log from position 1 through `read` alone, for a
+//  rebuild (group_feed.c DESIGN 5); NULL when out of memory.
+zcq_feed_t *zcq_feed_new_reader (int group);
+//  Let a reader read up to position until (it only grows).
+void zcq_feed_read_until (zcq_feed_t *self, uint64_t until);
 void zcq_feed_destroy (zcq_feed_t **self_p);
 //  Follow the replica with these endpoints, or none (NULL): a feed
 //  without a replica keeps its position. True when that changed anything.
@@ -114,7 +119,8 @@ bool zcq_feed_connected (const zcq_feed_t *self);
 //  The sockets to poll (at most 2 items written); returns how many.
 size_t zcq_feed_poll_items (const zcq_feed_t *self, zmq_pollitem_t *items);
 //  Take what arrived (up to budget live messages), hand the group's next
-//  events to apply in order, ask for gaps; returns the events handed over.
+//  events to apply in order, ask for gaps (a reader: for what is left up to
+//  its bound); returns the events handed over.
 size_t zcq_feed_pump (zcq_feed_t *self, zcq_feed_apply_fn *apply, void *arg, size_t budget);
 uint64_t zcq_feed_position (const zcq_feed_t *self);
 uint64_t zcq_feed_head (const zcq_feed_t *self);
