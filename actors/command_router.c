@@ -32,6 +32,9 @@
         is held until the first one is answered, then dispatched (and, if
         the first succeeded, answered as its duplicate by the shard). The
         router sees every command, so this holds across streams and shards.
+        The table of ids in flight (s_ids_t) is open addressing over the
+        commands themselves: a command costs it no allocation, and a held
+        command takes its predecessor's slot when that one is answered.
     5.  The request limit counts the whole request (docs/protocol.md,
         Framing): the frames the peer sent before its body, and the body.
         The routing identity this ROUTER adds is not counted. A request
@@ -98,6 +101,17 @@ struct s_forward_t {
     char peer[16];    //  the routing id of the leader's connection
 };
 
+//  The commands in flight by id (DESIGN 4): open addressing over the ids'
+//  hashes, so that a command in flight costs no allocation; the table
+//  grows by doubling, and deletions leave tombstones swept at the next
+//  growth.
+#define S_IDS_TOMBSTONE ((zcq_command_t *) 1)
+typedef struct {
+    zcq_command_t **slots;
+    size_t capacity; //  a power of two
+    size_t used;     //  commands and tombstones
+} s_ids_t;
+
 //  A reply that met its client's full pipe.
 typedef struct s_reply_t s_reply_t;
 struct s_reply_t {
@@ -140,7 +154,7 @@ typedef struct {
     size_t backlog_bytes; //  every client's
     int64_t drops_logged; //  replies_dropped when a drop was last logged
     int64_t drop_log_at;  //  when, in ms
-    zhashx_t *ids;        //  id -> command in flight; held ones chain on `next`
+    s_ids_t ids;          //  id -> command in flight; held ones chain on `next` (DESIGN 4)
     int64_t inflight;
     bool draining;
     bool terminated;
@@ -177,21 +191,21 @@ s_destroy (self_t **self_p)
     self_t *self = *self_p;
     if (!self)
         return;
-    if (self->ids) {
+    for (size_t slot = 0; slot < self->ids.capacity; slot++) {
         //  held commands belong to nobody else; first ones belong to
         //  batches, still queued on the pipes: free the held ones before
         //  the batches go
-        for (zcq_command_t *first = zhashx_first (self->ids); first;
-             first = zhashx_next (self->ids)) {
-            zcq_command_t *held = first->next;
-            while (held) {
-                zcq_command_t *next = held->next;
-                zcq_command_destroy (&held);
-                held = next;
-            }
+        zcq_command_t *first = self->ids.slots[slot];
+        if (!first || first == S_IDS_TOMBSTONE)
+            continue;
+        zcq_command_t *held = first->next;
+        while (held) {
+            zcq_command_t *next = held->next;
+            zcq_command_destroy (&held);
+            held = next;
         }
-        zhashx_destroy (&self->ids);
     }
+    free (self->ids.slots);
     for (uint32_t shard = 0; shard < self->shard_count; shard++) {
         if (self->round)
             zcq_cbatch_destroy (&self->round[shard]);
@@ -279,13 +293,14 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
         zsock_set_linger (self->forward, 0);
     }
     self->peers = zhashx_new ();
-    self->ids = zhashx_new ();
+    self->ids.capacity = 1024;
+    self->ids.slots = calloc (self->ids.capacity, sizeof (zcq_command_t *));
     self->shards = calloc (self->shard_count, sizeof (zsock_t *));
     self->round = calloc (self->shard_count, sizeof (zcq_cbatch_t *));
     if (self->stage)
         self->cores = calloc (self->shard_count, sizeof (zcq_shard_t *));
     self->clients = zsock_new (ZMQ_ROUTER);
-    if (!self->writer || !self->peers || !self->ids || !self->shards || !self->round
+    if (!self->writer || !self->peers || !self->ids.slots || !self->shards || !self->round
         || !self->clients || (self->stage && !self->cores)) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
@@ -320,8 +335,6 @@ s_new (zsock_t *pipe, zcq_router_args_t *args)
         zsock_set_sndhwm (self->shards[shard], 0);
         zsock_set_rcvhwm (self->shards[shard], 0);
     }
-    zhashx_set_key_duplicator (self->ids, NULL);
-    zhashx_set_key_destructor (self->ids, NULL);
     zhashx_set_key_duplicator (self->peers, NULL);
     zhashx_set_key_destructor (self->peers, NULL);
     zhashx_set_destructor (self->peers, (zhashx_destructor_fn *) s_client_free);
@@ -1074,20 +1087,81 @@ s_dispatch (self_t *self, zcq_command_t *command)
     }
 }
 
+//  The slot of an id in the in-flight table: its command's, or the empty
+//  slot where it would go.
+static size_t
+s_ids_find (const s_ids_t *ids, const char *id, size_t len)
+{
+    size_t mask = ids->capacity - 1;
+    size_t slot = (size_t) zcq_stream_hash (id, len) & mask;
+    size_t free_slot = SIZE_MAX;
+    while (ids->slots[slot]) {
+        zcq_command_t *command = ids->slots[slot];
+        if (command == S_IDS_TOMBSTONE) {
+            if (free_slot == SIZE_MAX)
+                free_slot = slot;
+        }
+        else if (command->id_len == len && memcmp (command->id_copy, id, len) == 0)
+            return slot;
+        slot = (slot + 1) & mask;
+    }
+    return free_slot != SIZE_MAX ? free_slot : slot;
+}
+
+static zcq_command_t *
+s_ids_lookup (const s_ids_t *ids, const zcq_command_t *command)
+{
+    zcq_command_t *found = ids->slots[s_ids_find (ids, command->id_copy, command->id_len)];
+    return found == S_IDS_TOMBSTONE ? NULL : found;
+}
+
+//  Put a command in under its id (replacing one with the same id); false
+//  when the table cannot grow.
+static bool
+s_ids_put (s_ids_t *ids, zcq_command_t *command)
+{
+    if ((ids->used + 1) * 2 > ids->capacity) {
+        //  rehash the live entries into a table twice as large (or as
+        //  large, when tombstones made most of the load)
+        size_t live = 0;
+        for (size_t slot = 0; slot < ids->capacity; slot++)
+            live += ids->slots[slot] && ids->slots[slot] != S_IDS_TOMBSTONE;
+        size_t capacity = (live + 1) * 4 > ids->capacity ? ids->capacity * 2 : ids->capacity;
+        zcq_command_t **slots = calloc (capacity, sizeof (zcq_command_t *));
+        if (!slots)
+            return false;
+        s_ids_t grown = { slots, capacity, 0 };
+        for (size_t slot = 0; slot < ids->capacity; slot++) {
+            zcq_command_t *entry = ids->slots[slot];
+            if (entry && entry != S_IDS_TOMBSTONE) {
+                grown.slots[s_ids_find (&grown, entry->id_copy, entry->id_len)] = entry;
+                grown.used++;
+            }
+        }
+        free (ids->slots);
+        *ids = grown;
+    }
+    size_t slot = s_ids_find (ids, command->id_copy, command->id_len);
+    if (!ids->slots[slot])
+        ids->used++;
+    ids->slots[slot] = command;
+    return true;
+}
+
 //  A command was answered: its id is free, and the next command held with
 //  that id goes out (DESIGN 4).
 static void
 s_release_id (self_t *self, zcq_command_t *command)
 {
-    if (zhashx_lookup (self->ids, command->id_copy) != command)
+    size_t slot = s_ids_find (&self->ids, command->id_copy, command->id_len);
+    if (self->ids.slots[slot] != command)
         return;
-    zhashx_delete (self->ids, command->id_copy);
+    //  the next held command takes the first one's slot: same id
     zcq_command_t *next = command->next;
     command->next = NULL;
-    if (next) {
-        zhashx_insert (self->ids, next->id_copy, next);
+    self->ids.slots[slot] = next ? next : S_IDS_TOMBSTONE;
+    if (next)
         s_dispatch (self, next);
-    }
 }
 
 //  Answer every command of a batch that came back from a shard or the log
@@ -1281,7 +1355,7 @@ s_take_request (self_t *self)
     client->inflight++;
     command->counted = true;
     self->inflight++;
-    zcq_command_t *first = zhashx_lookup (self->ids, command->id_copy);
+    zcq_command_t *first = s_ids_lookup (&self->ids, command);
     if (first) {
         //  DESIGN 4: hold it behind the last command with this id
         while (first->next)
@@ -1289,7 +1363,12 @@ s_take_request (self_t *self)
         first->next = command;
         return true;
     }
-    zhashx_insert (self->ids, command->id_copy, command);
+    if (!s_ids_put (&self->ids, command)) {
+        zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
+        self->inflight--;
+        s_reply_now (self, &command);
+        return true;
+    }
     s_dispatch (self, command);
     return true;
 }
