@@ -305,3 +305,17 @@ zcq_stream_hash (const char *stream, size_t len)
 {
     return zcq_hash (stream, len);
 }
+
+void
+zcq_peer_key (const void *identity, size_t len, char *key, size_t size)
+{
+    static const char digits[] = "0123456789abcdef";
+    const uint8_t *bytes = identity;
+    if (len * 2 + 1 > size)
+        len = (size - 1) / 2;
+    for (size_t index = 0; index < len; index++) {
+        key[2 * index] = digits[bytes[index] >> 4];
+        key[2 * index + 1] = digits[bytes[index] & 15];
+    }
+    key[2 * len] = 0;
+}

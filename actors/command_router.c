@@ -542,22 +542,14 @@ s_count_outcome (self_t *self, const zcq_command_t *command)
 static s_client_t *
 s_client_hold (self_t *self, const void *identity, size_t size)
 {
-    static const char digits[] = "0123456789abcdef";
     char key[2 * 256 + 1];
-    const uint8_t *bytes = identity;
-    if (size > 256)
-        size = 256;
-    for (size_t index = 0; index < size; index++) {
-        key[2 * index] = digits[bytes[index] >> 4];
-        key[2 * index + 1] = digits[bytes[index] & 15];
-    }
-    key[2 * size] = 0;
+    zcq_peer_key (identity, size, key, sizeof key);
     s_client_t *client = zhashx_lookup (self->peers, key);
     if (!client) {
         client = calloc (1, sizeof (s_client_t));
         if (!client)
             return NULL;
-        memcpy (client->key, key, 2 * size + 1);
+        memcpy (client->key, key, strlen (key) + 1);
         if (zhashx_insert (self->peers, client->key, client)) {
             free (client);
             return NULL;

@@ -472,24 +472,6 @@ zcq_host_groups (const zcq_node_env_t *env)
     return groups;
 }
 
-//  An optional integer field of a query within [min, max]; false (the
-//  query failed) when present but wrong.
-static bool
-s_wait_int (zcq_query_t *query, const char *name, int64_t min, int64_t max, int64_t fallback,
-            int64_t *value)
-{
-    const zcq_value_t *found = zcq_value_get (query->root, name);
-    *value = fallback;
-    if (!found || zcq_value_type (found) == ZCQ_TYPE_NIL)
-        return true;
-    if (!zcq_value_int (found, value) || *value < min || *value > max) {
-        zcq_query_fail (query, ZCQ_INVALID, "'%s' must be an integer from %lld to %lld", name,
-                        (long long) min, (long long) max);
-        return false;
-    }
-    return true;
-}
-
 //  A group as a map key: decimal digits without a sign or a leading zero.
 static bool
 s_group_key (const zcq_value_t *key, size_t groups, size_t *group)
@@ -512,9 +494,9 @@ bool
 zcq_host_parse_wait (zcq_query_t *query, const zcq_node_env_t *env)
 {
     int64_t min_position, timeout_ms, group;
-    if (!s_wait_int (query, "min_position", 0, INT64_MAX, 0, &min_position)
-        || !s_wait_int (query, "timeout_ms", 0, 3600000, 1000, &timeout_ms)
-        || !s_wait_int (query, "group", 0, ZCQ_CLUSTER_SLOTS_MAX - 1, -1, &group))
+    if (!zcq_query_int (query, "min_position", 0, INT64_MAX, 0, &min_position)
+        || !zcq_query_int (query, "timeout_ms", 0, 3600000, 1000, &timeout_ms)
+        || !zcq_query_int (query, "group", 0, ZCQ_CLUSTER_SLOTS_MAX - 1, -1, &group))
         return false;
     size_t groups = zcq_host_groups (env);
     //  not cluster-wide: the views follow the node's own group alone

@@ -317,16 +317,8 @@ void
 zcq_query_peer (const zcq_query_t *query, char *peer, size_t size)
 {
     zframe_t *identity = zmsg_first (query->envelope);
-    size_t len = identity ? zframe_size (identity) : 0;
-    if (len * 2 + 1 > size)
-        len = (size - 1) / 2;
-    static const char hex[] = "0123456789abcdef";
-    const uint8_t *bytes = identity ? zframe_data (identity) : NULL;
-    for (size_t index = 0; index < len; index++) {
-        peer[2 * index] = hex[bytes[index] >> 4];
-        peer[2 * index + 1] = hex[bytes[index] & 15];
-    }
-    peer[2 * len] = 0;
+    zcq_peer_key (identity ? zframe_data (identity) : NULL, identity ? zframe_size (identity) : 0,
+                  peer, size);
 }
 
 //  What a waiting reply holds: the reply, its envelope and the query.
@@ -419,11 +411,9 @@ s_flush_backlog (self_t *self)
     }
 }
 
-//  Optional integer field within [min, max]; false (query failed) when it
-//  is present but wrong.
-static bool
-s_int_field (zcq_query_t *query, const char *name, int64_t min, int64_t max, int64_t fallback,
-             int64_t *value)
+bool
+zcq_query_int (zcq_query_t *query, const char *name, int64_t min, int64_t max, int64_t fallback,
+               int64_t *value)
 {
     const zcq_value_t *found = zcq_value_get (query->root, name);
     *value = fallback;
@@ -482,8 +472,8 @@ s_op_read (self_t *self, zcq_query_t *query)
         zcq_query_fail (query, ZCQ_INVALID, "'from' is required");
         return;
     }
-    if (!s_int_field (query, "from", 1, INT64_MAX, 1, &from)
-        || !s_int_field (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
+    if (!zcq_query_int (query, "from", 1, INT64_MAX, 1, &from)
+        || !zcq_query_int (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
         return;
     uint64_t head = zcq_store_head (self->env->store);
     size_t count;
@@ -519,8 +509,8 @@ s_op_stream (self_t *self, zcq_query_t *query)
         return;
     }
     int64_t from, limit;
-    if (!s_int_field (query, "from", 1, INT64_MAX, 1, &from)
-        || !s_int_field (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
+    if (!zcq_query_int (query, "from", 1, INT64_MAX, 1, &from)
+        || !zcq_query_int (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
         return;
     uint64_t version = 0;
     zcq_err_t err = zcq_store_stream_version (self->env->store, stream, &version);
@@ -816,7 +806,7 @@ static int
 s_read_group (self_t *self, zcq_query_t *query, const zcq_cluster_view_t *view)
 {
     int64_t group;
-    if (!s_int_field (query, "group", 0, INT32_MAX, -1, &group))
+    if (!zcq_query_int (query, "group", 0, INT32_MAX, -1, &group))
         return -2;
     if (group >= 0 && (size_t) group >= view->group_count) {
         zcq_query_fail (query, ZCQ_INVALID, "the cluster has no group %lld (it has %zu)",

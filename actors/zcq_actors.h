@@ -379,5 +379,8 @@ void zcq_actor_name (const char *format, ...) __attribute__ ((format (printf, 1,
 
 //  Hash of a stream name, for shard placement (FNV-1a, 64 bits).
 uint64_t zcq_stream_hash (const char *stream, size_t len);
+//  A client's routing identity as a hash key: hex, cut to fit size (513
+//  bytes hold any identity).
+void zcq_peer_key (const void *identity, size_t len, char *key, size_t size);
 
 #endif

@@ -70,6 +70,11 @@ void zcq_query_destroy (zcq_query_t **self_p);
 //  size (ZCQ_PEER_MAX is enough for any).
 #define ZCQ_PEER_MAX 520
 void zcq_query_peer (const zcq_query_t *query, char *peer, size_t size);
+//  An optional integer field of the query within [min, max] (fallback when
+//  absent or nil); false, with the query failed `invalid`, when present
+//  but wrong.
+bool zcq_query_int (zcq_query_t *query, const char *name, int64_t min, int64_t max,
+                    int64_t fallback, int64_t *value);
 //  Encode an error reply into the query.
 void zcq_query_fail (zcq_query_t *self, zcq_err_t err, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));

@@ -13,37 +13,9 @@ the map, groups and nodes on every node.
 import msgpack
 import zmq
 
-from conftest import cli, wait_for
+from conftest import SLOTS, cli, crc16, group_of, slot_of, wait_for
 
 GROUPS = 3
-SLOTS = 16384
-
-
-def crc16(data):
-    """CRC16-XMODEM, as Redis Cluster's (poly 0x1021, init 0)."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
-
-
-def slot_of(stream):
-    raw = stream.encode()
-    start = raw.find(b"{")
-    if start >= 0:
-        end = raw.find(b"}", start + 1)
-        if end > start + 1:
-            raw = raw[start + 1:end]
-    return crc16(raw) % SLOTS
-
-
-def group_of(stream, groups=GROUPS):
-    """The even map of `cluster create`: group g has slots g*S/G ..."""
-    per = SLOTS // groups
-    return min(slot_of(stream) // per, groups - 1)
 
 
 class Client:

@@ -17,35 +17,10 @@ import msgpack
 import pytest
 import zmq
 
-from conftest import cli, wait_for
+from conftest import cli, group_of, wait_for
 
 GROUPS = 3
-SLOTS = 16384
 TIMEOUT = 20.0
-
-
-def crc16(data):
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
-
-
-def slot_of(stream):
-    start = stream.find("{")
-    if start >= 0:
-        end = stream.find("}", start + 1)
-        if end > start + 1:
-            stream = stream[start + 1:end]
-    return crc16(stream.encode()) % SLOTS
-
-
-def group_of(stream, groups=GROUPS):
-    per = SLOTS // groups
-    return min(slot_of(stream) // per, groups - 1)
 
 
 def keys_of(group, count, prefix):
