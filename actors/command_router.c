@@ -716,8 +716,18 @@ s_route (self_t *self, zcq_command_t *command)
     int group = zcq_cluster_view_group_of (view, command->stream, command->stream_len);
     command->group = group;
     uint64_t epoch;
-    if (group >= 0 && group == view->group && zcq_coordinator_leading (self->coordinator, &epoch))
-        return true;
+    if (group >= 0 && group == view->group && zcq_coordinator_leading (self->coordinator, &epoch)) {
+        //  acknowledged only on min_insync durable copies: an ISR smaller
+        //  than that takes no command (its followers are not there)
+        size_t isr = (size_t) group < view->group_count ? view->groups[group].isr_count : 0;
+        if (isr >= (size_t) (view->min_insync > 0 ? view->min_insync : 1))
+            return true;
+        command->reason = "not_enough_replicas";
+        zcq_command_fail (command, ZCQ_UNAVAILABLE,
+                          "group %d has %zu in-sync replicas, fewer than min_insync %d", group, isr,
+                          view->min_insync);
+        return false;
+    }
     const char *leader = group >= 0 ? zcq_cluster_view_leader (view, group) : NULL;
     const char *recorded
         = group >= 0 && (size_t) group < view->group_count ? view->groups[group].leader : NULL;

@@ -232,3 +232,27 @@ def test_reads_of_every_group_through_any_node(cluster_path, nodes):
         assert bad["error"] == "invalid", bad
     finally:
         client.close()
+
+
+def test_fewer_in_sync_replicas_than_min_insync(cluster_path, nodes):
+    """A group whose in-sync replicas are fewer than min_insync takes no
+    command: `unavailable`, `not_enough_replicas` (nothing is acknowledged
+    on fewer durable copies than min_insync)."""
+    path, connect = cluster_path
+    done = cli("cluster", "create", "--zk", connect, "--groups", "1", "--replicas", "2",
+               "--min-insync", "2")
+    assert done.returncode == 0, done.stderr
+    node = nodes.make(connect, "m0", 0).start()
+    node.wait_ready()
+    client = Client()
+    try:
+        def refused():
+            reply = client.call(node.endpoints["command"],
+                                command("isr-1", "k1", "open", {"owner": "o"}))
+            return reply if reply.get("reason") == "not_enough_replicas" else None
+        reply = wait_for(refused, 30, "not_enough_replicas")
+        assert reply["error"] == "unavailable" and reply["group"] == 0, reply
+        events = client.call(node.endpoints["query"], {"op": "read", "from": 1})["events"]
+        assert events == [], events
+    finally:
+        client.close()
