@@ -446,9 +446,14 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
             count++;
         }
         if (self->coordinator && command->group >= 0) {
+            //  cluster.md section 3: every reply names the group, and the
+            //  node that answered (a forwarded reply comes as the leader
+            //  gave it)
             zcq_writer_str (writer, "group");
             zcq_writer_int (writer, command->group);
-            count++;
+            zcq_writer_str (writer, "node");
+            zcq_writer_str (writer, self->env->config->node);
+            count += 2;
         }
         if (command->outcome == ZCQ_UNAVAILABLE && command->owner) {
             zcq_writer_str (writer, "owner");

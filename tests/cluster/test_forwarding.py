@@ -123,6 +123,11 @@ def test_any_node_takes_any_command(cluster_path, nodes):
                             command("dep-1", key + "-n0", "deposit", {"amount": 5}))
         assert first["ok"] and again["ok"] and again["duplicate"]
         assert again["position"] == first["position"] and again["group"] == first["group"]
+        # a refusal decided by the leader names its group and node too
+        refused = client.call(started[0].endpoints["command"],
+                              command("wd-1", key + "-n0", "withdraw", {"amount": 10 ** 9}))
+        assert refused["error"] == "rejected", refused
+        assert refused["group"] == first["group"] and refused["node"] == first["node"], refused
         # each group's log holds only its own streams, each once
         for group, node in enumerate(started):
             events = client.call(node.endpoints["query"],
