@@ -364,25 +364,12 @@ static void
 s_send_heartbeat (zcq_log_stage_t *self)
 {
     zcq_writer_t *writer = self->heartbeat;
-    zcq_writer_reset (writer);
     const zcq_config_t *config = self->env->config;
     bool clustered = config->cluster[0] && config->group >= 0;
     uint64_t head = zcq_committer_head (self->committer);
-    zcq_writer_map (writer, clustered ? 5 : 3);
-    zcq_writer_str (writer, "node");
-    zcq_writer_str (writer, config->node);
-    zcq_writer_str (writer, "head");
-    zcq_writer_uint (writer, head);
-    zcq_writer_str (writer, "time");
-    zcq_writer_int (writer, zcq_now_us ());
-    if (clustered) {
-        //  cluster.md section 4: with one replica a group's high watermark
-        //  is its leader's head
-        zcq_writer_str (writer, "group");
-        zcq_writer_uint (writer, (uint64_t) config->group);
-        zcq_writer_str (writer, "hw");
-        zcq_writer_uint (writer, head);
-    }
+    //  cluster.md section 4: with one replica a group's high watermark is
+    //  its leader's head
+    zcq_event_encode_heartbeat (writer, config->node, clustered ? config->group : -1, head, head);
     void *socket = zsock_resolve (self->publisher);
     zmq_send (socket, "$heartbeat", 10, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send (socket, zcq_writer_data (writer), zcq_writer_size (writer), ZMQ_DONTWAIT);

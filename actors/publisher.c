@@ -18,14 +18,25 @@
         nothing here.
     3.  What waits for a subscriber that does not read is S_SUBSCRIBER_HWM
         events; past it ZeroMQ drops that subscriber's events, and the
-        subscriber fills the gap from the log (ZCQ/1 section 4). The bound
-        is in messages, not bytes: ZeroMQ has no other, and a lower one
-        drops events of bursts that a reading subscriber would take, since
-        a sender learns that its peer has read only every millisecond or
-        so. The pipe from the log stage to here is short (S_INTERNAL_HWM,
-        plus the stage's own): should this thread fall behind, events are
-        dropped for remote subscribers only, who fill the gap the same way.
-    4.  Messages are moved, not copied: a received frame is sent as is.
+        subscriber fills the gap from the log (ZCQ/1 section 4). ZeroMQ
+        counts its queues in messages only, and a lower count drops events
+        of bursts that a reading subscriber would take, since a sender
+        learns that its peer has read only every millisecond or so. The
+        pipe from the log stage to here is short (S_INTERNAL_HWM, plus the
+        stage's own): should this thread fall behind, events are dropped
+        for remote subscribers only, who fill the gap the same way.
+    4.  So that the bound is in bytes too, an event body larger than the
+        `publish-limit` setting (64 KiB by default) is not sent on the
+        events endpoint: what one subscriber makes the node hold is at most
+        S_SUBSCRIBER_HWM times that limit (64 MiB), plus the socket's
+        kernel buffers. In its place a heartbeat goes out at once, with the
+        event's position as its head, so that every subscriber to the
+        heartbeat reads the event from the log without waiting for the next
+        event or the next timed heartbeat. A subscriber of one topic sees
+        the event's version missing from its stream at its next event (ZCQ/1
+        section 4: the events endpoint may drop; the log does not). Such
+        events are rare by design: a domain's events are small facts.
+    5.  Messages are moved, not copied: a received frame is sent as is.
 */
 #include "zcq_actors.h"
 #include <errno.h>
@@ -40,10 +51,11 @@
 typedef struct {
     const zcq_node_env_t *env;
     zsock_t *pipe;
-    zsock_t *events;  //  SUB on the log stage's inproc endpoint
-    zsock_t *clients; //  XPUB, the events endpoint
-    int64_t topics;   //  DESIGN 2: topics remote subscribers want
-    bool all;         //  subscribed to everything upstream
+    zsock_t *events;         //  SUB on the log stage's inproc endpoint
+    zsock_t *clients;        //  XPUB, the events endpoint
+    int64_t topics;          //  DESIGN 2: topics remote subscribers want
+    bool all;                //  subscribed to everything upstream
+    zcq_writer_t *heartbeat; //  DESIGN 4
     char endpoint[ZCQ_ENDPOINT_MAX];
 } self_t;
 
@@ -56,6 +68,7 @@ s_destroy (self_t **self_p)
     zcq_gate_unwatch (self->clients); //  before it closes (actors/gate.c DESIGN 1)
     zsock_destroy (&self->clients);
     zsock_destroy (&self->events);
+    zcq_writer_destroy (&self->heartbeat);
     free (self);
     *self_p = NULL;
 }
@@ -72,7 +85,8 @@ s_new (zsock_t *pipe, const zcq_node_env_t *env)
     self->pipe = pipe;
     self->events = zsock_new (ZMQ_SUB);
     self->clients = zsock_new (ZMQ_XPUB);
-    if (!self->events || !self->clients) {
+    self->heartbeat = zcq_writer_new ();
+    if (!self->events || !self->clients || !self->heartbeat) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
@@ -130,32 +144,61 @@ s_handle_subscriptions (self_t *self)
     }
 }
 
-//  Events and heartbeats, moved frame by frame (DESIGN 4).
+//  In place of an event over the limit, a heartbeat whose head is its
+//  position (DESIGN 4).
+static void
+s_withhold (self_t *self, zmq_msg_t *body)
+{
+    uint64_t position;
+    if (!zcq_event_position_of (zmq_msg_data (body), zmq_msg_size (body), &position))
+        return;
+    const zcq_config_t *config = self->env->config;
+    bool clustered = config->cluster[0] && config->group >= 0;
+    zcq_event_encode_heartbeat (self->heartbeat, config->node, clustered ? config->group : -1,
+                                position, position);
+    void *out = zsock_resolve (self->clients);
+    zmq_send (out, "$heartbeat", 10, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send (out, zcq_writer_data (self->heartbeat), zcq_writer_size (self->heartbeat),
+              ZMQ_DONTWAIT);
+    ZCQ_STAT_ADD (self->env->stats, events_withheld, 1);
+}
+
+//  Events and heartbeats: [topic][body], moved as they are (DESIGN 4, 5).
 static void
 s_handle_events (self_t *self)
 {
     void *in = zsock_resolve (self->events);
     void *out = zsock_resolve (self->clients);
+    size_t limit = self->env->config->publish_limit;
     for (int count = 0; count < S_ROUND; count++) {
-        zmq_msg_t part;
-        zmq_msg_init (&part);
-        if (zmq_msg_recv (&part, in, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&part);
+        zmq_msg_t topic, body;
+        zmq_msg_init (&topic);
+        if (zmq_msg_recv (&topic, in, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&topic);
             return;
         }
-        bool more = zmq_msg_more (&part);
-        while (true) {
-            if (zmq_msg_send (&part, out, (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) < 0)
-                zmq_msg_close (&part);
-            if (!more)
-                break;
-            zmq_msg_init (&part);
-            if (zmq_msg_recv (&part, in, 0) < 0) {
-                zmq_msg_close (&part);
-                break;
-            }
-            more = zmq_msg_more (&part);
+        zmq_msg_init (&body);
+        if (!zmq_msg_more (&topic) || zmq_msg_recv (&body, in, 0) < 0 || zmq_msg_more (&body)) {
+            //  the log stage sends two frames; anything else is dropped whole
+            while (zmq_msg_more (&body) && zmq_msg_recv (&body, in, 0) >= 0)
+                ;
+            zmq_msg_close (&topic);
+            zmq_msg_close (&body);
+            continue;
         }
+        if (limit && zmq_msg_size (&body) > limit) {
+            s_withhold (self, &body);
+            zmq_msg_close (&topic);
+            zmq_msg_close (&body);
+            continue;
+        }
+        if (zmq_msg_send (&topic, out, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&topic);
+            zmq_msg_close (&body);
+            continue;
+        }
+        if (zmq_msg_send (&body, out, ZMQ_DONTWAIT) < 0)
+            zmq_msg_close (&body);
     }
 }
 

@@ -732,6 +732,7 @@ s_op_stats (self_t *self, zcq_query_t *query)
     S_COUNTER (queries_served)
     S_COUNTER (connections_refused)
     S_COUNTER (commands_forwarded)
+    S_COUNTER (events_withheld)
 #undef S_COUNTER
     zcq_writer_str (self->writer, "connections");
     zcq_writer_int (self->writer, (int64_t) ZCQ_STAT_GET (stats, connections));

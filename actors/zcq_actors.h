@@ -216,6 +216,7 @@ typedef struct {
     atomic_int_fast64_t connections;          //  open, on the three endpoints
     atomic_uint_fast64_t connections_refused; //  over max-connections
     atomic_uint_fast64_t commands_forwarded;  //  sent to another group's leader
+    atomic_uint_fast64_t events_withheld;     //  over publish-limit: read, not sent
 } zcq_stats_t;
 
 #define ZCQ_STAT_ADD(stats, name, value) \

@@ -185,6 +185,7 @@ S_NUMBER (shards, "shards", 1, 256)
 S_NUMBER (cache, "cache", 1, 100000000)
 S_NUMBER (dedup_window_s, "dedup-window", 60, 365LL * 24 * 3600)
 S_NUMBER (request_limit, "request-limit", 1024, 256LL << 20)
+S_NUMBER (publish_limit, "publish-limit", 0, 256LL << 20)
 S_NUMBER (heartbeat_ms, "heartbeat-ms", 10, 1000)
 S_NUMBER (max_inflight, "max-inflight", 16, 100000000)
 S_NUMBER (max_inflight_per_client, "max-inflight-per-client", 1, 100000000)
@@ -252,6 +253,7 @@ static const s_setting_t s_settings[] = {
     { "cache", s_parse_cache, s_format_cache },
     { "dedup-window", s_parse_dedup_window_s, s_format_dedup_window_s },
     { "request-limit", s_parse_request_limit, s_format_request_limit },
+    { "publish-limit", s_parse_publish_limit, s_format_publish_limit },
     { "heartbeat-ms", s_parse_heartbeat_ms, s_format_heartbeat_ms },
     { "max-inflight", s_parse_max_inflight, s_format_max_inflight },
     { "max-inflight-per-client", s_parse_max_inflight_per_client,
@@ -296,6 +298,7 @@ zcq_config_new (void)
     self->cache = 100000;
     self->dedup_window_s = 24 * 3600;
     self->request_limit = 1 << 20;
+    self->publish_limit = 64 << 10;
     self->heartbeat_ms = 500;
     self->max_inflight = 65536;
     self->max_inflight_per_client = 4096;

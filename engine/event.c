@@ -315,6 +315,26 @@ zcq_event_field (size_t index)
 }
 
 void
+zcq_event_encode_heartbeat (zcq_writer_t *body, const char *node, int group, uint64_t head,
+                            uint64_t hw)
+{
+    zcq_writer_reset (body);
+    zcq_writer_map (body, group >= 0 ? 5 : 3);
+    zcq_writer_str (body, "node");
+    zcq_writer_str (body, node);
+    zcq_writer_str (body, "head");
+    zcq_writer_uint (body, head);
+    zcq_writer_str (body, "time");
+    zcq_writer_int (body, zcq_now_us ());
+    if (group >= 0) {
+        zcq_writer_str (body, "group");
+        zcq_writer_uint (body, (uint64_t) group);
+        zcq_writer_str (body, "hw");
+        zcq_writer_uint (body, hw);
+    }
+}
+
+void
 zcq_event_encode_head (zcq_writer_t *body, const char *node, int group, const char *stream,
                        size_t stream_len, size_t aggregate_len, uint64_t version, const char *type,
                        const char *command, size_t command_len, const zcq_value_t *meta)

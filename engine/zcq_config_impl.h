@@ -33,6 +33,7 @@ struct zcq_config_t {
     size_t cache;
     uint64_t dedup_window_s;
     size_t request_limit;
+    size_t publish_limit; //  0: every event travels whole on the events endpoint
     int heartbeat_ms;
     size_t max_inflight;
     size_t max_inflight_per_client;

@@ -331,6 +331,10 @@ void zcq_event_encode_head (zcq_writer_t *body, const char *node, int group, con
                             size_t stream_len, size_t aggregate_len, uint64_t version,
                             const char *type, const char *command, size_t command_len,
                             const zcq_value_t *meta);
+//  Write a heartbeat's body (ZCQ/1 section 4): node, head and time; with
+//  group >= 0 (a clustered node) also the group and its high watermark hw.
+void zcq_event_encode_heartbeat (zcq_writer_t *body, const char *node, int group, uint64_t head,
+                                 uint64_t hw);
 
 //  --------------------------------------------------------------------------
 //  Domain lookups

@@ -14,6 +14,10 @@
         cache            aggregates cached per shard     100000
         dedup-window     seconds a command id is kept    86400
         request-limit    largest request body, bytes     1048576
+        publish-limit    largest event sent whole on the   65536
+                         events endpoint, bytes (a larger
+                         one is read from the log; 0: no
+                         limit)
         heartbeat-ms     heartbeat interval              500
         max-inflight     commands in flight per node     65536
         view-snapshot-every  events between view snapshots   1000000

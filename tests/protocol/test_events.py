@@ -216,3 +216,51 @@ def test_rejected_and_duplicate_publish_nothing(node):
     finally:
         sub.close()
         c.close()
+
+
+def test_an_event_over_the_publish_limit_is_read_not_sent(daemon_factory):
+    """An event body over `publish-limit` never travels on the events
+    endpoint (a subscriber's queue is bounded in bytes); a heartbeat whose
+    head is its position takes its place at once, and `read` serves it."""
+    d = daemon_factory(extra=["--publish-limit", "4096", "--heartbeat-ms", "1000"])
+    sub = d.sub("").ready()
+    c = Client(d)
+    try:
+        k = uniq()
+        small = assert_ok(c.open(k, owner="ann"))
+        # a command's meta is stored with each of its events
+        big = assert_ok(c.open(uniq(), owner="bea", meta={"blob": "b" * 8000}))
+        after = assert_ok(c.deposit(k, 5))
+        assert small["position"] < big["position"] < after["position"]
+        got = sub.events_until(lambda t, b: b.get("command") == after["id"],
+                               heartbeats=True)
+        positions = [b["position"] for t, b in got if t != "$heartbeat"]
+        assert big["position"] not in positions, "the big event was sent"
+        assert small["position"] in positions and after["position"] in positions
+        # the heartbeat naming the withheld event's position comes before
+        # the next event
+        order = [(t, b.get("head", b.get("position"))) for t, b in got]
+        hb = order.index(("$heartbeat", big["position"]))
+        assert hb < order.index(("account/%s/" % k, after["position"]))
+        events = c.query("read", **{"from": big["position"], "limit": 1})
+        assert_ok(events)
+        assert events["events"][0]["command"] == big["id"]
+        assert events["events"][0]["meta"]["blob"] == "b" * 8000
+        stats = assert_ok(c.query("stats"))
+        assert stats["stats"]["events_withheld"] == 1
+    finally:
+        sub.close()
+        c.close()
+
+
+def test_publish_limit_zero_sends_every_event(daemon_factory):
+    d = daemon_factory(extra=["--publish-limit", "0"])
+    sub = d.sub("").ready()
+    c = Client(d)
+    try:
+        big = assert_ok(c.open(uniq(), owner="bea", meta={"blob": "b" * 200000}))
+        got = sub.events_until(lambda t, b: b.get("command") == big["id"])
+        assert got[-1][1]["meta"]["blob"] == "b" * 200000
+    finally:
+        sub.close()
+        c.close()
