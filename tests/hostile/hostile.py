@@ -56,9 +56,9 @@ every phase; in the fairness phases (hot-key, deaf-invalid, park-flood,
 conn-flood) the probe is never answered `unavailable`; every hostile request that should be answered is answered
 with the right code; peak RSS stays under RSS_BOUND_MB (default 1024).
 The phases deaf-query, big-events, big-read, parked and deaf-echo measure
-memory that is bounded per message (or not at all) but not in bytes; they
-fail until the node caps reply, queue and parked-query sizes in bytes. Each session
-of phases runs on a fresh node, so that each measurement stands alone.
+what the node's bounds in bytes hold (replies, a subscriber's queue,
+parked queries) against RSS_BOUND_MB. Each session of phases runs on a
+fresh node, so that each measurement stands alone.
 
 Environment: ZCQRSD (path to zcqrsd, required), RSS_BOUND_MB, HOSTILE_SCALE
 (a factor on the phase sizes, default 1; the documented sizes are at 1),
