@@ -6,16 +6,18 @@
         view and come back with their reply encoded; the host parks those
         with a min_position it has not reached, so a waiting query never
         holds up any other.
-    2.  Log reads (read, stream) and node queries (views, health, stats)
-        are answered here from the store and the counters; none of them
-        touches the write path.
+    2.  Node queries (views, health, stats, cluster) are answered here from
+        the counters. Log reads (read, stream) are answered from the store
+        by a thread of their own, the clients in turn (log_reader.c), so a
+        client's large reads never hold up another client's queries. None
+        of them touches the write path.
     3.  A reply that meets a client's full pipe (a burst of answered
         queries is faster than the I/O thread) waits in a backlog, retried
         every few ms, and a client's later replies queue behind it. A client
         that does not read its replies is bounded: its waiting replies stop
         at S_PEER_BYTES, every client's at S_BACKLOG_BYTES, and a reply
         still waiting after S_BACKLOG_MS is dropped. ZeroMQ's own pipe to a
-        client holds at most S_SNDHWM replies, each at most S_REPLY_BYTES
+        client holds at most S_SNDHWM replies, each at most 4 MiB (a read)
         plus S_ENVELOPE_BYTES: so a client that asks for large reads and
         never reads them pins a bounded amount, about 100 MiB, and only its
         own replies are dropped.
@@ -41,10 +43,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_READ_DEFAULT    1000
-#define S_READ_MAX        10000
 #define S_ROUND           256
-#define S_REPLY_BYTES     (4 << 20)  //  a read or stream reply stops growing here
 #define S_SNDHWM          16         //  replies queued per client in ZeroMQ (DESIGN 3)
 #define S_PEER_BYTES      (32 << 20) //  DESIGN 3: backlog per client
 #define S_BACKLOG_BYTES   (256 << 20)
@@ -163,6 +162,7 @@ typedef struct {
     uint32_t link_count;
     zhashx_t *forwards; //  sequence (hex) -> zcq_query_t sent
     uint64_t sequence;
+    zcq_log_reads_t *reads; //  DESIGN 2: read and stream
 } self_t;
 
 static void
@@ -181,6 +181,7 @@ s_destroy (self_t **self_p)
         zsock_destroy (&self->hosts[host]);
     }
     free (self->hosts);
+    zcq_log_reads_destroy (&self->reads);
     if (self->backlog) {
         zcq_query_t *query;
         while ((query = zlistx_detach (self->backlog, NULL)))
@@ -232,7 +233,9 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
     self->queued = zhashx_new ();
     if (self->queued)
         zhashx_set_destructor (self->queued, s_free_item);
-    if (!self->writer || !self->hosts || !self->clients || !self->backlog || !self->queued) {
+    self->reads = zcq_log_reads_new (self->env);
+    if (!self->writer || !self->hosts || !self->clients || !self->backlog || !self->queued
+        || !self->reads) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
@@ -355,7 +358,7 @@ s_backlog_add (self_t *self, zcq_query_t *query, const char *peer)
 static void
 s_backlog_forget (self_t *self, zcq_query_t *query)
 {
-    char peer[520];
+    char peer[ZCQ_PEER_MAX];
     zcq_query_peer (query, peer, sizeof peer);
     size_t bytes = s_reply_bytes (query);
     size_t *queued = zhashx_lookup (self->queued, peer);
@@ -375,7 +378,7 @@ s_reply (self_t *self, zcq_query_t **query_p)
     ZCQ_STAT_ADD (self->env->stats, queries_served, 1);
     //  behind the client's replies already waiting, to keep their order
     //  (the client is looked up only while some replies wait)
-    char peer[520] = "";
+    char peer[ZCQ_PEER_MAX] = "";
     if (zlistx_size (self->backlog))
         zcq_query_peer (query, peer, sizeof peer);
     int rc = *peer && zhashx_lookup (self->queued, peer) ? 1 : s_send_reply (self, query);
@@ -425,114 +428,6 @@ zcq_query_int (zcq_query_t *query, const char *name, int64_t min, int64_t max, i
         return false;
     }
     return true;
-}
-
-typedef struct {
-    zcq_writer_t *writer;
-    size_t count;
-    uint64_t last_position; //  of the last event added
-    uint64_t last_version;
-} s_events_t;
-
-//  Add an event to a read or stream reply; stop once the reply is large
-//  (ZCQ/1 lets a reply hold fewer events than `limit`; the reader asks
-//  again from the next position).
-static int
-s_add_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
-{
-    s_events_t *events = arg;
-    if (events->count && zcq_writer_size (events->writer) + len > S_REPLY_BYTES)
-        return 1;
-    zcq_writer_raw (events->writer, body, len);
-    events->count++;
-    events->last_position = position;
-    events->last_version = version;
-    return 0;
-}
-
-//  `next`: where to ask from for what this reply did not hold (a position
-//  or a version), or nil when it reached the end.
-static void
-s_write_next (zcq_writer_t *writer, uint64_t last, uint64_t end, size_t count)
-{
-    zcq_writer_str (writer, "next");
-    if (count && last < end)
-        zcq_writer_uint (writer, last + 1);
-    else
-        zcq_writer_nil (writer);
-}
-
-//  op read: events of the log from a position
-static void
-s_op_read (self_t *self, zcq_query_t *query)
-{
-    int64_t from, limit;
-    const zcq_value_t *from_value = zcq_value_get (query->root, "from");
-    if (!from_value) {
-        zcq_query_fail (query, ZCQ_INVALID, "'from' is required");
-        return;
-    }
-    if (!zcq_query_int (query, "from", 1, INT64_MAX, 1, &from)
-        || !zcq_query_int (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
-        return;
-    uint64_t head = zcq_store_head (self->env->store);
-    size_t count;
-    size_t mark = zcq_query_reply_open (query, self->writer, &count);
-    zcq_writer_str (self->writer, "head");
-    zcq_writer_uint (self->writer, head);
-    zcq_writer_str (self->writer, "events");
-    size_t events_mark = zcq_writer_array_open (self->writer);
-    s_events_t events = { self->writer, 0, 0, 0 };
-    zcq_err_t err = zcq_store_read_log (self->env->store, (uint64_t) from, (size_t) limit,
-                                        s_add_event, &events);
-    if (err != ZCQ_OK) {
-        zcq_query_fail (query, ZCQ_INTERNAL, "reading the log: %s", zcq_strerror (err));
-        return;
-    }
-    zcq_writer_array_close (self->writer, events_mark, events.count);
-    s_write_next (self->writer, events.last_position, head, events.count);
-    zcq_query_reply_close (query, self->writer, mark, count + 3);
-}
-
-//  op stream: events of one stream from a version
-static void
-s_op_stream (self_t *self, zcq_query_t *query)
-{
-    char stream[ZCQ_STREAM_MAX + 1];
-    const zcq_value_t *name = zcq_value_get (query->root, "stream");
-    if (!name) {
-        zcq_query_fail (query, ZCQ_INVALID, "'stream' is required");
-        return;
-    }
-    if (!zcq_value_copy_str (name, stream, sizeof stream) || !strchr (stream, '/')) {
-        zcq_query_fail (query, ZCQ_INVALID, "'stream' must be a string <aggregate>/<key>");
-        return;
-    }
-    int64_t from, limit;
-    if (!zcq_query_int (query, "from", 1, INT64_MAX, 1, &from)
-        || !zcq_query_int (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
-        return;
-    uint64_t version = 0;
-    zcq_err_t err = zcq_store_stream_version (self->env->store, stream, &version);
-    size_t count;
-    size_t mark = zcq_query_reply_open (query, self->writer, &count);
-    zcq_writer_str (self->writer, "version");
-    zcq_writer_uint (self->writer, version);
-    zcq_writer_str (self->writer, "head");
-    zcq_writer_uint (self->writer, zcq_store_head (self->env->store));
-    zcq_writer_str (self->writer, "events");
-    size_t events_mark = zcq_writer_array_open (self->writer);
-    s_events_t events = { self->writer, 0, 0, 0 };
-    if (err == ZCQ_OK)
-        err = zcq_store_read_stream (self->env->store, stream, (uint64_t) from, (size_t) limit,
-                                     s_add_event, &events);
-    if (err != ZCQ_OK) {
-        zcq_query_fail (query, ZCQ_INTERNAL, "reading the stream: %s", zcq_strerror (err));
-        return;
-    }
-    zcq_writer_array_close (self->writer, events_mark, events.count);
-    s_write_next (self->writer, events.last_version, version, events.count);
-    zcq_query_reply_close (query, self->writer, mark, count + 4);
 }
 
 static void
@@ -733,7 +628,11 @@ s_op_stats (self_t *self, zcq_query_t *query)
     S_COUNTER (connections_refused)
     S_COUNTER (commands_forwarded)
     S_COUNTER (events_withheld)
+    S_COUNTER (reads_refused)
 #undef S_COUNTER
+    zcq_writer_str (self->writer, "reads_waiting");
+    zcq_writer_uint (self->writer, zcq_log_reads_waiting (self->reads));
+    entries++;
     zcq_writer_str (self->writer, "connections");
     zcq_writer_int (self->writer, (int64_t) ZCQ_STAT_GET (stats, connections));
     entries++;
@@ -1008,9 +907,13 @@ s_dispatch (self_t *self, zcq_query_t *query, size_t envelope_bytes)
         const char *op;
         void (*handler) (self_t *self, zcq_query_t *query);
     } local[] = {
-        { "read", s_op_read },     { "stream", s_op_stream }, { "views", s_op_views },
-        { "health", s_op_health }, { "stats", s_op_stats },   { "cluster", s_op_cluster },
+        { "views", s_op_views },
+        { "health", s_op_health },
+        { "stats", s_op_stats },
+        { "cluster", s_op_cluster },
     };
+    if (streq (query->op, "read") || streq (query->op, "stream"))
+        return zcq_log_reads_add (self->reads, query); //  log_reader.c
     for (size_t index = 0; index < sizeof local / sizeof local[0]; index++)
         if (streq (query->op, local[index].op)) {
             local[index].handler (self, query);
@@ -1084,6 +987,15 @@ s_take_request (self_t *self)
     return true;
 }
 
+//  A client whose replies wait for its pipe gets no more reads done until
+//  they drain (log_reader.c DESIGN 3).
+static bool
+s_replies_waiting (void *arg, const char *peer)
+{
+    self_t *self = arg;
+    return zhashx_lookup (self->queued, peer) != NULL;
+}
+
 static void
 s_handle_host (self_t *self, zsock_t *host)
 {
@@ -1114,12 +1026,19 @@ zcq_query_actor (zsock_t *pipe, void *args)
     if (!self)
         return;
     zsock_send (pipe, "is", 0, "");
-    size_t item_count = 2 + self->host_count + (self->forward ? 1 : 0);
+    //  the pipe, the clients, the reads answered, the hosts, the forwards
+    size_t item_count = 3 + self->host_count + (self->forward ? 1 : 0);
     zmq_pollitem_t *items = calloc (item_count, sizeof (zmq_pollitem_t));
+    if (!items) {
+        s_destroy (&self);
+        return;
+    }
     items[0] = (zmq_pollitem_t) { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
     items[1] = (zmq_pollitem_t) { zsock_resolve (self->clients), 0, ZMQ_POLLIN, 0 };
+    items[2]
+        = (zmq_pollitem_t) { zsock_resolve (zcq_log_reads_socket (self->reads)), 0, ZMQ_POLLIN, 0 };
     for (uint32_t host = 0; host < self->host_count; host++)
-        items[2 + host] = (zmq_pollitem_t) { zsock_resolve (self->hosts[host]), 0, ZMQ_POLLIN, 0 };
+        items[3 + host] = (zmq_pollitem_t) { zsock_resolve (self->hosts[host]), 0, ZMQ_POLLIN, 0 };
     if (self->forward)
         items[item_count - 1]
             = (zmq_pollitem_t) { zsock_resolve (self->forward), 0, ZMQ_POLLIN, 0 };
@@ -1136,14 +1055,21 @@ zcq_query_actor (zsock_t *pipe, void *args)
         if (items[0].revents & ZMQ_POLLIN)
             s_handle_pipe (self);
         for (uint32_t host = 0; host < self->host_count; host++)
-            if (items[2 + host].revents & ZMQ_POLLIN)
+            if (items[3 + host].revents & ZMQ_POLLIN)
                 s_handle_host (self, self->hosts[host]);
+        if (items[2].revents & ZMQ_POLLIN) {
+            zcq_query_t *query;
+            while ((query = zcq_log_reads_take (self->reads)))
+                s_reply (self, &query);
+        }
         if (items[1].revents & ZMQ_POLLIN)
             for (int count = 0; count < S_ROUND; count++)
                 if (!s_take_request (self))
                     break;
         if (zlistx_size (self->backlog))
             s_flush_backlog (self);
+        if (zcq_log_reads_waiting (self->reads))
+            zcq_log_reads_dispatch (self->reads, s_replies_waiting, self);
         if (self->forward) {
             if (items[item_count - 1].revents & ZMQ_POLLIN)
                 s_handle_forwarded (self);

@@ -217,6 +217,7 @@ typedef struct {
     atomic_uint_fast64_t connections_refused; //  over max-connections
     atomic_uint_fast64_t commands_forwarded;  //  sent to another group's leader
     atomic_uint_fast64_t events_withheld;     //  over publish-limit: read, not sent
+    atomic_uint_fast64_t reads_refused;       //  over a bound of waiting reads
 } zcq_stats_t;
 
 #define ZCQ_STAT_ADD(stats, name, value) \

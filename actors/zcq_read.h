@@ -100,6 +100,26 @@ size_t zcq_host_groups (const zcq_node_env_t *env);
 //  query into it; false when the query failed (invalid, with its reply).
 bool zcq_host_parse_wait (zcq_query_t *query, const zcq_node_env_t *env);
 
+//  Log reads (`read`, `stream`), answered by a thread of their own, the
+//  clients in turn (log_reader.c). Used by the query router's thread only.
+typedef struct zcq_log_reads_t zcq_log_reads_t;
+//  true when a client (hex of its routing identity) must wait its turn
+typedef bool (zcq_log_reads_blocked_fn) (void *arg, const char *peer);
+zcq_log_reads_t *zcq_log_reads_new (const zcq_node_env_t *env);
+//  Takes back every read handed to the thread, then stops it.
+void zcq_log_reads_destroy (zcq_log_reads_t **self_p);
+//  Queue a read for its client; false when a bound is reached: the query
+//  is failed `unavailable` and stays the caller's, to reply.
+bool zcq_log_reads_add (zcq_log_reads_t *self, zcq_query_t *query);
+//  Hand waiting reads to the thread, one client at a time in turn,
+//  passing over the clients blocked says must wait.
+void zcq_log_reads_dispatch (zcq_log_reads_t *self, zcq_log_reads_blocked_fn *blocked, void *arg);
+//  Readable when an answered read is back; take it with _take (NULL when
+//  none is), then reply.
+zsock_t *zcq_log_reads_socket (zcq_log_reads_t *self);
+zcq_query_t *zcq_log_reads_take (zcq_log_reads_t *self);
+size_t zcq_log_reads_waiting (const zcq_log_reads_t *self);
+
 //  View host: keeps views, applies events, answers view queries.
 //  Data socket (PAIR, inproc host endpoint): query pointers in and out.
 void zcq_host_actor (zsock_t *pipe, void *args);

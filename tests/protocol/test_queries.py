@@ -534,3 +534,57 @@ def test_burst_of_answered_queries_loses_none(daemon):
         assert stats["replies_dropped"] == 0, stats
     finally:
         c.close()
+
+
+def test_reads_of_a_client_that_does_not_read_wait_their_turn(daemon):
+    """A client that asks for many large reads and does not read the
+    replies: once some of its replies wait for its pipe, its later reads
+    wait unanswered (64 at most; past that `unavailable`), nothing of it
+    is read and thrown away, and another client's reads are answered
+    meanwhile. When it reads, every request has exactly one reply."""
+    c = Client(daemon)
+    deaf = socket(zmq.DEALER)
+    deaf.setsockopt(zmq.RCVHWM, 1)
+    deaf.connect(daemon.query)
+    try:
+        blob = "m" * (64 * 1024)
+        for n in range(70):     # 4.4 MiB of log: each read below is a 4 MiB reply
+            assert_ok(c.open(uniq(), meta={"blob": blob}))
+        count = 300
+        for n in range(count):
+            deaf.send_multipart([b"", pack({"op": "read", "from": 1, "limit": 10000,
+                                            "rid": n})])
+        # wait until the node has taken every read: those it could not
+        # queue are refused at once
+        deadline = time.monotonic() + 30
+        while True:
+            stats = assert_ok(c.query("stats"))["stats"]
+            if stats["reads_refused"] > 0 and stats["reads_waiting"] > 0:
+                break
+            assert time.monotonic() < deadline, stats
+        assert stats["reads_waiting"] <= 64, stats
+        # another client's reads are answered while the deaf client's wait
+        for n in range(3):
+            rep = assert_ok(c.query("read", **{"from": 1, "limit": 5}))
+            assert len(rep["events"]) == 5
+        assert assert_ok(c.query("stats"))["stats"]["reads_waiting"] > 0
+        # the deaf client reads at last: one reply per request, none lost
+        replies = {}
+        while len(replies) < count:
+            frames = recv_multipart(deaf, 30, "read reply")
+            rep = unpack(frames[-1])
+            assert rep["rid"] not in replies, rep["rid"]
+            replies[rep["rid"]] = rep
+        refused = [r for r in replies.values() if not r["ok"]]
+        assert refused, "no read was refused"
+        for rep in refused:
+            assert_error(rep, "unavailable")
+            assert "reads waiting" in rep["message"]
+        assert all(len(r["events"]) > 0 for r in replies.values() if r["ok"])
+        stats = assert_ok(c.query("stats"))["stats"]
+        assert stats["replies_dropped"] == 0, stats
+        assert stats["reads_refused"] == len(refused), stats
+        assert stats["reads_waiting"] == 0, stats
+    finally:
+        deaf.close()
+        c.close()
