@@ -879,9 +879,12 @@ s_op_count (self_t *self, s_view_t *view, zcq_query_t *query)
     zcq_query_reply_close (query, self->writer, mark, count + 1);
 }
 
+//  A rebuild asked for while one runs joins it (answered with `running`
+//  true): requests in a loop cost one rebuild at a time, never a restart.
 static void
 s_op_rebuild (self_t *self, s_view_t *view, zcq_query_t *query)
 {
+    bool running = view->rebuild != NULL;
     zcq_err_t err = s_start_rebuild (self, view);
     if (err != ZCQ_OK) {
         zcq_query_fail (query, ZCQ_INTERNAL, "cannot start the rebuild: %s", zcq_strerror (err));
@@ -893,7 +896,9 @@ s_op_rebuild (self_t *self, s_view_t *view, zcq_query_t *query)
     zcq_writer_str (self->writer, view->def->view);
     zcq_writer_str (self->writer, "status");
     zcq_writer_str (self->writer, "rebuilding");
-    zcq_query_reply_close (query, self->writer, mark, count + 2);
+    zcq_writer_str (self->writer, "running");
+    zcq_writer_bool (self->writer, running);
+    zcq_query_reply_close (query, self->writer, mark, count + 3);
 }
 
 static s_view_t *

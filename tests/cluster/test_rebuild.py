@@ -103,7 +103,7 @@ def test_rebuild_waits_for_a_dead_group(cluster_path, nodes, context):
     # group 2 without a live replica: the rebuild cannot read its log
     started[2].kill()
     for view in VIEWS:
-        rebuild(clients[0], view)
+        assert rebuild(clients[0], view)["running"] is False
     for group in (0, 1):
         for key in keys_of(group, 2, "rb-dead"):
             command_ok(clients[group], key, "open", {"owner": "d"})
@@ -118,8 +118,8 @@ def test_rebuild_waits_for_a_dead_group(cluster_path, nodes, context):
     assert reply["row"]["balance"] == sum(balances.values()), reply
     found = statuses(clients[0])
     assert [found[name]["status"] for name in VIEWS] == ["rebuilding"] * 2, found
-    for view in VIEWS:
-        rebuild(clients[0], view)  # a second request: still the same rebuild
+    for view in VIEWS:  # a second request joins the same rebuild
+        assert rebuild(clients[0], view)["running"] is True
     # group 2 back: the rebuild reads it and ends
     started[2].start().wait_ready()
     clients[2] = Client(context, started[2])
