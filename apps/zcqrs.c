@@ -295,6 +295,7 @@ s_print_field (FILE *out, const zcq_value_t *reply, const char *key, const char 
 static void
 s_print_error (const char *prefix, const zcq_value_t *reply)
 {
+    fflush (stdout); //  after the results before it, when both go to one file
     fputs (prefix, stderr);
     fputs ("error ", stderr);
     s_print_field (stderr, reply, "error", "internal");
@@ -330,6 +331,7 @@ s_print_next (const zcq_value_t *reply)
     const zcq_value_t *next = zcq_value_get (reply, "next");
     const char *text;
     size_t len;
+    fflush (stdout);
     if (zcq_value_str (next, &text, &len)) {
         fputs ("next: ", stderr);
         s_print_text (stderr, text, len);
@@ -1379,11 +1381,13 @@ main (int argc, char *argv[])
                      subcommand->name, s_options[option].flag, subcommand->name);
             return 2;
         }
+    if (subcommand->run == s_help)
+        return s_help ();
     if (!s_flags_valid () || !s_endpoints ())
         return 2;
     s_args.json = s_json_output ();
-    if (subcommand->run == s_help || subcommand->run == s_tail)
-        return subcommand->run ();
+    if (subcommand->run == s_tail)
+        return s_tail ();
     s_client = s_args.route ? zcq_client_new_cluster (s_args.query)
                             : zcq_client_new (s_args.command, s_args.query);
     s_writer = zcq_writer_new ();

@@ -1,5 +1,6 @@
 """The zcqrs command-line client and the zcqrsd process contract."""
 
+import json
 import subprocess
 
 import pytest
@@ -30,13 +31,15 @@ def test_cli_send_get(node):
     k = uniq()
     r = cli(node, "send", "account", k, "open", "owner=ann")
     assert r.returncode == 0, r
-    assert r.stdout.startswith("ok"), r
+    assert json.loads(r.stdout)["stream"] == "account/" + k, r
     r = cli(node, "send", "account", k, "open", "owner=ann")
     assert r.returncode == 1, r
-    assert "rejected" in r.stdout + r.stderr
+    assert json.loads(r.stdout)["error"] == "rejected", r
+    assert "error rejected" in r.stderr, r
     r = cli(node, "get", "accounts", k)
     assert r.returncode == 0, r
-    assert k in r.stdout and "ann" in r.stdout
+    assert json.loads(r.stdout) == {"key": k, "owner": "ann", "balance": 0, "status": "open",
+                                    "version": 1}, r
     # what the CLI wrote is what a protocol client reads
     c = node.client()
     try:
