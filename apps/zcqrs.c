@@ -1354,7 +1354,7 @@ main (int argc, char *argv[])
         return 2;
     }
     if (s_args.help) {
-        if (subcommand && !streq (subcommand->name, "help"))
+        if (subcommand)
             s_usage_of (stdout, subcommand);
         else
             s_usage (stdout);
