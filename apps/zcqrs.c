@@ -222,7 +222,9 @@ s_usage (FILE *out)
                   "tcp://127.0.0.1:7400, so 7400 (command), 7401 (events), 7402 (query).\n"
                   "--timeout MS: how long to wait for a reply (default 5000). --route (a\n"
                   "cluster): send commands straight to their group's leader, found through\n"
-                  "--query. Any flag may be written --flag=value. --version prints the version.\n"
+                  "--query. Any flag may be written --flag=value, before or after the command;\n"
+                  "after `--` every word is an argument (a key such as --x). --version prints\n"
+                  "the version.\n"
                   "\n"
                   "Output: on a terminal, text; when stdout is not a terminal, or with --json,\n"
                   "JSON Lines: one object per result a line, nothing else (--text forces text).\n"
@@ -1278,11 +1280,16 @@ s_json_output (void)
 static int
 s_parse (int argc, char *argv[], const char **name)
 {
+    bool options_end = false; //  after `--`, every word is an argument
     for (int index = 1; index < argc; index++) {
         char *word = argv[index];
+        if (!options_end && streq (word, "--")) {
+            options_end = true;
+            continue;
+        }
         //  --flag=value is --flag value
         const char *inline_value = NULL;
-        char *equals = strncmp (word, "--", 2) == 0 ? strchr (word, '=') : NULL;
+        char *equals = !options_end && strncmp (word, "--", 2) == 0 ? strchr (word, '=') : NULL;
         if (equals) {
             *equals = 0;
             inline_value = equals + 1;
@@ -1291,7 +1298,7 @@ s_parse (int argc, char *argv[], const char **name)
             printf ("zcqrs %d.%d.%d\n", ZCQ_VERSION_MAJOR, ZCQ_VERSION_MINOR, ZCQ_VERSION_PATCH);
             return 0;
         }
-        size_t option = 0;
+        size_t option = options_end ? sizeof s_options / sizeof s_options[0] : 0;
         while (option < sizeof s_options / sizeof s_options[0]
                && !streq (word, s_options[option].flag))
             option++;
@@ -1315,7 +1322,7 @@ s_parse (int argc, char *argv[], const char **name)
         }
         if (equals)
             *equals = '=';
-        if (!*name && streq (word, "cluster") && !s_args.help) {
+        if (!*name && !options_end && streq (word, "cluster") && !s_args.help) {
             //  the operator's actions on ZooKeeper take their own options
             int rc = zcq_cluster_cli (argc - index - 1, argv + index + 1,
                                       s_args.timeout_text ? atoi (s_args.timeout_text) : S_TIMEOUT,
@@ -1323,9 +1330,11 @@ s_parse (int argc, char *argv[], const char **name)
             if (rc >= 0)
                 return rc;
         }
-        if (strncmp (word, "--", 2) == 0
-            || (word[0] == '-' && word[1] && !isdigit ((unsigned char) word[1]))) {
-            fprintf (stderr, "zcqrs: unknown option %s (zcqrs --help lists them)\n", word);
+        if (!options_end && (strncmp (word, "--", 2) == 0 || streq (word, "-h"))) {
+            fprintf (stderr,
+                     "zcqrs: unknown option %s (zcqrs --help lists them; after `--` every word "
+                     "is an argument)\n",
+                     word);
             return 2;
         }
         if (!*name)

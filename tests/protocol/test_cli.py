@@ -356,6 +356,18 @@ def test_cli_typing_of_name_value(node):
     assert r.returncode == 1 and json_lines(r)[0]["error"] == "invalid", r
 
 
+@needs_cli
+def test_cli_double_dash_ends_the_options(node):
+    k = "--" + uniq()
+    r = cli(node, "send", "account", "--", k, "open", "owner=dash")
+    assert r.returncode == 0 and json_lines(r)[0]["stream"] == "account/" + k, r
+    r = cli(node, "get", "accounts", "--min-position", str(json_lines(r)[0]["position"]),
+            "--", k)
+    assert r.returncode == 0 and json_lines(r)[0]["key"] == k, r
+    r = cli(node, "get", "accounts", k)
+    assert r.returncode == 2 and "unknown option " + k in r.stderr, r
+
+
 # ------------------------------------------------------------------ send -
 
 def command_line(**fields):
