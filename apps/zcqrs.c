@@ -744,36 +744,10 @@ s_loader_give_up (s_loader_t *self)
     fflush (stdout);
 }
 
+//  Read stdin and send each line's command; the exit code.
 static int
-s_send_lines (void)
+s_loader_run (s_loader_t *self)
 {
-    if (s_args.given & (O_ID | O_EXPECT | O_META)) {
-        fprintf (stderr, "zcqrs send -: --id, --expect and --meta go in each input line\n");
-        return 2;
-    }
-    s_loader_t loader = { .window = s_args.window ? atol (s_args.window) : S_WINDOW };
-    if (s_args.route)
-        loader.window = 1;
-    loader.slots = calloc ((size_t) loader.window, sizeof (s_slot_t));
-    loader.by_id = zhashx_new ();
-    loader.doc = zcq_doc_new ();
-    if (!s_args.route && (loader.socket = zsock_new (ZMQ_DEALER))) {
-        zsock_set_linger (loader.socket, 0);
-        zsock_set_rcvhwm (loader.socket, 0);
-        zsock_set_sndhwm (loader.socket, 0);
-        if (zsock_connect (loader.socket, "%s", s_args.command) != 0) {
-            fprintf (stderr, "zcqrs send: cannot connect to %s\n", s_args.command);
-            zsock_destroy (&loader.socket);
-            free (loader.slots);
-            zhashx_destroy (&loader.by_id);
-            zcq_doc_destroy (&loader.doc);
-            return 2;
-        }
-    }
-    if (!loader.slots || !loader.by_id || !loader.doc || (!s_args.route && !loader.socket)) {
-        fprintf (stderr, "zcqrs send: out of memory\n");
-        return 2;
-    }
     int rc = 0;
     char *line = NULL;
     size_t capacity = 0;
@@ -793,10 +767,13 @@ s_send_lines (void)
             rc = 2;
             break;
         }
-        answered = s_loader_wait (&loader, loader.window - 1);
-        if (answered && !s_loader_send (&loader, &parsed, number)) {
-            fprintf (stderr, "zcqrs send: line %lld: cannot send (out of memory)\n", number);
-            rc = 2;
+        answered = s_loader_wait (self, self->window - 1);
+        if (!answered)
+            fprintf (stderr, "zcqrs send: stopped: line %lld and those after it are not sent\n",
+                     number);
+        else if (!s_loader_send (self, &parsed, number)) {
+            fprintf (stderr, "zcqrs send: line %lld: cannot send it\n", number);
+            rc = 3;
         }
         zcq_json_command_clear (&parsed);
         if (rc)
@@ -804,11 +781,44 @@ s_send_lines (void)
     }
     free (line);
     if (answered)
-        answered = s_loader_wait (&loader, 0);
+        answered = s_loader_wait (self, 0);
     if (!answered || zsys_interrupted)
-        s_loader_give_up (&loader);
+        s_loader_give_up (self);
     if (!rc)
-        rc = loader.unanswered ? 3 : loader.refused ? 1 : 0;
+        rc = self->unanswered ? 3 : self->refused ? 1 : 0;
+    return rc;
+}
+
+static int
+s_send_lines (void)
+{
+    if (s_args.given & (O_ID | O_EXPECT | O_META)) {
+        fprintf (stderr, "zcqrs send -: --id, --expect and --meta go in each input line\n");
+        return 2;
+    }
+    s_loader_t loader = { .window = s_args.window ? atol (s_args.window) : S_WINDOW };
+    if (s_args.route)
+        loader.window = 1; //  the cluster client takes one command at a time
+    loader.slots = calloc ((size_t) loader.window, sizeof (s_slot_t));
+    loader.by_id = zhashx_new ();
+    loader.doc = zcq_doc_new ();
+    if (!s_args.route && (loader.socket = zsock_new (ZMQ_DEALER))) {
+        zsock_set_linger (loader.socket, 0);
+        zsock_set_rcvhwm (loader.socket, 0);
+        zsock_set_sndhwm (loader.socket, 0);
+    }
+    int rc;
+    if (!loader.slots || !loader.by_id || !loader.doc || (!s_args.route && !loader.socket)) {
+        fprintf (stderr, "zcqrs send: out of memory\n");
+        rc = 2;
+    }
+    else if (loader.socket && zsock_connect (loader.socket, "%s", s_args.command) != 0) {
+        fprintf (stderr, "zcqrs send: cannot connect to %s (a malformed endpoint?)\n",
+                 s_args.command);
+        rc = 2;
+    }
+    else
+        rc = s_loader_run (&loader);
     zsock_destroy (&loader.socket);
     free (loader.slots);
     zhashx_destroy (&loader.by_id);
