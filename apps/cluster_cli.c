@@ -7,9 +7,13 @@
         zcqrs cluster status --zk HOST:PORT[,...]/PATH
 
     `status` prints the document of the `cluster` query op (ok, id, slots,
-    map_version, map, groups, nodes) as JSON, indented unless --json.
-    Exit codes as the rest of zcqrs: 0 ok, 1 refused (a cluster exists, no
-    cluster, damaged metadata), 2 usage, 3 ZooKeeper did not answer.
+    map_version, map, groups, nodes) as JSON: one line when stdout is not
+    a terminal (or with --json), indented on a terminal (or with --text).
+    `create` prints what it created: a sentence on a terminal, else one
+    JSON line {ok, cluster, slots, groups, replicas, min_insync}. Errors go
+    to stderr. Exit codes as the rest of zcqrs: 0 ok, 1 refused (a cluster
+    exists, no cluster, damaged metadata), 2 usage, 3 ZooKeeper did not
+    answer.
 */
 #include "cluster_cli.h"
 #include <errno.h>
@@ -28,7 +32,9 @@ s_usage (FILE *out)
                   "  --groups G      groups (replicated logs), 1..S\n"
                   "  --replicas R    replicas of each group, 1..9 (default 1)\n"
                   "  --min-insync M  copies a commit needs, 1..R (default min(2, R))\n"
-                  "  --slots S       slots, 1..16384 (default 16384)\n");
+                  "  --slots S       slots, 1..16384 (default 16384)\n"
+                  "  --json, --text  the output: JSON Lines or text (default: text on a\n"
+                  "                  terminal, JSON Lines otherwise)\n");
 }
 
 //  A whole decimal number in min..max, or false with a message.
@@ -57,7 +63,7 @@ s_exit_code (zcq_err_t err)
 
 static int
 s_create (const char *zk, const char *groups_text, const char *replicas_text,
-          const char *min_insync_text, const char *slots_text, int timeout_ms)
+          const char *min_insync_text, const char *slots_text, int timeout_ms, bool json)
 {
     long slots = ZCQ_CLUSTER_SLOTS_MAX, groups, replicas = 1, min_insync;
     if (!groups_text) {
@@ -80,13 +86,42 @@ s_create (const char *zk, const char *groups_text, const char *replicas_text,
         fprintf (stderr, "zcqrs cluster create: %s\n", error);
         return s_exit_code (err);
     }
-    printf ("cluster created at %s: %ld slots, %ld groups, %ld replicas, min-insync %ld\n",
-            strchr (zk, '/'), slots, groups, replicas, min_insync);
+    const char *path = strchr (zk, '/');
+    if (!json) {
+        printf ("cluster created at %s: %ld slots, %ld groups, %ld replicas, min-insync %ld\n",
+                path, slots, groups, replicas, min_insync);
+        return 0;
+    }
+    zcq_writer_t *writer = zcq_writer_new ();
+    zcq_doc_t *doc = zcq_doc_new ();
+    if (writer && doc) {
+        zcq_writer_map (writer, 6);
+        zcq_writer_str (writer, "ok");
+        zcq_writer_bool (writer, true);
+        zcq_writer_str (writer, "cluster");
+        zcq_writer_str (writer, path);
+        zcq_writer_str (writer, "slots");
+        zcq_writer_int (writer, slots);
+        zcq_writer_str (writer, "groups");
+        zcq_writer_int (writer, groups);
+        zcq_writer_str (writer, "replicas");
+        zcq_writer_int (writer, replicas);
+        zcq_writer_str (writer, "min_insync");
+        zcq_writer_int (writer, min_insync);
+    }
+    //  the cluster is created: only the printing can fail now
+    if (writer && doc && zcq_writer_ok (writer)
+        && zcq_doc_decode (doc, zcq_writer_data (writer), zcq_writer_size (writer), NULL) == ZCQ_OK)
+        zcq_json_print (stdout, zcq_doc_root (doc), false);
+    else
+        fprintf (stderr, "zcqrs cluster create: created at %s, but out of memory\n", path);
+    zcq_doc_destroy (&doc);
+    zcq_writer_destroy (&writer);
     return 0;
 }
 
 static int
-s_status (const char *zk, int timeout_ms, bool compact)
+s_status (const char *zk, int timeout_ms, bool json)
 {
     zcq_cluster_view_t *view;
     char error[512];
@@ -111,7 +146,7 @@ s_status (const char *zk, int timeout_ms, bool compact)
         rc = 1;
     }
     else
-        zcq_json_print (stdout, zcq_doc_root (doc), !compact);
+        zcq_json_print (stdout, zcq_doc_root (doc), !json);
     zcq_doc_destroy (&doc);
     zcq_writer_destroy (&writer);
     zcq_cluster_view_release (&view);
@@ -119,7 +154,7 @@ s_status (const char *zk, int timeout_ms, bool compact)
 }
 
 int
-zcq_cluster_cli (int argc, char **argv, int timeout_ms, bool compact)
+zcq_cluster_cli (int argc, char **argv, int timeout_ms, bool json)
 {
     if (argc < 1 || (strcmp (argv[0], "create") && strcmp (argv[0], "status")))
         return -1; //  not an operator action: the `cluster` query op
@@ -142,8 +177,8 @@ zcq_cluster_cli (int argc, char **argv, int timeout_ms, bool compact)
             s_usage (stdout);
             return 0;
         }
-        if (strcmp (word, "--json") == 0) {
-            compact = true;
+        if (strcmp (word, "--json") == 0 || strcmp (word, "--text") == 0) {
+            json = word[2] == 'j';
             continue;
         }
         bool matched = false;
@@ -167,6 +202,6 @@ zcq_cluster_cli (int argc, char **argv, int timeout_ms, bool compact)
         fprintf (stderr, "zcqrs cluster %s: needs --zk HOST:PORT[,HOST:PORT...]/PATH\n", argv[0]);
         return 2;
     }
-    return create ? s_create (zk, groups, replicas, min_insync, slots, timeout_ms)
-                  : s_status (zk, timeout_ms, compact);
+    return create ? s_create (zk, groups, replicas, min_insync, slots, timeout_ms, json)
+                  : s_status (zk, timeout_ms, json);
 }

@@ -7,6 +7,8 @@
 
 //  Run `zcqrs cluster WORDS...` (argv after `cluster`): the exit code, or
 //  -1 when argv is no operator action (then `cluster` is the query op).
-int zcq_cluster_cli (int argc, char **argv, int timeout_ms, bool compact);
+//  json: the output is JSON Lines (else text), unless argv says --json or
+//  --text.
+int zcq_cluster_cli (int argc, char **argv, int timeout_ms, bool json);
 
 #endif

@@ -4,6 +4,8 @@
 #  write side (commands, a rejection, a retried command id, an optimistic
 #  concurrency conflict) and the read side (views, the log, health) with the
 #  `zcqrs` CLI, then stops the node with SIGTERM and checks it exited 0.
+#  The CLI's output is captured, so it is JSON Lines (docs/cli.md): one
+#  object per result, errors on stderr; the checks below read that JSON.
 #
 #      bash scripts/demo.sh                  # build in ./build
 #      BUILD_DIR=build-x bash scripts/demo.sh
@@ -111,14 +113,14 @@ echo
 echo "==> a retried command id is applied once: the second send reports a duplicate"
 run send account bob-1 deposit amount=500 --id demo-retry-1
 run send account bob-1 deposit amount=500 --id demo-retry-1
-expect_output 'duplicate' "a duplicate"
+expect_output '"duplicate":true' "a duplicate"
 
 echo
 echo "==> optimistic concurrency: alice-1 is at version 3, not 1"
 fails send account alice-1 deposit amount=100 --expect 1
 expect_output 'conflict' "a conflict"
 run send account alice-1 deposit amount=100 --expect 3
-position=$(grep -Eo 'position [0-9]+' <<<"$output" | awk '{ print $2 }')
+position=$(grep -Eo '"position":[0-9]+' <<<"$output" | grep -Eo '[0-9]+$' || true)
 position=${position:-1}
 
 echo
@@ -130,7 +132,7 @@ run views
 # shellcheck disable=SC2162  # `read` here is the CLI's command, not bash's
 run read --from 1 --limit 5
 run health
-head=$(grep -Eo '"head": *[0-9]+' <<<"$output" | grep -Eo '[0-9]+$' || echo '?')
+head=$(grep -Eo '"head":[0-9]+' <<<"$output" | grep -Eo '[0-9]+$' || echo '?')
 
 #  --------------------------------------------------------------------------
 #  Stop the daemon the way an operator would, and check it stopped cleanly

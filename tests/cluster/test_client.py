@@ -12,11 +12,12 @@ Needs the Python package of the build on PYTHONPATH (ctest sets it).
 """
 
 import json
+import subprocess
 import time
 
 import pytest
 
-from conftest import cli, free_port, wait_for
+from conftest import ZCQRS_CLI, cli, free_port, wait_for
 from test_forwarding import GROUPS, Client as RawClient, group_of, keys_per_group, start_cluster
 
 zcqrs = pytest.importorskip("zcqrs")
@@ -197,6 +198,17 @@ def test_the_cli_against_a_cluster(cluster_path, nodes):
             assert routed.returncode == 0, routed.stderr
             reply = json.loads(routed.stdout)
             assert reply["ok"] and reply["node"] == started[reply["group"]].node, reply
+        # `send -` with --route: one command at a time, each to its leader
+        lines = "".join(json.dumps({"aggregate": "account", "key": keys[group][0] + "-bulk",
+                                    "type": "open", "data": {"owner": "cli"}}) + "\n"
+                        for group in range(GROUPS))
+        bulk = subprocess.run([ZCQRS_CLI, "--query", started[0].endpoints["query"], "--route",
+                               "send", "-"], input=lines, capture_output=True, text=True,
+                              timeout=60)
+        assert bulk.returncode == 0, bulk.stderr
+        replies = [json.loads(line) for line in bulk.stdout.splitlines()]
+        assert [r["line"] for r in replies] == list(range(1, GROUPS + 1)), replies
+        assert all(r["node"] == started[r["group"]].node for r in replies), replies
         assert forwarded(raw, started) == before
     finally:
         raw.close()

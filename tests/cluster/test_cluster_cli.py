@@ -18,6 +18,10 @@ def test_create_then_status(cluster_path, kazoo):
     path, connect = cluster_path
     done = cli("cluster", "create", "--zk", connect, "--groups", "3")
     assert done.returncode == 0, done.stderr
+    # on a pipe: one JSON line saying what was created
+    assert json.loads(done.stdout) == {"ok": True, "cluster": path, "slots": 16384,
+                                       "groups": 3, "replicas": 1, "min_insync": 1}
+    assert done.stdout.count("\n") == 1
     doc = status(connect)
     assert doc["ok"] is True
     assert isinstance(doc["id"], str) and len(doc["id"]) == 32
@@ -43,10 +47,15 @@ def test_create_then_status(cluster_path, kazoo):
     assert json.loads(kazoo.get(path + "/groups/2")[0]) == {"leader": None, "epoch": 0,
                                                             "isr": []}
     assert kazoo.get(path + "/id")[0].decode() == doc["id"]
-    # compact JSON with --json
-    done = cli("cluster", "status", "--zk", connect, "--json")
-    assert done.returncode == 0 and "\n" not in done.stdout.strip()
-    assert json.loads(done.stdout) == doc
+    # JSON Lines on a pipe, --json or not; indented with --text
+    for flags in ((), ("--json",)):
+        done = cli("cluster", "status", "--zk", connect, *flags)
+        assert done.returncode == 0 and done.stdout.count("\n") == 1
+        assert json.loads(done.stdout) == doc
+    done = cli("cluster", "status", "--zk", connect, "--text")
+    assert done.stdout.count("\n") > 1 and json.loads(done.stdout) == doc
+    done = cli("cluster", "create", "--zk", connect, "--groups", "3", "--text")
+    assert done.returncode == 1 and done.stdout == "", done
 
 
 def test_create_options(cluster_path, kazoo):
@@ -66,7 +75,7 @@ def test_create_refuses_existing(cluster_path):
     assert cli("cluster", "create", "--zk", connect, "--groups", "2").returncode == 0
     before = status(connect)
     again = cli("cluster", "create", "--zk", connect, "--groups", "5")
-    assert again.returncode == 1
+    assert again.returncode == 1 and again.stdout == ""
     assert "already exists" in again.stderr and path in again.stderr
     assert status(connect) == before
 

@@ -405,11 +405,11 @@ def test_cli_escapes_control_characters(node):
     cid = "id\x1b]0;owned\x07" + uniq()
     owner = uniq("ann\x1b[31m\u009b1m")
     # text output of a success: the stream holds the key
-    r = cli("send", "account", key, "open", "owner=" + owner, "--id", cid)
+    r = cli("--text", "send", "account", key, "open", "owner=" + owner, "--id", cid)
     assert r.returncode == 0, r
     out = clean(r)
     assert "\\x1b[2J\\n" in out, out
-    r = cli("send", "account", uniq("k\x1b[2J\n"), "open", "owner=" + owner)
+    r = cli("--text", "send", "account", uniq("k\x1b[2J\n"), "open", "owner=" + owner)
     assert r.returncode == 0, r
     # "ok <stream> version V position P events E": the views wait for P
     position = clean(r).split()[-3]
@@ -418,8 +418,8 @@ def test_cli_escapes_control_characters(node):
     assert r.returncode == 1, r
     out = clean(r)
     assert "\\x1b]0;owned\\x07" in out, out
-    # JSON output (readable and --json): the row's owner
-    for json_flag in ((), ("--json",)):
+    # JSON output (indented with --text, JSON Lines otherwise): the row's owner
+    for json_flag in (("--text",), (), ("--json",)):
         r = cli("get", "accounts", key, "--min-position", position, *json_flag)
         assert r.returncode == 0, r
         out = clean(r)
