@@ -448,11 +448,18 @@ s_decide (self_t *self, zcq_command_t *command)
         return S_REPLY;
     }
     zcq_decide_t *decide = self->decide;
-    zcq_decide_reset (decide, command->data, command->meta, command->key, command->id_copy,
-                      cached->version);
+    zcq_decide_reset (decide, cached->def, command->data, command->meta, command->key,
+                      command->id_copy, cached->version);
     err = command->handler->decide (decide, cached->state);
     if (decide->nomem) {
         zcq_command_fail (command, ZCQ_INTERNAL, "out of memory deciding");
+        return S_REPLY;
+    }
+    if (decide->internal) {
+        //  a bug of the domain's, whatever decide returned: nothing stored
+        zsys_error ("shard: %s %.*s: %s", command->stream, (int) command->type_len, command->type,
+                    decide->message);
+        zcq_command_fail (command, ZCQ_INTERNAL, "%s", decide->message);
         return S_REPLY;
     }
     if (err != ZCQ_OK) {

@@ -19,6 +19,19 @@ s_valid_aggregate_name (const char *name)
     return true;
 }
 
+//  True when aggregate (NULL: any aggregate) declares event type.
+static bool
+s_declared (const zcq_domain_t *domain, const char *aggregate, const char *type)
+{
+    for (size_t index = 0; domain->aggregates && domain->aggregates[index]; index++) {
+        const zcq_aggregate_def_t *candidate = domain->aggregates[index];
+        if ((!aggregate || strcmp (candidate->name, aggregate) == 0)
+            && zcq_domain_event (candidate, type))
+            return true;
+    }
+    return false;
+}
+
 zcq_err_t
 zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
 {
@@ -50,6 +63,14 @@ zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
                 S_FAIL ("aggregate %s: command '%s' needs a 1-64 byte name and decide",
                         aggregate->name, command->type);
         }
+        for (const zcq_event_def_t *event = aggregate->events; event && event->type; event++) {
+            size_t len = strlen (event->type);
+            if (len == 0 || len > ZCQ_TYPE_MAX)
+                S_FAIL ("aggregate %s: event '%s' needs a 1-64 byte name", aggregate->name,
+                        event->type);
+            if (zcq_domain_event (aggregate, event->type) != event)
+                S_FAIL ("aggregate %s: event '%s' declared twice", aggregate->name, event->type);
+        }
     }
     for (size_t index = 0; domain->projections && domain->projections[index]; index++) {
         const zcq_projection_def_t *projection = domain->projections[index];
@@ -60,6 +81,19 @@ zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
         for (size_t other = 0; other < index; other++)
             if (strcmp (domain->projections[other]->view, projection->view) == 0)
                 S_FAIL ("projection %s: declared twice", projection->view);
+        //  a handler of an event no aggregate declares would never run
+        for (const zcq_handler_def_t *handler = projection->handlers; handler->type; handler++) {
+            if (!handler->apply)
+                S_FAIL ("projection %s: handler of '%s' has no apply", projection->view,
+                        handler->type);
+            if (!s_declared (domain, handler->aggregate, handler->type)) {
+                if (handler->aggregate)
+                    S_FAIL ("projection %s: aggregate %s declares no event '%s'", projection->view,
+                            handler->aggregate, handler->type);
+                S_FAIL ("projection %s: no aggregate declares event '%s'", projection->view,
+                        handler->type);
+            }
+        }
     }
     return ZCQ_OK;
 #undef S_FAIL

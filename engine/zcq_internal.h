@@ -249,6 +249,7 @@ typedef struct {
 } zcq_emitted_t;
 
 struct zcq_decide_t {
+    const zcq_aggregate_def_t *aggregate; //  whose events it may emit
     const zcq_value_t *data;
     const zcq_value_t *meta;
     const char *key;
@@ -260,14 +261,16 @@ struct zcq_decide_t {
     size_t event_count;
     size_t event_capacity;
     bool nomem;
+    bool internal; //  a domain bug (message says which): the command fails `internal`
     zcq_arena_t *arena;
 };
 
 zcq_decide_t *zcq_decide_new (void);
 void zcq_decide_destroy (zcq_decide_t **self_p);
-//  Start a new decision (keeps buffers).
-void zcq_decide_reset (zcq_decide_t *self, const zcq_value_t *data, const zcq_value_t *meta,
-                       const char *key, const char *command_id, uint64_t version);
+//  Start a new decision of a command of aggregate (keeps buffers).
+void zcq_decide_reset (zcq_decide_t *self, const zcq_aggregate_def_t *aggregate,
+                       const zcq_value_t *data, const zcq_value_t *meta, const char *key,
+                       const char *command_id, uint64_t version);
 
 //  --------------------------------------------------------------------------
 //  Recorded events (event.c)

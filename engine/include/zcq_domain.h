@@ -91,8 +91,10 @@ typedef const zcq_domain_t *(zcq_domain_plugin_fn) (void);
         return (domain);                                                                   \
     }
 
-//  Check a domain's tables (names, sizes, duplicates). On failure writes a
-//  reason into error.
+//  Check a domain's tables (names, sizes, duplicates; every projection
+//  handler names an event type that its aggregate, or with aggregate NULL
+//  some aggregate, declares). On failure writes a reason into error. A
+//  node runs it on start and refuses a domain that fails it.
 ZCQ_EXPORT zcq_err_t zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size);
 
 //  ---------------------------------------------------------------------
@@ -109,7 +111,10 @@ ZCQ_EXPORT uint64_t zcq_decide_version (const zcq_decide_t *self);
 
 //  Append an event of the given type to the decision; set its payload with
 //  zcq_set_* on the returned fields. Events are applied to the state with
-//  evolve only if the whole decision succeeds.
+//  evolve only if the whole decision succeeds. A type the aggregate's
+//  events table does not declare is a bug of the domain: zcq_emit returns
+//  NULL and the command fails `internal` with a message naming the type,
+//  whatever decide returns; nothing of it is stored.
 ZCQ_EXPORT zcq_fields_t *zcq_emit (zcq_decide_t *self, const char *type);
 //  End the decision with an error: `return zcq_reject (d, "...")`.
 ZCQ_EXPORT zcq_err_t zcq_reject (zcq_decide_t *self, const char *format, ...)

@@ -1,0 +1,279 @@
+/*  test_domain.c: the domain API as a domain sees it, on a real node. A
+    small test domain, `counter` (add, emit a typo, ...) with a synchronous
+    view `counts`, is driven through the client; domain bugs must fail
+    commands and views loudly, never store or show a wrong thing. */
+#include "testutil.h"
+#include <stdio.h>
+#include <string.h>
+
+//  --------------------------------------------------------------------------
+//  The test domain
+
+typedef struct {
+    int64_t total;
+    int64_t adds;
+} counter_t;
+
+static zcq_err_t
+s_add (zcq_decide_t *decide, const void *state)
+{
+    int64_t amount;
+    ZCQ_TRY (zcq_arg_int (decide, "amount", INT64_MIN, INT64_MAX, &amount));
+    zcq_set_int (zcq_emit (decide, "added"), "amount", amount);
+    return ZCQ_OK;
+}
+
+//  A decide with a typo in an event type.
+static zcq_err_t
+s_typo (zcq_decide_t *decide, const void *state)
+{
+    zcq_set_int (zcq_emit (decide, "added"), "amount", 1);
+    zcq_set_int (zcq_emit (decide, "addded"), "amount", 1);
+    return ZCQ_OK;
+}
+
+static void
+s_added (void *state, const zcq_event_t *event)
+{
+    counter_t *counter = state;
+    counter->total += zcq_event_int (event, "amount", 0);
+    counter->adds++;
+}
+
+static const zcq_command_def_t s_counter_commands[] = {
+    { "add", s_add },
+    { "typo", s_typo },
+    { NULL },
+};
+
+static const zcq_event_def_t s_counter_events[] = {
+    { "added", s_added },
+    { NULL },
+};
+
+static const zcq_aggregate_def_t s_counter = {
+    .name = "counter",
+    .state_size = sizeof (counter_t),
+    .schema = 1,
+    .commands = s_counter_commands,
+    .events = s_counter_events,
+};
+
+static void
+s_count_added (zcq_view_t *view, const zcq_event_t *event)
+{
+    zcq_fields_t *row = zcq_view_upsert (view, zcq_event_key (event));
+    zcq_add_int (row, "total", zcq_event_int (event, "amount", 0));
+}
+
+static const zcq_handler_def_t s_counts_handlers[] = {
+    { "counter", "added", s_count_added },
+    { NULL },
+};
+
+static const zcq_projection_def_t s_counts = {
+    .view = "counts",
+    .version = 1,
+    .synchronous = true,
+    .handlers = s_counts_handlers,
+};
+
+static const zcq_aggregate_def_t *const s_aggregates[] = { &s_counter, NULL };
+static const zcq_projection_def_t *const s_projections[] = { &s_counts, NULL };
+
+static const zcq_domain_t s_domain = {
+    .name = "counter",
+    .aggregates = s_aggregates,
+    .projections = s_projections,
+};
+
+//  --------------------------------------------------------------------------
+//  A node of a domain, and a client
+
+typedef struct {
+    char *dir;
+    zcq_node_t *node;
+    zcq_client_t *client;
+    zcq_writer_t *writer;
+} s_fixture_t;
+
+static zcq_err_t
+s_node_start (s_fixture_t *self, const zcq_domain_t *domain, char *error, size_t size)
+{
+    zcq_config_t *config = zcq_config_new ();
+    zcq_config_set (config, "data", self->dir, NULL, 0);
+    zcq_config_set (config, "command", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "events", "tcp://127.0.0.1:*", NULL, 0);
+    zcq_config_set (config, "query", "tcp://127.0.0.1:*", NULL, 0);
+    const char *plan = getenv ("ZCQ_TEST_WRITE_PLAN");
+    if (plan)
+        zcq_config_set (config, "write-plan", plan, NULL, 0);
+    zcq_err_t err = zcq_node_start (&self->node, config, domain, error, size);
+    zcq_config_destroy (&config);
+    if (err == ZCQ_OK) {
+        self->client = zcq_client_new (zcq_node_endpoint (self->node, ZCQ_ENDPOINT_COMMAND),
+                                       zcq_node_endpoint (self->node, ZCQ_ENDPOINT_QUERY));
+        assert_non_null (self->client);
+    }
+    return err;
+}
+
+static void
+s_node_stop (s_fixture_t *self)
+{
+    zcq_client_destroy (&self->client);
+    zcq_node_destroy (&self->node);
+}
+
+static int
+s_setup (void **state)
+{
+    s_fixture_t *self = calloc (1, sizeof (s_fixture_t));
+    self->dir = zcq_test_dir ("domain");
+    self->writer = zcq_writer_new ();
+    *state = self;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    s_fixture_t *self = *state;
+    s_node_stop (self);
+    zcq_writer_destroy (&self->writer);
+    zcq_test_rmdir (&self->dir);
+    free (self);
+    return 0;
+}
+
+//  Send a command to aggregate/key with data as name, typed-value pairs
+//  ending with NULL; the reply (valid until the next call on the client).
+static const zcq_value_t *
+s_send (s_fixture_t *self, const char *id, const char *aggregate, const char *key, const char *type,
+        ...)
+{
+    zcq_writer_reset (self->writer);
+    va_list args;
+    va_start (args, type);
+    zcq_test_write_map (self->writer, args);
+    va_end (args);
+    zcq_command_req_t command = {
+        .id = id,
+        .aggregate = aggregate,
+        .key = key,
+        .type = type,
+        .expect = -1,
+        .data = zcq_writer_data (self->writer),
+        .data_len = zcq_writer_size (self->writer),
+    };
+    const zcq_value_t *reply = NULL;
+    if (zcq_client_command (self->client, &command, 10000, &reply) != ZCQ_OK)
+        fail_msg ("no reply to command %s", id);
+    return reply;
+}
+
+//  The message of a failed reply.
+static const char *
+s_message (const zcq_value_t *reply)
+{
+    static char message[512];
+    return zcq_value_get_str (reply, "message", message, sizeof message, "");
+}
+
+//  A row of a view, or NULL.
+static const zcq_value_t *
+s_row (s_fixture_t *self, const char *view, const char *key)
+{
+    char view_arg[80], key_arg[80];
+    snprintf (view_arg, sizeof view_arg, "s:%s", view);
+    snprintf (key_arg, sizeof key_arg, "s:%s", key);
+    const zcq_value_t *reply
+        = zcq_test_query (self->client, "op", "s:get", "view", view_arg, "key", key_arg, NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    const zcq_value_t *row = zcq_value_get (reply, "row");
+    return zcq_value_type (row) == ZCQ_TYPE_MAP ? row : NULL;
+}
+
+//  --------------------------------------------------------------------------
+
+static void
+test_walk_through (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    const zcq_value_t *reply = s_send (self, "c-1", "counter", "a", "add", "amount", "i:5", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    reply = s_send (self, "c-2", "counter", "a", "add", "amount", "i:7", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    assert_int_equal (zcq_value_get_int (reply, "version", 0), 2);
+    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "a"), "total", 0), 12);
+}
+
+//  An event type the aggregate does not declare fails the command
+//  `internal`, naming the type; none of the command's events is stored.
+static void
+test_undeclared_event_fails_command (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (
+        zcq_test_code (s_send (self, "u-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
+    const zcq_value_t *reply = s_send (self, "u-2", "counter", "a", "typo", NULL);
+    assert_string_equal (zcq_test_code (reply), "internal");
+    assert_non_null (strstr (s_message (reply), "'addded'"));
+    assert_int_equal (zcq_node_head (self->node), 1);
+    //  the stream goes on from where it was
+    reply = s_send (self, "u-3", "counter", "a", "add", "amount", "i:1", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    assert_int_equal (zcq_value_get_int (reply, "version", 0), 2);
+    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "a"), "total", 0), 6);
+}
+
+//  The start-up check refuses a projection handler of an event that no
+//  aggregate (or not the one it names) declares.
+static void
+test_check_refuses_unknown_handler_events (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (zcq_domain_check (&s_domain, error, sizeof error), ZCQ_OK);
+
+    static const zcq_handler_def_t typo_handlers[] = {
+        { "counter", "added", s_count_added },
+        { NULL, "removed", s_count_added },
+        { NULL },
+    };
+    zcq_projection_def_t typo = s_counts;
+    typo.handlers = typo_handlers;
+    const zcq_projection_def_t *projections[] = { &typo, NULL };
+    zcq_domain_t domain = s_domain;
+    domain.projections = projections;
+    assert_int_equal (zcq_domain_check (&domain, error, sizeof error), ZCQ_INVALID);
+    assert_non_null (strstr (error, "'removed'"));
+    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_INVALID);
+    assert_null (self->node);
+    assert_non_null (strstr (error, "'removed'"));
+
+    //  an event that exists, but not in the aggregate the handler names
+    static const zcq_handler_def_t wrong_aggregate[] = {
+        { "account", "added", s_count_added },
+        { NULL },
+    };
+    typo.handlers = wrong_aggregate;
+    assert_int_equal (zcq_domain_check (&domain, error, sizeof error), ZCQ_INVALID);
+    assert_non_null (strstr (error, "account"));
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_walk_through, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_undeclared_event_fails_command, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_check_refuses_unknown_handler_events, s_setup,
+                                         s_teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
