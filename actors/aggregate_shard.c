@@ -195,8 +195,11 @@ s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
     if (err != ZCQ_OK)
         return ZCQ_CORRUPT;
     const zcq_event_def_t *handler = zcq_domain_event (cached->def, self->event.type);
-    if (handler && handler->evolve)
+    if (handler && handler->evolve) {
+        self->event.context = handler->context;
         handler->evolve (cached->state, &self->event);
+        self->event.context = NULL;
+    }
     return ZCQ_OK;
 }
 
@@ -450,6 +453,7 @@ s_decide (self_t *self, zcq_command_t *command)
     zcq_decide_t *decide = self->decide;
     zcq_decide_reset (decide, cached->def, command->data, command->meta, command->key,
                       command->id_copy, cached->version);
+    decide->context = command->handler->context;
     err = command->handler->decide (decide, cached->state);
     if (decide->nomem) {
         zcq_command_fail (command, ZCQ_INTERNAL, "out of memory deciding");

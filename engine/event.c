@@ -717,6 +717,12 @@ zcq_event_time (const zcq_event_t *self)
     return self->time;
 }
 
+void *
+zcq_event_context (const zcq_event_t *self)
+{
+    return self->context;
+}
+
 //  Find a payload field where it lies: its value read, or false when data
 //  is absent, not a map or has no such field (the first one counts, as
 //  zcq_value_get finds it).

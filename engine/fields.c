@@ -514,6 +514,7 @@ zcq_decide_reset (zcq_decide_t *self, const zcq_aggregate_def_t *aggregate, cons
                   uint64_t version)
 {
     self->aggregate = aggregate;
+    self->context = NULL;
     self->data = data;
     self->meta = meta;
     self->key = key;
@@ -555,6 +556,12 @@ uint64_t
 zcq_decide_version (const zcq_decide_t *self)
 {
     return self->version;
+}
+
+void *
+zcq_decide_context (const zcq_decide_t *self)
+{
+    return self->context;
 }
 
 //  Record a domain bug; the first one is the command's message.

@@ -250,6 +250,7 @@ typedef struct {
 
 struct zcq_decide_t {
     const zcq_aggregate_def_t *aggregate; //  whose events it may emit
+    void *context;                        //  the command definition's
     const zcq_value_t *data;
     const zcq_value_t *meta;
     const char *key;
@@ -306,6 +307,7 @@ struct zcq_event_t {
     const zcq_value_t *body;
     const zcq_value_t *data;
     const zcq_value_t *meta;
+    void *context;      //  in evolve: the event definition's context
     bool decoded;       //  body, data and meta are set (or cannot be)
     zcq_doc_t *doc;     //  the on-demand decode; created on first use
     zcq_arena_t *arena; //  for zcq_event_str; created on first use

@@ -14,12 +14,26 @@ typedef struct {
     int64_t adds;
 } counter_t;
 
+//  The contexts of the definitions: add and sub share their handlers.
+typedef struct {
+    const char *event; //  the event a command emits
+    int64_t sign;      //  what an amount counts for
+} s_move_t;
+
+static const s_move_t s_plus = { "added", 1 };
+static const s_move_t s_minus = { "subtracted", -1 };
+
+//  add and sub {amount}: the total may not go below zero.
 static zcq_err_t
 s_add (zcq_decide_t *decide, const void *state)
 {
+    const counter_t *counter = state;
+    const s_move_t *move = zcq_decide_context (decide);
     int64_t amount;
-    ZCQ_TRY (zcq_arg_int (decide, "amount", INT64_MIN, INT64_MAX, &amount));
-    zcq_set_int (zcq_emit (decide, "added"), "amount", amount);
+    ZCQ_TRY (zcq_arg_int (decide, "amount", 0, INT32_MAX, &amount));
+    if (counter->total + move->sign * amount < 0)
+        return zcq_reject (decide, "the total is %lld", (long long) counter->total);
+    zcq_set_int (zcq_emit (decide, move->event), "amount", amount);
     return ZCQ_OK;
 }
 
@@ -36,18 +50,21 @@ static void
 s_added (void *state, const zcq_event_t *event)
 {
     counter_t *counter = state;
-    counter->total += zcq_event_int (event, "amount", 0);
+    const s_move_t *move = zcq_event_context (event);
+    counter->total += move->sign * zcq_event_int (event, "amount", 0);
     counter->adds++;
 }
 
 static const zcq_command_def_t s_counter_commands[] = {
-    { "add", s_add },
-    { "typo", s_typo },
+    { "add", s_add, (void *) &s_plus },
+    { "sub", s_add, (void *) &s_minus },
+    { "typo", s_typo, NULL },
     { NULL },
 };
 
 static const zcq_event_def_t s_counter_events[] = {
-    { "added", s_added },
+    { "added", s_added, (void *) &s_plus },
+    { "subtracted", s_added, (void *) &s_minus },
     { NULL },
 };
 
@@ -62,12 +79,20 @@ static const zcq_aggregate_def_t s_counter = {
 static void
 s_count_added (zcq_view_t *view, const zcq_event_t *event)
 {
+    const s_move_t *move = zcq_view_context (view);
+    int64_t amount = zcq_event_int (event, "amount", 0);
+    //  two builders at once: the counter's row, and one row of all
     zcq_fields_t *row = zcq_view_upsert (view, zcq_event_key (event));
-    zcq_add_int (row, "total", zcq_event_int (event, "amount", 0));
+    zcq_fields_t *all = zcq_view_upsert (view, "all");
+    zcq_add_int (all, "total", move->sign * amount);
+    zcq_add_int (all, "moves", 1);
+    zcq_add_int (row, "total", move->sign * amount);
+    zcq_set_int (row, "last", amount);
 }
 
 static const zcq_handler_def_t s_counts_handlers[] = {
-    { "counter", "added", s_count_added },
+    { "counter", "added", s_count_added, (void *) &s_plus },
+    { "counter", "subtracted", s_count_added, (void *) &s_minus },
     { NULL },
 };
 
@@ -241,8 +266,8 @@ test_check_refuses_unknown_handler_events (void **state)
     assert_int_equal (zcq_domain_check (&s_domain, error, sizeof error), ZCQ_OK);
 
     static const zcq_handler_def_t typo_handlers[] = {
-        { "counter", "added", s_count_added },
-        { NULL, "removed", s_count_added },
+        { "counter", "added", s_count_added, (void *) &s_plus },
+        { NULL, "removed", s_count_added, (void *) &s_minus },
         { NULL },
     };
     zcq_projection_def_t typo = s_counts;
@@ -258,12 +283,61 @@ test_check_refuses_unknown_handler_events (void **state)
 
     //  an event that exists, but not in the aggregate the handler names
     static const zcq_handler_def_t wrong_aggregate[] = {
-        { "account", "added", s_count_added },
+        { "account", "added", s_count_added, (void *) &s_plus },
         { NULL },
     };
     typo.handlers = wrong_aggregate;
     assert_int_equal (zcq_domain_check (&domain, error, sizeof error), ZCQ_INVALID);
     assert_non_null (strstr (error, "account"));
+}
+
+//  Each definition's context reaches its handler: add and sub share a
+//  decide, an evolve and a projection handler, told apart by context.
+static void
+test_handler_context (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (
+        zcq_test_code (s_send (self, "x-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
+    assert_string_equal (
+        zcq_test_code (s_send (self, "x-2", "counter", "a", "sub", "amount", "i:2", NULL)), "ok");
+    //  the state says 3 (evolve told the two apart)
+    const zcq_value_t *reply = s_send (self, "x-3", "counter", "a", "sub", "amount", "i:4", NULL);
+    assert_string_equal (zcq_test_code (reply), "rejected");
+    assert_string_equal (s_message (reply), "the total is 3");
+    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "a"), "total", 0), 3);
+    assert_string_equal (
+        zcq_test_code (s_send (self, "x-4", "counter", "a", "sub", "amount", "i:3", NULL)), "ok");
+    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "a"), "total", -1), 0);
+}
+
+//  Two upserts in one handler have a builder each: what is written through
+//  the first after the second was asked for still goes to the first row.
+static void
+test_separate_row_builders (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (
+        zcq_test_code (s_send (self, "r-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
+    assert_string_equal (
+        zcq_test_code (s_send (self, "r-2", "counter", "b", "add", "amount", "i:7", NULL)), "ok");
+    assert_string_equal (
+        zcq_test_code (s_send (self, "r-3", "counter", "a", "sub", "amount", "i:1", NULL)), "ok");
+    const zcq_value_t *row = s_row (self, "counts", "a");
+    assert_int_equal (zcq_value_get_int (row, "total", 0), 4);
+    assert_int_equal (zcq_value_get_int (row, "last", 0), 1);
+    assert_null (zcq_value_get (row, "moves"));
+    row = s_row (self, "counts", "b");
+    assert_int_equal (zcq_value_get_int (row, "total", 0), 7);
+    assert_int_equal (zcq_value_get_int (row, "last", 0), 7);
+    row = s_row (self, "counts", "all");
+    assert_int_equal (zcq_value_get_int (row, "total", 0), 11);
+    assert_int_equal (zcq_value_get_int (row, "moves", 0), 3);
+    assert_null (zcq_value_get (row, "last"));
 }
 
 int
@@ -274,6 +348,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_undeclared_event_fails_command, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_check_refuses_unknown_handler_events, s_setup,
                                          s_teardown),
+        cmocka_unit_test_setup_teardown (test_handler_context, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_separate_row_builders, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -37,14 +37,20 @@ typedef zcq_err_t (zcq_decide_fn) (zcq_decide_t *decide, const void *state);
 typedef void (zcq_evolve_fn) (void *state, const zcq_event_t *event);
 typedef void (zcq_project_fn) (zcq_view_t *view, const zcq_event_t *event);
 
+//  Every handler definition ends with a user pointer, context, that the
+//  engine never reads: the handler gets it back through zcq_decide_context,
+//  zcq_event_context (evolve) or zcq_view_context (projection), so that one
+//  function can serve several definitions. Omitted in an initialiser, NULL.
 typedef struct {
     const char *type; //  command name, e.g. "deposit"
     zcq_decide_fn *decide;
+    void *context; //  zcq_decide_context
 } zcq_command_def_t;
 
 typedef struct {
     const char *type; //  event name, e.g. "deposited"
     zcq_evolve_fn *evolve;
+    void *context; //  zcq_event_context, inside evolve
 } zcq_event_def_t;
 
 typedef struct {
@@ -64,6 +70,7 @@ typedef struct {
     const char *aggregate; //  NULL = events of every aggregate type
     const char *type;      //  event name
     zcq_project_fn *apply;
+    void *context; //  zcq_view_context
 } zcq_handler_def_t;
 
 typedef struct {
@@ -108,6 +115,8 @@ ZCQ_EXPORT const char *zcq_decide_key (const zcq_decide_t *self);
 ZCQ_EXPORT const char *zcq_decide_command_id (const zcq_decide_t *self);
 //  The stream's version before this command (0 for a new stream).
 ZCQ_EXPORT uint64_t zcq_decide_version (const zcq_decide_t *self);
+//  The context of the command's definition (zcq_command_def_t).
+ZCQ_EXPORT void *zcq_decide_context (const zcq_decide_t *self);
 
 //  Append an event of the given type to the decision; set its payload with
 //  zcq_set_* on the returned fields. Events are applied to the state with
@@ -171,6 +180,9 @@ ZCQ_EXPORT const char *zcq_event_node (const zcq_event_t *self);
 ZCQ_EXPORT uint64_t zcq_event_position (const zcq_event_t *self);
 ZCQ_EXPORT uint64_t zcq_event_version (const zcq_event_t *self);
 ZCQ_EXPORT int64_t zcq_event_time (const zcq_event_t *self);
+//  Inside evolve: the context of the event's definition (zcq_event_def_t).
+//  NULL elsewhere (a projection handler has zcq_view_context).
+ZCQ_EXPORT void *zcq_event_context (const zcq_event_t *self);
 //  Shorthands on the payload: zcq_value_get_int (zcq_event_data (e), ...)
 ZCQ_EXPORT int64_t zcq_event_int (const zcq_event_t *self, const char *field, int64_t fallback);
 //  A payload string as a NUL-terminated copy held by the event (valid
@@ -181,11 +193,19 @@ ZCQ_EXPORT const char *zcq_event_str (const zcq_event_t *self, const char *field
 //  Inside a projection handler
 
 //  Change the row at key: upsert creates it when absent (with its `key`
-//  field), patch changes it only when present. The fields set on the
-//  returned builder are merged into the row when the handler returns.
+//  field), patch changes it only when present. Each call returns a builder
+//  of its own (also for the same key): the fields set on it are merged
+//  into the row when the handler returns. A builder is valid until the
+//  handler returns, and the engine reuses it for a later event; do not
+//  keep it. The changes (upserts, patches, deletes) are applied in the
+//  order of the calls, and none of them when the handler failed (see
+//  zcq_event_fail). NULL when out of memory (the handler then fails too).
 ZCQ_EXPORT zcq_fields_t *zcq_view_upsert (zcq_view_t *self, const char *key);
 ZCQ_EXPORT zcq_fields_t *zcq_view_patch (zcq_view_t *self, const char *key);
+//  Delete the row at key (when the handler returns, in call order).
 ZCQ_EXPORT void zcq_view_delete (zcq_view_t *self, const char *key);
+//  The context of the running handler's definition (zcq_handler_def_t).
+ZCQ_EXPORT void *zcq_view_context (const zcq_view_t *self);
 //  The row at key as it is now (changes pending in this handler not yet
 //  applied), or NULL.
 ZCQ_EXPORT const zcq_value_t *zcq_view_row (zcq_view_t *self, const char *key);
