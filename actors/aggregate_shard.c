@@ -67,6 +67,7 @@ struct zcq_shard_t {
     zcq_writer_t *events; //  [u32 length][body]... of one command
     zcq_writer_t *body;
     zcq_fields_t *snapshot;
+    char failure[512]; //  why the last evolve failed (a strict read)
 };
 
 typedef zcq_shard_t self_t;
@@ -185,7 +186,8 @@ s_drop_all (self_t *self)
     }
 }
 
-//  Apply one recorded event body to a cached state.
+//  Apply one recorded event body to a cached state. ZCQ_INTERNAL when
+//  evolve failed (a strict read): self->failure says why.
 static zcq_err_t
 s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
 {
@@ -199,6 +201,11 @@ s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
         self->event.context = handler->context;
         handler->evolve (cached->state, &self->event);
         self->event.context = NULL;
+        if (self->event.failed) {
+            snprintf (self->failure, sizeof self->failure, "evolve of %s", self->event.error);
+            zsys_error ("shard: %s", self->failure);
+            return ZCQ_INTERNAL;
+        }
     }
     return ZCQ_OK;
 }
@@ -415,6 +422,7 @@ typedef enum { S_REPLY, S_COMMIT } s_route_t;
 static s_route_t
 s_decide (self_t *self, zcq_command_t *command)
 {
+    self->failure[0] = 0;
     //  DESIGN 4
     void *result;
     size_t result_len;
@@ -434,7 +442,7 @@ s_decide (self_t *self, zcq_command_t *command)
     err = s_load (self, command, &cached);
     if (err != ZCQ_OK) {
         zcq_command_fail (command, ZCQ_INTERNAL, "loading %s: %s", command->stream,
-                          zcq_strerror (err));
+                          self->failure[0] ? self->failure : zcq_strerror (err));
         return S_REPLY;
     }
     if (cached->broken) {
@@ -487,7 +495,10 @@ s_decide (self_t *self, zcq_command_t *command)
             s_drop (self, cached); //  the state may be half-evolved
     }
     if (err != ZCQ_OK) {
-        zcq_command_fail (command, ZCQ_INTERNAL, "encoding events: %s", zcq_strerror (err));
+        if (self->failure[0])
+            zcq_command_fail (command, ZCQ_INTERNAL, "%s", self->failure);
+        else
+            zcq_command_fail (command, ZCQ_INTERNAL, "encoding events: %s", zcq_strerror (err));
         return S_REPLY;
     }
     command->version = cached->version;

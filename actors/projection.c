@@ -313,6 +313,20 @@ s_handler (const zcq_projection_def_t *def, const zcq_event_t *event)
     return NULL;
 }
 
+//  A handler failed on an event (zcq_event_fail): none of its changes is
+//  applied, and the view says so in `views`, with the first reason.
+static void
+s_view_failed (s_view_t *view, const zcq_event_t *event)
+{
+    zsys_error ("view %s: handler failed at position %llu, its changes not applied: %s",
+                view->def->view, (unsigned long long) event->position, event->error);
+    if (atomic_load_explicit (&view->info->failed, memory_order_acquire))
+        return;
+    snprintf (view->info->error, sizeof view->info->error, "position %llu: %s",
+              (unsigned long long) event->position, event->error);
+    atomic_store_explicit (&view->info->failed, true, memory_order_release);
+}
+
 //  Apply an event to one table of a view.
 static void
 s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table, const zcq_event_t *event)
@@ -327,12 +341,21 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table, const zcq_even
     //  most views keep a row per aggregate: fetch its slot while the
     //  handler reads the event
     zcq_viewtable_prefetch (table, event->key, strlen (event->key));
+    //  a failure is of this handler's run: the event goes on to other views
+    zcq_event_t *run = (zcq_event_t *) event;
+    run->failed = false;
+    run->error[0] = 0;
     handler->apply (&self->context, event);
-    s_flush (&self->context);
-    if (self->context.failed)
-        zsys_error ("view %s: event %llu left the row unchanged (integer overflow, out of memory "
-                    "or bad row)",
-                    view->def->view, (unsigned long long) event->position);
+    if (event->failed)
+        s_view_failed (view, event);
+    else {
+        s_flush (&self->context);
+        if (self->context.failed)
+            zsys_error ("view %s: event %llu left the row unchanged (integer overflow, out of "
+                        "memory or bad row)",
+                        view->def->view, (unsigned long long) event->position);
+    }
+    self->context.pending_count = 0;
     atomic_fetch_add_explicit (&view->info->applied, 1, memory_order_relaxed);
 }
 

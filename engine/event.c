@@ -30,6 +30,8 @@
         aggregate shard's evolve) answers every accessor from that body.
 */
 #include "zcq_internal.h"
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 //  --------------------------------------------------------------------------
@@ -486,6 +488,8 @@ s_reset (zcq_event_t *self)
     self->data_len = self->meta_len = 0;
     self->body = self->data = self->meta = NULL;
     self->decoded = false;
+    self->failed = false;
+    self->error[0] = 0;
     if (self->arena)
         zcq_arena_reset (self->arena);
 }
@@ -767,4 +771,76 @@ zcq_event_str (const zcq_event_t *self, const char *field)
         return "";
     const char *copy = zcq_arena_strndup (mutable_self->arena, str, len);
     return copy ? copy : "";
+}
+
+//  --------------------------------------------------------------------------
+//  Strict reads: a handler fails, the first reason stays
+
+void
+zcq_event_fail (const zcq_event_t *self, const char *format, ...)
+{
+    //  the failure is the handler's run on the event, not the event's value
+    zcq_event_t *mutable_self = (zcq_event_t *) self;
+    if (self->failed)
+        return;
+    mutable_self->failed = true;
+    int used = snprintf (mutable_self->error, sizeof self->error,
+                         "event %s of %s (version %llu): ", self->type, self->stream,
+                         (unsigned long long) self->version);
+    if (used < 0 || (size_t) used >= sizeof self->error)
+        return;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (mutable_self->error + used, sizeof self->error - (size_t) used, format, args);
+    va_end (args);
+}
+
+int64_t
+zcq_event_int_req (const zcq_event_t *self, const char *field)
+{
+    if (self->bytes) {
+        zcq_mp_item_t value;
+        int64_t number;
+        if (!s_data_field (self, field, &value))
+            zcq_event_fail (self, "data.%s is missing", field);
+        else if (!zcq_mp_int (&value, &number))
+            zcq_event_fail (self, "data.%s is not an integer", field);
+        else
+            return number;
+        return 0;
+    }
+    const zcq_value_t *found = zcq_value_get (self->data, field);
+    int64_t number;
+    if (!found)
+        zcq_event_fail (self, "data.%s is missing", field);
+    else if (!zcq_value_int (found, &number))
+        zcq_event_fail (self, "data.%s is not an integer", field);
+    else
+        return number;
+    return 0;
+}
+
+const char *
+zcq_event_str_req (const zcq_event_t *self, const char *field)
+{
+    bool present, string;
+    if (self->bytes) {
+        zcq_mp_item_t value;
+        present = s_data_field (self, field, &value);
+        string = present && value.type == ZCQ_TYPE_STR && !memchr (value.bytes, 0, value.len);
+    }
+    else {
+        const char *str;
+        size_t len;
+        const zcq_value_t *found = zcq_value_get (self->data, field);
+        present = found != NULL;
+        string = present && zcq_value_str (found, &str, &len) && !memchr (str, 0, len);
+    }
+    if (!present)
+        zcq_event_fail (self, "data.%s is missing", field);
+    else if (!string)
+        zcq_event_fail (self, "data.%s is not a string", field);
+    else
+        return zcq_event_str (self, field);
+    return "";
 }

@@ -307,7 +307,9 @@ struct zcq_event_t {
     const zcq_value_t *body;
     const zcq_value_t *data;
     const zcq_value_t *meta;
-    void *context;      //  in evolve: the event definition's context
+    void *context; //  in evolve: the event definition's context
+    bool failed;   //  a handler read it strictly and failed (error says why)
+    char error[256];
     bool decoded;       //  body, data and meta are set (or cannot be)
     zcq_doc_t *doc;     //  the on-demand decode; created on first use
     zcq_arena_t *arena; //  for zcq_event_str; created on first use

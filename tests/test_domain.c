@@ -46,6 +46,36 @@ s_typo (zcq_decide_t *decide, const void *state)
     return ZCQ_OK;
 }
 
+//  note {text}: noted {text}, which the view reads wrongly (as having an
+//  amount); bad {}: broken {amount: "x"}, which evolve reads strictly.
+static zcq_err_t
+s_note (zcq_decide_t *decide, const void *state)
+{
+    const char *text;
+    ZCQ_TRY (zcq_arg_str (decide, "text", 1, 64, &text));
+    zcq_set_str (zcq_emit (decide, "noted"), "text", text);
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_bad (zcq_decide_t *decide, const void *state)
+{
+    zcq_set_str (zcq_emit (decide, "broken"), "amount", "x");
+    return ZCQ_OK;
+}
+
+static void
+s_noted (void *state, const zcq_event_t *event)
+{
+    assert_true (strlen (zcq_event_str_req (event, "text")) > 0);
+}
+
+static void
+s_broken (void *state, const zcq_event_t *event)
+{
+    ((counter_t *) state)->total += zcq_event_int_req (event, "amount");
+}
+
 static void
 s_added (void *state, const zcq_event_t *event)
 {
@@ -59,12 +89,16 @@ static const zcq_command_def_t s_counter_commands[] = {
     { "add", s_add, (void *) &s_plus },
     { "sub", s_add, (void *) &s_minus },
     { "typo", s_typo, NULL },
+    { "note", s_note, NULL },
+    { "bad", s_bad, NULL },
     { NULL },
 };
 
 static const zcq_event_def_t s_counter_events[] = {
     { "added", s_added, (void *) &s_plus },
     { "subtracted", s_added, (void *) &s_minus },
+    { "noted", s_noted, NULL },
+    { "broken", s_broken, NULL },
     { NULL },
 };
 
@@ -90,9 +124,19 @@ s_count_added (zcq_view_t *view, const zcq_event_t *event)
     zcq_set_int (row, "last", amount);
 }
 
+//  A handler with a bug: noted has no amount.
+static void
+s_count_noted (zcq_view_t *view, const zcq_event_t *event)
+{
+    zcq_fields_t *row = zcq_view_upsert (view, zcq_event_key (event));
+    zcq_set_str (row, "note", zcq_event_str_req (event, "text"));
+    zcq_add_int (row, "total", zcq_event_int_req (event, "amount"));
+}
+
 static const zcq_handler_def_t s_counts_handlers[] = {
     { "counter", "added", s_count_added, (void *) &s_plus },
     { "counter", "subtracted", s_count_added, (void *) &s_minus },
+    { "counter", "noted", s_count_noted, NULL },
     { NULL },
 };
 
@@ -340,6 +384,74 @@ test_separate_row_builders (void **state)
     assert_null (zcq_value_get (row, "last"));
 }
 
+//  The `views` entry of a view: its status and error (or "").
+static void
+s_view_status (s_fixture_t *self, const char *name, char *status, char *error, size_t size)
+{
+    const zcq_value_t *reply = zcq_test_query (self->client, "op", "s:views", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    const zcq_value_t *views = zcq_value_get (reply, "views");
+    for (size_t index = 0; index < zcq_value_size (views); index++) {
+        const zcq_value_t *view = zcq_value_at (views, index);
+        if (zcq_value_streq (zcq_value_get (view, "name"), name)) {
+            char found[512];
+            snprintf (status, size, "%s",
+                      zcq_value_get_str (view, "status", found, sizeof found, ""));
+            snprintf (error, size, "%s",
+                      zcq_value_get_str (view, "error", found, sizeof found, ""));
+            return;
+        }
+    }
+    fail_msg ("no view %s", name);
+}
+
+//  A strict read of a mistyped field fails evolve, so the command fails
+//  `internal` naming the field, and nothing is stored.
+static void
+test_strict_read_in_evolve (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (
+        zcq_test_code (s_send (self, "e-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
+    const zcq_value_t *reply = s_send (self, "e-2", "counter", "a", "bad", NULL);
+    assert_string_equal (zcq_test_code (reply), "internal");
+    assert_non_null (strstr (s_message (reply), "data.amount is not an integer"));
+    assert_non_null (strstr (s_message (reply), "broken"));
+    assert_int_equal (zcq_node_head (self->node), 1);
+    reply = s_send (self, "e-3", "counter", "a", "add", "amount", "i:1", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    assert_int_equal (zcq_value_get_int (reply, "version", 0), 2);
+}
+
+//  A strict read of a missing field fails a projection handler: none of
+//  its changes is applied, the view is `failed` with the reason, and later
+//  events are still applied.
+static void
+test_strict_read_in_projection (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    char status[256], reason[256];
+    s_view_status (self, "counts", status, reason, sizeof status);
+    assert_string_equal (status, "live");
+    assert_string_equal (reason, "");
+    assert_string_equal (
+        zcq_test_code (s_send (self, "p-1", "counter", "n", "note", "text", "s:hello", NULL)),
+        "ok");
+    assert_null (s_row (self, "counts", "n"));
+    s_view_status (self, "counts", status, reason, sizeof status);
+    assert_string_equal (status, "failed");
+    assert_non_null (strstr (reason, "data.amount is missing"));
+    assert_non_null (strstr (reason, "noted"));
+    assert_string_equal (
+        zcq_test_code (s_send (self, "p-2", "counter", "n", "add", "amount", "i:3", NULL)), "ok");
+    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "n"), "total", 0), 3);
+    assert_null (zcq_value_get (s_row (self, "counts", "n"), "note"));
+}
+
 int
 main (void)
 {
@@ -350,6 +462,8 @@ main (void)
                                          s_teardown),
         cmocka_unit_test_setup_teardown (test_handler_context, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_separate_row_builders, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_strict_read_in_evolve, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_strict_read_in_projection, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

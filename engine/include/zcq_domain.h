@@ -188,6 +188,20 @@ ZCQ_EXPORT int64_t zcq_event_int (const zcq_event_t *self, const char *field, in
 //  A payload string as a NUL-terminated copy held by the event (valid
 //  while the event is), or "" when absent.
 ZCQ_EXPORT const char *zcq_event_str (const zcq_event_t *self, const char *field);
+//  Strict forms, for fields an event of the type always has: a missing
+//  field, or one of another type (a string with a NUL byte counts as
+//  one), fails the handler with a reason naming the event and the field,
+//  and the call returns 0 (""). A failed evolve fails the command that is
+//  being decided or the stream being loaded, `internal` with that reason;
+//  a failed projection handler has none of its changes applied and marks
+//  its view failed (`views` status `failed`, `error` the reason; the view
+//  goes on with later events). The first failure of a handler is kept.
+ZCQ_EXPORT int64_t zcq_event_int_req (const zcq_event_t *self, const char *field);
+ZCQ_EXPORT const char *zcq_event_str_req (const zcq_event_t *self, const char *field);
+//  Fail the running handler (evolve or projection) as a strict read does,
+//  with a reason of the handler's.
+ZCQ_EXPORT void zcq_event_fail (const zcq_event_t *self, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
 
 //  ---------------------------------------------------------------------
 //  Inside a projection handler
