@@ -250,7 +250,7 @@ s_send (void)
         .aggregate = s_args.words[0],
         .key = s_args.words[1],
         .type = s_args.words[2],
-        .expect = s_args.expect ? atoll (s_args.expect) : -1,
+        .expect = s_args.expect ? ZCQ_EXPECT (atoll (s_args.expect)) : 0,
         .data = zcq_writer_size (data) ? zcq_writer_data (data) : NULL,
         .data_len = zcq_writer_size (data),
         .meta = zcq_writer_size (meta) ? zcq_writer_data (meta) : NULL,

@@ -231,7 +231,6 @@ s_send (s_fixture_t *self, const char *id, const char *aggregate, const char *ke
         .aggregate = aggregate,
         .key = key,
         .type = type,
-        .expect = -1,
         .data = zcq_writer_data (self->writer),
         .data_len = zcq_writer_size (self->writer),
     };
@@ -452,6 +451,59 @@ test_strict_read_in_projection (void **state)
     assert_null (zcq_value_get (s_row (self, "counts", "n"), "note"));
 }
 
+//  A request zeroed but for what it needs sends no `expect`;
+//  ZCQ_EXPECT_NEW sends 0 (the stream must not exist), ZCQ_EXPECT (n) n.
+static void
+test_client_expect (void **state)
+{
+    s_fixture_t *self = *state;
+    struct {
+        int64_t expect;
+        int64_t wire; //  -1: absent
+    } cases[] = { { 0, -1 }, { ZCQ_EXPECT_NEW, 0 }, { ZCQ_EXPECT (0), 0 }, { ZCQ_EXPECT (3), 3 } };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        zcq_command_req_t command
+            = { .id = "e", .aggregate = "counter", .key = "a", .type = "add" };
+        command.expect = cases[index].expect;
+        zcq_writer_reset (self->writer);
+        zcq_command_encode (self->writer, &command);
+        zcq_doc_t *doc = zcq_doc_new ();
+        assert_int_equal (zcq_doc_decode (doc, zcq_writer_data (self->writer),
+                                          zcq_writer_size (self->writer), NULL),
+                          ZCQ_OK);
+        const zcq_value_t *expect = zcq_value_get (zcq_doc_root (doc), "expect");
+        if (cases[index].wire < 0)
+            assert_null (expect);
+        else {
+            int64_t wire;
+            assert_true (zcq_value_int (expect, &wire));
+            assert_int_equal (wire, cases[index].wire);
+        }
+        zcq_doc_destroy (&doc);
+    }
+    //  and on a node: new-only conflicts on an existing stream
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (
+        zcq_test_code (s_send (self, "x-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
+    zcq_command_req_t again = {
+        .id = "x-2", .aggregate = "counter", .key = "a", .type = "add", .expect = ZCQ_EXPECT_NEW
+    };
+    const zcq_value_t *reply;
+    assert_int_equal (zcq_client_command (self->client, &again, 10000, &reply), ZCQ_OK);
+    assert_string_equal (zcq_test_code (reply), "conflict");
+    again.id = "x-3";
+    again.expect = ZCQ_EXPECT (1);
+    zcq_writer_reset (self->writer);
+    zcq_writer_map (self->writer, 1);
+    zcq_writer_str (self->writer, "amount");
+    zcq_writer_int (self->writer, 1);
+    again.data = zcq_writer_data (self->writer);
+    again.data_len = zcq_writer_size (self->writer);
+    assert_int_equal (zcq_client_command (self->client, &again, 10000, &reply), ZCQ_OK);
+    assert_string_equal (zcq_test_code (reply), "ok");
+}
+
 int
 main (void)
 {
@@ -464,6 +516,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_separate_row_builders, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_strict_read_in_evolve, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_strict_read_in_projection, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_client_expect, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
