@@ -34,6 +34,13 @@
     7.  The shard is a socket-free core (zcq_shard_t: decide a batch, take
         one back) and a thin actor that moves batches over its two pipes;
         tests drive the core directly.
+    8.  A default snapshot (no snapshot_encode) is the state struct's bytes
+        behind a 16-byte header: a magic, the struct's size and its layout
+        fingerprint (zcq_aggregate_fingerprint, from state_fields). A
+        snapshot is restored only when its schema, size and fingerprint are
+        the running code's; any other is ignored with a warning (a schema
+        change alone is ordinary and quiet) and the stream replayed from
+        version 1.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
@@ -233,7 +240,14 @@ s_replay_event (void *arg, uint64_t position, uint64_t version, const void *body
     return 0;
 }
 
-//  Restore from the latest snapshot, when it has the current schema.
+//  A default snapshot (the state struct's bytes) starts with a header that
+//  says which layout the bytes have (DESIGN 8).
+#define S_SNAPSHOT_MAGIC  0x5a435153u //  "ZCQS"
+#define S_SNAPSHOT_HEADER 16          //  magic, state size (u32 BE), fingerprint (u64 BE)
+
+//  Restore from the latest snapshot, when it has the current schema (and
+//  a default one, the current layout); else the state stays new and the
+//  stream is replayed, with a warning saying why.
 static void
 s_restore_snapshot (self_t *self, zcq_cached_t *cached)
 {
@@ -245,23 +259,44 @@ s_restore_snapshot (self_t *self, zcq_cached_t *cached)
         != ZCQ_OK)
         return;
     const zcq_aggregate_def_t *def = cached->def;
-    bool restored = false;
-    if (schema == def->schema) {
-        if (def->snapshot_decode) {
-            if (zcq_doc_decode (self->doc, bytes, len, &zcq_stored_limits) == ZCQ_OK
-                && def->snapshot_decode (cached->state, zcq_doc_root (self->doc)) == ZCQ_OK)
-                restored = true;
-        }
-        else if (len == def->state_size) {
-            memcpy (cached->state, bytes, len);
-            restored = true;
+    const uint8_t *header = bytes;
+    const char *ignored = NULL; //  why the snapshot is not used
+    char reason[160];
+    if (schema != def->schema)
+        ignored = NULL; //  an ordinary schema change: replay quietly
+    else if (def->snapshot_decode) {
+        if (zcq_doc_decode (self->doc, bytes, len, &zcq_stored_limits) != ZCQ_OK)
+            ignored = "it does not decode";
+        else if (def->snapshot_decode (cached->state, zcq_doc_root (self->doc)) != ZCQ_OK)
+            ignored = "snapshot_decode refused it";
+        else {
+            free (bytes);
+            cached->version = version;
+            return;
         }
     }
-    free (bytes);
-    if (restored)
+    else if (len < S_SNAPSHOT_HEADER || zcq_get_be32 (header) != S_SNAPSHOT_MAGIC)
+        ignored = "it has no layout header (written by an earlier version)";
+    else if (zcq_get_be32 (header + 4) != def->state_size
+             || len - S_SNAPSHOT_HEADER != def->state_size) {
+        snprintf (reason, sizeof reason, "its state is %u bytes, the state struct %zu",
+                  zcq_get_be32 (header + 4), def->state_size);
+        ignored = reason;
+    }
+    else if (zcq_get_be64 (header + 8) != zcq_aggregate_fingerprint (def))
+        ignored = "its layout fingerprint differs (state fields moved, resized or renamed)";
+    else {
+        memcpy (cached->state, header + S_SNAPSHOT_HEADER, def->state_size);
+        free (bytes);
         cached->version = version;
-    else
-        s_state_reset (cached);
+        return;
+    }
+    free (bytes);
+    if (ignored) {
+        zsys_warning ("shard: snapshot of %s at version %llu ignored, the stream is replayed: %s",
+                      cached->stream, (unsigned long long) version, ignored);
+    }
+    s_state_reset (cached);
 }
 
 //  Find an aggregate in the cache or load it (DESIGN 1).
@@ -376,11 +411,15 @@ s_snapshot (self_t *self, zcq_command_t *command, zcq_cached_t *cached, uint64_t
         memcpy (command->snapshot, zcq_writer_data (self->body), command->snapshot_size);
     }
     else {
-        command->snapshot_size = def->state_size;
-        command->snapshot = malloc (def->state_size);
+        //  DESIGN 8
+        command->snapshot_size = S_SNAPSHOT_HEADER + def->state_size;
+        command->snapshot = malloc (command->snapshot_size);
         if (!command->snapshot)
             return ZCQ_NOMEM;
-        memcpy (command->snapshot, cached->state, def->state_size);
+        zcq_put_be32 (command->snapshot, S_SNAPSHOT_MAGIC);
+        zcq_put_be32 ((uint8_t *) command->snapshot + 4, (uint32_t) def->state_size);
+        zcq_put_be64 ((uint8_t *) command->snapshot + 8, zcq_aggregate_fingerprint (def));
+        memcpy ((uint8_t *) command->snapshot + S_SNAPSHOT_HEADER, cached->state, def->state_size);
     }
     command->snapshot_schema = def->schema;
     ZCQ_STAT_ADD (self->env->stats, snapshots_written, 1);

@@ -54,6 +54,12 @@ zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
         if ((aggregate->snapshot_encode == NULL) != (aggregate->snapshot_decode == NULL))
             S_FAIL ("aggregate %s: snapshot_encode and snapshot_decode go together",
                     aggregate->name);
+        for (const zcq_state_field_t *field = aggregate->state_fields; field && field->name;
+             field++)
+            if (field->size == 0 || field->offset > aggregate->state_size
+                || field->size > aggregate->state_size - field->offset)
+                S_FAIL ("aggregate %s: state field %s lies outside state_size", aggregate->name,
+                        field->name);
         for (size_t other = 0; other < index; other++)
             if (strcmp (domain->aggregates[other]->name, aggregate->name) == 0)
                 S_FAIL ("aggregate %s: declared twice", aggregate->name);
@@ -132,4 +138,20 @@ uint32_t
 zcq_aggregate_snapshot_every (const zcq_aggregate_def_t *aggregate)
 {
     return aggregate->snapshot_every ? aggregate->snapshot_every : S_DEFAULT_SNAPSHOT_EVERY;
+}
+
+uint64_t
+zcq_aggregate_fingerprint (const zcq_aggregate_def_t *aggregate)
+{
+    //  FNV-1a over a canonical text of the layout: size, then each field
+    char text[256];
+    int len = snprintf (text, sizeof text, "zcq-state/1 %zu", aggregate->state_size);
+    uint64_t hash = zcq_hash (text, (size_t) len);
+    for (const zcq_state_field_t *field = aggregate->state_fields; field && field->name; field++) {
+        len = snprintf (text, sizeof text, "%016llx %s@%zu:%zu", (unsigned long long) hash,
+                        field->name, field->offset, field->size);
+        hash = zcq_hash (text,
+                         len > 0 && (size_t) len < sizeof text ? (size_t) len : sizeof text - 1);
+    }
+    return hash;
 }

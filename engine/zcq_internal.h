@@ -352,6 +352,9 @@ const zcq_command_def_t *zcq_domain_command (const zcq_aggregate_def_t *aggregat
                                              size_t len);
 const zcq_event_def_t *zcq_domain_event (const zcq_aggregate_def_t *aggregate, const char *type);
 uint32_t zcq_aggregate_snapshot_every (const zcq_aggregate_def_t *aggregate);
+//  The layout fingerprint of an aggregate's state (zcq_state_field_t):
+//  of its state_size and every declared field's name, offset and size.
+uint64_t zcq_aggregate_fingerprint (const zcq_aggregate_def_t *aggregate);
 
 //  Copy a string value into buffer (NUL-terminated) when it fits.
 bool zcq_value_copy_str (const zcq_value_t *value, char *buffer, size_t size);

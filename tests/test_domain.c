@@ -3,6 +3,7 @@
     view `counts`, is driven through the client; domain bugs must fail
     commands and views loudly, never store or show a wrong thing. */
 #include "testutil.h"
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +15,9 @@ typedef struct {
     int64_t adds;
 } counter_t;
 
+//  Events evolved since the test last cleared it (loads included).
+static atomic_int s_evolved;
+
 //  The contexts of the definitions: add and sub share their handlers.
 typedef struct {
     const char *event; //  the event a command emits
@@ -22,6 +26,7 @@ typedef struct {
 
 static const s_move_t s_plus = { "added", 1 };
 static const s_move_t s_minus = { "subtracted", -1 };
+#define S_SIGN_OF(event) (((const s_move_t *) zcq_event_context (event))->sign)
 
 //  add and sub {amount}: the total may not go below zero.
 static zcq_err_t
@@ -83,6 +88,7 @@ s_added (void *state, const zcq_event_t *event)
     const s_move_t *move = zcq_event_context (event);
     counter->total += move->sign * zcq_event_int (event, "amount", 0);
     counter->adds++;
+    atomic_fetch_add (&s_evolved, 1);
 }
 
 static const zcq_command_def_t s_counter_commands[] = {
@@ -102,9 +108,17 @@ static const zcq_event_def_t s_counter_events[] = {
     { NULL },
 };
 
+static const zcq_state_field_t s_counter_fields[] = {
+    ZCQ_STATE_FIELD (counter_t, total),
+    ZCQ_STATE_FIELD (counter_t, adds),
+    { NULL },
+};
+
 static const zcq_aggregate_def_t s_counter = {
     .name = "counter",
     .state_size = sizeof (counter_t),
+    .state_fields = s_counter_fields,
+    .snapshot_every = 4,
     .schema = 1,
     .commands = s_counter_commands,
     .events = s_counter_events,
@@ -504,6 +518,139 @@ test_client_expect (void **state)
     assert_string_equal (zcq_test_code (reply), "ok");
 }
 
+//  The same counter in later code: its fields swapped (reordered), and a
+//  field more (resized, without a declared layout). Same schema: only the
+//  layout check stands between an old snapshot and a wrong state.
+typedef struct {
+    int64_t adds;
+    int64_t total;
+} counter_swapped_t;
+
+typedef struct {
+    int64_t total;
+    int64_t adds;
+    int64_t extra;
+} counter_grown_t;
+
+static zcq_err_t
+s_sub_swapped (zcq_decide_t *decide, const void *state)
+{
+    const counter_swapped_t *counter = state;
+    return zcq_reject (decide, "the total is %lld", (long long) counter->total);
+}
+
+static void
+s_added_swapped (void *state, const zcq_event_t *event)
+{
+    counter_swapped_t *counter = state;
+    counter->total += S_SIGN_OF (event) * zcq_event_int (event, "amount", 0);
+    counter->adds++;
+    atomic_fetch_add (&s_evolved, 1);
+}
+
+static zcq_err_t
+s_sub_grown (zcq_decide_t *decide, const void *state)
+{
+    const counter_grown_t *counter = state;
+    return zcq_reject (decide, "the total is %lld", (long long) counter->total);
+}
+
+static void
+s_added_grown (void *state, const zcq_event_t *event)
+{
+    counter_grown_t *counter = state;
+    counter->total += S_SIGN_OF (event) * zcq_event_int (event, "amount", 0);
+    counter->adds++;
+    atomic_fetch_add (&s_evolved, 1);
+}
+
+static const zcq_command_def_t s_swapped_commands[] = { { "sub", s_sub_swapped, NULL }, { NULL } };
+static const zcq_command_def_t s_grown_commands[] = { { "sub", s_sub_grown, NULL }, { NULL } };
+static const zcq_event_def_t s_swapped_events[] = {
+    { "added", s_added_swapped, (void *) &s_plus },
+    { "subtracted", s_added_swapped, (void *) &s_minus },
+    { NULL },
+};
+static const zcq_event_def_t s_grown_events[] = {
+    { "added", s_added_grown, (void *) &s_plus },
+    { "subtracted", s_added_grown, (void *) &s_minus },
+    { NULL },
+};
+static const zcq_state_field_t s_swapped_fields[] = {
+    ZCQ_STATE_FIELD (counter_swapped_t, total),
+    ZCQ_STATE_FIELD (counter_swapped_t, adds),
+    { NULL },
+};
+static const zcq_aggregate_def_t s_counter_swapped = {
+    .name = "counter",
+    .state_size = sizeof (counter_swapped_t),
+    .state_fields = s_swapped_fields,
+    .snapshot_every = 4,
+    .schema = 1,
+    .commands = s_swapped_commands,
+    .events = s_swapped_events,
+};
+static const zcq_aggregate_def_t s_counter_grown = {
+    .name = "counter",
+    .state_size = sizeof (counter_grown_t),
+    .snapshot_every = 4,
+    .schema = 1,
+    .commands = s_grown_commands,
+    .events = s_grown_events,
+};
+
+//  The rejection of a sub tells the state's total; the events evolved to
+//  load it.
+static void
+s_assert_total (s_fixture_t *self, const char *id, int64_t total, int evolved)
+{
+    atomic_store (&s_evolved, 0);
+    const zcq_value_t *reply = s_send (self, id, "counter", "a", "sub", "amount", "i:1000", NULL);
+    assert_string_equal (zcq_test_code (reply), "rejected");
+    char expected[64];
+    snprintf (expected, sizeof expected, "the total is %lld", (long long) total);
+    assert_string_equal (s_message (reply), expected);
+    assert_int_equal (atomic_load (&s_evolved), evolved);
+}
+
+//  A snapshot is used by the same layout, and ignored (the stream
+//  replayed) by a reordered or a resized state struct.
+static void
+test_snapshot_layout (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    //  5 events: a snapshot at version 4 (total 10, adds 4)
+    for (int index = 0; index < 4; index++) {
+        char id[16];
+        snprintf (id, sizeof id, "s-%d", index);
+        assert_string_equal (
+            zcq_test_code (s_send (self, id, "counter", "a", "add", "amount", "i:2", NULL)), "ok");
+    }
+    assert_string_equal (
+        zcq_test_code (s_send (self, "s-4", "counter", "a", "sub", "amount", "i:1", NULL)), "ok");
+    s_node_stop (self);
+
+    //  same code: the snapshot, then the one event after it
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    s_assert_total (self, "s-5", 7, 1);
+    s_node_stop (self);
+
+    //  fields swapped: the raw bytes would say total 4; replayed, 7
+    static const zcq_aggregate_def_t *const swapped[] = { &s_counter_swapped, NULL };
+    zcq_domain_t domain = { .name = "counter", .aggregates = swapped };
+    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
+    s_assert_total (self, "s-6", 7, 5);
+    s_node_stop (self);
+
+    //  a field more, no layout declared: the size tells
+    static const zcq_aggregate_def_t *const grown[] = { &s_counter_grown, NULL };
+    domain.aggregates = grown;
+    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
+    s_assert_total (self, "s-7", 7, 5);
+}
+
 int
 main (void)
 {
@@ -517,6 +664,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_strict_read_in_evolve, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_strict_read_in_projection, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_client_expect, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_snapshot_layout, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

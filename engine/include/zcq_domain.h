@@ -11,8 +11,13 @@
     The state is a plain struct of state_size bytes, zeroed (then init) for
     a new stream. Snapshots store it every snapshot_every events, tagged
     with schema; a snapshot with another schema is ignored and the stream
-    replayed. By default the snapshot is the struct's bytes; a state that
-    holds pointers supplies snapshot_encode, snapshot_decode and release.
+    replayed. By default the snapshot is the struct's bytes, with the
+    state's size and a fingerprint of its layout (state_fields); a snapshot
+    whose size or fingerprint differs from the running code's is ignored
+    too (with a warning naming the reason) and the stream replayed, so a
+    struct that was resized, or whose declared fields moved, never gets
+    another layout's bytes. A state that holds pointers supplies
+    snapshot_encode, snapshot_decode and release instead.
 
     Projection (read side): one handler per event type turns the event into
     changes of one view's rows (upsert, patch, delete), through fields
@@ -22,6 +27,7 @@
 #define ZCQ_DOMAIN_H_INCLUDED
 
 #include <stdarg.h>
+#include <stddef.h>
 #include "zcq_value.h"
 
 #ifdef __cplusplus
@@ -53,6 +59,21 @@ typedef struct {
     void *context; //  zcq_event_context, inside evolve
 } zcq_event_def_t;
 
+//  One field of a state struct, for the layout fingerprint of its default
+//  snapshots: ZCQ_STATE_FIELD (account_t, balance). The fingerprint covers
+//  every declared field's name, offset and size, and the struct's size: a
+//  reordered, resized or renamed field changes it. A field's type changed
+//  at the same size (int64_t to double) does not: bump schema for that.
+typedef struct {
+    const char *name; //  NULL ends the table
+    size_t offset;
+    size_t size;
+} zcq_state_field_t;
+#define ZCQ_STATE_FIELD(type, member)                                 \
+    {                                                                 \
+#member, offsetof(type, member), sizeof(((type *) 0)->member) \
+    }
+
 typedef struct {
     const char *name;                  //  aggregate type, [a-z0-9_.-]{1,64}
     size_t state_size;                 //  bytes of the state struct
@@ -64,6 +85,9 @@ typedef struct {
     uint32_t snapshot_every;           //  events between snapshots; 0 = 100
     zcq_err_t (*snapshot_encode) (const void *state, zcq_fields_t *snapshot);
     zcq_err_t (*snapshot_decode) (void *state, const zcq_value_t *snapshot);
+    //  optional: the state's fields, ends with { NULL }; without it the
+    //  fingerprint of a default snapshot covers state_size only
+    const zcq_state_field_t *state_fields;
 } zcq_aggregate_def_t;
 
 typedef struct {

@@ -123,9 +123,19 @@ static const zcq_event_def_t s_account_events[] = {
     { NULL },
 };
 
+//  The layout of account_t, checked against the bytes of its snapshots.
+static const zcq_state_field_t s_account_fields[] = {
+    ZCQ_STATE_FIELD (account_t, opened),
+    ZCQ_STATE_FIELD (account_t, closed),
+    ZCQ_STATE_FIELD (account_t, balance),
+    ZCQ_STATE_FIELD (account_t, overdraft),
+    { NULL },
+};
+
 static const zcq_aggregate_def_t s_account = {
     .name = "account",
     .state_size = sizeof (account_t),
+    .state_fields = s_account_fields,
     .schema = 1,
     .snapshot_every = 100,
     .commands = s_account_commands,
