@@ -452,7 +452,63 @@ s_answer_duplicate (zcq_command_t *command, const uint8_t *bytes, size_t len)
         command->version = result.version;
         command->position = result.position;
         command->event_count = result.event_count;
+        if (result.reply && (command->reply = malloc (result.reply_size))) {
+            memcpy (command->reply, result.reply, result.reply_size);
+            command->reply_size = result.reply_size;
+        }
+        else if (result.reply)
+            zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
     }
+}
+
+//  The names of a command's `ok` reply and of the replies of a cluster's
+//  nodes: decide may not set them (zcq_decide_reply).
+static const char *const s_reply_names[]
+    = { "id",   "ok",    "stream",  "version", "position", "events", "duplicate", "group",
+        "node", "error", "message", "reason",  "owner",    "rid",    NULL };
+
+//  Encode the reply fields decide set into the command; false (and
+//  self->failure says why) when one has a protocol name, or too many bytes.
+static bool
+s_take_reply (self_t *self, zcq_command_t *command)
+{
+    zcq_fields_t *reply = self->decide->reply;
+    if (!reply || zcq_fields_count (reply) == 0)
+        return true;
+    size_t count;
+    const zcq_change_t *changes = zcq_fields_changes (reply, &count);
+    if (!changes) {
+        snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");
+        return false;
+    }
+    for (size_t index = 0; index < count; index++)
+        for (const char *const *name = s_reply_names; *name; name++)
+            if (strlen (*name) == changes[index].name_len
+                && memcmp (*name, changes[index].name, changes[index].name_len) == 0) {
+                snprintf (self->failure, sizeof self->failure,
+                          "decide set reply field '%s', a name of the protocol's", *name);
+                return false;
+            }
+    zcq_writer_reset (self->body);
+    zcq_fields_encode (reply, self->body);
+    size_t size = zcq_writer_size (self->body);
+    if (!zcq_writer_ok (self->body) || !zcq_fields_ok (reply)) {
+        snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");
+        return false;
+    }
+    if (size > ZCQ_REPLY_MAX) {
+        snprintf (self->failure, sizeof self->failure,
+                  "decide's reply fields take %zu bytes, more than %d", size, ZCQ_REPLY_MAX);
+        return false;
+    }
+    command->reply = malloc (size);
+    if (!command->reply) {
+        snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");
+        return false;
+    }
+    memcpy (command->reply, zcq_writer_data (self->body), size);
+    command->reply_size = size;
+    return true;
 }
 
 typedef enum { S_REPLY, S_COMMIT } s_route_t;
@@ -519,6 +575,12 @@ s_decide (self_t *self, zcq_command_t *command)
             err = ZCQ_INTERNAL;
         zcq_command_fail (command, err, "%s",
                           decide->message[0] ? decide->message : zcq_strerror (err));
+        return S_REPLY;
+    }
+    if (!s_take_reply (self, command)) {
+        zsys_error ("shard: %s %.*s: %s", command->stream, (int) command->type_len, command->type,
+                    self->failure);
+        zcq_command_fail (command, ZCQ_INTERNAL, "%s", self->failure);
         return S_REPLY;
     }
     uint64_t before = cached->version;

@@ -504,6 +504,7 @@ zcq_decide_destroy (zcq_decide_t **self_p)
         zcq_fields_destroy (&self->events[index].fields);
     free (self->events);
     zcq_arena_destroy (&self->arena);
+    zcq_fields_destroy (&self->reply);
     free (self);
     *self_p = NULL;
 }
@@ -525,6 +526,8 @@ zcq_decide_reset (zcq_decide_t *self, const zcq_aggregate_def_t *aggregate, cons
     self->event_count = 0;
     self->nomem = false;
     self->internal = false;
+    if (self->reply)
+        zcq_fields_reset (self->reply);
     zcq_arena_reset (self->arena);
 }
 
@@ -614,6 +617,14 @@ zcq_emit (zcq_decide_t *self, const char *type)
     }
     self->event_count++;
     return event->fields;
+}
+
+zcq_fields_t *
+zcq_decide_reply (zcq_decide_t *self)
+{
+    if (!self->reply && !(self->reply = zcq_fields_new ()))
+        self->nomem = true;
+    return self->reply;
 }
 
 static zcq_err_t

@@ -264,6 +264,7 @@ struct zcq_decide_t {
     bool nomem;
     bool internal; //  a domain bug (message says which): the command fails `internal`
     zcq_arena_t *arena;
+    zcq_fields_t *reply; //  zcq_decide_reply's; created on first use
 };
 
 zcq_decide_t *zcq_decide_new (void);

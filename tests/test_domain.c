@@ -39,6 +39,27 @@ s_add (zcq_decide_t *decide, const void *state)
     if (counter->total + move->sign * amount < 0)
         return zcq_reject (decide, "the total is %lld", (long long) counter->total);
     zcq_set_int (zcq_emit (decide, move->event), "amount", amount);
+    zcq_set_int (zcq_decide_reply (decide), "total", counter->total + move->sign * amount);
+    return ZCQ_OK;
+}
+
+//  shadow {}: a reply field with a name of the protocol's.
+static zcq_err_t
+s_shadow (zcq_decide_t *decide, const void *state)
+{
+    zcq_set_int (zcq_emit (decide, "added"), "amount", 1);
+    zcq_set_int (zcq_decide_reply (decide), "version", 99);
+    return ZCQ_OK;
+}
+
+//  peek {}: no event, a reply of the state.
+static zcq_err_t
+s_peek (zcq_decide_t *decide, const void *state)
+{
+    const counter_t *counter = state;
+    zcq_fields_t *reply = zcq_decide_reply (decide);
+    zcq_set_int (reply, "total", counter->total);
+    zcq_set_str (reply, "note", "no event");
     return ZCQ_OK;
 }
 
@@ -97,6 +118,8 @@ static const zcq_command_def_t s_counter_commands[] = {
     { "typo", s_typo, NULL },
     { "note", s_note, NULL },
     { "bad", s_bad, NULL },
+    { "shadow", s_shadow, NULL },
+    { "peek", s_peek, NULL },
     { NULL },
 };
 
@@ -651,6 +674,59 @@ test_snapshot_layout (void **state)
     s_assert_total (self, "s-7", 7, 5);
 }
 
+//  decide adds fields to the ok reply; a duplicate gets them too, also
+//  after a restart; the protocol's names are refused.
+static void
+test_reply_from_decide (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    const zcq_value_t *reply = s_send (self, "d-1", "counter", "a", "add", "amount", "i:5", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    assert_int_equal (zcq_value_get_int (reply, "total", -1), 5);
+    reply = s_send (self, "d-2", "counter", "a", "sub", "amount", "i:2", NULL);
+    assert_int_equal (zcq_value_get_int (reply, "total", -1), 3);
+    assert_int_equal (zcq_value_get_int (reply, "version", -1), 2);
+    reply = s_send (self, "d-3", "counter", "a", "add", "amount", "i:10", NULL);
+    assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
+
+    //  a retry of d-2: the stored reply, not today's state
+    reply = s_send (self, "d-2", "counter", "a", "sub", "amount", "i:2", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    bool duplicate = false;
+    assert_true (zcq_value_bool (zcq_value_get (reply, "duplicate"), &duplicate));
+    assert_true (duplicate);
+    assert_int_equal (zcq_value_get_int (reply, "total", -1), 3);
+    assert_int_equal (zcq_value_get_int (reply, "version", -1), 2);
+
+    //  a command without events replies too, and so do its duplicates
+    reply = s_send (self, "d-4", "counter", "a", "peek", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    assert_int_equal (zcq_value_get_int (reply, "events", -1), 0);
+    assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
+    char note[32];
+    assert_string_equal (zcq_value_get_str (reply, "note", note, sizeof note, ""), "no event");
+
+    //  the protocol's names are not decide's
+    reply = s_send (self, "d-5", "counter", "a", "shadow", NULL);
+    assert_string_equal (zcq_test_code (reply), "internal");
+    assert_non_null (strstr (s_message (reply), "'version'"));
+    assert_int_equal (zcq_node_head (self->node), 3);
+
+    //  after a clean restart the stored replies are still there
+    s_node_stop (self);
+    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    reply = s_send (self, "d-3", "counter", "a", "add", "amount", "i:10", NULL);
+    assert_true (zcq_value_bool (zcq_value_get (reply, "duplicate"), &duplicate));
+    assert_true (duplicate);
+    assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
+    reply = s_send (self, "d-4", "counter", "a", "peek", NULL);
+    assert_true (zcq_value_bool (zcq_value_get (reply, "duplicate"), &duplicate));
+    assert_true (duplicate);
+    assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
+}
+
 int
 main (void)
 {
@@ -665,6 +741,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_strict_read_in_projection, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_client_expect, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_snapshot_layout, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_reply_from_decide, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

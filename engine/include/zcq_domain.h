@@ -149,6 +149,15 @@ ZCQ_EXPORT void *zcq_decide_context (const zcq_decide_t *self);
 //  NULL and the command fails `internal` with a message naming the type,
 //  whatever decide returns; nothing of it is stored.
 ZCQ_EXPORT zcq_fields_t *zcq_emit (zcq_decide_t *self, const char *type);
+//  Fields to add to the command's `ok` reply (Akka's thenReply): set them
+//  with zcq_set_* on the returned builder (the same one on every call of
+//  a decision; valid until decide returns). They are stored with the
+//  command's result, so a duplicate of the command is answered with them
+//  too. Ignored when the decision fails. The names the protocol gives the
+//  reply (id, ok, stream, version, position, events, duplicate, group,
+//  node, error, message, reason, owner, rid) and more than 1,024 encoded
+//  bytes fail the command `internal`. NULL when out of memory.
+ZCQ_EXPORT zcq_fields_t *zcq_decide_reply (zcq_decide_t *self);
 //  End the decision with an error: `return zcq_reject (d, "...")`.
 ZCQ_EXPORT zcq_err_t zcq_reject (zcq_decide_t *self, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));

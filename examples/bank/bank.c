@@ -1,8 +1,8 @@
 /*  bank.c: the bank domain of ZCQ/1 section 8. Money is integer cents.
 
     account   open      {owner, overdraft?}  -> opened {owner, overdraft}
-              deposit   {amount > 0}         -> deposited {amount}
-              withdraw  {amount > 0}         -> withdrawn {amount}
+              deposit   {amount > 0}         -> deposited {amount}; reply balance
+              withdraw  {amount > 0}         -> withdrawn {amount}; reply balance
               close     {}                   -> closed {}
     views     accounts  {key, owner, balance, status, version}, index owner
               totals    {key: "bank", accounts, balance, events}
@@ -46,6 +46,7 @@ s_deposit (zcq_decide_t *decide, const void *state)
     if (account->balance > INT64_MAX - amount)
         return zcq_reject (decide, "the balance would overflow");
     zcq_set_int (zcq_emit (decide, "deposited"), "amount", amount);
+    zcq_set_int (zcq_decide_reply (decide), "balance", account->balance + amount);
     return ZCQ_OK;
 }
 
@@ -62,6 +63,7 @@ s_withdraw (zcq_decide_t *decide, const void *state)
         return zcq_reject (decide, "insufficient funds: balance %lld, overdraft %lld",
                            (long long) account->balance, (long long) account->overdraft);
     zcq_set_int (zcq_emit (decide, "withdrawn"), "amount", amount);
+    zcq_set_int (zcq_decide_reply (decide), "balance", after);
     return ZCQ_OK;
 }
 
