@@ -206,7 +206,13 @@ s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
     const zcq_event_def_t *handler = zcq_domain_event (cached->def, self->event.type);
     if (handler && handler->evolve) {
         self->event.context = handler->context;
-        handler->evolve (cached->state, &self->event);
+        err = zcq_event_upcast (&self->event, handler);
+        if (err != ZCQ_OK && !self->event.failed) {
+            self->event.context = NULL;
+            return err;
+        }
+        if (!self->event.failed)
+            handler->evolve (cached->state, &self->event);
         self->event.context = NULL;
         if (self->event.failed) {
             snprintf (self->failure, sizeof self->failure, "evolve of %s", self->event.error);
@@ -351,10 +357,10 @@ s_encode_events (self_t *self, zcq_command_t *command, uint64_t first_version)
     for (size_t index = 0; index < decide->event_count; index++) {
         zcq_writer_t *body = self->body;
         zcq_writer_reset (body);
-        zcq_event_encode_head (body, config->node, config->cluster[0] ? config->group : -1,
-                               command->stream, command->stream_len, aggregate_len,
-                               first_version + index, decide->events[index].type, command->id,
-                               command->id_len, command->meta);
+        zcq_event_encode_head (
+            body, config->node, config->cluster[0] ? config->group : -1, command->stream,
+            command->stream_len, aggregate_len, first_version + index, decide->events[index].type,
+            decide->events[index].type_version, command->id, command->id_len, command->meta);
         zcq_fields_encode (decide->events[index].fields, body);
         if (!zcq_writer_ok (body) || !zcq_fields_ok (decide->events[index].fields))
             return ZCQ_NOMEM;

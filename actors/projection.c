@@ -147,6 +147,7 @@ typedef struct {
     zsock_t *committed; //  PAIR from the log writer (synchronous host)
     zsock_t *acks;      //  PAIR to the command router (synchronous host)
     bool synchronous;
+    bool versioned; //  the domain has event types past their first version
     s_view_t *views;
     size_t view_count;
     uint64_t position;   //  last position applied to every view
@@ -345,7 +346,18 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table, const zcq_even
     zcq_event_t *run = (zcq_event_t *) event;
     run->failed = false;
     run->error[0] = 0;
-    handler->apply (&self->context, event);
+    if (self->versioned || event->type_version != 1) {
+        //  an event of an older version of its type is brought to the
+        //  current one first (engine/event.c DESIGN 6)
+        const zcq_aggregate_def_t *aggregate
+            = zcq_domain_aggregate (self->env->domain, event->aggregate, strlen (event->aggregate));
+        const zcq_event_def_t *def = aggregate ? zcq_domain_event (aggregate, event->type) : NULL;
+        zcq_err_t err = def ? zcq_event_upcast (run, def) : ZCQ_OK;
+        if (err != ZCQ_OK && !event->failed)
+            zcq_event_fail (event, "upcasting: %s", zcq_strerror (err));
+    }
+    if (!event->failed)
+        handler->apply (&self->context, event);
     if (event->failed)
         s_view_failed (view, event);
     else {
@@ -1609,6 +1621,12 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
     self->env = args->env;
     self->pipe = pipe;
     self->synchronous = args->synchronous;
+    for (size_t index = 0; self->env->domain->aggregates && self->env->domain->aggregates[index];
+         index++)
+        for (const zcq_event_def_t *event = self->env->domain->aggregates[index]->events;
+             event && event->type; event++)
+            if (event->version > 1)
+                self->versioned = true;
     self->epoch = zcq_store_epoch (self->env->store);
     self->view_count = args->view_count;
     self->views = calloc (self->view_count ? self->view_count : 1, sizeof (s_view_t));

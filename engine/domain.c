@@ -76,6 +76,10 @@ zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
                         event->type);
             if (zcq_domain_event (aggregate, event->type) != event)
                 S_FAIL ("aggregate %s: event '%s' declared twice", aggregate->name, event->type);
+            if (event->version > 1 && !event->upcast)
+                S_FAIL ("aggregate %s: event '%s' of version %u needs an upcast from the "
+                        "versions before",
+                        aggregate->name, event->type, event->version);
         }
     }
     for (size_t index = 0; domain->projections && domain->projections[index]; index++) {

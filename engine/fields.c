@@ -587,7 +587,9 @@ zcq_fields_t *
 zcq_emit (zcq_decide_t *self, const char *type)
 {
     //  an event no evolve knows would be stored and never applied
-    if (!type || !self->aggregate || !zcq_domain_event (self->aggregate, type)) {
+    const zcq_event_def_t *def = type && self->aggregate ? zcq_domain_event (self->aggregate, type)
+                                                         : NULL;
+    if (!def) {
         s_internal (self, "event type '%s' is not declared by aggregate %s", type ? type : "(null)",
                     self->aggregate ? self->aggregate->name : "?");
         return NULL;
@@ -611,6 +613,7 @@ zcq_emit (zcq_decide_t *self, const char *type)
     }
     zcq_fields_reset (event->fields);
     event->type = zcq_arena_strndup (self->arena, type, strlen (type));
+    event->type_version = def->version ? def->version : 1;
     if (!event->type) {
         self->nomem = true;
         return NULL;

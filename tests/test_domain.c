@@ -124,10 +124,10 @@ static const zcq_command_def_t s_counter_commands[] = {
 };
 
 static const zcq_event_def_t s_counter_events[] = {
-    { "added", s_added, (void *) &s_plus },
-    { "subtracted", s_added, (void *) &s_minus },
-    { "noted", s_noted, NULL },
-    { "broken", s_broken, NULL },
+    { .type = "added", .evolve = s_added, .context = (void *) &s_plus },
+    { .type = "subtracted", .evolve = s_added, .context = (void *) &s_minus },
+    { .type = "noted", .evolve = s_noted, .context = NULL },
+    { .type = "broken", .evolve = s_broken, .context = NULL },
     { NULL },
 };
 
@@ -590,13 +590,13 @@ s_added_grown (void *state, const zcq_event_t *event)
 static const zcq_command_def_t s_swapped_commands[] = { { "sub", s_sub_swapped, NULL }, { NULL } };
 static const zcq_command_def_t s_grown_commands[] = { { "sub", s_sub_grown, NULL }, { NULL } };
 static const zcq_event_def_t s_swapped_events[] = {
-    { "added", s_added_swapped, (void *) &s_plus },
-    { "subtracted", s_added_swapped, (void *) &s_minus },
+    { .type = "added", .evolve = s_added_swapped, .context = (void *) &s_plus },
+    { .type = "subtracted", .evolve = s_added_swapped, .context = (void *) &s_minus },
     { NULL },
 };
 static const zcq_event_def_t s_grown_events[] = {
-    { "added", s_added_grown, (void *) &s_plus },
-    { "subtracted", s_added_grown, (void *) &s_minus },
+    { .type = "added", .evolve = s_added_grown, .context = (void *) &s_plus },
+    { .type = "subtracted", .evolve = s_added_grown, .context = (void *) &s_minus },
     { NULL },
 };
 static const zcq_state_field_t s_swapped_fields[] = {
@@ -727,6 +727,198 @@ test_reply_from_decide (void **state)
     assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
 }
 
+//  --------------------------------------------------------------------------
+//  Event versions: `meter` moves, in three versions of its code
+//      1: moved {amount}
+//      2: moved {cents}                   (upcast 1 -> 2: cents = amount)
+//      3: moved {cents, currency}         (upcast 2 -> 3: currency "EUR")
+
+typedef struct {
+    int64_t total;
+    int64_t eur;       //  cents moved in EUR
+    uint32_t versions; //  bit n: evolve saw an event of version n
+} meter_t;
+
+static zcq_err_t
+s_move_v1 (zcq_decide_t *decide, const void *state)
+{
+    zcq_set_int (zcq_emit (decide, "moved"), "amount", 100);
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_move_v2 (zcq_decide_t *decide, const void *state)
+{
+    zcq_set_int (zcq_emit (decide, "moved"), "cents", 200);
+    return ZCQ_OK;
+}
+
+static zcq_err_t
+s_move_v3 (zcq_decide_t *decide, const void *state)
+{
+    const meter_t *meter = state;
+    zcq_fields_t *moved = zcq_emit (decide, "moved");
+    zcq_set_int (moved, "cents", 300);
+    zcq_set_str (moved, "currency", "USD");
+    zcq_fields_t *reply = zcq_decide_reply (decide);
+    zcq_set_int (reply, "total", meter->total + 300);
+    zcq_set_int (reply, "eur", meter->eur);
+    zcq_set_int (reply, "versions", meter->versions);
+    return ZCQ_OK;
+}
+
+static void
+s_moved_v1 (void *state, const zcq_event_t *event)
+{
+    ((meter_t *) state)->total += zcq_event_int_req (event, "amount");
+}
+
+static void
+s_moved_v2 (void *state, const zcq_event_t *event)
+{
+    ((meter_t *) state)->total += zcq_event_int_req (event, "cents");
+}
+
+static void
+s_moved_v3 (void *state, const zcq_event_t *event)
+{
+    meter_t *meter = state;
+    int64_t cents = zcq_event_int_req (event, "cents");
+    meter->total += cents;
+    if (strcmp (zcq_event_str_req (event, "currency"), "EUR") == 0)
+        meter->eur += cents;
+    meter->versions |= 1u << zcq_event_type_version (event);
+}
+
+static zcq_err_t
+s_upcast_moved (const zcq_event_t *event, uint32_t version, zcq_fields_t *data)
+{
+    if (version == 1)
+        zcq_set_int (data, "cents", zcq_event_int_req (event, "amount"));
+    else if (version == 2) {
+        zcq_set_int (data, "cents", zcq_event_int_req (event, "cents"));
+        zcq_set_str (data, "currency", "EUR");
+    }
+    else
+        return ZCQ_INVALID;
+    return ZCQ_OK;
+}
+
+static const zcq_command_def_t s_meter_v1_commands[] = { { "move", s_move_v1, NULL }, { NULL } };
+static const zcq_command_def_t s_meter_v2_commands[] = { { "move", s_move_v2, NULL }, { NULL } };
+static const zcq_command_def_t s_meter_v3_commands[] = { { "move", s_move_v3, NULL }, { NULL } };
+static const zcq_event_def_t s_meter_v1_events[]
+    = { { .type = "moved", .evolve = s_moved_v1, .context = NULL }, { NULL } };
+static const zcq_event_def_t s_meter_v2_events[] = {
+    { .type = "moved",
+      .evolve = s_moved_v2,
+      .context = NULL,
+      .version = 2,
+      .upcast = s_upcast_moved },
+    { NULL },
+};
+static const zcq_event_def_t s_meter_v3_events[] = {
+    { .type = "moved",
+      .evolve = s_moved_v3,
+      .context = NULL,
+      .version = 3,
+      .upcast = s_upcast_moved },
+    { NULL },
+};
+
+#define S_METER(commands_, events_)                                                            \
+    {                                                                                          \
+        .name = "meter", .state_size = sizeof (meter_t), .schema = 1, .commands = (commands_), \
+        .events = (events_)                                                                    \
+    }
+static const zcq_aggregate_def_t s_meter_v1 = S_METER (s_meter_v1_commands, s_meter_v1_events);
+static const zcq_aggregate_def_t s_meter_v2 = S_METER (s_meter_v2_commands, s_meter_v2_events);
+static const zcq_aggregate_def_t s_meter_v3 = S_METER (s_meter_v3_commands, s_meter_v3_events);
+
+//  The view of version 3: it must see version 3 only.
+static void
+s_meter_moved (zcq_view_t *view, const zcq_event_t *event)
+{
+    zcq_fields_t *row = zcq_view_upsert (view, zcq_event_key (event));
+    zcq_add_int (row, "total", zcq_event_int_req (event, "cents"));
+    zcq_set_str (row, "currency", zcq_event_str_req (event, "currency"));
+    zcq_add_int (row, zcq_event_type_version (event) == 3 ? "current" : "stale", 1);
+}
+
+static const zcq_handler_def_t s_meters_handlers[] = {
+    { "meter", "moved", s_meter_moved, NULL },
+    { NULL },
+};
+
+static const zcq_projection_def_t s_meters = {
+    .view = "meters",
+    .version = 1,
+    .synchronous = true,
+    .handlers = s_meters_handlers,
+};
+
+//  One log with moved events of versions 1, 2 and 3: evolve and the view
+//  see each as version 3; the stored bodies keep their versions.
+static void
+test_event_versions (void **state)
+{
+    s_fixture_t *self = *state;
+    char error[256];
+    const zcq_aggregate_def_t *aggregates[] = { &s_meter_v1, NULL };
+    zcq_domain_t domain = { .name = "meter", .aggregates = aggregates };
+    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (zcq_test_code (s_send (self, "v-1", "meter", "m", "move", NULL)), "ok");
+    s_node_stop (self);
+    aggregates[0] = &s_meter_v2;
+    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (zcq_test_code (s_send (self, "v-2", "meter", "m", "move", NULL)), "ok");
+    s_node_stop (self);
+
+    aggregates[0] = &s_meter_v3;
+    const zcq_projection_def_t *projections[] = { &s_meters, NULL };
+    domain.projections = projections;
+    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
+    const zcq_value_t *reply = s_send (self, "v-3", "meter", "m", "move", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    assert_int_equal (zcq_value_get_int (reply, "total", -1), 600);
+    assert_int_equal (zcq_value_get_int (reply, "eur", -1), 300); //  the upcast ones
+    assert_int_equal (zcq_value_get_int (reply, "versions", -1), 1 << 3);
+
+    const zcq_value_t *row = s_row (self, "meters", "m");
+    assert_non_null (row);
+    assert_int_equal (zcq_value_get_int (row, "total", -1), 600);
+    assert_int_equal (zcq_value_get_int (row, "current", -1), 3);
+    assert_null (zcq_value_get (row, "stale"));
+    char text[16];
+    assert_string_equal (zcq_value_get_str (row, "currency", text, sizeof text, ""), "USD");
+    char status[64], reason[256];
+    s_view_status (self, "meters", status, reason, sizeof status);
+    assert_string_equal (status, "live");
+
+    //  as stored: version 1 without event_version, then 2 and 3
+    reply = zcq_test_query (self->client, "op", "s:stream", "stream", "s:meter/m", NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    const zcq_value_t *events = zcq_value_get (reply, "events");
+    assert_int_equal (zcq_value_size (events), 3);
+    assert_null (zcq_value_get (zcq_value_at (events, 0), "event_version"));
+    assert_int_equal (zcq_value_get_int (zcq_value_at (events, 1), "event_version", -1), 2);
+    assert_int_equal (zcq_value_get_int (zcq_value_at (events, 2), "event_version", -1), 3);
+    assert_int_equal (
+        zcq_value_get_int (zcq_value_get (zcq_value_at (events, 0), "data"), "amount", -1), 100);
+
+    //  a version 2 without an upcast is refused at start
+    static const zcq_event_def_t no_upcast[] = {
+        { .type = "moved", .evolve = s_moved_v2, .context = NULL, .version = 2, .upcast = NULL },
+        { NULL }
+    };
+    zcq_aggregate_def_t broken = s_meter_v2;
+    broken.events = no_upcast;
+    aggregates[0] = &broken;
+    domain.projections = NULL;
+    assert_int_equal (zcq_domain_check (&domain, error, sizeof error), ZCQ_INVALID);
+    assert_non_null (strstr (error, "upcast"));
+}
+
 int
 main (void)
 {
@@ -742,6 +934,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_client_expect, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_snapshot_layout, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_reply_from_decide, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_event_versions, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -42,6 +42,11 @@ typedef struct zcq_view_t zcq_view_t;     //  a view, as a projection sees it
 typedef zcq_err_t (zcq_decide_fn) (zcq_decide_t *decide, const void *state);
 typedef void (zcq_evolve_fn) (void *state, const zcq_event_t *event);
 typedef void (zcq_project_fn) (zcq_view_t *view, const zcq_event_t *event);
+//  Turn the payload of event, of version `version` of its type, into the
+//  payload of version + 1, set on data. The event reads as usual
+//  (zcq_event_int, _str, _data, ...; a failed strict read fails it too).
+//  Return ZCQ_OK, or an error: the handler about to run fails.
+typedef zcq_err_t (zcq_upcast_fn) (const zcq_event_t *event, uint32_t version, zcq_fields_t *data);
 
 //  Every handler definition ends with a user pointer, context, that the
 //  engine never reads: the handler gets it back through zcq_decide_context,
@@ -57,6 +62,16 @@ typedef struct {
     const char *type; //  event name, e.g. "deposited"
     zcq_evolve_fn *evolve;
     void *context; //  zcq_event_context, inside evolve
+    //  The version of the type's payload that decide emits and evolve and
+    //  projections read (0 counts as 1). An event is stored with its
+    //  version (the body key event_version, absent for 1); one of an
+    //  older version is brought to this one by upcast (version 1 to 2, 2
+    //  to 3, ...) each time it is read, before evolve and before any
+    //  projection handler sees it. No upcaster, an upcaster that fails,
+    //  or an event of a newer version fail the handler (see
+    //  zcq_event_int_req).
+    uint32_t version;
+    zcq_upcast_fn *upcast;
 } zcq_event_def_t;
 
 //  One field of a state struct, for the layout fingerprint of its default
@@ -213,6 +228,9 @@ ZCQ_EXPORT const char *zcq_event_node (const zcq_event_t *self);
 ZCQ_EXPORT uint64_t zcq_event_position (const zcq_event_t *self);
 ZCQ_EXPORT uint64_t zcq_event_version (const zcq_event_t *self);
 ZCQ_EXPORT int64_t zcq_event_time (const zcq_event_t *self);
+//  The version of its type's payload the event has (event_version; 1 when
+//  absent), after any upcasting: in a handler, its definition's version.
+ZCQ_EXPORT uint32_t zcq_event_type_version (const zcq_event_t *self);
 //  Inside evolve: the context of the event's definition (zcq_event_def_t).
 //  NULL elsewhere (a projection handler has zcq_view_context).
 ZCQ_EXPORT void *zcq_event_context (const zcq_event_t *self);

@@ -118,10 +118,10 @@ static const zcq_command_def_t s_account_commands[] = {
 };
 
 static const zcq_event_def_t s_account_events[] = {
-    { "opened", s_opened, NULL },
-    { "deposited", s_moved, (void *) &s_credit },
-    { "withdrawn", s_moved, (void *) &s_debit },
-    { "closed", s_closed, NULL },
+    { .type = "opened", .evolve = s_opened },
+    { .type = "deposited", .evolve = s_moved, .context = (void *) &s_credit },
+    { .type = "withdrawn", .evolve = s_moved, .context = (void *) &s_debit },
+    { .type = "closed", .evolve = s_closed },
     { NULL },
 };
 
