@@ -182,19 +182,21 @@ typedef struct {
 
 //  Apply the changes a handler left pending, in the order it asked for
 //  them: each one's fields go into its row's record where it is
-//  (engine/view.c DESIGN 4). Nothing is applied when the handler failed.
+//  (engine/view.c DESIGN 4). A change that cannot be applied (overflow,
+//  out of memory) sets failed and leaves its row as it was. (A handler
+//  that failed, zcq_event_fail, has none applied: s_apply_to.)
 static void
 s_flush (struct zcq_view_t *view)
 {
-    for (size_t index = 0; index < view->pending_count && !view->failed; index++) {
+    for (size_t index = 0; index < view->pending_count; index++) {
         s_pending_t *change = &view->pending[index];
         if (change->mode == S_DELETE) {
             zcq_viewtable_delete (view->table, change->key, change->key_len);
             continue;
         }
         if (!zcq_fields_ok (change->fields)) {
-            view->failed = true;
-            break;
+            view->failed = true; //  this row's change is lost, not the others'
+            continue;
         }
         zcq_err_t err = zcq_viewtable_merge (view->table, change->key, change->key_len,
                                              change->fields, change->mode == S_UPSERT);

@@ -34,10 +34,11 @@ extern "C" {
 
 typedef struct zcq_client_t zcq_client_t;
 
-//  zcq_command_req_t.expect: 0 (zero-initialised) sends no `expect`; the
-//  stream must not exist yet (`expect: 0` on the wire); version n > 0
-//  (`expect: n`). ZCQ_EXPECT (0) is ZCQ_EXPECT_NEW.
-#define ZCQ_EXPECT_NEW ((int64_t) -1)
+//  zcq_command_req_t.expect: 0 (zero-initialised) sends no `expect`;
+//  ZCQ_EXPECT_NEW: the stream must not exist yet (`expect: 0` on the
+//  wire); n > 0: the stream is at version n (`expect: n`). ZCQ_EXPECT
+//  (version) maps a version to these: ZCQ_EXPECT (0) is ZCQ_EXPECT_NEW.
+#define ZCQ_EXPECT_NEW      ((int64_t) -1)
 #define ZCQ_EXPECT(version) ((version) == 0 ? ZCQ_EXPECT_NEW : (int64_t) (version))
 
 typedef struct {

@@ -51,7 +51,9 @@ typedef zcq_err_t (zcq_upcast_fn) (const zcq_event_t *event, uint32_t version, z
 //  Every handler definition ends with a user pointer, context, that the
 //  engine never reads: the handler gets it back through zcq_decide_context,
 //  zcq_event_context (evolve) or zcq_view_context (projection), so that one
-//  function can serve several definitions. Omitted in an initialiser, NULL.
+//  function can serve several definitions. Omitted in an initialiser, NULL
+//  (designated initialisers, as in examples/bank, keep -Wextra quiet as
+//  fields are added).
 typedef struct {
     const char *type; //  command name, e.g. "deposit"
     zcq_decide_fn *decide;
@@ -84,10 +86,10 @@ typedef struct {
     size_t offset;
     size_t size;
 } zcq_state_field_t;
-#define ZCQ_STATE_FIELD(type, member)                                 \
-    {                                                                 \
-#member, offsetof(type, member), sizeof(((type *) 0)->member) \
-    }
+// clang-format off
+#define ZCQ_STATE_FIELD(type, member) \
+    { .name = #member, .offset = offsetof (type, member), .size = sizeof (((type *) 0)->member) }
+// clang-format on
 
 typedef struct {
     const char *name;                  //  aggregate type, [a-z0-9_.-]{1,64}
