@@ -34,6 +34,13 @@
     7.  The shard is a socket-free core (zcq_shard_t: decide a batch, take
         one back) and a thin actor that moves batches over its two pipes;
         tests drive the core directly.
+    8.  A default snapshot (no snapshot_encode) is the state struct's bytes
+        behind a 16-byte header: a magic, the struct's size and its layout
+        fingerprint (zcq_aggregate_fingerprint, from state_fields). A
+        snapshot is restored only when its schema, size and fingerprint are
+        the running code's; any other is ignored with a warning (a schema
+        change alone is ordinary and quiet) and the stream replayed from
+        version 1.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
@@ -67,6 +74,7 @@ struct zcq_shard_t {
     zcq_writer_t *events; //  [u32 length][body]... of one command
     zcq_writer_t *body;
     zcq_fields_t *snapshot;
+    char failure[512]; //  why the last evolve failed (a strict read)
 };
 
 typedef zcq_shard_t self_t;
@@ -185,7 +193,8 @@ s_drop_all (self_t *self)
     }
 }
 
-//  Apply one recorded event body to a cached state.
+//  Apply one recorded event body to a cached state. ZCQ_INTERNAL when
+//  evolve failed (a strict read): self->failure says why.
 static zcq_err_t
 s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
 {
@@ -195,8 +204,22 @@ s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
     if (err != ZCQ_OK)
         return ZCQ_CORRUPT;
     const zcq_event_def_t *handler = zcq_domain_event (cached->def, self->event.type);
-    if (handler && handler->evolve)
-        handler->evolve (cached->state, &self->event);
+    if (handler && handler->evolve) {
+        self->event.context = handler->context;
+        err = zcq_event_upcast (&self->event, handler);
+        if (err != ZCQ_OK && !self->event.failed) {
+            self->event.context = NULL;
+            return err;
+        }
+        if (!self->event.failed)
+            handler->evolve (cached->state, &self->event);
+        self->event.context = NULL;
+        if (self->event.failed) {
+            snprintf (self->failure, sizeof self->failure, "evolve of %s", self->event.error);
+            zsys_error ("shard: %s", self->failure);
+            return ZCQ_INTERNAL;
+        }
+    }
     return ZCQ_OK;
 }
 
@@ -223,7 +246,14 @@ s_replay_event (void *arg, uint64_t position, uint64_t version, const void *body
     return 0;
 }
 
-//  Restore from the latest snapshot, when it has the current schema.
+//  A default snapshot (the state struct's bytes) starts with a header that
+//  says which layout the bytes have (DESIGN 8).
+#define S_SNAPSHOT_MAGIC  0x5a435153u //  "ZCQS"
+#define S_SNAPSHOT_HEADER 16          //  magic, state size (u32 BE), fingerprint (u64 BE)
+
+//  Restore from the latest snapshot, when it has the current schema (and
+//  a default one, the current layout); else the state stays new and the
+//  stream is replayed, with a warning saying why.
 static void
 s_restore_snapshot (self_t *self, zcq_cached_t *cached)
 {
@@ -235,23 +265,44 @@ s_restore_snapshot (self_t *self, zcq_cached_t *cached)
         != ZCQ_OK)
         return;
     const zcq_aggregate_def_t *def = cached->def;
-    bool restored = false;
-    if (schema == def->schema) {
-        if (def->snapshot_decode) {
-            if (zcq_doc_decode (self->doc, bytes, len, &zcq_stored_limits) == ZCQ_OK
-                && def->snapshot_decode (cached->state, zcq_doc_root (self->doc)) == ZCQ_OK)
-                restored = true;
-        }
-        else if (len == def->state_size) {
-            memcpy (cached->state, bytes, len);
-            restored = true;
+    const uint8_t *header = bytes;
+    const char *ignored = NULL; //  why the snapshot is not used
+    char reason[160];
+    if (schema != def->schema)
+        ignored = NULL; //  an ordinary schema change: replay quietly
+    else if (def->snapshot_decode) {
+        if (zcq_doc_decode (self->doc, bytes, len, &zcq_stored_limits) != ZCQ_OK)
+            ignored = "it does not decode";
+        else if (def->snapshot_decode (cached->state, zcq_doc_root (self->doc)) != ZCQ_OK)
+            ignored = "snapshot_decode refused it";
+        else {
+            free (bytes);
+            cached->version = version;
+            return;
         }
     }
-    free (bytes);
-    if (restored)
+    else if (len < S_SNAPSHOT_HEADER || zcq_get_be32 (header) != S_SNAPSHOT_MAGIC)
+        ignored = "it has no layout header (written by an earlier version)";
+    else if (zcq_get_be32 (header + 4) != def->state_size
+             || len - S_SNAPSHOT_HEADER != def->state_size) {
+        snprintf (reason, sizeof reason, "its state is %u bytes, the state struct %zu",
+                  zcq_get_be32 (header + 4), def->state_size);
+        ignored = reason;
+    }
+    else if (zcq_get_be64 (header + 8) != zcq_aggregate_fingerprint (def))
+        ignored = "its layout fingerprint differs (state fields moved, resized or renamed)";
+    else {
+        memcpy (cached->state, header + S_SNAPSHOT_HEADER, def->state_size);
+        free (bytes);
         cached->version = version;
-    else
-        s_state_reset (cached);
+        return;
+    }
+    free (bytes);
+    if (ignored) {
+        zsys_warning ("shard: snapshot of %s at version %llu ignored, the stream is replayed: %s",
+                      cached->stream, (unsigned long long) version, ignored);
+    }
+    s_state_reset (cached);
 }
 
 //  Find an aggregate in the cache or load it (DESIGN 1).
@@ -306,10 +357,10 @@ s_encode_events (self_t *self, zcq_command_t *command, uint64_t first_version)
     for (size_t index = 0; index < decide->event_count; index++) {
         zcq_writer_t *body = self->body;
         zcq_writer_reset (body);
-        zcq_event_encode_head (body, config->node, config->cluster[0] ? config->group : -1,
-                               command->stream, command->stream_len, aggregate_len,
-                               first_version + index, decide->events[index].type, command->id,
-                               command->id_len, command->meta);
+        zcq_event_encode_head (
+            body, config->node, config->cluster[0] ? config->group : -1, command->stream,
+            command->stream_len, aggregate_len, first_version + index, decide->events[index].type,
+            decide->events[index].type_version, command->id, command->id_len, command->meta);
         zcq_fields_encode (decide->events[index].fields, body);
         if (!zcq_writer_ok (body) || !zcq_fields_ok (decide->events[index].fields))
             return ZCQ_NOMEM;
@@ -366,11 +417,15 @@ s_snapshot (self_t *self, zcq_command_t *command, zcq_cached_t *cached, uint64_t
         memcpy (command->snapshot, zcq_writer_data (self->body), command->snapshot_size);
     }
     else {
-        command->snapshot_size = def->state_size;
-        command->snapshot = malloc (def->state_size);
+        //  DESIGN 8
+        command->snapshot_size = S_SNAPSHOT_HEADER + def->state_size;
+        command->snapshot = malloc (command->snapshot_size);
         if (!command->snapshot)
             return ZCQ_NOMEM;
-        memcpy (command->snapshot, cached->state, def->state_size);
+        zcq_put_be32 (command->snapshot, S_SNAPSHOT_MAGIC);
+        zcq_put_be32 ((uint8_t *) command->snapshot + 4, (uint32_t) def->state_size);
+        zcq_put_be64 ((uint8_t *) command->snapshot + 8, zcq_aggregate_fingerprint (def));
+        memcpy ((uint8_t *) command->snapshot + S_SNAPSHOT_HEADER, cached->state, def->state_size);
     }
     command->snapshot_schema = def->schema;
     ZCQ_STAT_ADD (self->env->stats, snapshots_written, 1);
@@ -403,7 +458,63 @@ s_answer_duplicate (zcq_command_t *command, const uint8_t *bytes, size_t len)
         command->version = result.version;
         command->position = result.position;
         command->event_count = result.event_count;
+        if (result.reply && (command->reply = malloc (result.reply_size))) {
+            memcpy (command->reply, result.reply, result.reply_size);
+            command->reply_size = result.reply_size;
+        }
+        else if (result.reply)
+            zcq_command_fail (command, ZCQ_INTERNAL, "out of memory");
     }
+}
+
+//  The names of a command's `ok` reply and of the replies of a cluster's
+//  nodes: decide may not set them (zcq_decide_reply).
+static const char *const s_reply_names[]
+    = { "id",   "ok",    "stream",  "version", "position", "events", "duplicate", "group",
+        "node", "error", "message", "reason",  "owner",    "rid",    NULL };
+
+//  Encode the reply fields decide set into the command; false (and
+//  self->failure says why) when one has a protocol name, or too many bytes.
+static bool
+s_take_reply (self_t *self, zcq_command_t *command)
+{
+    zcq_fields_t *reply = self->decide->reply;
+    if (!reply || zcq_fields_count (reply) == 0)
+        return true;
+    size_t count;
+    const zcq_change_t *changes = zcq_fields_changes (reply, &count);
+    if (!changes) {
+        snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");
+        return false;
+    }
+    for (size_t index = 0; index < count; index++)
+        for (const char *const *name = s_reply_names; *name; name++)
+            if (strlen (*name) == changes[index].name_len
+                && memcmp (*name, changes[index].name, changes[index].name_len) == 0) {
+                snprintf (self->failure, sizeof self->failure,
+                          "decide set reply field '%s', a name of the protocol's", *name);
+                return false;
+            }
+    zcq_writer_reset (self->body);
+    zcq_fields_encode (reply, self->body);
+    size_t size = zcq_writer_size (self->body);
+    if (!zcq_writer_ok (self->body) || !zcq_fields_ok (reply)) {
+        snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");
+        return false;
+    }
+    if (size > ZCQ_REPLY_MAX) {
+        snprintf (self->failure, sizeof self->failure,
+                  "decide's reply fields take %zu bytes, more than %d", size, ZCQ_REPLY_MAX);
+        return false;
+    }
+    command->reply = malloc (size);
+    if (!command->reply) {
+        snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");
+        return false;
+    }
+    memcpy (command->reply, zcq_writer_data (self->body), size);
+    command->reply_size = size;
+    return true;
 }
 
 typedef enum { S_REPLY, S_COMMIT } s_route_t;
@@ -412,6 +523,7 @@ typedef enum { S_REPLY, S_COMMIT } s_route_t;
 static s_route_t
 s_decide (self_t *self, zcq_command_t *command)
 {
+    self->failure[0] = 0;
     //  DESIGN 4
     void *result;
     size_t result_len;
@@ -431,7 +543,7 @@ s_decide (self_t *self, zcq_command_t *command)
     err = s_load (self, command, &cached);
     if (err != ZCQ_OK) {
         zcq_command_fail (command, ZCQ_INTERNAL, "loading %s: %s", command->stream,
-                          zcq_strerror (err));
+                          self->failure[0] ? self->failure : zcq_strerror (err));
         return S_REPLY;
     }
     if (cached->broken) {
@@ -448,11 +560,19 @@ s_decide (self_t *self, zcq_command_t *command)
         return S_REPLY;
     }
     zcq_decide_t *decide = self->decide;
-    zcq_decide_reset (decide, command->data, command->meta, command->key, command->id_copy,
-                      cached->version);
+    zcq_decide_reset (decide, cached->def, command->data, command->meta, command->key,
+                      command->id_copy, cached->version);
+    decide->context = command->handler->context;
     err = command->handler->decide (decide, cached->state);
     if (decide->nomem) {
         zcq_command_fail (command, ZCQ_INTERNAL, "out of memory deciding");
+        return S_REPLY;
+    }
+    if (decide->internal) {
+        //  a bug of the domain's, whatever decide returned: nothing stored
+        zsys_error ("shard: %s %.*s: %s", command->stream, (int) command->type_len, command->type,
+                    decide->message);
+        zcq_command_fail (command, ZCQ_INTERNAL, "%s", decide->message);
         return S_REPLY;
     }
     if (err != ZCQ_OK) {
@@ -461,6 +581,12 @@ s_decide (self_t *self, zcq_command_t *command)
             err = ZCQ_INTERNAL;
         zcq_command_fail (command, err, "%s",
                           decide->message[0] ? decide->message : zcq_strerror (err));
+        return S_REPLY;
+    }
+    if (!s_take_reply (self, command)) {
+        zsys_error ("shard: %s %.*s: %s", command->stream, (int) command->type_len, command->type,
+                    self->failure);
+        zcq_command_fail (command, ZCQ_INTERNAL, "%s", self->failure);
         return S_REPLY;
     }
     uint64_t before = cached->version;
@@ -476,7 +602,10 @@ s_decide (self_t *self, zcq_command_t *command)
             s_drop (self, cached); //  the state may be half-evolved
     }
     if (err != ZCQ_OK) {
-        zcq_command_fail (command, ZCQ_INTERNAL, "encoding events: %s", zcq_strerror (err));
+        if (self->failure[0])
+            zcq_command_fail (command, ZCQ_INTERNAL, "%s", self->failure);
+        else
+            zcq_command_fail (command, ZCQ_INTERNAL, "encoding events: %s", zcq_strerror (err));
         return S_REPLY;
     }
     command->version = cached->version;

@@ -33,6 +33,7 @@ zcq_command_destroy (zcq_command_t **self_p)
     free (self->owner);
     free (self->events);
     free (self->snapshot);
+    free (self->reply);
     free (self);
     *self_p = NULL;
 }
@@ -99,15 +100,39 @@ zcq_command_next_event (const zcq_command_t *self, size_t *offset, size_t *size)
 size_t
 zcq_result_encode (uint8_t *buffer, const zcq_command_t *command)
 {
+    bool reply = command->reply && command->reply_size <= ZCQ_REPLY_MAX;
     zcq_put_be64 (buffer, command->version);
     zcq_put_be64 (buffer + 8, command->position);
-    zcq_put_be32 (buffer + 16, command->event_count);
+    zcq_put_be32 (buffer + 16, command->event_count | (reply ? ZCQ_RESULT_REPLY : 0));
     uint8_t *at = buffer + 20;
+    if (reply) {
+        at[0] = (uint8_t) (command->reply_size >> 8);
+        at[1] = (uint8_t) command->reply_size;
+        memcpy (at + 2, command->reply, command->reply_size);
+        at += 2 + command->reply_size;
+    }
     memcpy (at, command->stream, command->stream_len);
     at += command->stream_len;
     *at++ = 0;
     memcpy (at, command->type, command->type_len);
     return (size_t) (at - buffer) + command->type_len;
+}
+
+bool
+zcq_reply_pairs (const uint8_t *reply, size_t size, const uint8_t **pairs, size_t *pairs_size,
+                 uint32_t *count)
+{
+    zcq_mp_t reader = { reply, reply + size };
+    zcq_mp_item_t map;
+    if (!zcq_mp_read (&reader, &map) || map.type != ZCQ_TYPE_MAP)
+        return false;
+    *pairs = reader.cursor;
+    *count = map.len;
+    reader.cursor = reply;
+    if (!zcq_mp_skip (&reader, 0) || reader.cursor != reply + size)
+        return false;
+    *pairs_size = (size_t) (reply + size - *pairs);
+    return true;
 }
 
 bool
@@ -117,12 +142,30 @@ zcq_result_parse (zcq_result_t *result, const uint8_t *bytes, size_t len)
         return false;
     result->version = zcq_get_be64 (bytes);
     result->position = zcq_get_be64 (bytes + 8);
-    result->event_count = zcq_get_be32 (bytes + 16);
-    result->stream = (const char *) bytes + 20;
-    const char *end = memchr (result->stream, 0, len - 20);
-    result->stream_len = end ? (size_t) (end - result->stream) : len - 20;
+    uint32_t events = zcq_get_be32 (bytes + 16);
+    result->event_count = events & ~ZCQ_RESULT_REPLY;
+    result->reply = NULL;
+    result->reply_size = 0;
+    size_t at = 20;
+    if (events & ZCQ_RESULT_REPLY) {
+        if (len < 22)
+            return false;
+        size_t size = (size_t) bytes[20] << 8 | bytes[21];
+        const uint8_t *pairs;
+        size_t pairs_size;
+        uint32_t count;
+        if (size > len - 22 || len - 22 - size < 1
+            || !zcq_reply_pairs (bytes + 22, size, &pairs, &pairs_size, &count))
+            return false;
+        result->reply = bytes + 22;
+        result->reply_size = size;
+        at = 22 + size;
+    }
+    result->stream = (const char *) bytes + at;
+    const char *end = memchr (result->stream, 0, len - at);
+    result->stream_len = end ? (size_t) (end - result->stream) : len - at;
     result->type = end ? end + 1 : result->stream + result->stream_len;
-    result->type_len = len - 20 - result->stream_len - (end ? 1 : 0);
+    result->type_len = len - at - result->stream_len - (end ? 1 : 0);
     return result->stream_len >= 3 && result->stream_len <= ZCQ_STREAM_MAX
         && result->type_len <= ZCQ_TYPE_MAX;
 }

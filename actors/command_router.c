@@ -416,6 +416,17 @@ s_encode_reply (self_t *self, const zcq_command_t *command)
         zcq_writer_str (writer, "duplicate");
         zcq_writer_bool (writer, command->duplicate);
         count += 5;
+        //  the fields decide added (zcq_decide_reply), stored with the
+        //  result for its duplicates
+        const uint8_t *pairs;
+        size_t pairs_size;
+        uint32_t pairs_count;
+        if (command->reply
+            && zcq_reply_pairs (command->reply, command->reply_size, &pairs, &pairs_size,
+                                &pairs_count)) {
+            zcq_writer_raw (writer, pairs, pairs_size);
+            count += pairs_count;
+        }
         if (self->coordinator && command->group >= 0) {
             //  cluster.md section 3: decided here, by this node
             zcq_writer_str (writer, "group");

@@ -94,16 +94,24 @@ s_parker_free (s_parker_t **parker_p)
     *parker_p = NULL;
 }
 
-typedef enum { S_NONE, S_UPSERT, S_PATCH } s_mode_t;
+typedef enum { S_UPSERT, S_PATCH, S_DELETE } s_mode_t;
+
+//  One change a handler asked for, applied when it returns.
+typedef struct {
+    s_mode_t mode;
+    zcq_fields_t *fields; //  S_UPSERT, S_PATCH: the change's own builder
+    char *key;
+    size_t key_len;
+    size_t key_capacity;
+} s_pending_t;
 
 //  What a projection handler works on.
 struct zcq_view_t {
     zcq_viewtable_t *table;
-    zcq_fields_t *fields;
-    s_mode_t mode;
-    char *key;
-    size_t key_len;
-    size_t key_capacity;
+    s_pending_t *pending; //  the handler's changes, in call order
+    size_t pending_count;
+    size_t pending_capacity; //  entries keep their buffers between events
+    void *context;           //  the running handler definition's
     zcq_doc_t *row_doc;      //  zcq_view_row's, decoded from
     zcq_writer_t *row_bytes; //  a copy of the row (later changes free its own)
     bool failed;
@@ -139,6 +147,7 @@ typedef struct {
     zsock_t *committed; //  PAIR from the log writer (synchronous host)
     zsock_t *acks;      //  PAIR to the command router (synchronous host)
     bool synchronous;
+    bool versioned; //  the domain has event types past their first version
     s_view_t *views;
     size_t view_count;
     uint64_t position;   //  last position applied to every view
@@ -171,69 +180,116 @@ typedef struct {
 //  --------------------------------------------------------------------------
 //  The handler API
 
-//  Apply the change a handler left pending on the context: the fields go
-//  into the row's record where it is (engine/view.c DESIGN 4).
+//  Apply the changes a handler left pending, in the order it asked for
+//  them: each one's fields go into its row's record where it is
+//  (engine/view.c DESIGN 4). A change that cannot be applied (overflow,
+//  out of memory) sets failed and leaves its row as it was. (A handler
+//  that failed, zcq_event_fail, has none applied: s_apply_to.)
 static void
 s_flush (struct zcq_view_t *view)
 {
-    if (view->mode == S_NONE)
-        return;
-    bool create = view->mode == S_UPSERT;
-    view->mode = S_NONE;
-    if (!zcq_fields_ok (view->fields)) {
-        view->failed = true;
-        return;
+    for (size_t index = 0; index < view->pending_count; index++) {
+        s_pending_t *change = &view->pending[index];
+        if (change->mode == S_DELETE) {
+            zcq_viewtable_delete (view->table, change->key, change->key_len);
+            continue;
+        }
+        if (!zcq_fields_ok (change->fields)) {
+            view->failed = true; //  this row's change is lost, not the others'
+            continue;
+        }
+        zcq_err_t err = zcq_viewtable_merge (view->table, change->key, change->key_len,
+                                             change->fields, change->mode == S_UPSERT);
+        if (err != ZCQ_OK && err != ZCQ_NOT_FOUND) //  a patch of no row changes nothing
+            view->failed = true;
     }
-    zcq_err_t err
-        = zcq_viewtable_merge (view->table, view->key, view->key_len, view->fields, create);
-    if (err != ZCQ_OK && err != ZCQ_NOT_FOUND) //  a patch of no row changes nothing
-        view->failed = true;
+    view->pending_count = 0;
 }
 
-static zcq_fields_t *
+//  Drop every pending change (keep the buffers).
+static void
+s_pending_free (struct zcq_view_t *view)
+{
+    for (size_t index = 0; index < view->pending_capacity; index++) {
+        zcq_fields_destroy (&view->pending[index].fields);
+        free (view->pending[index].key);
+    }
+    free (view->pending);
+    view->pending = NULL;
+    view->pending_count = view->pending_capacity = 0;
+}
+
+//  A new pending change of the row at key, with a builder of its own for
+//  an upsert or a patch; NULL (and the handler failed) when out of memory.
+static s_pending_t *
 s_change (zcq_view_t *self, const char *key, s_mode_t mode)
 {
-    s_flush (self);
+    if (self->pending_count == self->pending_capacity) {
+        size_t capacity = self->pending_capacity ? self->pending_capacity * 2 : 4;
+        s_pending_t *pending = realloc (self->pending, capacity * sizeof (s_pending_t));
+        if (!pending) {
+            self->failed = true;
+            return NULL;
+        }
+        memset (pending + self->pending_capacity, 0,
+                (capacity - self->pending_capacity) * sizeof (s_pending_t));
+        self->pending = pending;
+        self->pending_capacity = capacity;
+    }
+    s_pending_t *change = &self->pending[self->pending_count];
     size_t len = strlen (key);
-    if (len + 1 > self->key_capacity) {
-        char *buffer = realloc (self->key, len + 1);
+    if (len + 1 > change->key_capacity) {
+        char *buffer = realloc (change->key, len + 1);
         if (!buffer) {
             self->failed = true;
             return NULL;
         }
-        self->key = buffer;
-        self->key_capacity = len + 1;
+        change->key = buffer;
+        change->key_capacity = len + 1;
     }
-    memcpy (self->key, key, len + 1);
-    self->key_len = len;
-    self->mode = mode;
-    zcq_fields_reset (self->fields);
-    return self->fields;
+    if (mode != S_DELETE) {
+        if (!change->fields && !(change->fields = zcq_fields_new ())) {
+            self->failed = true;
+            return NULL;
+        }
+        zcq_fields_reset (change->fields);
+    }
+    memcpy (change->key, key, len + 1);
+    change->key_len = len;
+    change->mode = mode;
+    self->pending_count++;
+    return change;
 }
 
 zcq_fields_t *
 zcq_view_upsert (zcq_view_t *self, const char *key)
 {
-    return s_change (self, key, S_UPSERT);
+    s_pending_t *change = s_change (self, key, S_UPSERT);
+    return change ? change->fields : NULL;
 }
 
 zcq_fields_t *
 zcq_view_patch (zcq_view_t *self, const char *key)
 {
-    return s_change (self, key, S_PATCH);
+    s_pending_t *change = s_change (self, key, S_PATCH);
+    return change ? change->fields : NULL;
 }
 
 void
 zcq_view_delete (zcq_view_t *self, const char *key)
 {
-    s_flush (self);
-    zcq_viewtable_delete (self->table, key, strlen (key));
+    s_change (self, key, S_DELETE);
+}
+
+void *
+zcq_view_context (const zcq_view_t *self)
+{
+    return self->context;
 }
 
 const zcq_value_t *
 zcq_view_row (zcq_view_t *self, const char *key)
 {
-    s_flush (self);
     size_t row_len;
     const void *row = zcq_viewtable_get (self->table, key, strlen (key), &row_len);
     if (!row)
@@ -260,6 +316,20 @@ s_handler (const zcq_projection_def_t *def, const zcq_event_t *event)
     return NULL;
 }
 
+//  A handler failed on an event (zcq_event_fail): none of its changes is
+//  applied, and the view says so in `views`, with the first reason.
+static void
+s_view_failed (s_view_t *view, const zcq_event_t *event)
+{
+    zsys_error ("view %s: handler failed at position %llu, its changes not applied: %s",
+                view->def->view, (unsigned long long) event->position, event->error);
+    if (atomic_load_explicit (&view->info->failed, memory_order_acquire))
+        return;
+    snprintf (view->info->error, sizeof view->info->error, "position %llu: %s",
+              (unsigned long long) event->position, event->error);
+    atomic_store_explicit (&view->info->failed, true, memory_order_release);
+}
+
 //  Apply an event to one table of a view.
 static void
 s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table, const zcq_event_t *event)
@@ -268,17 +338,38 @@ s_apply_to (self_t *self, s_view_t *view, zcq_viewtable_t *table, const zcq_even
     if (!handler)
         return;
     self->context.table = table;
-    self->context.mode = S_NONE;
+    self->context.pending_count = 0;
     self->context.failed = false;
+    self->context.context = handler->context;
     //  most views keep a row per aggregate: fetch its slot while the
     //  handler reads the event
     zcq_viewtable_prefetch (table, event->key, strlen (event->key));
-    handler->apply (&self->context, event);
-    s_flush (&self->context);
-    if (self->context.failed)
-        zsys_error ("view %s: event %llu left the row unchanged (integer overflow, out of memory "
-                    "or bad row)",
-                    view->def->view, (unsigned long long) event->position);
+    //  a failure is of this handler's run: the event goes on to other views
+    zcq_event_t *run = (zcq_event_t *) event;
+    run->failed = false;
+    run->error[0] = 0;
+    if (self->versioned || event->type_version != 1) {
+        //  an event of an older version of its type is brought to the
+        //  current one first (engine/event.c DESIGN 6)
+        const zcq_aggregate_def_t *aggregate
+            = zcq_domain_aggregate (self->env->domain, event->aggregate, strlen (event->aggregate));
+        const zcq_event_def_t *def = aggregate ? zcq_domain_event (aggregate, event->type) : NULL;
+        zcq_err_t err = def ? zcq_event_upcast (run, def) : ZCQ_OK;
+        if (err != ZCQ_OK && !event->failed)
+            zcq_event_fail (event, "upcasting: %s", zcq_strerror (err));
+    }
+    if (!event->failed)
+        handler->apply (&self->context, event);
+    if (event->failed)
+        s_view_failed (view, event);
+    else {
+        s_flush (&self->context);
+        if (self->context.failed)
+            zsys_error ("view %s: event %llu left the row unchanged (integer overflow, out of "
+                        "memory or bad row)",
+                        view->def->view, (unsigned long long) event->position);
+    }
+    self->context.pending_count = 0;
     atomic_fetch_add_explicit (&view->info->applied, 1, memory_order_relaxed);
 }
 
@@ -1480,10 +1571,9 @@ s_destroy (self_t **self_p)
     zsock_destroy (&self->acks);
     zcq_doc_destroy (&self->doc);
     zcq_event_release (&self->event);
-    zcq_fields_destroy (&self->context.fields);
+    s_pending_free (&self->context);
     zcq_doc_destroy (&self->context.row_doc);
     zcq_writer_destroy (&self->context.row_bytes);
-    free (self->context.key);
     zcq_writer_destroy (&self->writer);
     zcq_writer_destroy (&self->value);
     free (self);
@@ -1538,6 +1628,12 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
     self->env = args->env;
     self->pipe = pipe;
     self->synchronous = args->synchronous;
+    for (size_t index = 0; self->env->domain->aggregates && self->env->domain->aggregates[index];
+         index++)
+        for (const zcq_event_def_t *event = self->env->domain->aggregates[index]->events;
+             event && event->type; event++)
+            if (event->version > 1)
+                self->versioned = true;
     self->epoch = zcq_store_epoch (self->env->store);
     self->view_count = args->view_count;
     self->views = calloc (self->view_count ? self->view_count : 1, sizeof (s_view_t));
@@ -1547,11 +1643,10 @@ s_new (zsock_t *pipe, const zcq_host_args_t *args)
     self->parkers = zhashx_new ();
     if (self->parkers)
         zhashx_set_destructor (self->parkers, (zhashx_destructor_fn *) s_parker_free);
-    self->context.fields = zcq_fields_new ();
     self->context.row_doc = zcq_doc_new ();
     self->context.row_bytes = zcq_writer_new ();
     bool ok = self->views && self->doc && self->writer && self->value && self->parkers
-           && self->context.fields && self->context.row_doc && self->context.row_bytes;
+           && self->context.row_doc && self->context.row_bytes;
     //  DESIGN 6
     self->own_group = self->env->config->role_views ? -1 : self->env->config->group;
     self->groups = args->synchronous ? 0 : zcq_host_groups (self->env);

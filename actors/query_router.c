@@ -437,7 +437,8 @@ s_write_views (self_t *self)
     for (size_t index = 0; index < self->view_count; index++) {
         zcq_view_info_t *view = &self->views[index];
         int status = atomic_load_explicit (&view->status, memory_order_relaxed);
-        zcq_writer_map (self->writer, view->groups ? 6 : 5);
+        bool failed = atomic_load_explicit (&view->failed, memory_order_acquire);
+        zcq_writer_map (self->writer, (view->groups ? 6 : 5) + (failed ? 1 : 0));
         if (view->groups) {
             //  a cluster-wide view: its position in every group's log
             zcq_writer_str (self->writer, "positions");
@@ -461,7 +462,14 @@ s_write_views (self_t *self)
         zcq_writer_uint (self->writer,
                          atomic_load_explicit (&view->snapshot, memory_order_relaxed));
         zcq_writer_str (self->writer, "status");
-        zcq_writer_str (self->writer, s_status_names[status >= 0 && status <= 2 ? status : 0]);
+        if (failed) {
+            //  a projection handler failed: the view misses that event's changes
+            zcq_writer_str (self->writer, "failed");
+            zcq_writer_str (self->writer, "error");
+            zcq_writer_str (self->writer, view->error);
+        }
+        else
+            zcq_writer_str (self->writer, s_status_names[status >= 0 && status <= 2 ? status : 0]);
     }
 }
 

@@ -99,6 +99,8 @@ struct zcq_command_t {
     uint64_t position;
     uint32_t event_count;
     bool duplicate;
+    uint8_t *reply; //  fields decide added to the ok reply: an encoded map, heap; or NULL
+    size_t reply_size;
 
     //  for the log writer: event bodies, each prefixed by its u32 length
     uint8_t *events;
@@ -132,14 +134,21 @@ const uint8_t *zcq_command_next_frame (const zcq_command_t *self, size_t *offset
 //  *offset (start at 0); NULL after the last one.
 uint8_t *zcq_command_next_event (const zcq_command_t *self, size_t *offset, size_t *size);
 //  A successful command's stored result (what a duplicate is answered
-//  with): [u64 version][u64 position][u32 events][stream] NUL [type].
-//  Results written by earlier versions end at the stream; their type is
-//  empty.
-#define ZCQ_RESULT_MAX (20 + ZCQ_STREAM_MAX + 1 + ZCQ_TYPE_MAX)
+//  with): [u64 version][u64 position][u32 events][stream] NUL [type], or,
+//  when decide added reply fields (ZCQ_RESULT_REPLY set in the events
+//  word), [u64 version][u64 position][u32 events | ZCQ_RESULT_REPLY]
+//  [u16 size][reply: encoded map of size bytes][stream] NUL [type].
+//  Results written by earlier versions, and those the store rebuilds from
+//  the log, end at the stream; their type is empty.
+#define ZCQ_REPLY_MAX    1024 //  encoded bytes of a decide's reply fields
+#define ZCQ_RESULT_REPLY 0x80000000u
+#define ZCQ_RESULT_MAX   (22 + ZCQ_REPLY_MAX + ZCQ_STREAM_MAX + 1 + ZCQ_TYPE_MAX)
 typedef struct {
     uint64_t version;
     uint64_t position;
     uint32_t event_count;
+    const uint8_t *reply; //  into the stored bytes: an encoded map, or NULL
+    size_t reply_size;
     const char *stream; //  into the stored bytes, not NUL-terminated
     size_t stream_len;
     const char *type; //  likewise; empty for results of earlier versions
@@ -150,6 +159,10 @@ typedef struct {
 size_t zcq_result_encode (uint8_t *buffer, const zcq_command_t *command);
 //  Parse a stored result; false when it is damaged.
 bool zcq_result_parse (zcq_result_t *result, const uint8_t *bytes, size_t len);
+//  The key-value pairs of an encoded reply map (what follows its header)
+//  and their count; false when it is not one whole map.
+bool zcq_reply_pairs (const uint8_t *reply, size_t size, const uint8_t **pairs, size_t *pairs_size,
+                      uint32_t *count);
 
 //  Record an outcome with a formatted message.
 void zcq_command_fail (zcq_command_t *self, zcq_err_t outcome, const char *format, ...)

@@ -34,6 +34,10 @@ typedef struct {
     //  group's log, groups entries (position is their sum); NULL, 0 else
     atomic_uint_fast64_t *positions;
     size_t groups;
+    //  a handler failed (zcq_event_fail): error is written once, by the
+    //  host, before failed is set (release), and read after it (acquire)
+    atomic_bool failed;
+    char error[320];
 } zcq_view_info_t;
 
 //  A query on its way to a view host and back.

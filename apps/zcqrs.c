@@ -537,7 +537,7 @@ s_send (void)
         .aggregate = s_args.words[0],
         .key = s_args.words[1],
         .type = s_args.words[2],
-        .expect = s_args.expect ? atoll (s_args.expect) : -1,
+        .expect = s_args.expect ? ZCQ_EXPECT (atoll (s_args.expect)) : 0,
         .data = zcq_writer_size (data) ? zcq_writer_data (data) : NULL,
         .data_len = zcq_writer_size (data),
         .meta = zcq_writer_size (meta) ? zcq_writer_data (meta) : NULL,
@@ -658,7 +658,7 @@ s_loader_send (s_loader_t *self, const zcq_json_command_t *parsed, long long lin
         .aggregate = parsed->aggregate,
         .key = parsed->key,
         .type = parsed->type,
-        .expect = parsed->expect,
+        .expect = parsed->expect < 0 ? 0 : ZCQ_EXPECT (parsed->expect), //  -1: none given
         .data = parsed->data ? zcq_writer_data (parsed->data) : NULL,
         .data_len = parsed->data ? zcq_writer_size (parsed->data) : 0,
         .meta = parsed->meta ? zcq_writer_data (parsed->meta) : NULL,

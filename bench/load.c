@@ -273,7 +273,6 @@ s_send_command (s_client_t *self, bool open, uint32_t key, uint64_t intended_ns)
                                   .aggregate = "account",
                                   .key = key_text,
                                   .type = open ? "open" : "deposit",
-                                  .expect = -1,
                                   .data = zcq_writer_data (self->data),
                                   .data_len = zcq_writer_size (self->data) };
     zcq_writer_reset (self->writer);

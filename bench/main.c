@@ -1298,7 +1298,6 @@ s_timed_deposit (zcq_client_t *client)
     zcq_command_req_t command = { .aggregate = "account",
                                   .key = "0",
                                   .type = "deposit",
-                                  .expect = -1,
                                   .data = zcq_writer_data (data),
                                   .data_len = zcq_writer_size (data) };
     const zcq_value_t *reply = NULL;

@@ -192,9 +192,10 @@ zcq_command_encode (zcq_writer_t *writer, const zcq_command_req_t *command)
     zcq_writer_str (writer, command->key ? command->key : "");
     zcq_writer_str (writer, "type");
     zcq_writer_str (writer, command->type ? command->type : "");
-    if (command->expect >= 0) {
+    if (command->expect != 0) {
+        //  zcq_client.h: 0 means none, ZCQ_EXPECT_NEW a stream at version 0
         zcq_writer_str (writer, "expect");
-        zcq_writer_int (writer, command->expect);
+        zcq_writer_int (writer, command->expect == ZCQ_EXPECT_NEW ? 0 : command->expect);
         count++;
     }
     if (command->data) {

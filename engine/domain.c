@@ -19,6 +19,19 @@ s_valid_aggregate_name (const char *name)
     return true;
 }
 
+//  True when aggregate (NULL: any aggregate) declares event type.
+static bool
+s_declared (const zcq_domain_t *domain, const char *aggregate, const char *type)
+{
+    for (size_t index = 0; domain->aggregates && domain->aggregates[index]; index++) {
+        const zcq_aggregate_def_t *candidate = domain->aggregates[index];
+        if ((!aggregate || strcmp (candidate->name, aggregate) == 0)
+            && zcq_domain_event (candidate, type))
+            return true;
+    }
+    return false;
+}
+
 zcq_err_t
 zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
 {
@@ -41,6 +54,12 @@ zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
         if ((aggregate->snapshot_encode == NULL) != (aggregate->snapshot_decode == NULL))
             S_FAIL ("aggregate %s: snapshot_encode and snapshot_decode go together",
                     aggregate->name);
+        for (const zcq_state_field_t *field = aggregate->state_fields; field && field->name;
+             field++)
+            if (field->size == 0 || field->offset > aggregate->state_size
+                || field->size > aggregate->state_size - field->offset)
+                S_FAIL ("aggregate %s: state field %s lies outside state_size", aggregate->name,
+                        field->name);
         for (size_t other = 0; other < index; other++)
             if (strcmp (domain->aggregates[other]->name, aggregate->name) == 0)
                 S_FAIL ("aggregate %s: declared twice", aggregate->name);
@@ -49,6 +68,18 @@ zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
             if (len == 0 || len > ZCQ_TYPE_MAX || !command->decide)
                 S_FAIL ("aggregate %s: command '%s' needs a 1-64 byte name and decide",
                         aggregate->name, command->type);
+        }
+        for (const zcq_event_def_t *event = aggregate->events; event && event->type; event++) {
+            size_t len = strlen (event->type);
+            if (len == 0 || len > ZCQ_TYPE_MAX)
+                S_FAIL ("aggregate %s: event '%s' needs a 1-64 byte name", aggregate->name,
+                        event->type);
+            if (zcq_domain_event (aggregate, event->type) != event)
+                S_FAIL ("aggregate %s: event '%s' declared twice", aggregate->name, event->type);
+            if (event->version > 1 && !event->upcast)
+                S_FAIL ("aggregate %s: event '%s' of version %u needs an upcast from the "
+                        "versions before",
+                        aggregate->name, event->type, event->version);
         }
     }
     for (size_t index = 0; domain->projections && domain->projections[index]; index++) {
@@ -60,6 +91,19 @@ zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
         for (size_t other = 0; other < index; other++)
             if (strcmp (domain->projections[other]->view, projection->view) == 0)
                 S_FAIL ("projection %s: declared twice", projection->view);
+        //  a handler of an event no aggregate declares would never run
+        for (const zcq_handler_def_t *handler = projection->handlers; handler->type; handler++) {
+            if (!handler->apply)
+                S_FAIL ("projection %s: handler of '%s' has no apply", projection->view,
+                        handler->type);
+            if (!s_declared (domain, handler->aggregate, handler->type)) {
+                if (handler->aggregate)
+                    S_FAIL ("projection %s: aggregate %s declares no event '%s'", projection->view,
+                            handler->aggregate, handler->type);
+                S_FAIL ("projection %s: no aggregate declares event '%s'", projection->view,
+                        handler->type);
+            }
+        }
     }
     return ZCQ_OK;
 #undef S_FAIL
@@ -98,4 +142,20 @@ uint32_t
 zcq_aggregate_snapshot_every (const zcq_aggregate_def_t *aggregate)
 {
     return aggregate->snapshot_every ? aggregate->snapshot_every : S_DEFAULT_SNAPSHOT_EVERY;
+}
+
+uint64_t
+zcq_aggregate_fingerprint (const zcq_aggregate_def_t *aggregate)
+{
+    //  FNV-1a over a canonical text of the layout: size, then each field
+    char text[256];
+    int len = snprintf (text, sizeof text, "zcq-state/1 %zu", aggregate->state_size);
+    uint64_t hash = zcq_hash (text, (size_t) len);
+    for (const zcq_state_field_t *field = aggregate->state_fields; field && field->name; field++) {
+        len = snprintf (text, sizeof text, "%016llx %s@%zu:%zu", (unsigned long long) hash,
+                        field->name, field->offset, field->size);
+        hash = zcq_hash (text,
+                         len > 0 && (size_t) len < sizeof text ? (size_t) len : sizeof text - 1);
+    }
+    return hash;
 }

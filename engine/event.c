@@ -28,8 +28,17 @@
         zcq_msgpack_check.
     5.  An event filled by zcq_event_parse from a decoded body (the
         aggregate shard's evolve) answers every accessor from that body.
+    6.  An event of a type past its first version carries event_version
+        (absent: 1). Before a handler sees an older one, zcq_event_upcast
+        runs the type's upcaster once per version, each time writing a
+        new body (the old one's entries but data and event_version, then
+        the new ones) into one of two writers the event keeps, and reading
+        the event again from it: the handler sees the current version,
+        read in place like any other event.
 */
 #include "zcq_internal.h"
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 //  --------------------------------------------------------------------------
@@ -293,7 +302,8 @@ typedef enum {
     S_COMMAND,
     S_META,
     S_DATA,
-    S_OTHER
+    S_OTHER,
+    S_TYPE_VERSION //  event_version: optional, not in the fixed layout
 } s_field_t;
 
 static const struct {
@@ -337,7 +347,8 @@ zcq_event_encode_heartbeat (zcq_writer_t *body, const char *node, int group, uin
 void
 zcq_event_encode_head (zcq_writer_t *body, const char *node, int group, const char *stream,
                        size_t stream_len, size_t aggregate_len, uint64_t version, const char *type,
-                       const char *command, size_t command_len, const zcq_value_t *meta)
+                       uint32_t type_version, const char *command, size_t command_len,
+                       const zcq_value_t *meta)
 {
     //  the map's header, then position and time at fixed width
     static const uint8_t stamps[ZCQ_EVENT_HEADER_SIZE] = { 0x80 | ZCQ_EVENT_FIELDS,
@@ -373,8 +384,9 @@ zcq_event_encode_head (zcq_writer_t *body, const char *node, int group, const ch
                                                            0,
                                                            0,
                                                            0 };
-    //  a clustered node's event has one entry more: its group
-    uint8_t fields = (uint8_t) (0x80 | (group >= 0 ? ZCQ_EVENT_FIELDS + 1 : ZCQ_EVENT_FIELDS));
+    //  a clustered node's event has one entry more: its group; an event of
+    //  a type past its first version one more: event_version
+    uint8_t fields = (uint8_t) (0x80 | (ZCQ_EVENT_FIELDS + (group >= 0) + (type_version > 1)));
     zcq_writer_raw (body, &fields, 1);
     zcq_writer_raw (body, stamps + 1, sizeof stamps - 1);
     zcq_writer_str (body, "node");
@@ -399,6 +411,10 @@ zcq_event_encode_head (zcq_writer_t *body, const char *node, int group, const ch
     if (group >= 0) {
         zcq_writer_str (body, "group");
         zcq_writer_uint (body, (uint64_t) group);
+    }
+    if (type_version > 1) {
+        zcq_writer_str (body, "event_version");
+        zcq_writer_uint (body, type_version);
     }
     zcq_writer_str (body, "data");
 }
@@ -427,6 +443,7 @@ s_field_of (const void *name, size_t len)
         case 7: return S_IS ("version") ? S_VERSION : S_IS ("command") ? S_COMMAND : S_OTHER;
         case 8: return S_IS ("position") ? S_POSITION : S_OTHER;
         case 9: return S_IS ("aggregate") ? S_AGGREGATE : S_OTHER;
+        case 13: return S_IS ("event_version") ? S_TYPE_VERSION : S_OTHER;
         default: return S_OTHER;
     }
 }
@@ -464,10 +481,10 @@ zcq_event_position_of (const void *bytes, size_t size, uint64_t *position)
     static const uint8_t start[ZCQ_EVENT_POSITION_OFFSET - 1]
         = { 0xa8, 'p', 'o', 's', 'i', 't', 'i', 'o', 'n', 0xcf };
     const uint8_t *head = bytes;
-    //  a single node's event, or a clustered one's (with its group)
-    if (size < ZCQ_EVENT_HEADER_SIZE
-        || (head[0] != (0x80 | ZCQ_EVENT_FIELDS) && head[0] != (0x80 | (ZCQ_EVENT_FIELDS + 1)))
-        || memcmp (head + 1, start, sizeof start) != 0)
+    //  a single node's event, or a clustered one's (with its group), either
+    //  perhaps with an event_version
+    if (size < ZCQ_EVENT_HEADER_SIZE || head[0] < (0x80 | ZCQ_EVENT_FIELDS)
+        || head[0] > (0x80 | (ZCQ_EVENT_FIELDS + 2)) || memcmp (head + 1, start, sizeof start) != 0)
         return false;
     *position = zcq_get_be64 ((const uint8_t *) bytes + ZCQ_EVENT_POSITION_OFFSET);
     return true;
@@ -486,6 +503,9 @@ s_reset (zcq_event_t *self)
     self->data_len = self->meta_len = 0;
     self->body = self->data = self->meta = NULL;
     self->decoded = false;
+    self->failed = false;
+    self->error[0] = 0;
+    self->type_version = 1;
     if (self->arena)
         zcq_arena_reset (self->arena);
 }
@@ -545,6 +565,14 @@ zcq_event_read (zcq_event_t *self, const void *bytes, size_t size)
                 if (!zcq_mp_skip (&reader, 1))
                     return ZCQ_CORRUPT;
                 break;
+            case S_TYPE_VERSION: {
+                int64_t number;
+                if (!s_read (&reader, &value) || !zcq_mp_int (&value, &number) || number < 1
+                    || number > UINT32_MAX)
+                    return ZCQ_CORRUPT;
+                self->type_version = (uint32_t) number;
+                break;
+            }
             default: {
                 size_t room;
                 char *buffer = s_buffer_of (self, field, &room);
@@ -593,6 +621,13 @@ zcq_event_parse (zcq_event_t *self, const zcq_value_t *body)
             case S_DATA: self->data = value; break;
             case S_META: self->meta = value; break;
             case S_OTHER: break;
+            case S_TYPE_VERSION: {
+                int64_t number;
+                if (!zcq_value_int (value, &number) || number < 1 || number > UINT32_MAX)
+                    return ZCQ_CORRUPT;
+                self->type_version = (uint32_t) number;
+                break;
+            }
             default: {
                 size_t room;
                 char *buffer = s_buffer_of (self, field, &room);
@@ -613,6 +648,9 @@ zcq_event_release (zcq_event_t *self)
 {
     zcq_arena_destroy (&self->arena);
     zcq_doc_destroy (&self->doc);
+    zcq_writer_destroy (&self->upcast_bodies[0]);
+    zcq_writer_destroy (&self->upcast_bodies[1]);
+    zcq_fields_destroy (&self->upcast_data);
 }
 
 //  Decode the body read in place, once, for the value accessors (DESIGN 3).
@@ -717,6 +755,18 @@ zcq_event_time (const zcq_event_t *self)
     return self->time;
 }
 
+void *
+zcq_event_context (const zcq_event_t *self)
+{
+    return self->context;
+}
+
+uint32_t
+zcq_event_type_version (const zcq_event_t *self)
+{
+    return self->type_version;
+}
+
 //  Find a payload field where it lies: its value read, or false when data
 //  is absent, not a map or has no such field (the first one counts, as
 //  zcq_value_get finds it).
@@ -761,4 +811,178 @@ zcq_event_str (const zcq_event_t *self, const char *field)
         return "";
     const char *copy = zcq_arena_strndup (mutable_self->arena, str, len);
     return copy ? copy : "";
+}
+
+//  --------------------------------------------------------------------------
+//  Strict reads: a handler fails, the first reason stays
+
+void
+zcq_event_fail (const zcq_event_t *self, const char *format, ...)
+{
+    //  the failure is the handler's run on the event, not the event's value
+    zcq_event_t *mutable_self = (zcq_event_t *) self;
+    if (self->failed)
+        return;
+    mutable_self->failed = true;
+    int used = snprintf (mutable_self->error, sizeof self->error,
+                         "event %s of %s (version %llu): ", self->type, self->stream,
+                         (unsigned long long) self->version);
+    if (used < 0 || (size_t) used >= sizeof self->error)
+        return;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (mutable_self->error + used, sizeof self->error - (size_t) used, format, args);
+    va_end (args);
+}
+
+int64_t
+zcq_event_int_req (const zcq_event_t *self, const char *field)
+{
+    if (self->bytes) {
+        zcq_mp_item_t value;
+        int64_t number;
+        if (!s_data_field (self, field, &value))
+            zcq_event_fail (self, "data.%s is missing", field);
+        else if (!zcq_mp_int (&value, &number))
+            zcq_event_fail (self, "data.%s is not an integer", field);
+        else
+            return number;
+        return 0;
+    }
+    const zcq_value_t *found = zcq_value_get (self->data, field);
+    int64_t number;
+    if (!found)
+        zcq_event_fail (self, "data.%s is missing", field);
+    else if (!zcq_value_int (found, &number))
+        zcq_event_fail (self, "data.%s is not an integer", field);
+    else
+        return number;
+    return 0;
+}
+
+const char *
+zcq_event_str_req (const zcq_event_t *self, const char *field)
+{
+    bool present, string;
+    if (self->bytes) {
+        zcq_mp_item_t value;
+        present = s_data_field (self, field, &value);
+        string = present && value.type == ZCQ_TYPE_STR && !memchr (value.bytes, 0, value.len);
+    }
+    else {
+        const char *str;
+        size_t len;
+        const zcq_value_t *found = zcq_value_get (self->data, field);
+        present = found != NULL;
+        string = present && zcq_value_str (found, &str, &len) && !memchr (str, 0, len);
+    }
+    if (!present)
+        zcq_event_fail (self, "data.%s is missing", field);
+    else if (!string)
+        zcq_event_fail (self, "data.%s is not a string", field);
+    else
+        return zcq_event_str (self, field);
+    return "";
+}
+
+//  --------------------------------------------------------------------------
+//  Upcasting (DESIGN 6)
+
+//  Write the body of the event, but for event_version and data, into body:
+//  every other entry as it is. Returns the entries written.
+static size_t
+s_copy_header (const zcq_event_t *self, zcq_writer_t *body)
+{
+    size_t count = 0;
+    if (self->bytes) {
+        zcq_mp_t reader = { self->bytes, self->bytes + self->size };
+        zcq_mp_item_t map;
+        if (!s_read (&reader, &map) || map.type != ZCQ_TYPE_MAP)
+            return 0; //  not after a successful zcq_event_read
+        for (uint32_t entry = 0; entry < map.len; entry++) {
+            const uint8_t *name_at = reader.cursor;
+            zcq_mp_item_t name;
+            s_read (&reader, &name);
+            if (name.type == ZCQ_TYPE_ARRAY || name.type == ZCQ_TYPE_MAP) {
+                reader.cursor = name_at;
+                zcq_mp_skip (&reader, 1);
+            }
+            const uint8_t *value_at = reader.cursor;
+            zcq_mp_skip (&reader, 1);
+            s_field_t field = name.type == ZCQ_TYPE_STR ? s_field_of (name.bytes, name.len)
+                                                        : S_OTHER;
+            if (field == S_DATA || field == S_TYPE_VERSION)
+                continue;
+            zcq_writer_raw (body, name_at, (size_t) (value_at - name_at));
+            zcq_writer_raw (body, value_at, (size_t) (reader.cursor - value_at));
+            count++;
+        }
+        return count;
+    }
+    for (size_t entry = 0; entry < zcq_value_size (self->body); entry++) {
+        const zcq_value_t *name = zcq_value_key_at (self->body, entry);
+        const char *text;
+        size_t len;
+        if (zcq_value_str (name, &text, &len)) {
+            s_field_t field = s_field_of (text, len);
+            if (field == S_DATA || field == S_TYPE_VERSION)
+                continue;
+        }
+        zcq_writer_value (body, name);
+        zcq_writer_value (body, zcq_value_val_at (self->body, entry));
+        count++;
+    }
+    return count;
+}
+
+zcq_err_t
+zcq_event_upcast (zcq_event_t *self, const zcq_event_def_t *def)
+{
+    uint32_t target = def->version ? def->version : 1;
+    if (self->type_version == target)
+        return ZCQ_OK;
+    if (self->type_version > target) {
+        zcq_event_fail (self, "event_version %u is newer than this domain's %u", self->type_version,
+                        target);
+        return ZCQ_INTERNAL;
+    }
+    if (!self->upcast_data && !(self->upcast_data = zcq_fields_new ()))
+        return ZCQ_NOMEM;
+    for (int index = 0; index < 2; index++)
+        if (!self->upcast_bodies[index] && !(self->upcast_bodies[index] = zcq_writer_new ()))
+            return ZCQ_NOMEM;
+    while (self->type_version < target) {
+        uint32_t from = self->type_version;
+        if (!def->upcast) {
+            zcq_event_fail (self, "no upcaster from event_version %u to %u", from, target);
+            return ZCQ_INTERNAL;
+        }
+        zcq_fields_reset (self->upcast_data);
+        zcq_err_t err = def->upcast (self, from, self->upcast_data);
+        if (self->failed)
+            return ZCQ_INTERNAL;
+        if (err != ZCQ_OK) {
+            zcq_event_fail (self, "upcasting from event_version %u: %s", from, zcq_strerror (err));
+            return ZCQ_INTERNAL;
+        }
+        //  the next body goes into the writer the current one is not in
+        zcq_writer_t *body = self->upcast_bodies[self->upcast_turn];
+        self->upcast_turn ^= 1;
+        zcq_writer_reset (body);
+        size_t mark = zcq_writer_map_open (body);
+        size_t count = s_copy_header (self, body);
+        zcq_writer_str (body, "event_version");
+        zcq_writer_uint (body, from + 1);
+        zcq_writer_str (body, "data");
+        zcq_fields_encode (self->upcast_data, body);
+        zcq_writer_map_close (body, mark, count + 2);
+        if (!zcq_writer_ok (body) || !zcq_fields_ok (self->upcast_data))
+            return ZCQ_NOMEM;
+        void *context = self->context;
+        err = zcq_event_read (self, zcq_writer_data (body), zcq_writer_size (body));
+        self->context = context;
+        if (err != ZCQ_OK || self->type_version != from + 1)
+            return ZCQ_CORRUPT;
+    }
+    return ZCQ_OK;
 }

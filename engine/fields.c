@@ -504,14 +504,18 @@ zcq_decide_destroy (zcq_decide_t **self_p)
         zcq_fields_destroy (&self->events[index].fields);
     free (self->events);
     zcq_arena_destroy (&self->arena);
+    zcq_fields_destroy (&self->reply);
     free (self);
     *self_p = NULL;
 }
 
 void
-zcq_decide_reset (zcq_decide_t *self, const zcq_value_t *data, const zcq_value_t *meta,
-                  const char *key, const char *command_id, uint64_t version)
+zcq_decide_reset (zcq_decide_t *self, const zcq_aggregate_def_t *aggregate, const zcq_value_t *data,
+                  const zcq_value_t *meta, const char *key, const char *command_id,
+                  uint64_t version)
 {
+    self->aggregate = aggregate;
+    self->context = NULL;
     self->data = data;
     self->meta = meta;
     self->key = key;
@@ -521,6 +525,9 @@ zcq_decide_reset (zcq_decide_t *self, const zcq_value_t *data, const zcq_value_t
     self->message[0] = 0;
     self->event_count = 0;
     self->nomem = false;
+    self->internal = false;
+    if (self->reply)
+        zcq_fields_reset (self->reply);
     zcq_arena_reset (self->arena);
 }
 
@@ -554,9 +561,39 @@ zcq_decide_version (const zcq_decide_t *self)
     return self->version;
 }
 
+void *
+zcq_decide_context (const zcq_decide_t *self)
+{
+    return self->context;
+}
+
+//  Record a domain bug; the first one is the command's message.
+static void s_internal (zcq_decide_t *self, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+static void
+s_internal (zcq_decide_t *self, const char *format, ...)
+{
+    if (self->internal)
+        return;
+    self->internal = true;
+    self->outcome = ZCQ_INTERNAL;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->message, sizeof self->message, format, args);
+    va_end (args);
+}
+
 zcq_fields_t *
 zcq_emit (zcq_decide_t *self, const char *type)
 {
+    //  an event no evolve knows would be stored and never applied
+    const zcq_event_def_t *def = type && self->aggregate ? zcq_domain_event (self->aggregate, type)
+                                                         : NULL;
+    if (!def) {
+        s_internal (self, "event type '%s' is not declared by aggregate %s", type ? type : "(null)",
+                    self->aggregate ? self->aggregate->name : "?");
+        return NULL;
+    }
     if (self->event_count == self->event_capacity) {
         size_t capacity = self->event_capacity ? self->event_capacity * 2 : 4;
         zcq_emitted_t *events = realloc (self->events, capacity * sizeof (zcq_emitted_t));
@@ -576,12 +613,21 @@ zcq_emit (zcq_decide_t *self, const char *type)
     }
     zcq_fields_reset (event->fields);
     event->type = zcq_arena_strndup (self->arena, type, strlen (type));
+    event->type_version = def->version ? def->version : 1;
     if (!event->type) {
         self->nomem = true;
         return NULL;
     }
     self->event_count++;
     return event->fields;
+}
+
+zcq_fields_t *
+zcq_decide_reply (zcq_decide_t *self)
+{
+    if (!self->reply && !(self->reply = zcq_fields_new ()))
+        self->nomem = true;
+    return self->reply;
 }
 
 static zcq_err_t

@@ -244,11 +244,14 @@ zcq_err_t zcq_viewimage_write (const zcq_viewimage_t *self, const char *path, ch
 //  Decisions
 
 typedef struct {
-    const char *type;     //  event type (arena copy)
-    zcq_fields_t *fields; //  its payload
+    const char *type;      //  event type (arena copy)
+    uint32_t type_version; //  its definition's version
+    zcq_fields_t *fields;  //  its payload
 } zcq_emitted_t;
 
 struct zcq_decide_t {
+    const zcq_aggregate_def_t *aggregate; //  whose events it may emit
+    void *context;                        //  the command definition's
     const zcq_value_t *data;
     const zcq_value_t *meta;
     const char *key;
@@ -260,14 +263,17 @@ struct zcq_decide_t {
     size_t event_count;
     size_t event_capacity;
     bool nomem;
+    bool internal; //  a domain bug (message says which): the command fails `internal`
     zcq_arena_t *arena;
+    zcq_fields_t *reply; //  zcq_decide_reply's; created on first use
 };
 
 zcq_decide_t *zcq_decide_new (void);
 void zcq_decide_destroy (zcq_decide_t **self_p);
-//  Start a new decision (keeps buffers).
-void zcq_decide_reset (zcq_decide_t *self, const zcq_value_t *data, const zcq_value_t *meta,
-                       const char *key, const char *command_id, uint64_t version);
+//  Start a new decision of a command of aggregate (keeps buffers).
+void zcq_decide_reset (zcq_decide_t *self, const zcq_aggregate_def_t *aggregate,
+                       const zcq_value_t *data, const zcq_value_t *meta, const char *key,
+                       const char *command_id, uint64_t version);
 
 //  --------------------------------------------------------------------------
 //  Recorded events (event.c)
@@ -303,6 +309,15 @@ struct zcq_event_t {
     const zcq_value_t *body;
     const zcq_value_t *data;
     const zcq_value_t *meta;
+    void *context; //  in evolve: the event definition's context
+    bool failed;   //  a handler read it strictly and failed (error says why)
+    char error[256];
+    uint32_t type_version; //  event_version (1 when absent)
+    //  zcq_event_upcast's: two bodies (the current one and the next), and
+    //  the upcaster's builder; created on first use
+    zcq_writer_t *upcast_bodies[2];
+    int upcast_turn;
+    zcq_fields_t *upcast_data;
     bool decoded;       //  body, data and meta are set (or cannot be)
     zcq_doc_t *doc;     //  the on-demand decode; created on first use
     zcq_arena_t *arena; //  for zcq_event_str; created on first use
@@ -316,6 +331,12 @@ zcq_err_t zcq_event_read (zcq_event_t *self, const void *bytes, size_t size);
 //  missing or ill-typed. The event borrows body.
 zcq_err_t zcq_event_parse (zcq_event_t *self, const zcq_value_t *body);
 void zcq_event_release (zcq_event_t *self);
+//  Bring the event to its definition's version through its upcasters
+//  (event.c DESIGN 6); the event is read again from the new body. A
+//  handler failure (no upcaster, a newer version than def's, an upcaster
+//  that failed) is recorded as zcq_event_fail does, with ZCQ_INTERNAL;
+//  ZCQ_NOMEM, ZCQ_CORRUPT otherwise.
+zcq_err_t zcq_event_upcast (zcq_event_t *self, const zcq_event_def_t *def);
 //  The position of a body in this node's layout, read at its fixed offset;
 //  false when the body does not start that way.
 bool zcq_event_position_of (const void *bytes, size_t size, uint64_t *position);
@@ -325,12 +346,13 @@ const char *zcq_event_field (size_t index);
 //  position and time at fixed width and zero (the log writer stamps them),
 //  node, stream, aggregate and key (stream is <aggregate>/<key>, the
 //  aggregate its first aggregate_len bytes), version, type, command, meta
-//  (NULL: an empty map), group (only when >= 0: a clustered node's), then
-//  the key "data": the caller writes its value.
+//  (NULL: an empty map), group (only when >= 0: a clustered node's),
+//  event_version (only when type_version > 1), then the key "data": the
+//  caller writes its value.
 void zcq_event_encode_head (zcq_writer_t *body, const char *node, int group, const char *stream,
                             size_t stream_len, size_t aggregate_len, uint64_t version,
-                            const char *type, const char *command, size_t command_len,
-                            const zcq_value_t *meta);
+                            const char *type, uint32_t type_version, const char *command,
+                            size_t command_len, const zcq_value_t *meta);
 //  Write a heartbeat's body (ZCQ/1 section 4): node, head and time; with
 //  group >= 0 (a clustered node) also the group and its high watermark hw.
 void zcq_event_encode_heartbeat (zcq_writer_t *body, const char *node, int group, uint64_t head,
@@ -345,6 +367,9 @@ const zcq_command_def_t *zcq_domain_command (const zcq_aggregate_def_t *aggregat
                                              size_t len);
 const zcq_event_def_t *zcq_domain_event (const zcq_aggregate_def_t *aggregate, const char *type);
 uint32_t zcq_aggregate_snapshot_every (const zcq_aggregate_def_t *aggregate);
+//  The layout fingerprint of an aggregate's state (zcq_state_field_t):
+//  of its state_size and every declared field's name, offset and size.
+uint64_t zcq_aggregate_fingerprint (const zcq_aggregate_def_t *aggregate);
 
 //  Copy a string value into buffer (NUL-terminated) when it fits.
 bool zcq_value_copy_str (const zcq_value_t *value, char *buffer, size_t size);

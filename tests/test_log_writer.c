@@ -65,8 +65,8 @@ s_command (s_fixture_t *fixture, const char *id, const char *key, uint64_t befor
         zcq_writer_t *body = fixture->body;
         zcq_writer_reset (body);
         zcq_event_encode_head (body, "test", -1, command->stream, command->stream_len,
-                               strlen ("account"), before + 1 + (uint64_t) index, "deposited", id,
-                               strlen (id), NULL);
+                               strlen ("account"), before + 1 + (uint64_t) index, "deposited", 1,
+                               id, strlen (id), NULL);
         zcq_writer_map (body, 0);
         uint8_t length[4];
         zcq_put_be32 (length, (uint32_t) zcq_writer_size (body));

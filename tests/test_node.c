@@ -216,7 +216,6 @@ s_send_data (zcq_client_t *client, const char *id, const char *type, const char 
         .aggregate = "account",
         .key = key,
         .type = type,
-        .expect = -1,
         .data = data ? zcq_writer_data (writer) : NULL,
         .data_len = zcq_writer_size (writer),
     };
@@ -254,7 +253,6 @@ s_encode_command (zcq_writer_t *writer, const char *id, const char *type, const 
         .aggregate = "account",
         .key = key,
         .type = type,
-        .expect = -1,
         .data = zcq_writer_data (data),
         .data_len = zcq_writer_size (data),
     };
@@ -379,7 +377,7 @@ test_walkthrough (void **state)
                                .aggregate = "account",
                                .key = "42",
                                .type = "open",
-                               .expect = 0,
+                               .expect = ZCQ_EXPECT_NEW,
                                .data = zcq_writer_data (data),
                                .data_len = zcq_writer_size (data) };
     const zcq_value_t *reply;
@@ -395,7 +393,6 @@ test_walkthrough (void **state)
                                   .aggregate = "account",
                                   .key = "42",
                                   .type = "deposit",
-                                  .expect = -1,
                                   .data = zcq_writer_data (data),
                                   .data_len = zcq_writer_size (data) };
     assert_int_equal (zcq_client_command (client, &deposit, S_TIMEOUT, &reply), ZCQ_OK);

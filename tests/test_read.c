@@ -207,7 +207,6 @@ s_encode_command (zcq_writer_t *out, const char *id, const char *type, const cha
         .aggregate = "account",
         .key = key,
         .type = type,
-        .expect = -1,
         .data = zcq_writer_data (data),
         .data_len = zcq_writer_size (data),
         .meta = meta ? zcq_writer_data (meta) : NULL,

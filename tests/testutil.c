@@ -147,7 +147,7 @@ zcq_test_send (zcq_client_t *client, const char *id, const char *type, const cha
         .aggregate = "account",
         .key = key,
         .type = type,
-        .expect = expect,
+        .expect = expect < 0 ? 0 : ZCQ_EXPECT (expect),
         .data = zcq_writer_data (data),
         .data_len = zcq_writer_size (data),
     };

@@ -5,10 +5,23 @@
     protocol directly.
 
         zcq_client_t *client = zcq_client_new ("tcp://127.0.0.1:7400", "tcp://127.0.0.1:7402");
+        zcq_writer_t *data = zcq_writer_new ();
+        zcq_writer_map (data, 1);
+        zcq_writer_str (data, "amount");
+        zcq_writer_int (data, 100);
         zcq_command_req_t command = { .aggregate = "account", .key = "42", .type = "deposit",
-                                      .data_json = "{\"amount\": 100}" };
+                                      .data = zcq_writer_data (data),
+                                      .data_len = zcq_writer_size (data) };
         const zcq_value_t *reply;
-        zcq_client_command (client, &command, 5000, &reply);
+        if (zcq_client_command (client, &command, 5000, &reply) == ZCQ_OK
+            && zcq_reply_status (reply) == ZCQ_OK)
+            printf ("at version %lld\n", (long long) zcq_value_get_int (reply, "version", 0));
+        zcq_writer_destroy (&data);
+        zcq_client_destroy (&client);
+
+    A request zeroed but for the fields it needs has no expectation: set
+    .expect = ZCQ_EXPECT_NEW for "the stream must not exist yet", or
+    ZCQ_EXPECT (version) for "the stream is at version".
 */
 #ifndef ZCQ_CLIENT_H_INCLUDED
 #define ZCQ_CLIENT_H_INCLUDED
@@ -21,12 +34,20 @@ extern "C" {
 
 typedef struct zcq_client_t zcq_client_t;
 
+//  zcq_command_req_t.expect: 0 (zero-initialised) sends no `expect`;
+//  ZCQ_EXPECT_NEW: the stream must not exist yet (`expect: 0` on the
+//  wire); n > 0: the stream is at version n (`expect: n`). ZCQ_EXPECT
+//  (version) maps a version to these: ZCQ_EXPECT (0) is ZCQ_EXPECT_NEW.
+#define ZCQ_EXPECT_NEW      ((int64_t) -1)
+#define ZCQ_EXPECT(version) ((version) == 0 ? ZCQ_EXPECT_NEW : (int64_t) (version))
+
 typedef struct {
     const char *id; //  NULL = a fresh unique id
     const char *aggregate;
     const char *key;
     const char *type;
-    int64_t expect;   //  -1 or below = absent
+    int64_t expect;   //  0 = none; ZCQ_EXPECT_NEW, or a version > 0
+                      //  (below -1: sent as is, refused `invalid`)
     const void *data; //  encoded MessagePack value, or NULL
     size_t data_len;
     const void *meta; //  encoded MessagePack map, or NULL

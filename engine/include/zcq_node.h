@@ -1,12 +1,19 @@
 /*  zcq_node.h: a zcqrs node, all its actors wired together, in-process.
 
+        #include "bank.h"              //  examples/bank: zcq_bank_domain ()
+
         zcq_config_t *config = zcq_config_new ();
-        zcq_config_set (config, "data", "/var/lib/zcqrs", NULL, 0);
+        char error[256];
+        zcq_config_set (config, "data", "/var/lib/zcqrs", error, sizeof error);
         zcq_node_t *node;
-        if (zcq_node_start (&node, config, &bank_domain, error, sizeof error))
+        if (zcq_node_start (&node, config, zcq_bank_domain (), error, sizeof error) != ZCQ_OK)
+            fprintf (stderr, "node did not start: %s\n", error);
+        else {
+            printf ("commands on %s\n", zcq_node_endpoint (node, ZCQ_ENDPOINT_COMMAND));
             ...
-        printf ("commands on %s\n", zcq_node_endpoint (node, ZCQ_ENDPOINT_COMMAND));
-        zcq_node_destroy (&node);      //  graceful stop
+            zcq_node_destroy (&node);  //  graceful stop
+        }
+        zcq_config_destroy (&config);  //  the node keeps a copy
 
     Endpoints may use port 0 or `*` (tcp://127.0.0.1:*): the node reports
     the endpoints it actually bound.

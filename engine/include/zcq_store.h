@@ -1,16 +1,18 @@
 /*  zcq_store.h: the event store on RocksDB.
 
-    Column families:
+    Column families, and the records a store writes in them:
         log          position (u64 BE)           -> event body (ZCQ/1 section 4)
         streams      stream NUL version (u64 BE) -> position (u64 BE), and
-                     (empty key)                 -> indexed through (u64 BE);
-                     stream NUL -> version: format 1 only, unread
-        snapshots    stream                      -> schema, version, state
-        commands     command id                  -> commit time, result, and
                      (empty key)                 -> indexed through (u64 BE)
-        expiry       commit time (u64 BE) id     -> (empty): written by earlier
-                     versions only (ids now expire by compaction)
+        snapshots    stream                      -> schema (u32 BE), version
+                                                    (u64 BE), state
+        commands     command id                  -> commit time (u64 BE), result, and
+                     (empty key)                 -> indexed through (u64 BE)
         default      metadata: format version, view checkpoints, ...
+    Data dirs of earlier versions also hold records that are no longer
+    written: `streams` stream NUL -> version (format 1; never read), and
+    the family `expiry`, commit time (u64 BE) id -> (empty), which
+    zcq_store_expire_commands empties (ids now expire by compaction).
 
     A commit is one WriteBatch, written with the durability mode's sync
     setting, of what comes in log order: the events, snapshots, metadata,

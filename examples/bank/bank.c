@@ -1,8 +1,8 @@
 /*  bank.c: the bank domain of ZCQ/1 section 8. Money is integer cents.
 
     account   open      {owner, overdraft?}  -> opened {owner, overdraft}
-              deposit   {amount > 0}         -> deposited {amount}
-              withdraw  {amount > 0}         -> withdrawn {amount}
+              deposit   {amount > 0}         -> deposited {amount}; reply balance
+              withdraw  {amount > 0}         -> withdrawn {amount}; reply balance
               close     {}                   -> closed {}
     views     accounts  {key, owner, balance, status, version}, index owner
               totals    {key: "bank", accounts, balance, events}
@@ -46,6 +46,7 @@ s_deposit (zcq_decide_t *decide, const void *state)
     if (account->balance > INT64_MAX - amount)
         return zcq_reject (decide, "the balance would overflow");
     zcq_set_int (zcq_emit (decide, "deposited"), "amount", amount);
+    zcq_set_int (zcq_decide_reply (decide), "balance", account->balance + amount);
     return ZCQ_OK;
 }
 
@@ -62,6 +63,7 @@ s_withdraw (zcq_decide_t *decide, const void *state)
         return zcq_reject (decide, "insufficient funds: balance %lld, overdraft %lld",
                            (long long) account->balance, (long long) account->overdraft);
     zcq_set_int (zcq_emit (decide, "withdrawn"), "amount", amount);
+    zcq_set_int (zcq_decide_reply (decide), "balance", after);
     return ZCQ_OK;
 }
 
@@ -88,16 +90,17 @@ s_opened (void *state, const zcq_event_t *event)
     account->overdraft = zcq_event_int (event, "overdraft", 0);
 }
 
-static void
-s_deposited (void *state, const zcq_event_t *event)
-{
-    ((account_t *) state)->balance += zcq_event_int (event, "amount", 0);
-}
+//  The sign of a movement, as the context of the definitions of deposits
+//  (+1) and withdrawals (-1): one handler serves both.
+static const int64_t s_credit = 1;
+static const int64_t s_debit = -1;
+#define S_SIGN(context) (*(const int64_t *) (context))
 
 static void
-s_withdrawn (void *state, const zcq_event_t *event)
+s_moved (void *state, const zcq_event_t *event)
 {
-    ((account_t *) state)->balance -= zcq_event_int (event, "amount", 0);
+    ((account_t *) state)->balance
+        += S_SIGN (zcq_event_context (event)) * zcq_event_int (event, "amount", 0);
 }
 
 static void
@@ -107,21 +110,34 @@ s_closed (void *state, const zcq_event_t *event)
 }
 
 static const zcq_command_def_t s_account_commands[] = {
-    { "open", s_open }, { "deposit", s_deposit }, { "withdraw", s_withdraw }, { "close", s_close },
+    { "open", s_open, NULL },
+    { "deposit", s_deposit, NULL },
+    { "withdraw", s_withdraw, NULL },
+    { "close", s_close, NULL },
     { NULL },
 };
 
 static const zcq_event_def_t s_account_events[] = {
-    { "opened", s_opened },
-    { "deposited", s_deposited },
-    { "withdrawn", s_withdrawn },
-    { "closed", s_closed },
+    { .type = "opened", .evolve = s_opened },
+    { .type = "deposited", .evolve = s_moved, .context = (void *) &s_credit },
+    { .type = "withdrawn", .evolve = s_moved, .context = (void *) &s_debit },
+    { .type = "closed", .evolve = s_closed },
+    { NULL },
+};
+
+//  The layout of account_t, checked against the bytes of its snapshots.
+static const zcq_state_field_t s_account_fields[] = {
+    ZCQ_STATE_FIELD (account_t, opened),
+    ZCQ_STATE_FIELD (account_t, closed),
+    ZCQ_STATE_FIELD (account_t, balance),
+    ZCQ_STATE_FIELD (account_t, overdraft),
     { NULL },
 };
 
 static const zcq_aggregate_def_t s_account = {
     .name = "account",
     .state_size = sizeof (account_t),
+    .state_fields = s_account_fields,
     .schema = 1,
     .snapshot_every = 100,
     .commands = s_account_commands,
@@ -145,9 +161,8 @@ static void
 s_account_moved (zcq_view_t *view, const zcq_event_t *event)
 {
     int64_t amount = zcq_event_int (event, "amount", 0);
-    bool deposit = zcq_event_type (event)[0] == 'd';
     zcq_fields_t *row = zcq_view_patch (view, zcq_event_key (event));
-    zcq_add_int (row, "balance", deposit ? amount : -amount);
+    zcq_add_int (row, "balance", S_SIGN (zcq_view_context (view)) * amount);
     zcq_set_int (row, "version", (int64_t) zcq_event_version (event));
 }
 
@@ -162,10 +177,10 @@ s_account_closed (zcq_view_t *view, const zcq_event_t *event)
 static const char *const s_accounts_indexes[] = { "owner", NULL };
 
 static const zcq_handler_def_t s_accounts_handlers[] = {
-    { "account", "opened", s_account_opened },
-    { "account", "deposited", s_account_moved },
-    { "account", "withdrawn", s_account_moved },
-    { "account", "closed", s_account_closed },
+    { "account", "opened", s_account_opened, NULL },
+    { "account", "deposited", s_account_moved, (void *) &s_credit },
+    { "account", "withdrawn", s_account_moved, (void *) &s_debit },
+    { "account", "closed", s_account_closed, NULL },
     { NULL },
 };
 
@@ -179,30 +194,32 @@ static const zcq_projection_def_t s_accounts = {
 //  --------------------------------------------------------------------------
 //  View `totals`: one row, key "bank"
 
+//  What one event type changes in the totals (the handlers' context).
+typedef struct {
+    int64_t accounts; //  added to `accounts`
+    int64_t sign;     //  times the amount, added to `balance`
+} s_totals_change_t;
+
+static const s_totals_change_t s_totals_opened = { 1, 0 };
+static const s_totals_change_t s_totals_closed = { -1, 0 };
+static const s_totals_change_t s_totals_deposited = { 0, 1 };
+static const s_totals_change_t s_totals_withdrawn = { 0, -1 };
+
 static void
 s_totals (zcq_view_t *view, const zcq_event_t *event)
 {
-    const char *type = zcq_event_type (event);
-    int64_t amount = zcq_event_int (event, "amount", 0);
+    const s_totals_change_t *change = zcq_view_context (view);
     zcq_fields_t *row = zcq_view_upsert (view, "bank");
     zcq_add_int (row, "events", 1);
-    zcq_add_int (row, "accounts", 0);
-    zcq_add_int (row, "balance", 0);
-    if (type[0] == 'o')
-        zcq_add_int (row, "accounts", 1);
-    else if (type[0] == 'c')
-        zcq_add_int (row, "accounts", -1);
-    else if (type[0] == 'd')
-        zcq_add_int (row, "balance", amount);
-    else if (type[0] == 'w')
-        zcq_add_int (row, "balance", -amount);
+    zcq_add_int (row, "accounts", change->accounts);
+    zcq_add_int (row, "balance", change->sign * zcq_event_int (event, "amount", 0));
 }
 
 static const zcq_handler_def_t s_totals_handlers[] = {
-    { "account", "opened", s_totals },
-    { "account", "deposited", s_totals },
-    { "account", "withdrawn", s_totals },
-    { "account", "closed", s_totals },
+    { "account", "opened", s_totals, (void *) &s_totals_opened },
+    { "account", "deposited", s_totals, (void *) &s_totals_deposited },
+    { "account", "withdrawn", s_totals, (void *) &s_totals_withdrawn },
+    { "account", "closed", s_totals, (void *) &s_totals_closed },
     { NULL },
 };
 

@@ -409,7 +409,6 @@ s_command (zcq_client_t *client, const char *id, const char *type, const char *k
                                   .aggregate = "account",
                                   .key = key,
                                   .type = type,
-                                  .expect = -1,
                                   .data = zcq_writer_data (data),
                                   .data_len = zcq_writer_size (data) };
     const zcq_value_t *reply = NULL;
@@ -1221,7 +1220,6 @@ s_pipe_send (s_pipe_t *pipe, int client)
                                   .aggregate = "account",
                                   .key = command->key,
                                   .type = command->open ? "open" : "deposit",
-                                  .expect = -1,
                                   .data = zcq_writer_data (pipe->data),
                                   .data_len = zcq_writer_size (pipe->data),
                                   .meta = zcq_writer_data (pipe->meta),

@@ -338,7 +338,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             .aggregate = "account",
             .key = key,
             .type = types[(hash >> 8) % 4],
-            .expect = -1,
             .data = data,
             .data_len = size,
         };

@@ -146,6 +146,20 @@ def test_withdraw(client):
     check_account_row(row(client, k), k, "ann", 70, "open", 3)
 
 
+def test_deposit_and_withdraw_reply_balance(client):
+    """Extension: deposit and withdraw replies carry the balance after the
+    command; a duplicate is answered with the same balance."""
+    k = uniq()
+    assert "balance" not in assert_ok(client.open(k, overdraft=50))
+    assert assert_ok(client.deposit(k, 100))["balance"] == 100
+    rep = assert_ok(client.withdraw(k, 130, id="wd-" + k))
+    assert rep["balance"] == -30 and rep["duplicate"] is False
+    assert assert_ok(client.deposit(k, 5))["balance"] == -25
+    again = assert_ok(client.withdraw(k, 130, id="wd-" + k))
+    assert again["duplicate"] is True and again["balance"] == -30
+    assert again["version"] == rep["version"]
+
+
 def test_withdraw_to_zero_and_not_below(client):
     k = uniq()
     assert_ok(client.open(k))
