@@ -6,12 +6,15 @@
     2 for bad flags, an unreadable config or a node that cannot start.
 */
 #include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <czmq.h>
 #include <zcqrs.h>
 #include "bank.h"
@@ -71,44 +74,96 @@ s_usage (FILE *out)
              "printed on start.\n");
 }
 
+//  The directories a domain name is looked up in, in order: $ZCQRS_PLUGIN_DIR,
+//  the build's plugins/ when this is the zcqrsd of the build tree, the
+//  installed plugin dir next to this executable (<bin>/ZCQ_PLUGIN_RELDIR, so
+//  an install under any prefix finds its own plugins), and the plugin dir
+//  the build was configured with. Returns how many it wrote.
+static int
+s_plugin_dirs (char dirs[][4096], int max)
+{
+    int count = 0;
+    const char *env = getenv ("ZCQRS_PLUGIN_DIR");
+    if (env && *env && count < max)
+        snprintf (dirs[count++], sizeof dirs[0], "%s", env);
+    char exe[2048]; //  half of a dir's room: exe/RELDIR fits
+    ssize_t len = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr (exe, '/');
+        if (slash)
+            *slash = 0;
+        char build[4096];
+        if (realpath (ZCQ_BUILD_DIR, build) && strcmp (build, exe) == 0 && count < max)
+            snprintf (dirs[count++], sizeof dirs[0], "%s", ZCQ_BUILD_PLUGIN_DIR);
+        else if (count < max)
+            snprintf (dirs[count++], sizeof dirs[0], "%s/%s", exe, ZCQ_PLUGIN_RELDIR);
+    }
+    char configured[4096], beside[4096];
+    bool same = count > 0 && realpath (ZCQ_PLUGIN_DIR, configured)
+             && realpath (dirs[count - 1], beside) && strcmp (configured, beside) == 0;
+    if (!same && count < max)
+        snprintf (dirs[count++], sizeof dirs[0], "%s", ZCQ_PLUGIN_DIR);
+    return count;
+}
+
 //  Load a domain: a path to a shared object, or a name looked up in the
-//  plugin directories (and, for `bank`, the copy built into zcqrsd).
+//  plugin directories (and, for `bank`, the copy built into zcqrsd). On
+//  failure says why, with every path tried.
 static const zcq_domain_t *
 s_load_domain (const char *name, void **handle_p)
 {
-    char path[4096];
-    const char *candidates[3] = { NULL, NULL, NULL };
-    if (strchr (name, '/') || strstr (name, ".so"))
-        candidates[0] = name;
-    else {
-        static char build[4096], installed[4096];
-        snprintf (build, sizeof build, "%s/%s.so", ZCQ_BUILD_PLUGIN_DIR, name);
-        snprintf (installed, sizeof installed, "%s/%s.so", ZCQ_PLUGIN_DIR, name);
-        candidates[0] = build;
-        candidates[1] = installed;
+    if (strlen (name) > 255) {
+        fprintf (stderr, "zcqrsd: --domain: a name or path of 1 to 255 characters\n");
+        return NULL;
     }
-    for (int index = 0; index < 3 && candidates[index]; index++) {
-        snprintf (path, sizeof path, "%s", candidates[index]);
+    char dirs[4][4096];
+    int dir_count = 0;
+    char found[4][4096 + 264];
+    const char *candidates[4];
+    int count = 0;
+    if (strchr (name, '/') || strstr (name, ".so"))
+        candidates[count++] = name;
+    else {
+        dir_count = s_plugin_dirs (dirs, 4);
+        for (int index = 0; index < dir_count; index++) {
+            snprintf (found[index], sizeof found[0], "%.4095s/%.255s.so", dirs[index], name);
+            candidates[count++] = found[index];
+        }
+    }
+    for (int index = 0; index < count; index++) {
+        const char *path = candidates[index];
+        if (dir_count && access (path, F_OK) != 0) {
+            zsys_debug ("zcqrsd: no plugin at %s", path);
+            continue;
+        }
         void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
         if (!handle) {
-            if (candidates[0] == name)
-                fprintf (stderr, "zcqrsd: cannot load %s: %s\n", path, dlerror ());
-            continue;
+            fprintf (stderr, "zcqrsd: cannot load %s: %s\n", path, dlerror ());
+            return NULL;
         }
         zcq_domain_plugin_fn *entry
             = (zcq_domain_plugin_fn *) dlsym (handle, ZCQ_DOMAIN_PLUGIN_SYMBOL);
-        if (!entry) {
-            fprintf (stderr, "zcqrsd: %s has no %s function\n", path, ZCQ_DOMAIN_PLUGIN_SYMBOL);
+        const zcq_domain_t *domain = entry ? entry () : NULL;
+        if (!domain) {
+            fprintf (stderr, "zcqrsd: %s %s\n", path,
+                     entry ? "returned no domain from " ZCQ_DOMAIN_PLUGIN_SYMBOL
+                           : "has no " ZCQ_DOMAIN_PLUGIN_SYMBOL " function");
             dlclose (handle);
             return NULL;
         }
+        zsys_debug ("zcqrsd: domain %s from %s", domain->name, path);
         *handle_p = handle;
-        return entry ();
+        return domain;
     }
-    if (strcmp (name, "bank") == 0)
+    if (strcmp (name, "bank") == 0) {
+        zsys_debug ("zcqrsd: domain bank built into zcqrsd");
         return zcq_bank_domain ();
-    if (candidates[0] != name)
-        fprintf (stderr, "zcqrsd: no domain plugin named '%s'\n", name);
+    }
+    fprintf (stderr, "zcqrsd: no domain plugin named '%s'; looked in:\n", name);
+    for (int index = 0; index < count; index++)
+        fprintf (stderr, "  %s\n", candidates[index]);
+    fprintf (stderr, "give --domain the path of a .so, or set ZCQRS_PLUGIN_DIR\n");
     return NULL;
 }
 
