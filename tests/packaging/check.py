@@ -31,9 +31,8 @@ class Daemon:
     def __init__(self, exe: str, data: str, *extra: str) -> None:
         self.proc: Optional[subprocess.Popen] = None
         for _ in range(20):
-            base = random.randrange(17400, 18997)
-            self.endpoints = {name: "tcp://127.0.0.1:%d" % (base + offset)
-                              for offset, name in enumerate(("command", "events", "query"))}
+            self.url = "tcp://127.0.0.1:%d" % random.randrange(17400, 18997)
+            self.endpoints = zcqrs.endpoints_from_url(self.url)
             argv = [exe, "--data", data, *extra]
             for name, endpoint in self.endpoints.items():
                 argv += ["--" + name, endpoint]
@@ -82,7 +81,8 @@ class Daemon:
         return True
 
     def client(self) -> zcqrs.Client:
-        return zcqrs.Client(**self.endpoints)
+        """Client(url=): the three endpoints are consecutive ports."""
+        return zcqrs.Client(url=self.url)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -56,7 +56,7 @@ import msgpack
 import zmq
 
 from .client import Client, CommandResult, Outcome, Page
-from .errors import Error, Invalid, Timeout, Unavailable, error_from_reply
+from .errors import Error, Invalid, NoAnswer, Timeout, Unavailable, error_from_reply
 
 __all__ = ["ClusterClient", "ClusterMap", "crc16", "slot_of"]
 
@@ -642,7 +642,7 @@ class ClusterClient:
                 for command in [c for c in pending.values() if c.deadline <= now]:
                     del pending[command.id]
                     command.uncertain = True
-                    retry(command, Timeout("no reply to command %s from %s within %.3gs "
+                    retry(command, NoAnswer("no reply to command %s from %s within %.3gs "
                                            "(%d attempt%s)"
                                            % (command.id, command.endpoint, timeout,
                                               command.attempts,
