@@ -31,8 +31,11 @@ s_usage (FILE *out)
              "  --command EP          command endpoint (default tcp://127.0.0.1:7400)\n"
              "  --events EP           events endpoint (default tcp://127.0.0.1:7401)\n"
              "  --query EP            query endpoint (default tcp://127.0.0.1:7402)\n"
-             "  --domain NAME|PATH    domain plugin: `bank`, or a .so exporting\n"
-             "                        zcq_domain_plugin (default bank)\n"
+             "  --domain NAME|PATH    domain plugin: a name (NAME.so in $ZCQRS_PLUGIN_DIR or\n"
+             "                        the plugin dir; `bank` is also built in), or a .so\n"
+             "                        exporting zcq_domain_plugin (default bank)\n"
+             "  --allow-domain-change open a data dir recorded with another domain (a node\n"
+             "                        records its domain in a new data dir, refuses others)\n"
              "  --durability MODE     wal (default) or fsync\n"
              "  --shards N            aggregate shard actors (default: cores)\n"
              "  --node ID             node id (default node1)\n"
@@ -65,8 +68,12 @@ s_usage (FILE *out)
              "  --replication EP      replication endpoint\n"
              "  --zk-session-ms MS    ZooKeeper session timeout (default 4000)\n"
              "\n"
-             "  --config FILE         settings from a ZPL file (flags after it override)\n"
-             "  --verbose             log more\n"
+             "  --config FILE         settings from a ZPL file (flags after it override);\n"
+             "                        every flag with a value is a setting there, e.g.\n"
+             "                        `domain = bank` (examples/zcqrsd.conf)\n"
+             "  --log-level LEVEL     error, warn, info (default) or debug: the lines\n"
+             "                        written to stderr\n"
+             "  --verbose             the same as --log-level debug\n"
              "  --version             the version\n"
              "  --help                this text\n"
              "\n"
@@ -192,7 +199,6 @@ main (int argc, char *argv[])
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
     zcq_config_t *config = zcq_config_new ();
-    const char *domain_name = "bank";
     char error[512];
     for (int index = 1; index < argc; index++) {
         const char *flag = argv[index];
@@ -206,8 +212,11 @@ main (int argc, char *argv[])
             zcq_config_destroy (&config);
             return 0;
         }
-        if (strcmp (flag, "--verbose") == 0) {
-            zsys_set_logident ("zcqrsd");
+        if (strcmp (flag, "--verbose") == 0 || strcmp (flag, "--allow-domain-change") == 0) {
+            //  flags without a value: settings set to one
+            bool verbose = flag[2] == 'v';
+            zcq_config_set (config, verbose ? "log-level" : "allow-domain-change",
+                            verbose ? "debug" : "true", error, sizeof error);
             continue;
         }
         if (strncmp (flag, "--", 2) != 0 || index + 1 >= argc) {
@@ -219,9 +228,7 @@ main (int argc, char *argv[])
         }
         const char *value = argv[++index];
         zcq_err_t err = ZCQ_OK;
-        if (strcmp (flag, "--domain") == 0)
-            domain_name = value;
-        else if (strcmp (flag, "--config") == 0)
+        if (strcmp (flag, "--config") == 0)
             err = zcq_config_load (config, value, error, sizeof error);
         else
             err = zcq_config_set (config, flag + 2, value, error, sizeof error);
@@ -233,8 +240,14 @@ main (int argc, char *argv[])
             return 2;
         }
     }
+    //  the log level first: the lines below are filtered by it
+    zcq_log_level_t level = ZCQ_LOG_INFO;
+    zcq_log_level_parse (zcq_config_get (config, "log-level"), &level);
+    zcq_log_set_level (level);
+    for (const char *const *name = zcq_config_names (); *name; name++)
+        zsys_debug ("zcqrsd: setting %s = %s", *name, zcq_config_get (config, *name));
     void *plugin = NULL;
-    const zcq_domain_t *domain = s_load_domain (domain_name, &plugin);
+    const zcq_domain_t *domain = s_load_domain (zcq_config_get (config, "domain"), &plugin);
     if (!domain) {
         zcq_config_destroy (&config);
         return 2;
@@ -257,11 +270,13 @@ main (int argc, char *argv[])
 
     int signal_number = 0;
     sigwait (&signals, &signal_number);
-    fprintf (stderr, "zcqrsd: %s: stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    if (zcq_log_enabled (ZCQ_LOG_INFO))
+        fprintf (stderr, "zcqrsd: %s: stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
     zcq_node_drain (node);
     uint64_t head = zcq_node_head (node); //  final: nothing is in flight
     zcq_node_destroy (&node);
-    fprintf (stderr, "zcqrsd: stopped cleanly at log head %llu\n", (unsigned long long) head);
+    if (zcq_log_enabled (ZCQ_LOG_INFO))
+        fprintf (stderr, "zcqrsd: stopped cleanly at log head %llu\n", (unsigned long long) head);
     zcq_config_destroy (&config);
     if (plugin)
         dlclose (plugin);

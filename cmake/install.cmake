@@ -66,7 +66,8 @@ install (DIRECTORY bindings/python/zcqrs DESTINATION ${ZCQ_PYTHON_INSTALL_DIR}
     PATTERN "__pycache__" EXCLUDE)
 install (FILES "${ZCQ_INSTALL_GENERATED}/_build.py" DESTINATION ${ZCQ_PYTHON_INSTALL_DIR}/zcqrs)
 
-# ---- the license -----------------------------------------------------------------
+# ---- the example configuration and the license -----------------------------------
+install (FILES examples/zcqrsd.conf DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install (FILES LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 # ---- CPack: cpack -G DEB (or TGZ) in the build directory -------------------------
