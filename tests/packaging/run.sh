@@ -3,8 +3,10 @@
 #
 #  1. cmake --install into a fresh prefix; the files a user needs are there.
 #  2. The counter domain (examples/counter), copied out of the tree, builds
-#     with pkg-config (its Makefile) and with find_package (its
-#     CMakeLists.txt, which also installs it into the prefix's plugin dir).
+#     with pkg-config (its Makefile, and the one line of the README), from
+#     the headers alone (no -lzcqrs: the host process provides libzcqrs),
+#     and with find_package (its CMakeLists.txt, which also installs it
+#     into the prefix's plugin dir).
 #  3. check.py, with the installed Python package, runs each plugin in the
 #     installed zcqrsd and in zcqrs.Node and checks the view through the
 #     Python client.
@@ -48,6 +50,18 @@ cp "$source/examples/counter/counter.c" "$source/examples/counter/Makefile" "$wo
 make -C "$work/make" CFLAGS="-O2 -Wall -Wextra -Werror" > "$work/make.log" 2>&1 \
     || { cat "$work/make.log" >&2; fail "make failed"; }
 
+step "counter with the one-line build, and from the headers alone (no -lzcqrs)"
+mkdir "$work/oneline" "$work/headers"
+# shellcheck disable=SC2046  # pkg-config's words are meant to split
+cc $(pkg-config --cflags --libs zcqrs) -shared -fPIC "$source/examples/counter/counter.c" \
+    -o "$work/oneline/counter.so" || fail "the one-line build failed"
+# shellcheck disable=SC2046
+cc $(pkg-config --cflags zcqrs) -shared -fPIC "$source/examples/counter/counter.c" \
+    -o "$work/headers/counter.so" || fail "the headers-only build failed"
+if readelf -d "$work/headers/counter.so" | grep -q libzcqrs; then
+    fail "the headers-only plugin links libzcqrs"
+fi
+
 step "counter with find_package (cmake)"
 cp "$source/examples/counter/counter.c" "$source/examples/counter/CMakeLists.txt" "$work/cmake/"
 {
@@ -61,4 +75,5 @@ cp "$source/examples/counter/counter.c" "$source/examples/counter/CMakeLists.txt
 step "the plugins in the installed zcqrsd and in zcqrs.Node"
 PYTHONPATH=$pythondir PYTHONDONTWRITEBYTECODE=1 "$python" "$source/tests/packaging/check.py" \
     --prefix "$prefix" --work "$work" \
-    "$work/make/counter.so" "$work/cmake/build/counter.so"
+    "$work/make/counter.so" "$work/cmake/build/counter.so" "$work/oneline/counter.so" \
+    "$work/headers/counter.so"
