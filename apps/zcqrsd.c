@@ -103,8 +103,14 @@ s_plugin_dirs (char dirs[][4096], int max)
         char build[4096];
         if (realpath (ZCQ_BUILD_DIR, build) && strcmp (build, exe) == 0 && count < max)
             snprintf (dirs[count++], sizeof dirs[0], "%s", ZCQ_BUILD_PLUGIN_DIR);
-        else if (count < max)
-            snprintf (dirs[count++], sizeof dirs[0], "%s/%s", exe, ZCQ_PLUGIN_RELDIR);
+        else if (count < max) {
+            char beside[4096];
+            snprintf (beside, sizeof beside, "%s/%s", exe, ZCQ_PLUGIN_RELDIR);
+            //  shown without the bin/.. when the dir is there
+            if (!realpath (beside, dirs[count]))
+                snprintf (dirs[count], sizeof dirs[0], "%s", beside);
+            count++;
+        }
     }
     char configured[4096], beside[4096];
     bool same = count > 0 && realpath (ZCQ_PLUGIN_DIR, configured)
