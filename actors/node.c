@@ -19,6 +19,11 @@
     a symlink would both open it; flock locks the directory, whatever the
     path, and conflicts within a process too.
 
+    The data dir is one domain's: a node records its domain's name in the
+    store (meta `domain`) when the dir has none, and refuses a dir recorded
+    with another name unless allow-domain-change is set (s_check_domain),
+    so a --domain typo never runs new decide/evolve code over old events.
+
     A views node (`--role views`, env.views_only) keeps no group's log: it
     opens a store (empty; it holds the view snapshots' checks) but starts
     no log stage or shards. Its command router forwards every command to
@@ -52,6 +57,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+//  The store meta key of the data dir's domain name (s_check_domain).
+#define S_DOMAIN_META "domain"
 
 struct zcq_node_t {
     zcq_config_t *config;
@@ -190,6 +198,55 @@ s_claim_data_dir (zcq_node_t *self, char *error, size_t size)
     return err;
 }
 
+//  The data dir's domain: recorded (store meta `domain`) when the dir has
+//  none, so that a node of another domain does not read its events as its
+//  own, which it refuses unless allow-domain-change is set (then the new
+//  name is recorded).
+static zcq_err_t
+s_check_domain (zcq_node_t *self, const char *name, char *error, size_t size)
+{
+    const char *path = self->config->data;
+    void *recorded = NULL;
+    size_t len = 0;
+    zcq_err_t err = zcq_store_meta (self->store, S_DOMAIN_META, &recorded, &len);
+    if (err != ZCQ_OK && err != ZCQ_NOT_FOUND) {
+        snprintf (error, size, "cannot read the domain of the data dir %s: %s", path,
+                  zcq_strerror (err));
+        return err;
+    }
+    if (err == ZCQ_OK) {
+        bool same = len == strlen (name) && memcmp (recorded, name, len) == 0;
+        int shown = len > 64 ? 64 : (int) len;
+        if (!same && !self->config->allow_domain_change)
+            snprintf (error, size,
+                      "the data dir %s holds the events of domain '%.*s', not of '%s' (the domain "
+                      "this node runs): give another data dir, or set allow-domain-change "
+                      "(zcqrsd --allow-domain-change) to open it with '%s'",
+                      path, shown, (const char *) recorded, name, name);
+        else if (!same)
+            zsys_warning ("node: the data dir %s held domain '%.*s', now '%s' "
+                          "(allow-domain-change)",
+                          path, shown, (const char *) recorded, name);
+        free (recorded);
+        if (same)
+            return ZCQ_OK;
+        if (!self->config->allow_domain_change)
+            return ZCQ_INVALID;
+    }
+    zcq_batch_t *batch = zcq_batch_new (self->store);
+    if (!batch) {
+        snprintf (error, size, "out of memory");
+        return ZCQ_NOMEM;
+    }
+    zcq_batch_meta (batch, S_DOMAIN_META, name, strlen (name));
+    err = zcq_store_commit (self->store, batch, zcq_store_head (self->store));
+    zcq_batch_destroy (&batch);
+    if (err != ZCQ_OK)
+        snprintf (error, size, "cannot record the domain of the data dir %s: %s", path,
+                  zcq_strerror (err));
+    return err;
+}
+
 //  The connections a node takes: max-connections, or what the file limit
 //  leaves after the store's files and the node's own descriptors.
 static size_t
@@ -219,6 +276,8 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     }
     *node_p = NULL;
     ZCQ_TRY (zcq_domain_check (domain, error, size));
+    if (config->log_level_given)
+        zcq_log_set_level (config->log_level);
     zcq_node_t *self = calloc (1, sizeof (zcq_node_t));
     if (!self || !(self->config = zcq_config_dup (config))) {
         free (self);
@@ -255,6 +314,8 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         err = zcq_store_open (&self->store, self->config->data, &options, error, size);
         self->env.store = self->store;
     }
+    if (err == ZCQ_OK)
+        err = s_check_domain (self, domain->name, error, size);
     if (err == ZCQ_OK) {
         //  the gate first: it watches the endpoints as they bind
         self->gate_args = (zcq_gate_args_t) { &self->env, s_max_connections (self->config) };

@@ -6,12 +6,15 @@
     2 for bad flags, an unreadable config or a node that cannot start.
 */
 #include <dlfcn.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <czmq.h>
 #include <zcqrs.h>
 #include "bank.h"
@@ -28,8 +31,11 @@ s_usage (FILE *out)
              "  --command EP          command endpoint (default tcp://127.0.0.1:7400)\n"
              "  --events EP           events endpoint (default tcp://127.0.0.1:7401)\n"
              "  --query EP            query endpoint (default tcp://127.0.0.1:7402)\n"
-             "  --domain NAME|PATH    domain plugin: `bank`, or a .so exporting\n"
-             "                        zcq_domain_plugin (default bank)\n"
+             "  --domain NAME|PATH    domain plugin: a name (NAME.so in $ZCQRS_PLUGIN_DIR or\n"
+             "                        the plugin dir; `bank` is also built in), or a .so\n"
+             "                        exporting zcq_domain_plugin (default bank)\n"
+             "  --allow-domain-change open a data dir recorded with another domain (a node\n"
+             "                        records its domain in a new data dir, refuses others)\n"
              "  --durability MODE     wal (default) or fsync\n"
              "  --shards N            aggregate shard actors (default: cores)\n"
              "  --node ID             node id (default node1)\n"
@@ -62,8 +68,12 @@ s_usage (FILE *out)
              "  --replication EP      replication endpoint\n"
              "  --zk-session-ms MS    ZooKeeper session timeout (default 4000)\n"
              "\n"
-             "  --config FILE         settings from a ZPL file (flags after it override)\n"
-             "  --verbose             log more\n"
+             "  --config FILE         settings from a ZPL file (flags after it override);\n"
+             "                        every flag with a value is a setting there, e.g.\n"
+             "                        `domain = bank` (examples/zcqrsd.conf)\n"
+             "  --log-level LEVEL     error, warn, info (default) or debug: the lines\n"
+             "                        written to stderr\n"
+             "  --verbose             the same as --log-level debug\n"
              "  --version             the version\n"
              "  --help                this text\n"
              "\n"
@@ -71,44 +81,102 @@ s_usage (FILE *out)
              "printed on start.\n");
 }
 
+//  The directories a domain name is looked up in, in order: $ZCQRS_PLUGIN_DIR,
+//  the build's plugins/ when this is the zcqrsd of the build tree, the
+//  installed plugin dir next to this executable (<bin>/ZCQ_PLUGIN_RELDIR, so
+//  an install under any prefix finds its own plugins), and the plugin dir
+//  the build was configured with. Returns how many it wrote.
+static int
+s_plugin_dirs (char dirs[][4096], int max)
+{
+    int count = 0;
+    const char *env = getenv ("ZCQRS_PLUGIN_DIR");
+    if (env && *env && count < max)
+        snprintf (dirs[count++], sizeof dirs[0], "%s", env);
+    char exe[2048]; //  half of a dir's room: exe/RELDIR fits
+    ssize_t len = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr (exe, '/');
+        if (slash)
+            *slash = 0;
+        char build[4096];
+        if (realpath (ZCQ_BUILD_DIR, build) && strcmp (build, exe) == 0 && count < max)
+            snprintf (dirs[count++], sizeof dirs[0], "%s", ZCQ_BUILD_PLUGIN_DIR);
+        else if (count < max) {
+            char beside[4096];
+            snprintf (beside, sizeof beside, "%s/%s", exe, ZCQ_PLUGIN_RELDIR);
+            //  shown without the bin/.. when the dir is there
+            if (!realpath (beside, dirs[count]))
+                snprintf (dirs[count], sizeof dirs[0], "%s", beside);
+            count++;
+        }
+    }
+    char configured[4096], beside[4096];
+    bool same = count > 0 && realpath (ZCQ_PLUGIN_DIR, configured)
+             && realpath (dirs[count - 1], beside) && strcmp (configured, beside) == 0;
+    if (!same && count < max)
+        snprintf (dirs[count++], sizeof dirs[0], "%s", ZCQ_PLUGIN_DIR);
+    return count;
+}
+
 //  Load a domain: a path to a shared object, or a name looked up in the
-//  plugin directories (and, for `bank`, the copy built into zcqrsd).
+//  plugin directories (and, for `bank`, the copy built into zcqrsd). On
+//  failure says why, with every path tried.
 static const zcq_domain_t *
 s_load_domain (const char *name, void **handle_p)
 {
-    char path[4096];
-    const char *candidates[3] = { NULL, NULL, NULL };
-    if (strchr (name, '/') || strstr (name, ".so"))
-        candidates[0] = name;
-    else {
-        static char build[4096], installed[4096];
-        snprintf (build, sizeof build, "%s/%s.so", ZCQ_BUILD_PLUGIN_DIR, name);
-        snprintf (installed, sizeof installed, "%s/%s.so", ZCQ_PLUGIN_DIR, name);
-        candidates[0] = build;
-        candidates[1] = installed;
+    if (strlen (name) > 255) {
+        fprintf (stderr, "zcqrsd: --domain: a name or path of 1 to 255 characters\n");
+        return NULL;
     }
-    for (int index = 0; index < 3 && candidates[index]; index++) {
-        snprintf (path, sizeof path, "%s", candidates[index]);
+    char dirs[4][4096];
+    int dir_count = 0;
+    char found[4][4096 + 264];
+    const char *candidates[4];
+    int count = 0;
+    if (strchr (name, '/') || strstr (name, ".so"))
+        candidates[count++] = name;
+    else {
+        dir_count = s_plugin_dirs (dirs, 4);
+        for (int index = 0; index < dir_count; index++) {
+            snprintf (found[index], sizeof found[0], "%.4095s/%.255s.so", dirs[index], name);
+            candidates[count++] = found[index];
+        }
+    }
+    for (int index = 0; index < count; index++) {
+        const char *path = candidates[index];
+        if (dir_count && access (path, F_OK) != 0) {
+            zsys_debug ("zcqrsd: no plugin at %s", path);
+            continue;
+        }
         void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
         if (!handle) {
-            if (candidates[0] == name)
-                fprintf (stderr, "zcqrsd: cannot load %s: %s\n", path, dlerror ());
-            continue;
+            fprintf (stderr, "zcqrsd: cannot load %s: %s\n", path, dlerror ());
+            return NULL;
         }
         zcq_domain_plugin_fn *entry
             = (zcq_domain_plugin_fn *) dlsym (handle, ZCQ_DOMAIN_PLUGIN_SYMBOL);
-        if (!entry) {
-            fprintf (stderr, "zcqrsd: %s has no %s function\n", path, ZCQ_DOMAIN_PLUGIN_SYMBOL);
+        const zcq_domain_t *domain = entry ? entry () : NULL;
+        if (!domain) {
+            fprintf (stderr, "zcqrsd: %s %s\n", path,
+                     entry ? "returned no domain from " ZCQ_DOMAIN_PLUGIN_SYMBOL
+                           : "has no " ZCQ_DOMAIN_PLUGIN_SYMBOL " function");
             dlclose (handle);
             return NULL;
         }
+        zsys_debug ("zcqrsd: domain %s from %s", domain->name, path);
         *handle_p = handle;
-        return entry ();
+        return domain;
     }
-    if (strcmp (name, "bank") == 0)
+    if (strcmp (name, "bank") == 0) {
+        zsys_debug ("zcqrsd: domain bank built into zcqrsd");
         return zcq_bank_domain ();
-    if (candidates[0] != name)
-        fprintf (stderr, "zcqrsd: no domain plugin named '%s'\n", name);
+    }
+    fprintf (stderr, "zcqrsd: no domain plugin named '%s'; looked in:\n", name);
+    for (int index = 0; index < count; index++)
+        fprintf (stderr, "  %s\n", candidates[index]);
+    fprintf (stderr, "give --domain the path of a .so, or set ZCQRS_PLUGIN_DIR\n");
     return NULL;
 }
 
@@ -137,7 +205,6 @@ main (int argc, char *argv[])
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
     zcq_config_t *config = zcq_config_new ();
-    const char *domain_name = "bank";
     char error[512];
     for (int index = 1; index < argc; index++) {
         const char *flag = argv[index];
@@ -151,8 +218,11 @@ main (int argc, char *argv[])
             zcq_config_destroy (&config);
             return 0;
         }
-        if (strcmp (flag, "--verbose") == 0) {
-            zsys_set_logident ("zcqrsd");
+        if (strcmp (flag, "--verbose") == 0 || strcmp (flag, "--allow-domain-change") == 0) {
+            //  flags without a value: settings set to one
+            bool verbose = flag[2] == 'v';
+            zcq_config_set (config, verbose ? "log-level" : "allow-domain-change",
+                            verbose ? "debug" : "true", error, sizeof error);
             continue;
         }
         if (strncmp (flag, "--", 2) != 0 || index + 1 >= argc) {
@@ -164,9 +234,7 @@ main (int argc, char *argv[])
         }
         const char *value = argv[++index];
         zcq_err_t err = ZCQ_OK;
-        if (strcmp (flag, "--domain") == 0)
-            domain_name = value;
-        else if (strcmp (flag, "--config") == 0)
+        if (strcmp (flag, "--config") == 0)
             err = zcq_config_load (config, value, error, sizeof error);
         else
             err = zcq_config_set (config, flag + 2, value, error, sizeof error);
@@ -178,8 +246,14 @@ main (int argc, char *argv[])
             return 2;
         }
     }
+    //  the log level first: the lines below are filtered by it
+    zcq_log_level_t level = ZCQ_LOG_INFO;
+    zcq_log_level_parse (zcq_config_get (config, "log-level"), &level);
+    zcq_log_set_level (level);
+    for (const char *const *name = zcq_config_names (); *name; name++)
+        zsys_debug ("zcqrsd: setting %s = %s", *name, zcq_config_get (config, *name));
     void *plugin = NULL;
-    const zcq_domain_t *domain = s_load_domain (domain_name, &plugin);
+    const zcq_domain_t *domain = s_load_domain (zcq_config_get (config, "domain"), &plugin);
     if (!domain) {
         zcq_config_destroy (&config);
         return 2;
@@ -202,11 +276,13 @@ main (int argc, char *argv[])
 
     int signal_number = 0;
     sigwait (&signals, &signal_number);
-    fprintf (stderr, "zcqrsd: %s: stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    if (zcq_log_enabled (ZCQ_LOG_INFO))
+        fprintf (stderr, "zcqrsd: %s: stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
     zcq_node_drain (node);
     uint64_t head = zcq_node_head (node); //  final: nothing is in flight
     zcq_node_destroy (&node);
-    fprintf (stderr, "zcqrsd: stopped cleanly at log head %llu\n", (unsigned long long) head);
+    if (zcq_log_enabled (ZCQ_LOG_INFO))
+        fprintf (stderr, "zcqrsd: stopped cleanly at log head %llu\n", (unsigned long long) head);
     zcq_config_destroy (&config);
     if (plugin)
         dlclose (plugin);

@@ -242,6 +242,49 @@ zcq_config_write_plan (const zcq_config_t *self)
     return cores > 0 && cores <= 2 ? ZCQ_WRITE_PLAN_ONE_LOOP : ZCQ_WRITE_PLAN_SPLIT;
 }
 
+static const char *const s_log_levels_text = "error, warn, info or debug";
+
+static zcq_err_t
+s_parse_log_level (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    zcq_log_level_t level;
+    if (zcq_log_level_parse (value, &level) != ZCQ_OK) {
+        snprintf (error, size, "log-level: '%s' is not %s", value, s_log_levels_text);
+        return ZCQ_INVALID;
+    }
+    self->log_level = level;
+    self->log_level_given = true;
+    return ZCQ_OK;
+}
+
+static const char *
+s_format_log_level (zcq_config_t *self)
+{
+    return zcq_log_level_name (self->log_level);
+}
+
+S_STRING (domain, "domain", sizeof ((zcq_config_t *) 0)->domain)
+
+static zcq_err_t
+s_parse_allow_domain_change (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    static const char *const yes[] = { "true", "yes", "on", "1" };
+    static const char *const no[] = { "false", "no", "off", "0" };
+    for (size_t index = 0; index < 4; index++)
+        if (strcmp (value, yes[index]) == 0 || strcmp (value, no[index]) == 0) {
+            self->allow_domain_change = strcmp (value, yes[index]) == 0;
+            return ZCQ_OK;
+        }
+    snprintf (error, size, "allow-domain-change: '%s' is neither true nor false", value);
+    return ZCQ_INVALID;
+}
+
+static const char *
+s_format_allow_domain_change (zcq_config_t *self)
+{
+    return self->allow_domain_change ? "true" : "false";
+}
+
 static const s_setting_t s_settings[] = {
     { "data", s_parse_data, s_format_data },
     { "command", s_parse_COMMAND, s_format_COMMAND },
@@ -268,6 +311,9 @@ static const s_setting_t s_settings[] = {
     { "views", s_parse_views, s_format_views },
     { "replication", s_parse_replication, s_format_replication },
     { "zk-session-ms", s_parse_zk_session_ms, s_format_zk_session_ms },
+    { "log-level", s_parse_log_level, s_format_log_level },
+    { "domain", s_parse_domain, s_format_domain },
+    { "allow-domain-change", s_parse_allow_domain_change, s_format_allow_domain_change },
 };
 #define S_SETTING_COUNT (sizeof (s_settings) / sizeof (s_settings[0]))
 
@@ -292,6 +338,8 @@ zcq_config_new (void)
     strcpy (self->endpoints[ZCQ_ENDPOINT_EVENTS], "tcp://127.0.0.1:7401");
     strcpy (self->endpoints[ZCQ_ENDPOINT_QUERY], "tcp://127.0.0.1:7402");
     strcpy (self->node, "node1");
+    strcpy (self->domain, "bank");
+    self->log_level = ZCQ_LOG_INFO;
     self->durability = ZCQ_DURABILITY_WAL;
     long cores = sysconf (_SC_NPROCESSORS_ONLN);
     self->shards = cores > 0 ? (int) (cores > 64 ? 64 : cores) : 2;

@@ -49,7 +49,12 @@ struct zcq_config_t {
     zcq_views_scope_t views;
     char replication[ZCQ_ENDPOINT_MAX]; //  "" when none
     int zk_session_ms;
-    char text[64]; //  scratch for zcq_config_get
+    zcq_log_level_t log_level; //  applied by the node only when given
+    bool log_level_given;
+    char domain[1024];        //  the plugin zcqrsd loads (name or path); the library's
+                              //  nodes take their domain as an argument
+    bool allow_domain_change; //  open a data dir recorded with another domain
+    char text[64];            //  scratch for zcq_config_get
 };
 
 #endif

@@ -31,6 +31,17 @@
                          on 1-2 cores); split: a thread
                          each, batches passed between them
 
+        log-level        error | warn | info | debug      info
+                         (the process's log, zcq_log.h:
+                         a node applies it when given)
+        domain           the domain plugin zcqrsd loads:  bank
+                         a name or a path to a .so
+        allow-domain-change  open a data dir whose        false
+                         recorded domain is another one
+                         (a node records its domain's
+                         name in a new data dir and
+                         refuses another's otherwise)
+
     In a cluster (docs/cluster.md):
 
         cluster          HOST:PORT[,...]/PATH in ZooKeeper  (none: one node)

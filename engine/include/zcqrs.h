@@ -9,6 +9,7 @@
 #define ZCQ_VERSION_PATCH 0
 
 #include "zcq_error.h"
+#include "zcq_log.h"
 #include "zcq_value.h"
 #include "zcq_domain.h"
 #include "zcq_store.h"

@@ -117,3 +117,24 @@ def test_quickstart_runs(tmp_path):
                           timeout=120, cwd=str(tmp_path), env=child_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "balance" in done.stdout
+
+
+def test_data_dir_keeps_its_domain(tmp_path):
+    """A data dir records its domain: another one is refused unless allowed."""
+    counter = os.path.join(os.path.dirname(zcqrs.node.plugin_path("bank")), "counter.so")
+    if not os.path.exists(counter):
+        pytest.skip("the build's counter plugin is not there")
+    data = str(tmp_path / "d")
+    with zcqrs.Node(data) as node, node.client() as client:
+        client.send("account", "1", "open", {"owner": "d"})
+    with pytest.raises(zcqrs.Invalid) as caught:
+        zcqrs.Node(data, domain=counter)
+    assert "'bank'" in caught.value.message and "'counter'" in caught.value.message
+    assert "allow-domain-change" in caught.value.message
+    with zcqrs.Node(data, domain=counter, allow_domain_change=True,
+                    log_level="error") as node, node.client() as client:
+        assert client.send("counter", "c", "add", {"n": 1}).position == 2
+    with zcqrs.Node(data, domain=counter):
+        pass                                # recorded as the counter's now
+    with pytest.raises(zcqrs.Invalid):
+        zcqrs.Node(data, log_level="loud")

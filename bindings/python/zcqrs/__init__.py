@@ -17,7 +17,13 @@
 Errors are :class:`Error` subclasses named after the ZCQ/1 codes:
 :class:`Invalid`, :class:`Unknown`, :class:`Rejected`, :class:`Conflict`,
 :class:`Timeout`, :class:`Unavailable`, :class:`Denied`,
-:class:`InternalError`.
+:class:`InternalError`; :class:`NoAnswer` (a Timeout: no reply, the node is
+down or elsewhere) and :class:`ViewNotReady` (:class:`UnknownView`,
+:class:`ViewBehind`, :class:`ViewsUnavailable`) tell the common cases apart.
+
+``Client()`` with no endpoint connects where the CLI does: ``ZCQRS_URL``
+(``tcp://HOST:PORT``: command PORT, events PORT+1, query PORT+2) or
+``ZCQRS_COMMAND``/``ZCQRS_EVENTS``/``ZCQRS_QUERY``, else 127.0.0.1:7400-7402.
 
 Quick start::
 
@@ -28,9 +34,10 @@ Quick start::
         print(client.get("accounts", "42", min_position=result.position))
 """
 
-from .errors import (Conflict, Denied, Error, InternalError, Invalid, Rejected, Timeout,
-                     Unavailable, Unknown)
-from .client import Client, CommandResult, Outcome, Page
+from .errors import (Conflict, Denied, Error, InternalError, Invalid, NoAnswer, Rejected,
+                     Timeout, Unavailable, Unknown, UnknownView, ViewBehind, ViewNotReady,
+                     ViewsUnavailable)
+from .client import Client, CommandResult, Outcome, Page, default_endpoints, endpoints_from_url
 from .cluster import ClusterClient, ClusterMap, crc16, slot_of
 from .subscription import Subscription
 from .projection import Projection, on
@@ -42,5 +49,6 @@ __all__ = [
     "Client", "CommandResult", "Outcome", "Page", "ClusterClient", "ClusterMap", "crc16",
     "slot_of", "Subscription", "Projection", "on", "Node",
     "Error", "Invalid", "Unknown", "Rejected", "Conflict", "Timeout", "Unavailable", "Denied",
-    "InternalError",
+    "InternalError", "NoAnswer", "ViewNotReady", "UnknownView", "ViewBehind",
+    "ViewsUnavailable", "default_endpoints", "endpoints_from_url",
 ]

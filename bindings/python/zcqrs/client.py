@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
 import time
 import uuid
 from typing import (TYPE_CHECKING, Any, Deque, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
@@ -26,12 +27,58 @@ from typing import (TYPE_CHECKING, Any, Deque, Dict, Iterable, Iterator, List, M
 import msgpack
 import zmq
 
-from .errors import Error, Invalid, Timeout, Unavailable, error_from_reply
+from .errors import Error, Invalid, NoAnswer, Unavailable, error_from_reply
 
 if TYPE_CHECKING:
     from .cluster import ClusterClient
 
-__all__ = ["Client", "CommandResult", "Outcome", "Page"]
+__all__ = ["Client", "CommandResult", "Outcome", "Page", "default_endpoints", "endpoints_from_url"]
+
+#: Where a Client with no endpoint connects when the environment says nothing.
+DEFAULT_URL = "tcp://127.0.0.1:7400"
+_VIEW_OPS = ("get", "list", "count")
+
+
+def endpoints_from_url(url: str) -> Dict[str, str]:
+    """The three endpoints of a node from its URL, ``tcp://HOST:PORT``.
+
+    A node's endpoints are three consecutive ports: command ``PORT``,
+    events ``PORT+1``, query ``PORT+2`` (zcqrsd's defaults 7400-7402).
+    ``HOST:PORT`` alone means tcp. Raises ValueError for anything else.
+    """
+    if not isinstance(url, str):
+        raise ValueError("a node URL is a string tcp://HOST:PORT, not %r" % (url,))
+    rest = url[len("tcp://"):] if url.startswith("tcp://") else url
+    if "://" in rest:
+        raise ValueError("node URL %r: only tcp://HOST:PORT names three endpoints" % url)
+    host, colon, port_text = rest.rpartition(":")
+    if not colon or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65533:
+        raise ValueError("node URL %r is not tcp://HOST:PORT (PORT 1-65533: the command "
+                         "port; events and query are the next two)" % url)
+    port = int(port_text)
+    return {"command": "tcp://%s:%d" % (host, port), "events": "tcp://%s:%d" % (host, port + 1),
+            "query": "tcp://%s:%d" % (host, port + 2)}
+
+
+def default_endpoints(environ: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The endpoints a Client with none given connects to, as the CLI picks them.
+
+    ``ZCQRS_COMMAND``, ``ZCQRS_EVENTS`` and ``ZCQRS_QUERY`` from the
+    environment, each one missing from ``ZCQRS_URL`` (see
+    :func:`endpoints_from_url`), else ``tcp://127.0.0.1:7400`` (command),
+    ``:7401`` (events) and ``:7402`` (query). Empty variables count as unset.
+    """
+    env = os.environ if environ is None else environ
+    url = env.get("ZCQRS_URL") or DEFAULT_URL
+    try:
+        endpoints = endpoints_from_url(url)
+    except ValueError as error:
+        raise ValueError("ZCQRS_URL: %s" % error) from None
+    for name in ("command", "events", "query"):
+        value = env.get("ZCQRS_" + name.upper())
+        if value:
+            endpoints[name] = value
+    return endpoints
 
 
 def _unpack(raw: bytes) -> Any:
@@ -100,10 +147,18 @@ class Client:
     >>> client.get("accounts", "42", min_position=result.position)
     {'key': '42', 'owner': 'ada', 'balance': 0, 'status': 'open', 'version': 1}
 
-    Any endpoint may be omitted when it is not used (a write-only client
-    needs only ``command``). Connecting never blocks: ZeroMQ connects in the
-    background and a call to a node that is not there ends in
-    :class:`zcqrs.Timeout` after its ``timeout``.
+    ``zcqrs.Client()`` with no endpoint connects where the CLI does:
+    ``ZCQRS_COMMAND``, ``ZCQRS_EVENTS``, ``ZCQRS_QUERY``, else ``ZCQRS_URL``,
+    else ``tcp://127.0.0.1:7400`` (events 7401, query 7402); see
+    :func:`default_endpoints`. ``url="tcp://HOST:PORT"`` names a node's
+    three endpoints at once (PORT, PORT+1, PORT+2).
+
+    Once any endpoint or ``url`` is given, nothing comes from the
+    environment, and an endpoint given wins over the one of ``url``; one
+    left out is not used (a write-only client needs only ``command``).
+    Connecting never blocks: ZeroMQ connects in the background and a call
+    to a node that is not there ends in :class:`zcqrs.NoAnswer` (a
+    :class:`zcqrs.Timeout`) after its ``timeout``.
 
     Every failure reply raises a subclass of :class:`zcqrs.Error` carrying
     the node's ``code`` and ``message``. Use it as a context manager, or
@@ -111,8 +166,8 @@ class Client:
     """
 
     def __init__(self, command: Optional[str] = None, query: Optional[str] = None,
-                 events: Optional[str] = None, *, timeout: float = 5.0,
-                 context: Optional[zmq.Context] = None) -> None:
+                 events: Optional[str] = None, *, url: Optional[str] = None,
+                 timeout: float = 5.0, context: Optional[zmq.Context] = None) -> None:
         """Connect to the node's endpoints.
 
         Args:
@@ -120,9 +175,26 @@ class Client:
             query:   the query endpoint (``tcp://host:7402``).
             events:  the events endpoint (``tcp://host:7401``), for
                      :class:`zcqrs.Subscription`.
+            url:     ``tcp://HOST:PORT``: the three endpoints at PORT,
+                     PORT+1 (events), PORT+2 (query).
             timeout: default seconds to wait for a query reply.
             context: a pyzmq context (default: the process-wide instance).
+
+        With none of command, query, events and url, the endpoints come from
+        the environment or the defaults (:func:`default_endpoints`).
+
+        Raises:
+            ValueError: a ``url`` (or ``ZCQRS_URL``) that is not tcp://HOST:PORT.
         """
+        if url is not None:
+            derived = endpoints_from_url(url)
+        elif command is None and query is None and events is None:
+            derived = default_endpoints()
+        else:
+            derived = {}
+        command = command if command is not None else derived.get("command")
+        query = query if query is not None else derived.get("query")
+        events = events if events is not None else derived.get("events")
         self.command = command
         self.query = query
         self.events = events
@@ -226,8 +298,8 @@ class Client:
         Raises:
             Rejected, Conflict (``.version``), Invalid, Unknown, Unavailable,
             Denied, InternalError: the node's answer.
-            Timeout: no reply after the last attempt (the command may or may
-            not have been applied: retry with ``id=error.id``).
+            NoAnswer (a Timeout): no reply after the last attempt (the
+            command may or may not have been applied: retry with ``id=error.id``).
         """
         sock = self._socket("command")
         if id is None:
@@ -258,9 +330,9 @@ class Client:
                 if attempt < retries:
                     attempt += 1
                     continue
-                raise Timeout("no reply to command %s within %.3gs (%d attempt%s)"
-                              % (id, timeout, attempt + 1, "" if attempt == 0 else "s"),
-                              id=id)
+                raise NoAnswer("no reply to command %s from %s within %.3gs (%d attempt%s)"
+                               % (id, self.command, timeout, attempt + 1,
+                                  "" if attempt == 0 else "s"), id=id)
             if reply.get("ok") is True:
                 if reply.get("stream") != aggregate + "/" + key:
                     # an id answers for one stream only: a node that names
@@ -316,7 +388,7 @@ class Client:
         every command.
 
         If no reply at all arrives for ``timeout`` seconds while commands
-        are in flight, the generator raises :class:`zcqrs.Timeout` (the
+        are in flight, the generator raises :class:`zcqrs.NoAnswer` (the
         node is gone or stuck); the outcomes already yielded stand, and the
         commands in flight may or may not have been applied.
 
@@ -416,8 +488,9 @@ class Client:
                     try:
                         raw = recv()
                     except Again:
-                        raise Timeout("send_many: no reply within %.3gs with %d commands in "
-                                      "flight" % (timeout, len(pending))) from None
+                        raise NoAnswer("send_many: no reply from %s within %.3gs with %d "
+                                       "commands in flight"
+                                       % (self.command, timeout, len(pending))) from None
                 # 4. then take every reply already there
                 while raw is not None:
                     take(unpackb(raw, raw=False, strict_map_key=False))
@@ -443,9 +516,11 @@ class Client:
     def call(self, request: Mapping[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
         """Send one raw query-endpoint request (a map with ``op``) and return the reply map.
 
-        A failure reply raises the matching :class:`zcqrs.Error`; no reply
-        within ``timeout`` seconds raises :class:`zcqrs.Timeout`. The typed
-        methods below are built on this; use it for ops they do not cover.
+        A failure reply raises the matching :class:`zcqrs.Error` (for a view
+        read, a :class:`zcqrs.ViewNotReady` when the reply says the view
+        cannot answer); no reply within ``timeout`` seconds raises
+        :class:`zcqrs.NoAnswer`. The typed methods below are built on this;
+        use it for ops they do not cover.
         """
         sock = self._socket("query")
         if timeout is None:
@@ -458,12 +533,14 @@ class Client:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000))):
-                raise Timeout("no reply to %s within %.3gs" % (request.get("op"), timeout))
+                raise NoAnswer("no reply to %s from %s within %.3gs"
+                               % (request.get("op"), self.query, timeout))
             reply = _unpack(sock.recv())
             if not isinstance(reply, dict) or reply.get("rid") != rid:
                 continue     # a late reply to an abandoned request
             if reply.get("ok") is not True:
-                raise error_from_reply(reply)
+                view = request.get("view") if request.get("op") in _VIEW_OPS else None
+                raise error_from_reply(reply, view if isinstance(view, str) else None)
             return reply
 
     def _view_call(self, request: Dict[str, Any], min_position: Optional[int],
@@ -483,7 +560,8 @@ class Client:
 
         ``min_position``: wait until the view has applied that log position
         (read-your-writes: pass ``result.position`` of a command); the node
-        answers :class:`zcqrs.Timeout` (with ``.position``, ``.head``) when
+        answers :class:`zcqrs.ViewBehind` (a :class:`zcqrs.Timeout`, with
+        ``.position``, ``.head``) when
         the view does not get there within ``timeout`` seconds.
         """
         reply = self._view_call({"op": "get", "view": view, "key": key}, min_position, timeout)

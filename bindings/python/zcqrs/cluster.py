@@ -56,7 +56,7 @@ import msgpack
 import zmq
 
 from .client import Client, CommandResult, Outcome, Page
-from .errors import Error, Invalid, Timeout, Unavailable, error_from_reply
+from .errors import Error, Invalid, NoAnswer, Timeout, Unavailable, error_from_reply
 
 __all__ = ["ClusterClient", "ClusterMap", "crc16", "slot_of"]
 
@@ -421,7 +421,7 @@ class ClusterClient:
         Raises the node's error (``Rejected``, ``Conflict``, ...), or after
         the last attempt: ``Unavailable`` (the node's, or ``reason``
         ``unreachable`` when the leader's endpoint took no connection: then
-        the command was not sent), ``Timeout`` (no reply: the outcome is
+        the command was not sent), ``NoAnswer``, a ``Timeout`` (no reply: the outcome is
         unknown, retry with ``id=error.id``).
         """
         request: Dict[str, Any] = {"id": id or uuid.uuid4().hex, "aggregate": aggregate,
@@ -496,11 +496,11 @@ class ClusterClient:
                 if command.uncertain and not isinstance(error, Timeout):
                     # the last attempt was refused, but an earlier one went
                     # unanswered: whether the command was applied is unknown
-                    error = Timeout("command %s: an attempt went unanswered, so the outcome "
-                                    "is unknown (retry with the same id); the last attempt "
-                                    "got: %s" % (command.id, error), id=command.id,
-                                    reply={"error": "timeout", "reason": "outcome_unknown",
-                                           "group": command.group})
+                    error = NoAnswer("command %s: an attempt went unanswered, so the "
+                                     "outcome is unknown (retry with the same id); the last "
+                                     "attempt got: %s" % (command.id, error), id=command.id,
+                                     reply={"error": "timeout", "reason": "outcome_unknown",
+                                            "group": command.group})
                 finish(command, error)
                 return
             self.counters["redirects"] += 1
@@ -642,7 +642,7 @@ class ClusterClient:
                 for command in [c for c in pending.values() if c.deadline <= now]:
                     del pending[command.id]
                     command.uncertain = True
-                    retry(command, Timeout("no reply to command %s from %s within %.3gs "
+                    retry(command, NoAnswer("no reply to command %s from %s within %.3gs "
                                            "(%d attempt%s)"
                                            % (command.id, command.endpoint, timeout,
                                               command.attempts,

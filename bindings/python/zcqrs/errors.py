@@ -4,6 +4,23 @@ Every failure reply of a node becomes an instance of one of these classes,
 carrying the server's ``code`` and ``message`` and the whole ``reply`` map.
 All of them derive from :class:`Error`, so ``except zcqrs.Error`` catches
 anything the node (or the client, for a reply that never came) reports.
+
+Two questions a caller asks often get classes of their own:
+
+- "is the node there at all?": :class:`NoAnswer` (a :class:`Timeout`) is
+  raised by the client when no reply came in time: the node is down, not
+  listening there, or stuck. The node's own ``timeout`` replies are not
+  NoAnswer.
+- "is the view there yet?": :class:`ViewNotReady`, raised by view reads
+  (``get``, ``list``, ``count``), with one subclass per reply that says so:
+  :class:`UnknownView` (the node has no such view: another domain, or a
+  typo; also an :class:`Unknown`), :class:`ViewBehind` (the view did not
+  reach ``min_position`` in time; also a :class:`Timeout`, with
+  ``position`` and ``head``) and :class:`ViewsUnavailable` (the node
+  cannot serve views now; also an :class:`Unavailable`).
+
+So ``except zcqrs.Timeout`` still catches both kinds of timeout, and
+``except zcqrs.Unknown`` an unknown view, as before.
 """
 
 from __future__ import annotations
@@ -12,7 +29,8 @@ from typing import Any, Dict, Mapping, Optional, Type
 
 __all__ = [
     "Error", "Invalid", "Unknown", "Rejected", "Conflict", "Timeout",
-    "Unavailable", "Denied", "InternalError", "error_from_reply",
+    "Unavailable", "Denied", "InternalError", "NoAnswer", "ViewNotReady", "UnknownView",
+    "ViewBehind", "ViewsUnavailable", "error_from_reply",
 ]
 
 
@@ -120,17 +138,62 @@ class InternalError(Error):
     code = "internal"
 
 
+class NoAnswer(Timeout):
+    """No reply came within the call's timeout: the node is down, not at that
+    endpoint, or stuck (raised by the client; ``code`` is ``timeout``).
+
+    For a command the outcome is unknown: send it again with ``id=error.id``.
+    """
+
+
+class ViewNotReady(Error):
+    """A view read found the view not (yet) able to answer it.
+
+    Base class of :class:`UnknownView`, :class:`ViewBehind` and
+    :class:`ViewsUnavailable`; ``view`` is the view's name when known.
+    """
+
+    @property
+    def view(self) -> Optional[str]:
+        return self.reply.get("view") if isinstance(self.reply.get("view"), str) else None
+
+
+class UnknownView(ViewNotReady, Unknown):
+    """The node has no view of that name (``unknown``): it runs another
+    domain, or the name is misspelt."""
+    code = "unknown"
+
+
+class ViewBehind(ViewNotReady, Timeout):
+    """The view did not reach ``min_position`` in time (the node's ``timeout``):
+    ``position`` is what it had applied, ``head`` the node's log head."""
+    code = "timeout"
+
+
+class ViewsUnavailable(ViewNotReady, Unavailable):
+    """The node cannot serve the view now (``unavailable``): too many reads
+    waiting, or, in a cluster, no view of the cluster yet. Retry later."""
+    code = "unavailable"
+
+
+#: The class of a failure reply to a view read (get, list, count), by code.
+VIEW_ERRORS: Dict[str, Type[Error]] = {
+    "timeout": ViewBehind, "unavailable": ViewsUnavailable,
+}
+
 ERRORS: Dict[str, Type[Error]] = {
     cls.code: cls for cls in
     (Invalid, Unknown, Rejected, Conflict, Timeout, Unavailable, Denied, InternalError)
 }
 
 
-def error_from_reply(reply: Mapping[str, Any]) -> Error:
+def error_from_reply(reply: Mapping[str, Any], view: Optional[str] = None) -> Error:
     """The exception instance for a failure reply (``ok`` false).
 
     A code this client does not know gives a plain :class:`Error` with that
-    code, so a newer node's codes still arrive intact.
+    code, so a newer node's codes still arrive intact. ``view``: the reply
+    answers a read of that view (get, list, count), so a reply that says
+    the view cannot answer is a :class:`ViewNotReady`.
     """
     code = reply.get("error")
     message = reply.get("message")
@@ -139,5 +202,12 @@ def error_from_reply(reply: Mapping[str, Any]) -> Error:
     if not isinstance(code, str):
         return InternalError("malformed failure reply: %r" % (dict(reply),), reply=reply)
     cls = ERRORS.get(code, Error)
+    if view is not None:
+        if code == "unknown" and message.startswith("unknown view"):
+            cls = UnknownView
+        else:
+            cls = VIEW_ERRORS.get(code, cls)
+        if "view" not in reply:
+            reply = dict(reply, view=view)
     id = reply.get("id")
     return cls(message, code=code, reply=reply, id=id if isinstance(id, str) else None)

@@ -7,7 +7,8 @@ sockets like any other client (a :class:`zcqrs.Client`).
 
 The library is found, in this order, at $ZCQRS_LIBRARY, at the path the
 CMake build wrote into ``zcqrs/_build.py``, or by the system's search
-(``ctypes.util.find_library("zcqrs")``). A domain named ``"bank"`` is
+(``ctypes.util.find_library("zcqrs")``), with RTLD_GLOBAL so that a plugin
+need not link it. A domain named ``"bank"`` is
 ``bank.so`` in $ZCQRS_PLUGIN_DIR, the build's plugin directory, or the
 installed one; a domain with a ``/`` or ending in ``.so`` is a path.
 """
@@ -63,12 +64,12 @@ def plugin_path(domain: str) -> str:
         directories.append(os.environ["ZCQRS_PLUGIN_DIR"])
     if _build is not None:
         directories.extend(_build.PLUGIN_DIRS)
-    for directory in directories:
-        candidate = os.path.join(directory, domain + ".so")
+    candidates = [os.path.join(directory, domain + ".so") for directory in directories]
+    for candidate in candidates:
         if os.path.exists(candidate):
             return candidate
-    raise OSError("no domain plugin named %r (looked in %s); pass a path to a .so or set "
-                  "ZCQRS_PLUGIN_DIR" % (domain, ", ".join(directories) or "nowhere"))
+    raise OSError("no domain plugin named %r (looked in: %s); pass a path to a .so or set "
+                  "ZCQRS_PLUGIN_DIR" % (domain, ", ".join(candidates) or "no plugin dir"))
 
 
 def _library() -> ctypes.CDLL:
@@ -76,7 +77,9 @@ def _library() -> ctypes.CDLL:
     with _lock:
         if _lib is not None:
             return _lib
-        lib = ctypes.CDLL(library_path())
+        # RTLD_GLOBAL: a plugin built without -lzcqrs (only the headers) finds
+        # zcq_emit, zcq_view_upsert, ... in this copy, as it does in zcqrsd
+        lib = ctypes.CDLL(library_path(), mode=os.RTLD_NOW | os.RTLD_GLOBAL)
         c_void_p, c_char_p, c_int, c_size_t = (ctypes.c_void_p, ctypes.c_char_p,
                                                ctypes.c_int, ctypes.c_size_t)
         lib.zcq_config_new.restype = c_void_p
@@ -171,16 +174,20 @@ class Node:
                 value = "true" if value else "false"
             values[name.replace("_", "-")] = str(value)
 
-        self._plugin = ctypes.CDLL(plugin_path(domain), mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        path = plugin_path(domain)
+        try:
+            self._plugin = ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        except OSError as error:
+            raise OSError("cannot load the domain plugin %s: %s" % (path, error)) from None
         try:
             entry = self._plugin.zcq_domain_plugin
         except AttributeError:
-            raise OSError("%s has no zcq_domain_plugin function" % plugin_path(domain)) from None
+            raise OSError("%s has no zcq_domain_plugin function" % path) from None
         entry.restype = ctypes.c_void_p
         entry.argtypes = []
         domain_pointer = entry()
         if not domain_pointer:
-            raise InternalError("%s: zcq_domain_plugin returned NULL" % plugin_path(domain))
+            raise InternalError("%s: zcq_domain_plugin returned NULL" % path)
 
         config = ctypes.c_void_p(lib.zcq_config_new())
         if not config.value:
