@@ -31,16 +31,16 @@ s_add (zcq_decide_t *decide, const void *state)
 static void
 s_added (void *state, const zcq_event_t *event)
 {
-    ((counter_t *) state)->total += zcq_event_int (event, "n", 0);
+    ((counter_t *) state)->total += zcq_event_int_req (event, "n");
 }
 
 static const zcq_command_def_t s_counter_commands[] = {
-    { "add", s_add },
+    { "add", s_add, NULL },
     { NULL },
 };
 
 static const zcq_event_def_t s_counter_events[] = {
-    { "added", s_added },
+    { .type = "added", .evolve = s_added },
     { NULL },
 };
 
@@ -60,12 +60,12 @@ static void
 s_counter_added (zcq_view_t *view, const zcq_event_t *event)
 {
     zcq_fields_t *row = zcq_view_upsert (view, zcq_event_key (event));
-    zcq_add_int (row, "total", zcq_event_int (event, "n", 0));
+    zcq_add_int (row, "total", zcq_event_int_req (event, "n"));
     zcq_set_int (row, "version", (int64_t) zcq_event_version (event));
 }
 
 static const zcq_handler_def_t s_counters_handlers[] = {
-    { "counter", "added", s_counter_added },
+    { "counter", "added", s_counter_added, NULL },
     { NULL },
 };
 
