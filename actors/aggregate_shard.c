@@ -467,46 +467,16 @@ s_answer_duplicate (zcq_command_t *command, const uint8_t *bytes, size_t len)
     }
 }
 
-//  The names of a command's `ok` reply and of the replies of a cluster's
-//  nodes: decide may not set them (zcq_decide_reply).
-static const char *const s_reply_names[]
-    = { "id",   "ok",    "stream",  "version", "position", "events", "duplicate", "group",
-        "node", "error", "message", "reason",  "owner",    "rid",    NULL };
-
 //  Encode the reply fields decide set into the command; false (and
 //  self->failure says why) when one has a protocol name, or too many bytes.
 static bool
 s_take_reply (self_t *self, zcq_command_t *command)
 {
-    zcq_fields_t *reply = self->decide->reply;
-    if (!reply || zcq_fields_count (reply) == 0)
-        return true;
-    size_t count;
-    const zcq_change_t *changes = zcq_fields_changes (reply, &count);
-    if (!changes) {
-        snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");
+    if (!zcq_decide_reply_encode (self->decide, self->body, self->failure, sizeof self->failure))
         return false;
-    }
-    for (size_t index = 0; index < count; index++)
-        for (const char *const *name = s_reply_names; *name; name++)
-            if (strlen (*name) == changes[index].name_len
-                && memcmp (*name, changes[index].name, changes[index].name_len) == 0) {
-                snprintf (self->failure, sizeof self->failure,
-                          "decide set reply field '%s', a name of the protocol's", *name);
-                return false;
-            }
-    zcq_writer_reset (self->body);
-    zcq_fields_encode (reply, self->body);
     size_t size = zcq_writer_size (self->body);
-    if (!zcq_writer_ok (self->body) || !zcq_fields_ok (reply)) {
-        snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");
-        return false;
-    }
-    if (size > ZCQ_REPLY_MAX) {
-        snprintf (self->failure, sizeof self->failure,
-                  "decide's reply fields take %zu bytes, more than %d", size, ZCQ_REPLY_MAX);
-        return false;
-    }
+    if (size == 0)
+        return true;
     command->reply = malloc (size);
     if (!command->reply) {
         snprintf (self->failure, sizeof self->failure, "out of memory encoding the reply");

@@ -140,7 +140,6 @@ uint8_t *zcq_command_next_event (const zcq_command_t *self, size_t *offset, size
 //  [u16 size][reply: encoded map of size bytes][stream] NUL [type].
 //  Results written by earlier versions, and those the store rebuilds from
 //  the log, end at the stream; their type is empty.
-#define ZCQ_REPLY_MAX    1024 //  encoded bytes of a decide's reply fields
 #define ZCQ_RESULT_REPLY 0x80000000u
 #define ZCQ_RESULT_MAX   (22 + ZCQ_REPLY_MAX + ZCQ_STREAM_MAX + 1 + ZCQ_TYPE_MAX)
 typedef struct {

@@ -531,6 +531,46 @@ zcq_decide_reset (zcq_decide_t *self, const zcq_aggregate_def_t *aggregate, cons
     zcq_arena_reset (self->arena);
 }
 
+//  The names of a command's `ok` reply and of the replies of a cluster's
+//  nodes: decide may not set them (zcq_decide_reply).
+static const char *const s_reply_names[]
+    = { "id",   "ok",    "stream",  "version", "position", "events", "duplicate", "group",
+        "node", "error", "message", "reason",  "owner",    "rid",    NULL };
+
+bool
+zcq_decide_reply_encode (zcq_decide_t *self, zcq_writer_t *writer, char *failure, size_t size)
+{
+    zcq_writer_reset (writer);
+    zcq_fields_t *reply = self->reply;
+    if (!reply || zcq_fields_count (reply) == 0)
+        return true;
+    size_t count;
+    const zcq_change_t *changes = zcq_fields_changes (reply, &count);
+    if (!changes) {
+        snprintf (failure, size, "out of memory encoding the reply");
+        return false;
+    }
+    for (size_t index = 0; index < count; index++)
+        for (const char *const *name = s_reply_names; *name; name++)
+            if (strlen (*name) == changes[index].name_len
+                && memcmp (*name, changes[index].name, changes[index].name_len) == 0) {
+                snprintf (failure, size, "decide set reply field '%s', a name of the protocol's",
+                          *name);
+                return false;
+            }
+    zcq_fields_encode (reply, writer);
+    if (!zcq_writer_ok (writer) || !zcq_fields_ok (reply)) {
+        snprintf (failure, size, "out of memory encoding the reply");
+        return false;
+    }
+    if (zcq_writer_size (writer) > ZCQ_REPLY_MAX) {
+        snprintf (failure, size, "decide's reply fields take %zu bytes, more than %d",
+                  zcq_writer_size (writer), ZCQ_REPLY_MAX);
+        return false;
+    }
+    return true;
+}
+
 const zcq_value_t *
 zcq_decide_data (const zcq_decide_t *self)
 {

@@ -268,6 +268,11 @@ struct zcq_decide_t {
     zcq_fields_t *reply; //  zcq_decide_reply's; created on first use
 };
 
+#define ZCQ_REPLY_MAX 1024 //  encoded bytes of a decide's reply fields
+//  Encode the reply fields decide set (zcq_decide_reply) into writer, as
+//  a map (nothing when none was set); false, with failure saying why,
+//  when one has a name of the protocol's or they take over ZCQ_REPLY_MAX.
+bool zcq_decide_reply_encode (zcq_decide_t *self, zcq_writer_t *writer, char *failure, size_t size);
 zcq_decide_t *zcq_decide_new (void);
 void zcq_decide_destroy (zcq_decide_t **self_p);
 //  Start a new decision of a command of aggregate (keeps buffers).

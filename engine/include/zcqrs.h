@@ -12,6 +12,7 @@
 #include "zcq_log.h"
 #include "zcq_value.h"
 #include "zcq_domain.h"
+#include "zcq_fixture.h"
 #include "zcq_store.h"
 #include "zcq_config.h"
 #include "zcq_node.h"

@@ -100,7 +100,7 @@ static void
 s_moved (void *state, const zcq_event_t *event)
 {
     ((account_t *) state)->balance
-        += S_SIGN (zcq_event_context (event)) * zcq_event_int (event, "amount", 0);
+        += S_SIGN (zcq_event_context (event)) * zcq_event_int_req (event, "amount");
 }
 
 static void
@@ -160,7 +160,7 @@ s_account_opened (zcq_view_t *view, const zcq_event_t *event)
 static void
 s_account_moved (zcq_view_t *view, const zcq_event_t *event)
 {
-    int64_t amount = zcq_event_int (event, "amount", 0);
+    int64_t amount = zcq_event_int_req (event, "amount");
     zcq_fields_t *row = zcq_view_patch (view, zcq_event_key (event));
     zcq_add_int (row, "balance", S_SIGN (zcq_view_context (view)) * amount);
     zcq_set_int (row, "version", (int64_t) zcq_event_version (event));
