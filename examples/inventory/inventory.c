@@ -24,8 +24,10 @@
 //  An item keeps at most this many open reservations: the state is a plain
 //  struct (snapshots are its bytes), so its tables have a fixed size.
 #define INVENTORY_RESERVATIONS 32
-//  Order ids are 1-64 bytes without '/', so "order/sku" names one line.
+//  Order ids are 1-64 bytes without '/', so "order/sku" names one line (a
+//  SKU is an aggregate key: at most 256 bytes, no '/').
 #define INVENTORY_ORDER_MAX 64
+#define INVENTORY_SKU_MAX   256
 //  An item is low (the stock view's index) below this many available.
 #define INVENTORY_LOW 5
 
@@ -253,22 +255,10 @@ s_stock (zcq_view_t *view, const zcq_event_t *event)
 static const char *const s_stock_indexes[] = { "low", NULL };
 
 static const zcq_handler_def_t s_stock_handlers[] = {
-    { .aggregate = "item",
-      .type = "received",
-      .apply = s_stock,
-      .context = (void *) &s_received_effect },
-    { .aggregate = "item",
-      .type = "reserved",
-      .apply = s_stock,
-      .context = (void *) &s_reserved_effect },
-    { .aggregate = "item",
-      .type = "released",
-      .apply = s_stock,
-      .context = (void *) &s_released_effect },
-    { .aggregate = "item",
-      .type = "shipped",
-      .apply = s_stock,
-      .context = (void *) &s_shipped_effect },
+    { "item", "received", s_stock, (void *) &s_received_effect },
+    { "item", "reserved", s_stock, (void *) &s_reserved_effect },
+    { "item", "released", s_stock, (void *) &s_released_effect },
+    { "item", "shipped", s_stock, (void *) &s_shipped_effect },
     { NULL },
 };
 
@@ -286,22 +276,31 @@ static const zcq_projection_def_t s_stock_view = {
 //  View `orders`: one row per order and SKU, "order/sku", indexed by order
 //  so that `list orders order=o-1` gives an order's lines.
 
-static void
+//  The line's key; false (the handler failed) when it does not fit, rather
+//  than a cut key that could name another line.
+static bool
 s_order_key (char *key, size_t size, const zcq_event_t *event)
 {
-    snprintf (key, size, "%s/%s", zcq_event_str_req (event, "order"), zcq_event_key (event));
+    const char *order = zcq_event_str_req (event, "order");
+    if ((size_t) snprintf (key, size, "%s/%s", order, zcq_event_key (event)) < size)
+        return true;
+    zcq_event_fail (event, "%s: order id '%s' is too long", zcq_event_type (event), order);
+    return false;
 }
 
+//  reserved: the line, new or again after a release
 static void
-s_order_reserved (zcq_view_t *view, const zcq_event_t *event)
+s_order_line (zcq_view_t *view, const zcq_event_t *event)
 {
-    char key[INVENTORY_ORDER_MAX + 1 + 256 + 1];
-    s_order_key (key, sizeof key, event);
+    const effect_t *effect = zcq_view_context (view);
+    char key[INVENTORY_ORDER_MAX + 1 + INVENTORY_SKU_MAX + 1];
+    if (!s_order_key (key, sizeof key, event))
+        return;
     zcq_fields_t *line = zcq_view_upsert (view, key);
     zcq_set_str (line, "order", zcq_event_str_req (event, "order"));
     zcq_set_str (line, "sku", zcq_event_key (event));
     zcq_set_int (line, "qty", zcq_event_int_req (event, "qty"));
-    zcq_set_str (line, "status", "reserved");
+    zcq_set_str (line, "status", effect->status);
 }
 
 //  released and shipped: the line keeps its qty, its status is the context's
@@ -309,23 +308,17 @@ static void
 s_order_settled (zcq_view_t *view, const zcq_event_t *event)
 {
     const effect_t *effect = zcq_view_context (view);
-    char key[INVENTORY_ORDER_MAX + 1 + 256 + 1];
-    s_order_key (key, sizeof key, event);
-    zcq_set_str (zcq_view_patch (view, key), "status", effect->status);
+    char key[INVENTORY_ORDER_MAX + 1 + INVENTORY_SKU_MAX + 1];
+    if (s_order_key (key, sizeof key, event))
+        zcq_set_str (zcq_view_patch (view, key), "status", effect->status);
 }
 
 static const char *const s_orders_indexes[] = { "order", NULL };
 
 static const zcq_handler_def_t s_orders_handlers[] = {
-    { .aggregate = "item", .type = "reserved", .apply = s_order_reserved },
-    { .aggregate = "item",
-      .type = "released",
-      .apply = s_order_settled,
-      .context = (void *) &s_released_effect },
-    { .aggregate = "item",
-      .type = "shipped",
-      .apply = s_order_settled,
-      .context = (void *) &s_shipped_effect },
+    { "item", "reserved", s_order_line, (void *) &s_reserved_effect },
+    { "item", "released", s_order_settled, (void *) &s_released_effect },
+    { "item", "shipped", s_order_settled, (void *) &s_shipped_effect },
     { NULL },
 };
 
