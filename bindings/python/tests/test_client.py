@@ -223,3 +223,36 @@ def test_a_retry_answers_for_the_command_not_an_earlier_attempt():
     thread.join(5)
     router.close()
     assert result.position == 7 and not result.duplicate
+
+
+def test_reply_fields_of_the_decision(client):
+    """The bank's deposit and withdraw add `balance` to the reply: it is in
+    result.reply, the same for a duplicate, and send_many's results have it."""
+    key = uniq()
+    opened = client.send("account", key, "open", {"owner": "rae", "overdraft": 100})
+    assert opened.reply == {}                       # open adds nothing
+    command_id = uniq("dep-")
+    deposited = client.send("account", key, "deposit", {"amount": 250}, id=command_id)
+    assert deposited.reply == {"balance": 250}
+    assert deposited.reply["balance"] == 250
+    with pytest.raises(TypeError):
+        deposited.reply["balance"] = 0              # read-only
+    again = client.send("account", key, "deposit", {"amount": 250}, id=command_id)
+    assert again.duplicate and again.reply == {"balance": 250}
+    assert again.version == deposited.version
+    outcomes = list(client.send_many([("account", key, "withdraw", {"amount": 300}),
+                                      ("account", key, "withdraw", {"amount": 100}),
+                                      ("account", key, "deposit", {"amount": 5})]))
+    assert isinstance(outcomes[1], zcqrs.Rejected)  # -50 - 100 < -100
+    assert [o.reply["balance"] for o in (outcomes[0], outcomes[2])] == [-50, -45]
+
+
+def test_command_result_stays_a_tuple_of_its_fields():
+    """Built positionally without reply, a result has an empty one, compares
+    as before, and hashes whatever its reply holds."""
+    plain = zcqrs.CommandResult("i", "account/1", 1, 7, 1, False)
+    assert plain.reply == {} and plain.group is None and plain.node is None
+    assert plain == zcqrs.CommandResult("i", "account/1", 1, 7, 1, False, None, None, {})
+    assert plain != plain._replace(reply={"balance": 1})
+    assert hash(plain._replace(reply={"items": [1, 2]})) == hash(plain)
+    assert zcqrs.CommandResult._fields[-1] == "reply"

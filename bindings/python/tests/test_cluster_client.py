@@ -218,3 +218,25 @@ def test_reads_wait_for_the_session():
             client.session.update({0: 5, 2: 3})
             client.count("accounts", session=True, after=other)
             assert a.queries[-1]["min_positions"] == {"0": 5, "1": 9, "2": 3}
+
+
+def test_a_result_carries_the_decision_s_reply_fields():
+    """Fields beyond the protocol's (the bank's `balance`) reach result.reply,
+    from send and from send_many; the cluster's own group and node do not."""
+    nodes: List[Scripted] = []
+
+    def cluster() -> Dict[str, Any]:
+        return document(1, "a", [n.registration(0) for n in nodes])
+
+    def deposited(request: Dict[str, Any]) -> Dict[str, Any]:
+        return dict(accepted("a")(request), balance=request["data"]["amount"] * 2)
+
+    with Scripted("a", cluster, deposited) as a:
+        nodes.append(a)
+        with zcqrs.ClusterClient(a.query) as client:
+            result = client.send("account", "1", "deposit", {"amount": 21})
+            assert result.reply == {"balance": 42}
+            assert (result.group, result.node) == (0, "a")
+            outcomes = list(client.send_many([("account", "2", "deposit", {"amount": 1}),
+                                              ("account", "3", "deposit", {"amount": 2})]))
+            assert [o.reply["balance"] for o in outcomes] == [2, 4]

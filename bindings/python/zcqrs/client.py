@@ -20,6 +20,7 @@ import collections
 import itertools
 import os
 import time
+import types
 import uuid
 from typing import (TYPE_CHECKING, Any, Deque, Dict, Iterable, Iterator, List, Mapping, NamedTuple,
                     Optional, Sequence, Union)
@@ -101,6 +102,10 @@ class CommandResult(NamedTuple):
         group:     in a cluster, the group whose log holds the stream
                    (``position`` is in that group's log); else None.
         node:      in a cluster, the leader that decided it; else None.
+        reply:     the fields the domain's decision added to the reply (the
+                   bank's ``balance``: ``result.reply["balance"]``), a
+                   read-only mapping, empty when it added none. A duplicate
+                   gets the first reply's.
     """
     id: str
     stream: str
@@ -110,6 +115,12 @@ class CommandResult(NamedTuple):
     duplicate: bool
     group: Optional[int] = None
     node: Optional[str] = None
+    reply: Mapping[str, Any] = types.MappingProxyType({})
+
+    def __hash__(self) -> int:
+        # the reply's values may be lists or maps: hash what identifies the
+        # command (equal results have equal fields, so equal hashes)
+        return hash(tuple(self[:-1]))
 
 
 #: What :meth:`Client.send_many` yields per command.
@@ -128,13 +139,24 @@ class Page(NamedTuple):
     head: int
 
 
+#: The names ZCQ/1 gives a command's reply; any other field was added by
+#: the domain's decision (protocol section 3, "Extension").
+_STANDARD_REPLY_FIELDS = frozenset(("id", "ok", "stream", "version", "position", "events",
+                                    "duplicate", "group", "node", "error", "message", "reason",
+                                    "owner", "rid"))
+
+
 def _result(reply: Mapping[str, Any]) -> CommandResult:
+    """The CommandResult of an `ok` reply (a node's, or a cluster node's)."""
     group = reply.get("group")
     node = reply.get("node")
+    extra = {name: value for name, value in reply.items()
+             if isinstance(name, str) and name not in _STANDARD_REPLY_FIELDS}
     return CommandResult(reply["id"], reply["stream"], reply["version"],
                          reply["position"], reply["events"], reply.get("duplicate", False),
                          group if isinstance(group, int) else None,
-                         node if isinstance(node, str) else None)
+                         node if isinstance(node, str) else None,
+                         types.MappingProxyType(extra))
 
 
 class Client:

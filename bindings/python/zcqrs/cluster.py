@@ -55,7 +55,7 @@ from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, Mappin
 import msgpack
 import zmq
 
-from .client import Client, CommandResult, Outcome, Page
+from .client import Client, CommandResult, Outcome, Page, _result
 from .errors import Error, Invalid, NoAnswer, Timeout, Unavailable, error_from_reply
 
 __all__ = ["ClusterClient", "ClusterMap", "crc16", "slot_of"]
@@ -155,15 +155,6 @@ class ClusterMap:
 
     def command_endpoints(self) -> List[str]:
         return [node["command"] for node in self.nodes.values() if node.get("command")]
-
-
-def _result(reply: Mapping[str, Any]) -> CommandResult:
-    group = reply.get("group")
-    node = reply.get("node")
-    return CommandResult(reply["id"], reply["stream"], reply["version"], reply["position"],
-                         reply["events"], reply.get("duplicate", False),
-                         group if isinstance(group, int) else None,
-                         node if isinstance(node, str) else None)
 
 
 #: what ``after=`` of a view read takes
