@@ -27,7 +27,13 @@
         dropped (counted as replies_dropped), never another's.
     3.  Requests are read in rounds of up to S_ROUND messages, and each
         shard gets one batch per round, so that hops cost per round, not
-        per command.
+        per command. A round also ends after S_ROUND_US of reading: the
+        commands of a round are decided only when it ends, and a client
+        sending requests that are costly to read (large envelopes, each
+        answered at once) made a round of 2,048 last a second, and every
+        other client's command in it wait that long. Bounded in time, a
+        round costs another client's command at most a few ms however its
+        neighbours' requests are shaped.
     4.  One id is in flight at most once: a command whose id is in flight
         is held until the first one is answered, then dispatched (and, if
         the first succeeded, answered as its duplicate by the shard). The
@@ -80,6 +86,7 @@
 
 #define S_ROUND           512
 #define S_ROUND_ONE_LOOP  2048       //  DESIGN 6: a round is also a group commit
+#define S_ROUND_US        3000       //  DESIGN 3: a round's reading ends after this
 #define S_SNDHWM          1000       //  replies queued per client in ZeroMQ (DESIGN 2)
 #define S_PEER_BYTES      (32 << 20) //  a client's backlog
 #define S_BACKLOG_BYTES   (256 << 20)
@@ -1396,8 +1403,9 @@ static void
 s_handle_clients (self_t *self)
 {
     int round = self->cores ? S_ROUND_ONE_LOOP : S_ROUND;
+    int64_t until = zclock_usecs () + S_ROUND_US;
     for (int count = 0; count < round; count++)
-        if (!s_take_request (self))
+        if (!s_take_request (self) || zclock_usecs () > until)
             break;
     s_send_rounds (self);
     atomic_store_explicit (&self->env->stats->commands_inflight, self->inflight,
