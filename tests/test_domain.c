@@ -196,107 +196,20 @@ static const zcq_domain_t s_domain = {
 //  --------------------------------------------------------------------------
 //  A node of a domain, and a client
 
-typedef struct {
-    char *dir;
-    zcq_node_t *node;
-    zcq_client_t *client;
-    zcq_writer_t *writer;
-} s_fixture_t;
-
-static zcq_err_t
-s_node_start (s_fixture_t *self, const zcq_domain_t *domain, char *error, size_t size)
-{
-    zcq_config_t *config = zcq_config_new ();
-    zcq_config_set (config, "data", self->dir, NULL, 0);
-    zcq_config_set (config, "command", "tcp://127.0.0.1:*", NULL, 0);
-    zcq_config_set (config, "events", "tcp://127.0.0.1:*", NULL, 0);
-    zcq_config_set (config, "query", "tcp://127.0.0.1:*", NULL, 0);
-    const char *plan = getenv ("ZCQ_TEST_WRITE_PLAN");
-    if (plan)
-        zcq_config_set (config, "write-plan", plan, NULL, 0);
-    zcq_err_t err = zcq_node_start (&self->node, config, domain, error, size);
-    zcq_config_destroy (&config);
-    if (err == ZCQ_OK) {
-        self->client = zcq_client_new (zcq_node_endpoint (self->node, ZCQ_ENDPOINT_COMMAND),
-                                       zcq_node_endpoint (self->node, ZCQ_ENDPOINT_QUERY));
-        assert_non_null (self->client);
-    }
-    return err;
-}
-
-static void
-s_node_stop (s_fixture_t *self)
-{
-    zcq_client_destroy (&self->client);
-    zcq_node_destroy (&self->node);
-}
+typedef zcq_test_rig_t s_fixture_t; //  testutil.h
 
 static int
 s_setup (void **state)
 {
-    s_fixture_t *self = calloc (1, sizeof (s_fixture_t));
-    self->dir = zcq_test_dir ("domain");
-    self->writer = zcq_writer_new ();
-    *state = self;
+    *state = zcq_test_rig_new ("domain");
     return 0;
 }
 
 static int
 s_teardown (void **state)
 {
-    s_fixture_t *self = *state;
-    s_node_stop (self);
-    zcq_writer_destroy (&self->writer);
-    zcq_test_rmdir (&self->dir);
-    free (self);
+    zcq_test_rig_destroy ((zcq_test_rig_t **) state);
     return 0;
-}
-
-//  Send a command to aggregate/key with data as name, typed-value pairs
-//  ending with NULL; the reply (valid until the next call on the client).
-static const zcq_value_t *
-s_send (s_fixture_t *self, const char *id, const char *aggregate, const char *key, const char *type,
-        ...)
-{
-    zcq_writer_reset (self->writer);
-    va_list args;
-    va_start (args, type);
-    zcq_test_write_map (self->writer, args);
-    va_end (args);
-    zcq_command_req_t command = {
-        .id = id,
-        .aggregate = aggregate,
-        .key = key,
-        .type = type,
-        .data = zcq_writer_data (self->writer),
-        .data_len = zcq_writer_size (self->writer),
-    };
-    const zcq_value_t *reply = NULL;
-    if (zcq_client_command (self->client, &command, 10000, &reply) != ZCQ_OK)
-        fail_msg ("no reply to command %s", id);
-    return reply;
-}
-
-//  The message of a failed reply.
-static const char *
-s_message (const zcq_value_t *reply)
-{
-    static char message[512];
-    return zcq_value_get_str (reply, "message", message, sizeof message, "");
-}
-
-//  A row of a view, or NULL.
-static const zcq_value_t *
-s_row (s_fixture_t *self, const char *view, const char *key)
-{
-    char view_arg[80], key_arg[80];
-    snprintf (view_arg, sizeof view_arg, "s:%s", view);
-    snprintf (key_arg, sizeof key_arg, "s:%s", key);
-    const zcq_value_t *reply
-        = zcq_test_query (self->client, "op", "s:get", "view", view_arg, "key", key_arg, NULL);
-    assert_string_equal (zcq_test_code (reply), "ok");
-    const zcq_value_t *row = zcq_value_get (reply, "row");
-    return zcq_value_type (row) == ZCQ_TYPE_MAP ? row : NULL;
 }
 
 //  --------------------------------------------------------------------------
@@ -306,13 +219,15 @@ test_walk_through (void **state)
 {
     s_fixture_t *self = *state;
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
-    const zcq_value_t *reply = s_send (self, "c-1", "counter", "a", "add", "amount", "i:5", NULL);
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    const zcq_value_t *reply
+        = zcq_test_rig_send (self, "c-1", "counter", "a", "add", "amount", "i:5", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
-    reply = s_send (self, "c-2", "counter", "a", "add", "amount", "i:7", NULL);
+    reply = zcq_test_rig_send (self, "c-2", "counter", "a", "add", "amount", "i:7", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
     assert_int_equal (zcq_value_get_int (reply, "version", 0), 2);
-    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "a"), "total", 0), 12);
+    assert_int_equal (zcq_value_get_int (zcq_test_rig_row (self, "counts", "a", 0), "total", 0),
+                      12);
 }
 
 //  An event type the aggregate does not declare fails the command
@@ -322,18 +237,19 @@ test_undeclared_event_fails_command (void **state)
 {
     s_fixture_t *self = *state;
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
-    assert_string_equal (
-        zcq_test_code (s_send (self, "u-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
-    const zcq_value_t *reply = s_send (self, "u-2", "counter", "a", "typo", NULL);
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "u-1", "counter", "a", "add",
+                                                           "amount", "i:5", NULL)),
+                         "ok");
+    const zcq_value_t *reply = zcq_test_rig_send (self, "u-2", "counter", "a", "typo", NULL);
     assert_string_equal (zcq_test_code (reply), "internal");
-    assert_non_null (strstr (s_message (reply), "'addded'"));
+    assert_non_null (strstr (zcq_test_message (reply), "'addded'"));
     assert_int_equal (zcq_node_head (self->node), 1);
     //  the stream goes on from where it was
-    reply = s_send (self, "u-3", "counter", "a", "add", "amount", "i:1", NULL);
+    reply = zcq_test_rig_send (self, "u-3", "counter", "a", "add", "amount", "i:1", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
     assert_int_equal (zcq_value_get_int (reply, "version", 0), 2);
-    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "a"), "total", 0), 6);
+    assert_int_equal (zcq_value_get_int (zcq_test_rig_row (self, "counts", "a", 0), "total", 0), 6);
 }
 
 //  The start-up check refuses a projection handler of an event that no
@@ -357,7 +273,7 @@ test_check_refuses_unknown_handler_events (void **state)
     domain.projections = projections;
     assert_int_equal (zcq_domain_check (&domain, error, sizeof error), ZCQ_INVALID);
     assert_non_null (strstr (error, "'removed'"));
-    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_INVALID);
+    assert_int_equal (zcq_test_rig_start (self, &domain, error, sizeof error), ZCQ_INVALID);
     assert_null (self->node);
     assert_non_null (strstr (error, "'removed'"));
 
@@ -378,19 +294,24 @@ test_handler_context (void **state)
 {
     s_fixture_t *self = *state;
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
-    assert_string_equal (
-        zcq_test_code (s_send (self, "x-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
-    assert_string_equal (
-        zcq_test_code (s_send (self, "x-2", "counter", "a", "sub", "amount", "i:2", NULL)), "ok");
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "x-1", "counter", "a", "add",
+                                                           "amount", "i:5", NULL)),
+                         "ok");
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "x-2", "counter", "a", "sub",
+                                                           "amount", "i:2", NULL)),
+                         "ok");
     //  the state says 3 (evolve told the two apart)
-    const zcq_value_t *reply = s_send (self, "x-3", "counter", "a", "sub", "amount", "i:4", NULL);
+    const zcq_value_t *reply
+        = zcq_test_rig_send (self, "x-3", "counter", "a", "sub", "amount", "i:4", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
-    assert_string_equal (s_message (reply), "the total is 3");
-    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "a"), "total", 0), 3);
-    assert_string_equal (
-        zcq_test_code (s_send (self, "x-4", "counter", "a", "sub", "amount", "i:3", NULL)), "ok");
-    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "a"), "total", -1), 0);
+    assert_string_equal (zcq_test_message (reply), "the total is 3");
+    assert_int_equal (zcq_value_get_int (zcq_test_rig_row (self, "counts", "a", 0), "total", 0), 3);
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "x-4", "counter", "a", "sub",
+                                                           "amount", "i:3", NULL)),
+                         "ok");
+    assert_int_equal (zcq_value_get_int (zcq_test_rig_row (self, "counts", "a", 0), "total", -1),
+                      0);
 }
 
 //  Two upserts in one handler have a builder each: what is written through
@@ -400,21 +321,24 @@ test_separate_row_builders (void **state)
 {
     s_fixture_t *self = *state;
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
-    assert_string_equal (
-        zcq_test_code (s_send (self, "r-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
-    assert_string_equal (
-        zcq_test_code (s_send (self, "r-2", "counter", "b", "add", "amount", "i:7", NULL)), "ok");
-    assert_string_equal (
-        zcq_test_code (s_send (self, "r-3", "counter", "a", "sub", "amount", "i:1", NULL)), "ok");
-    const zcq_value_t *row = s_row (self, "counts", "a");
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "r-1", "counter", "a", "add",
+                                                           "amount", "i:5", NULL)),
+                         "ok");
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "r-2", "counter", "b", "add",
+                                                           "amount", "i:7", NULL)),
+                         "ok");
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "r-3", "counter", "a", "sub",
+                                                           "amount", "i:1", NULL)),
+                         "ok");
+    const zcq_value_t *row = zcq_test_rig_row (self, "counts", "a", 0);
     assert_int_equal (zcq_value_get_int (row, "total", 0), 4);
     assert_int_equal (zcq_value_get_int (row, "last", 0), 1);
     assert_null (zcq_value_get (row, "moves"));
-    row = s_row (self, "counts", "b");
+    row = zcq_test_rig_row (self, "counts", "b", 0);
     assert_int_equal (zcq_value_get_int (row, "total", 0), 7);
     assert_int_equal (zcq_value_get_int (row, "last", 0), 7);
-    row = s_row (self, "counts", "all");
+    row = zcq_test_rig_row (self, "counts", "all", 0);
     assert_int_equal (zcq_value_get_int (row, "total", 0), 11);
     assert_int_equal (zcq_value_get_int (row, "moves", 0), 3);
     assert_null (zcq_value_get (row, "last"));
@@ -448,15 +372,16 @@ test_strict_read_in_evolve (void **state)
 {
     s_fixture_t *self = *state;
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
-    assert_string_equal (
-        zcq_test_code (s_send (self, "e-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
-    const zcq_value_t *reply = s_send (self, "e-2", "counter", "a", "bad", NULL);
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "e-1", "counter", "a", "add",
+                                                           "amount", "i:5", NULL)),
+                         "ok");
+    const zcq_value_t *reply = zcq_test_rig_send (self, "e-2", "counter", "a", "bad", NULL);
     assert_string_equal (zcq_test_code (reply), "internal");
-    assert_non_null (strstr (s_message (reply), "data.amount is not an integer"));
-    assert_non_null (strstr (s_message (reply), "broken"));
+    assert_non_null (strstr (zcq_test_message (reply), "data.amount is not an integer"));
+    assert_non_null (strstr (zcq_test_message (reply), "broken"));
     assert_int_equal (zcq_node_head (self->node), 1);
-    reply = s_send (self, "e-3", "counter", "a", "add", "amount", "i:1", NULL);
+    reply = zcq_test_rig_send (self, "e-3", "counter", "a", "add", "amount", "i:1", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
     assert_int_equal (zcq_value_get_int (reply, "version", 0), 2);
 }
@@ -469,23 +394,24 @@ test_strict_read_in_projection (void **state)
 {
     s_fixture_t *self = *state;
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
     char status[256], reason[256];
     s_view_status (self, "counts", status, reason, sizeof status);
     assert_string_equal (status, "live");
     assert_string_equal (reason, "");
-    assert_string_equal (
-        zcq_test_code (s_send (self, "p-1", "counter", "n", "note", "text", "s:hello", NULL)),
-        "ok");
-    assert_null (s_row (self, "counts", "n"));
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "p-1", "counter", "n", "note",
+                                                           "text", "s:hello", NULL)),
+                         "ok");
+    assert_null (zcq_test_rig_row (self, "counts", "n", 0));
     s_view_status (self, "counts", status, reason, sizeof status);
     assert_string_equal (status, "failed");
     assert_non_null (strstr (reason, "data.amount is missing"));
     assert_non_null (strstr (reason, "noted"));
-    assert_string_equal (
-        zcq_test_code (s_send (self, "p-2", "counter", "n", "add", "amount", "i:3", NULL)), "ok");
-    assert_int_equal (zcq_value_get_int (s_row (self, "counts", "n"), "total", 0), 3);
-    assert_null (zcq_value_get (s_row (self, "counts", "n"), "note"));
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "p-2", "counter", "n", "add",
+                                                           "amount", "i:3", NULL)),
+                         "ok");
+    assert_int_equal (zcq_value_get_int (zcq_test_rig_row (self, "counts", "n", 0), "total", 0), 3);
+    assert_null (zcq_value_get (zcq_test_rig_row (self, "counts", "n", 0), "note"));
 }
 
 //  A request zeroed but for what it needs sends no `expect`;
@@ -520,9 +446,10 @@ test_client_expect (void **state)
     }
     //  and on a node: new-only conflicts on an existing stream
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
-    assert_string_equal (
-        zcq_test_code (s_send (self, "x-1", "counter", "a", "add", "amount", "i:5", NULL)), "ok");
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "x-1", "counter", "a", "add",
+                                                           "amount", "i:5", NULL)),
+                         "ok");
     zcq_command_req_t again = {
         .id = "x-2", .aggregate = "counter", .key = "a", .type = "add", .expect = ZCQ_EXPECT_NEW
     };
@@ -628,11 +555,12 @@ static void
 s_assert_total (s_fixture_t *self, const char *id, int64_t total, int evolved)
 {
     atomic_store (&s_evolved, 0);
-    const zcq_value_t *reply = s_send (self, id, "counter", "a", "sub", "amount", "i:1000", NULL);
+    const zcq_value_t *reply
+        = zcq_test_rig_send (self, id, "counter", "a", "sub", "amount", "i:1000", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
     char expected[64];
     snprintf (expected, sizeof expected, "the total is %lld", (long long) total);
-    assert_string_equal (s_message (reply), expected);
+    assert_string_equal (zcq_test_message (reply), expected);
     assert_int_equal (atomic_load (&s_evolved), evolved);
 }
 
@@ -643,34 +571,36 @@ test_snapshot_layout (void **state)
 {
     s_fixture_t *self = *state;
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
     //  5 events: a snapshot at version 4 (total 10, adds 4)
     for (int index = 0; index < 4; index++) {
         char id[16];
         snprintf (id, sizeof id, "s-%d", index);
-        assert_string_equal (
-            zcq_test_code (s_send (self, id, "counter", "a", "add", "amount", "i:2", NULL)), "ok");
+        assert_string_equal (zcq_test_code (zcq_test_rig_send (self, id, "counter", "a", "add",
+                                                               "amount", "i:2", NULL)),
+                             "ok");
     }
-    assert_string_equal (
-        zcq_test_code (s_send (self, "s-4", "counter", "a", "sub", "amount", "i:1", NULL)), "ok");
-    s_node_stop (self);
+    assert_string_equal (zcq_test_code (zcq_test_rig_send (self, "s-4", "counter", "a", "sub",
+                                                           "amount", "i:1", NULL)),
+                         "ok");
+    zcq_test_rig_stop (self);
 
     //  same code: the snapshot, then the one event after it
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
     s_assert_total (self, "s-5", 7, 1);
-    s_node_stop (self);
+    zcq_test_rig_stop (self);
 
     //  fields swapped: the raw bytes would say total 4; replayed, 7
     static const zcq_aggregate_def_t *const swapped[] = { &s_counter_swapped, NULL };
     zcq_domain_t domain = { .name = "counter", .aggregates = swapped };
-    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
+    assert_int_equal (zcq_test_rig_start (self, &domain, error, sizeof error), ZCQ_OK);
     s_assert_total (self, "s-6", 7, 5);
-    s_node_stop (self);
+    zcq_test_rig_stop (self);
 
     //  a field more, no layout declared: the size tells
     static const zcq_aggregate_def_t *const grown[] = { &s_counter_grown, NULL };
     domain.aggregates = grown;
-    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
+    assert_int_equal (zcq_test_rig_start (self, &domain, error, sizeof error), ZCQ_OK);
     s_assert_total (self, "s-7", 7, 5);
 }
 
@@ -681,18 +611,19 @@ test_reply_from_decide (void **state)
 {
     s_fixture_t *self = *state;
     char error[256];
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
-    const zcq_value_t *reply = s_send (self, "d-1", "counter", "a", "add", "amount", "i:5", NULL);
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    const zcq_value_t *reply
+        = zcq_test_rig_send (self, "d-1", "counter", "a", "add", "amount", "i:5", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
     assert_int_equal (zcq_value_get_int (reply, "total", -1), 5);
-    reply = s_send (self, "d-2", "counter", "a", "sub", "amount", "i:2", NULL);
+    reply = zcq_test_rig_send (self, "d-2", "counter", "a", "sub", "amount", "i:2", NULL);
     assert_int_equal (zcq_value_get_int (reply, "total", -1), 3);
     assert_int_equal (zcq_value_get_int (reply, "version", -1), 2);
-    reply = s_send (self, "d-3", "counter", "a", "add", "amount", "i:10", NULL);
+    reply = zcq_test_rig_send (self, "d-3", "counter", "a", "add", "amount", "i:10", NULL);
     assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
 
     //  a retry of d-2: the stored reply, not today's state
-    reply = s_send (self, "d-2", "counter", "a", "sub", "amount", "i:2", NULL);
+    reply = zcq_test_rig_send (self, "d-2", "counter", "a", "sub", "amount", "i:2", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
     bool duplicate = false;
     assert_true (zcq_value_bool (zcq_value_get (reply, "duplicate"), &duplicate));
@@ -701,7 +632,7 @@ test_reply_from_decide (void **state)
     assert_int_equal (zcq_value_get_int (reply, "version", -1), 2);
 
     //  a command without events replies too, and so do its duplicates
-    reply = s_send (self, "d-4", "counter", "a", "peek", NULL);
+    reply = zcq_test_rig_send (self, "d-4", "counter", "a", "peek", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
     assert_int_equal (zcq_value_get_int (reply, "events", -1), 0);
     assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
@@ -709,19 +640,19 @@ test_reply_from_decide (void **state)
     assert_string_equal (zcq_value_get_str (reply, "note", note, sizeof note, ""), "no event");
 
     //  the protocol's names are not decide's
-    reply = s_send (self, "d-5", "counter", "a", "shadow", NULL);
+    reply = zcq_test_rig_send (self, "d-5", "counter", "a", "shadow", NULL);
     assert_string_equal (zcq_test_code (reply), "internal");
-    assert_non_null (strstr (s_message (reply), "'version'"));
+    assert_non_null (strstr (zcq_test_message (reply), "'version'"));
     assert_int_equal (zcq_node_head (self->node), 3);
 
     //  after a clean restart the stored replies are still there
-    s_node_stop (self);
-    assert_int_equal (s_node_start (self, &s_domain, error, sizeof error), ZCQ_OK);
-    reply = s_send (self, "d-3", "counter", "a", "add", "amount", "i:10", NULL);
+    zcq_test_rig_stop (self);
+    assert_int_equal (zcq_test_rig_start (self, &s_domain, error, sizeof error), ZCQ_OK);
+    reply = zcq_test_rig_send (self, "d-3", "counter", "a", "add", "amount", "i:10", NULL);
     assert_true (zcq_value_bool (zcq_value_get (reply, "duplicate"), &duplicate));
     assert_true (duplicate);
     assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
-    reply = s_send (self, "d-4", "counter", "a", "peek", NULL);
+    reply = zcq_test_rig_send (self, "d-4", "counter", "a", "peek", NULL);
     assert_true (zcq_value_bool (zcq_value_get (reply, "duplicate"), &duplicate));
     assert_true (duplicate);
     assert_int_equal (zcq_value_get_int (reply, "total", -1), 13);
@@ -866,25 +797,27 @@ test_event_versions (void **state)
     char error[256];
     const zcq_aggregate_def_t *aggregates[] = { &s_meter_v1, NULL };
     zcq_domain_t domain = { .name = "meter", .aggregates = aggregates };
-    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
-    assert_string_equal (zcq_test_code (s_send (self, "v-1", "meter", "m", "move", NULL)), "ok");
-    s_node_stop (self);
+    assert_int_equal (zcq_test_rig_start (self, &domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (
+        zcq_test_code (zcq_test_rig_send (self, "v-1", "meter", "m", "move", NULL)), "ok");
+    zcq_test_rig_stop (self);
     aggregates[0] = &s_meter_v2;
-    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
-    assert_string_equal (zcq_test_code (s_send (self, "v-2", "meter", "m", "move", NULL)), "ok");
-    s_node_stop (self);
+    assert_int_equal (zcq_test_rig_start (self, &domain, error, sizeof error), ZCQ_OK);
+    assert_string_equal (
+        zcq_test_code (zcq_test_rig_send (self, "v-2", "meter", "m", "move", NULL)), "ok");
+    zcq_test_rig_stop (self);
 
     aggregates[0] = &s_meter_v3;
     const zcq_projection_def_t *projections[] = { &s_meters, NULL };
     domain.projections = projections;
-    assert_int_equal (s_node_start (self, &domain, error, sizeof error), ZCQ_OK);
-    const zcq_value_t *reply = s_send (self, "v-3", "meter", "m", "move", NULL);
+    assert_int_equal (zcq_test_rig_start (self, &domain, error, sizeof error), ZCQ_OK);
+    const zcq_value_t *reply = zcq_test_rig_send (self, "v-3", "meter", "m", "move", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
     assert_int_equal (zcq_value_get_int (reply, "total", -1), 600);
     assert_int_equal (zcq_value_get_int (reply, "eur", -1), 300); //  the upcast ones
     assert_int_equal (zcq_value_get_int (reply, "versions", -1), 1 << 3);
 
-    const zcq_value_t *row = s_row (self, "meters", "m");
+    const zcq_value_t *row = zcq_test_rig_row (self, "meters", "m", 0);
     assert_non_null (row);
     assert_int_equal (zcq_value_get_int (row, "total", -1), 600);
     assert_int_equal (zcq_value_get_int (row, "current", -1), 3);

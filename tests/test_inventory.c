@@ -8,61 +8,27 @@
 //  The plugin's entry point, defined by ZCQ_DOMAIN_PLUGIN in inventory.c.
 zcq_domain_plugin_fn zcq_domain_plugin;
 
-typedef struct {
-    char *dir;
-    zcq_node_t *node;
-    zcq_client_t *client;
-    zcq_writer_t *writer;
-} s_fixture_t;
-
-static zcq_err_t
-s_node_start (s_fixture_t *self, const zcq_domain_t *domain)
-{
-    zcq_config_t *config = zcq_config_new ();
-    zcq_config_set (config, "data", self->dir, NULL, 0);
-    zcq_config_set (config, "command", "tcp://127.0.0.1:*", NULL, 0);
-    zcq_config_set (config, "events", "tcp://127.0.0.1:*", NULL, 0);
-    zcq_config_set (config, "query", "tcp://127.0.0.1:*", NULL, 0);
-    const char *plan = getenv ("ZCQ_TEST_WRITE_PLAN");
-    if (plan)
-        zcq_config_set (config, "write-plan", plan, NULL, 0);
-    char error[256] = "";
-    zcq_err_t err = zcq_node_start (&self->node, config, domain, error, sizeof error);
-    zcq_config_destroy (&config);
-    if (err != ZCQ_OK)
-        fail_msg ("the node did not start: %s", error);
-    self->client = zcq_client_new (zcq_node_endpoint (self->node, ZCQ_ENDPOINT_COMMAND),
-                                   zcq_node_endpoint (self->node, ZCQ_ENDPOINT_QUERY));
-    assert_non_null (self->client);
-    return err;
-}
-
-static void
-s_node_stop (s_fixture_t *self)
-{
-    zcq_client_destroy (&self->client);
-    zcq_node_destroy (&self->node);
-}
+typedef zcq_test_rig_t s_fixture_t; //  testutil.h
 
 static int
 s_setup (void **state)
 {
-    s_fixture_t *self = calloc (1, sizeof (s_fixture_t));
-    self->dir = zcq_test_dir ("inventory");
-    self->writer = zcq_writer_new ();
-    *state = self;
+    *state = zcq_test_rig_new ("inventory");
     return 0;
 }
 
 static int
 s_teardown (void **state)
 {
-    s_fixture_t *self = *state;
-    s_node_stop (self);
-    zcq_writer_destroy (&self->writer);
-    zcq_test_rmdir (&self->dir);
-    free (self);
+    zcq_test_rig_destroy ((zcq_test_rig_t **) state);
     return 0;
+}
+
+//  Start a node of the domain; one that does not start fails the test.
+static void
+s_node_start (s_fixture_t *self, const zcq_domain_t *domain)
+{
+    assert_int_equal (zcq_test_rig_start (self, domain, NULL, 0), ZCQ_OK);
 }
 
 //  Send a command to item/sku with data as name, typed-value pairs ending
@@ -70,22 +36,10 @@ s_teardown (void **state)
 static const zcq_value_t *
 s_send (s_fixture_t *self, const char *id, const char *sku, const char *type, ...)
 {
-    zcq_writer_reset (self->writer);
     va_list args;
     va_start (args, type);
-    zcq_test_write_map (self->writer, args);
+    const zcq_value_t *reply = zcq_test_rig_vsend (self, id, "item", sku, type, args);
     va_end (args);
-    zcq_command_req_t command = {
-        .id = id,
-        .aggregate = "item",
-        .key = sku,
-        .type = type,
-        .data = zcq_writer_data (self->writer),
-        .data_len = zcq_writer_size (self->writer),
-    };
-    const zcq_value_t *reply = NULL;
-    if (zcq_client_command (self->client, &command, 10000, &reply) != ZCQ_OK)
-        fail_msg ("no reply to command %s", id);
     return reply;
 }
 
@@ -95,28 +49,6 @@ s_ok (const zcq_value_t *reply)
 {
     assert_string_equal (zcq_test_code (reply), "ok");
     return zcq_value_get_int (reply, "position", -1);
-}
-
-static const char *
-s_message (const zcq_value_t *reply)
-{
-    static char message[512];
-    return zcq_value_get_str (reply, "message", message, sizeof message, "");
-}
-
-//  A row of a view once it has applied position, or NULL.
-static const zcq_value_t *
-s_row (s_fixture_t *self, const char *view, const char *key, int64_t position)
-{
-    char view_arg[80], key_arg[80], position_arg[32];
-    snprintf (view_arg, sizeof view_arg, "s:%s", view);
-    snprintf (key_arg, sizeof key_arg, "s:%s", key);
-    snprintf (position_arg, sizeof position_arg, "i:%lld", (long long) position);
-    const zcq_value_t *reply = zcq_test_query (self->client, "op", "s:get", "view", view_arg, "key",
-                                               key_arg, "min_position", position_arg, NULL);
-    assert_string_equal (zcq_test_code (reply), "ok");
-    const zcq_value_t *row = zcq_value_get (reply, "row");
-    return zcq_value_type (row) == ZCQ_TYPE_MAP ? row : NULL;
 }
 
 static const char *
@@ -139,7 +71,7 @@ static void
 s_assert_stock (s_fixture_t *self, const char *sku, int64_t position, int64_t on_hand,
                 int64_t reserved)
 {
-    const zcq_value_t *row = s_row (self, "stock", sku, position);
+    const zcq_value_t *row = zcq_test_rig_row (self, "stock", sku, position);
     assert_non_null (row);
     assert_int_equal (zcq_value_get_int (row, "on_hand", -1), on_hand);
     assert_int_equal (zcq_value_get_int (row, "reserved", -1), reserved);
@@ -162,7 +94,7 @@ test_walk_through (void **state)
     int64_t position = s_ok (reply);
     assert_int_equal (zcq_value_get_int (reply, "available", -1), 6);
     s_assert_stock (self, "apple", position, 10, 4);
-    const zcq_value_t *line = s_row (self, "orders", "o-1/apple", position);
+    const zcq_value_t *line = zcq_test_rig_row (self, "orders", "o-1/apple", position);
     assert_non_null (line);
     assert_string_equal (s_str (line, "order"), "o-1");
     assert_string_equal (s_str (line, "sku"), "apple");
@@ -171,7 +103,7 @@ test_walk_through (void **state)
 
     position = s_ok (s_send (self, "w-3", "apple", "ship", "order", "s:o-1", NULL));
     s_assert_stock (self, "apple", position, 6, 0);
-    line = s_row (self, "orders", "o-1/apple", position);
+    line = zcq_test_rig_row (self, "orders", "o-1/apple", position);
     assert_string_equal (s_str (line, "status"), "shipped");
     assert_int_equal (zcq_value_get_int (line, "qty", -1), 4);
 }
@@ -190,21 +122,22 @@ test_decide_rules (void **state)
     const zcq_value_t *reply
         = s_send (self, "r-3", "pear", "reserve", "order", "s:o-2", "qty", "i:7", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
-    assert_non_null (strstr (s_message (reply), "only 6 of pear available"));
+    assert_non_null (strstr (zcq_test_message (reply), "only 6 of pear available"));
     //  a second reservation of the same order
     reply = s_send (self, "r-4", "pear", "reserve", "order", "s:o-1", "qty", "i:1", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
-    assert_non_null (strstr (s_message (reply), "order o-1 already holds a reservation on pear"));
+    assert_non_null (
+        strstr (zcq_test_message (reply), "order o-1 already holds a reservation on pear"));
     //  release or ship of an order that holds none
     reply = s_send (self, "r-5", "pear", "release", "order", "s:o-2", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
-    assert_non_null (strstr (s_message (reply), "order o-2 holds no reservation on pear"));
+    assert_non_null (strstr (zcq_test_message (reply), "order o-2 holds no reservation on pear"));
     reply = s_send (self, "r-6", "pear", "ship", "order", "s:o-2", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
     //  bad data
     reply = s_send (self, "r-7", "pear", "reserve", "order", "s:o/2", "qty", "i:1", NULL);
     assert_string_equal (zcq_test_code (reply), "invalid");
-    assert_non_null (strstr (s_message (reply), "'/'"));
+    assert_non_null (strstr (zcq_test_message (reply), "'/'"));
     reply = s_send (self, "r-8", "pear", "reserve", "order", "s:o-2", "qty", "i:0", NULL);
     assert_string_equal (zcq_test_code (reply), "invalid");
     reply = s_send (self, "r-9", "pear", "receive", NULL);
@@ -223,7 +156,7 @@ test_decide_rules (void **state)
     //  release puts the goods back; the order may then reserve again
     int64_t position = s_ok (s_send (self, "r-11", "pear", "release", "order", "s:o-1", NULL));
     s_assert_stock (self, "pear", position, 10, 6);
-    assert_string_equal (s_str (s_row (self, "orders", "o-1/pear", position), "status"),
+    assert_string_equal (s_str (zcq_test_rig_row (self, "orders", "o-1/pear", position), "status"),
                          "released");
     reply = s_send (self, "r-12", "pear", "release", "order", "s:o-1", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
@@ -231,7 +164,7 @@ test_decide_rules (void **state)
     s_ok (reply);
     assert_int_equal (zcq_value_get_int (reply, "available", -1), 1);
     position = zcq_value_get_int (reply, "position", -1);
-    const zcq_value_t *line = s_row (self, "orders", "o-1/pear", position);
+    const zcq_value_t *line = zcq_test_rig_row (self, "orders", "o-1/pear", position);
     assert_string_equal (s_str (line, "status"), "reserved");
     assert_int_equal (zcq_value_get_int (line, "qty", -1), 3);
 }
@@ -253,9 +186,9 @@ test_reservation_limit (void **state)
     const zcq_value_t *reply
         = s_send (self, "l-33", "fig", "reserve", "order", "s:o-33", "qty", "i:1", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
-    assert_non_null (strstr (s_message (reply), "32 open reservations"));
+    assert_non_null (strstr (zcq_test_message (reply), "32 open reservations"));
 
-    s_node_stop (self);
+    zcq_test_rig_stop (self);
     s_node_start (self, zcq_domain_plugin ());
     reply = s_send (self, "l-34", "fig", "reserve", "order", "s:o-33", "qty", "i:1", NULL);
     assert_string_equal (zcq_test_code (reply), "rejected");
@@ -358,7 +291,7 @@ test_upcast_received (void **state)
     s_node_start (self, &s_inventory_v1);
     s_ok (s_send (self, "u-1", "plum", "receive", "quantity", "i:7", NULL));
     s_ok (s_send (self, "u-2", "plum", "receive", "quantity", "i:3", NULL));
-    s_node_stop (self);
+    zcq_test_rig_stop (self);
 
     s_node_start (self, zcq_domain_plugin ());
     s_ok (s_send (self, "u-3", "plum", "receive", "qty", "i:5", NULL));

@@ -45,8 +45,10 @@ zcq_test_store (const char *dir)
     return store;
 }
 
-zcq_node_t *
-zcq_test_node (const char *dir, ...)
+//  The settings of every test node: dir, loopback ports the system picks,
+//  the write plan of ZCQ_TEST_WRITE_PLAN.
+static zcq_config_t *
+s_test_config (const char *dir)
 {
     zcq_config_t *config = zcq_config_new ();
     zcq_config_set (config, "data", dir, NULL, 0);
@@ -57,6 +59,13 @@ zcq_test_node (const char *dir, ...)
     const char *plan = getenv ("ZCQ_TEST_WRITE_PLAN");
     if (plan && zcq_config_set (config, "write-plan", plan, NULL, 0) != ZCQ_OK)
         fail_msg ("ZCQ_TEST_WRITE_PLAN: '%s' is not a write plan", plan);
+    return config;
+}
+
+zcq_node_t *
+zcq_test_node (const char *dir, ...)
+{
+    zcq_config_t *config = s_test_config (dir);
     va_list args;
     va_start (args, dir);
     const char *name;
@@ -72,6 +81,112 @@ zcq_test_node (const char *dir, ...)
         fail_msg ("node did not start: %s", error);
     zcq_config_destroy (&config);
     return node;
+}
+
+zcq_test_rig_t *
+zcq_test_rig_new (const char *name)
+{
+    zcq_test_rig_t *self = calloc (1, sizeof (zcq_test_rig_t));
+    assert_non_null (self);
+    self->dir = zcq_test_dir (name);
+    self->writer = zcq_writer_new ();
+    assert_non_null (self->writer);
+    return self;
+}
+
+void
+zcq_test_rig_destroy (zcq_test_rig_t **self_p)
+{
+    zcq_test_rig_t *self = *self_p;
+    if (!self)
+        return;
+    zcq_test_rig_stop (self);
+    zcq_writer_destroy (&self->writer);
+    zcq_test_rmdir (&self->dir);
+    free (self);
+    *self_p = NULL;
+}
+
+zcq_err_t
+zcq_test_rig_start (zcq_test_rig_t *self, const zcq_domain_t *domain, char *error, size_t size)
+{
+    char reason[256] = "";
+    zcq_config_t *config = s_test_config (self->dir);
+    zcq_err_t err = zcq_node_start (&self->node, config, domain, reason, sizeof reason);
+    zcq_config_destroy (&config);
+    if (error && size)
+        snprintf (error, size, "%s", reason);
+    if (err != ZCQ_OK) {
+        if (!error)
+            print_message ("the node did not start: %s\n", reason);
+        return err;
+    }
+    self->client = zcq_client_new (zcq_node_endpoint (self->node, ZCQ_ENDPOINT_COMMAND),
+                                   zcq_node_endpoint (self->node, ZCQ_ENDPOINT_QUERY));
+    assert_non_null (self->client);
+    return ZCQ_OK;
+}
+
+void
+zcq_test_rig_stop (zcq_test_rig_t *self)
+{
+    zcq_client_destroy (&self->client);
+    zcq_node_destroy (&self->node);
+}
+
+const zcq_value_t *
+zcq_test_rig_vsend (zcq_test_rig_t *self, const char *id, const char *aggregate, const char *key,
+                    const char *type, va_list args)
+{
+    zcq_writer_reset (self->writer);
+    zcq_test_write_map (self->writer, args);
+    zcq_command_req_t command = {
+        .id = id,
+        .aggregate = aggregate,
+        .key = key,
+        .type = type,
+        .data = zcq_writer_data (self->writer),
+        .data_len = zcq_writer_size (self->writer),
+    };
+    const zcq_value_t *reply = NULL;
+    if (zcq_client_command (self->client, &command, 10000, &reply) != ZCQ_OK)
+        fail_msg ("no reply to command %s", id);
+    return reply;
+}
+
+const zcq_value_t *
+zcq_test_rig_send (zcq_test_rig_t *self, const char *id, const char *aggregate, const char *key,
+                   const char *type, ...)
+{
+    va_list args;
+    va_start (args, type);
+    const zcq_value_t *reply = zcq_test_rig_vsend (self, id, aggregate, key, type, args);
+    va_end (args);
+    return reply;
+}
+
+const zcq_value_t *
+zcq_test_rig_row (zcq_test_rig_t *self, const char *view, const char *key, int64_t min_position)
+{
+    char view_arg[80], key_arg[80], position_arg[32];
+    snprintf (view_arg, sizeof view_arg, "s:%s", view);
+    snprintf (key_arg, sizeof key_arg, "s:%s", key);
+    snprintf (position_arg, sizeof position_arg, "i:%lld", (long long) min_position);
+    const zcq_value_t *reply
+        = min_position > 0
+            ? zcq_test_query (self->client, "op", "s:get", "view", view_arg, "key", key_arg,
+                              "min_position", position_arg, NULL)
+            : zcq_test_query (self->client, "op", "s:get", "view", view_arg, "key", key_arg, NULL);
+    assert_string_equal (zcq_test_code (reply), "ok");
+    const zcq_value_t *row = zcq_value_get (reply, "row");
+    return zcq_value_type (row) == ZCQ_TYPE_MAP ? row : NULL;
+}
+
+const char *
+zcq_test_message (const zcq_value_t *reply)
+{
+    static char message[512];
+    return zcq_value_get_str (reply, "message", message, sizeof message, "");
 }
 
 //  One typed value, in the forms testutil.h lists.

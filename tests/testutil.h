@@ -25,6 +25,34 @@ zcq_store_t *zcq_test_store (const char *dir);
 //  gives its write plan.
 zcq_node_t *zcq_test_node (const char *dir, ...);
 
+//  A node of any domain in a fresh test directory, with a client to it.
+typedef struct {
+    char *dir;
+    zcq_node_t *node;     //  NULL while stopped
+    zcq_client_t *client; //  to node
+    zcq_writer_t *writer; //  scratch for requests
+} zcq_test_rig_t;
+zcq_test_rig_t *zcq_test_rig_new (const char *name);
+//  Stops the node, removes the directory.
+void zcq_test_rig_destroy (zcq_test_rig_t **self_p);
+//  Start a node of domain on the directory (as zcq_test_node does); the
+//  reason of a failure goes to error, or is printed when error is NULL.
+zcq_err_t zcq_test_rig_start (zcq_test_rig_t *self, const zcq_domain_t *domain, char *error,
+                              size_t size);
+void zcq_test_rig_stop (zcq_test_rig_t *self);
+//  Send a command whose data is name, typed-value pairs ending with NULL;
+//  the reply, valid until the next call on the client (no reply fails).
+const zcq_value_t *zcq_test_rig_send (zcq_test_rig_t *self, const char *id, const char *aggregate,
+                                      const char *key, const char *type, ...);
+const zcq_value_t *zcq_test_rig_vsend (zcq_test_rig_t *self, const char *id, const char *aggregate,
+                                       const char *key, const char *type, va_list args);
+//  A row of a view once it has applied min_position (0: as it is), or
+//  NULL when there is none.
+const zcq_value_t *zcq_test_rig_row (zcq_test_rig_t *self, const char *view, const char *key,
+                                     int64_t min_position);
+//  The message of a reply ("" when none).
+const char *zcq_test_message (const zcq_value_t *reply);
+
 //  Typed values on the test command lines are strings: "s:text",
 //  "i:123", "b:true", "n:" (nil), "f:1.5" (float), "x:N" (a string of N
 //  bytes), "B:N" (N bytes of bin), "D:N" (N nested arrays), "a:" (an empty
