@@ -1083,24 +1083,27 @@ s_health (void)
     return 5;
 }
 
+//  A node query whose reply is printed whole.
 static int
-s_stats (void)
+s_print_node_query (const char *op)
 {
     const zcq_value_t *reply;
-    int rc = s_node_query ("stats", &reply);
+    int rc = s_node_query (op, &reply);
     if (!rc)
         s_print_value (reply);
     return rc;
 }
 
 static int
+s_stats (void)
+{
+    return s_print_node_query ("stats");
+}
+
+static int
 s_cluster (void)
 {
-    const zcq_value_t *reply;
-    int rc = s_node_query ("cluster", &reply);
-    if (!rc)
-        s_print_value (reply);
-    return rc;
+    return s_print_node_query ("cluster");
 }
 
 static int
