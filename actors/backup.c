@@ -13,12 +13,17 @@
     3.  The thread owns the query from the moment it is handed over until
         it sends it back answered; at stop the router waits for it (the
         backup then finishes, or fails and removes what it made).
+    4.  Test hook: while the file $ZCQ_BACKUP_HOLD_FILE exists (at most
+        S_HOLD_MS), a backup waits before it starts, so that a test can
+        ask for a second one while the first surely runs.
 */
 #include "zcq_read.h"
 #include <inttypes.h>
 #include <string.h>
+#include <unistd.h>
 
-#define S_DIR_MAX 3800 //  bytes of a backup dir's path (engine/backup.c keeps room)
+#define S_DIR_MAX 3800  //  bytes of a backup dir's path (engine/backup.c keeps room)
+#define S_HOLD_MS 60000 //  DESIGN 4
 
 struct zcq_backups_t {
     zactor_t *worker;
@@ -43,6 +48,10 @@ s_op_backup (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query
     }
     memcpy (dir, text, length);
     dir[length] = 0;
+    const char *hold = getenv ("ZCQ_BACKUP_HOLD_FILE"); //  DESIGN 4
+    for (int64_t until = zclock_mono () + S_HOLD_MS;
+         hold && *hold && access (hold, F_OK) == 0 && zclock_mono () < until;)
+        zclock_sleep (5);
     zcq_backup_info_t info;
     char error[512];
     zcq_err_t err = zcq_backup_take (env->store, env->config->data, dir, env->config->node,

@@ -2,16 +2,18 @@
     (zcq_backup.h shows a backup's layout).
 
     DESIGN
-    1.  The store is copied first, as a RocksDB checkpoint taken while
-        commits go on; its position is the head of the copy itself (read
-        by opening it), so whatever RocksDB took, the manifest says exactly
-        what it holds. The view snapshots come second, and only those at
-        or below that position go in: a restored node loads them and
-        catches up from its log; a snapshot ahead of its log would pair
-        rows with events the log does not hold (the node would refuse it
-        and rebuild, but a backup should not need that). Cluster-wide
-        snapshots (format 2) stay out: their positions are per group, and
-        a backup holds one group's log.
+    1.  The view snapshots are copied first, the store second, as a
+        RocksDB checkpoint taken while commits go on; its position is the
+        head of the copy itself (read by opening it), so whatever RocksDB
+        took, the manifest says exactly what it holds. A view host
+        snapshots only events the store has committed, and the head never
+        goes back, so every snapshot copied before the checkpoint is at or
+        below its position: a restored node loads them and catches up from
+        its log. (Copied after, a snapshot saved meanwhile would be ahead
+        of the log, pairing rows with events it does not hold; one that
+        is, all the same, is dropped.) Cluster-wide snapshots (format 2)
+        stay out: their positions are per group, and a backup holds one
+        group's log.
     2.  The manifest is written last, then synced with its directory: a
         directory without one is no backup (a crash half way), and a
         restore refuses it. A failed backup removes what it made.
@@ -249,7 +251,7 @@ s_check_target (const char *data, const char *dir, char *error, size_t size)
 }
 
 static bool
-s_add_view (zcq_backup_info_t *info, const char *name, uint64_t position)
+s_add_view (zcq_backup_info_t *info, const char *name, const char *file, uint64_t position)
 {
     zcq_backup_view_t *views
         = realloc (info->views, (info->view_count + 1) * sizeof (zcq_backup_view_t));
@@ -258,6 +260,7 @@ s_add_view (zcq_backup_info_t *info, const char *name, uint64_t position)
     info->views = views;
     zcq_backup_view_t *view = &views[info->view_count++];
     snprintf (view->name, sizeof view->name, "%s", name);
+    snprintf (view->file, sizeof view->file, "%s", file);
     view->position = position;
     return true;
 }
@@ -297,7 +300,7 @@ s_copy_views (const char *data, const char *dir, uint64_t position, zcq_backup_i
             zsys_info ("backup: %s left out: at position %" PRIu64 ", past the store's %" PRIu64,
                        from, snap.position, position);
         else if ((err = s_write_file (to, bytes, length, error, size)) == ZCQ_OK
-                 && !s_add_view (info, name, snap.position)) {
+                 && !s_add_view (info, name, entry->d_name, snap.position)) {
             snprintf (error, size, "out of memory");
             err = ZCQ_NOMEM;
         }
@@ -308,6 +311,27 @@ s_copy_views (const char *data, const char *dir, uint64_t position, zcq_backup_i
     if (err == ZCQ_OK && s_sync_path (to_dir) != 0)
         err = s_io_error ("cannot sync", to_dir, error, size);
     return err;
+}
+
+//  Drop the copied snapshots ahead of the store's copy (DESIGN 1).
+static void
+s_drop_views_after (const char *dir, zcq_backup_info_t *info)
+{
+    size_t kept = 0;
+    for (size_t index = 0; index < info->view_count; index++) {
+        zcq_backup_view_t *view = &info->views[index];
+        if (view->position <= info->position) {
+            info->views[kept++] = *view;
+            continue;
+        }
+        char path[S_PATH_MAX + 256];
+        snprintf (path, sizeof path, "%s/views/%s", dir, view->file);
+        unlink (path);
+        zsys_warning ("backup: view %s left out: its snapshot at position %" PRIu64
+                      " is past the store's %" PRIu64,
+                      view->name, view->position, info->position);
+    }
+    info->view_count = kept;
 }
 
 //  Write the manifest, synced with its directory (DESIGN 2).
@@ -355,9 +379,11 @@ zcq_backup_take (zcq_store_t *store, const char *data, const char *dir, const ch
     strftime (info->time, sizeof info->time, "%Y-%m-%dT%H:%M:%SZ", &utc);
     char store_dir[S_PATH_MAX];
     snprintf (store_dir, sizeof store_dir, "%s/store", dir);
-    zcq_err_t err = zcq_store_checkpoint (store, store_dir, &info->position, error, size);
+    zcq_err_t err = s_copy_views (data, dir, UINT64_MAX, info, error, size);
     if (err == ZCQ_OK)
-        err = s_copy_views (data, dir, info->position, info, error, size);
+        err = zcq_store_checkpoint (store, store_dir, &info->position, error, size);
+    if (err == ZCQ_OK)
+        s_drop_views_after (dir, info);
     if (err == ZCQ_OK)
         err = s_write_manifest (dir, info, error, size);
     if (err != ZCQ_OK) {

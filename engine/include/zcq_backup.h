@@ -24,7 +24,8 @@ extern "C" {
 #define ZCQ_BACKUP_FORMAT 1
 
 typedef struct {
-    char name[256];
+    char name[256]; //  the view's
+    char file[256]; //  its snapshot's, in views/
     uint64_t position;
 } zcq_backup_view_t;
 
