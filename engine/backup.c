@@ -39,8 +39,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_MANIFEST "manifest"
-#define S_PATH_MAX 4096
+#define S_MANIFEST   "manifest"
+#define S_PATH_MAX   4096
+#define S_KEEP_IDS_S (100LL * 365 * 24 * 3600) //  past any dedup window (config: 1 year)
 
 void
 zcq_backup_info_clear (zcq_backup_info_t *info)
@@ -528,6 +529,9 @@ s_check_store (const char *data, uint64_t position, char *error, size_t size)
     zcq_store_options_init (&options);
     options.create = false;
     options.verify = true;
+    //  drop no command id (the open indexes the log's tail, and may
+    //  compact): the node that starts on it applies its own window
+    options.dedup_window_s = S_KEEP_IDS_S;
     zcq_store_t *store = NULL;
     ZCQ_TRY (zcq_store_open (&store, data, &options, error, size));
     zcq_err_t err = zcq_store_verified (store, error, size);

@@ -2622,6 +2622,8 @@ s_checkpoint_head (zcq_store_t *self, const char *dir, uint64_t *head, char *err
     return err;
 }
 
+//  The handle is held shared while RocksDB makes the copy (a reopen, DESIGN
+//  7, waits for it); commits and reads go on.
 zcq_err_t
 zcq_store_checkpoint (zcq_store_t *self, const char *dir, uint64_t *position, char *error,
                       size_t size)

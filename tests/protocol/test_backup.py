@@ -95,6 +95,16 @@ class Loader(threading.Thread):
             return len(self.acked)
 
 
+def wait_snapshots(client):
+    """Poll `views` until every view has saved a snapshot."""
+    deadline = time.monotonic() + 60
+    while True:
+        views = assert_ok(client.query("views"))["views"]
+        if all(v["snapshot"] > 0 for v in views):
+            return views
+        assert time.monotonic() < deadline, "no view snapshots: %r" % views
+
+
 def fold(events):
     """The bank's views computed from a log: accounts balances, totals."""
     accounts, totals = {}, {"events": 0, "accounts": 0, "balance": 0}
@@ -130,7 +140,8 @@ def test_backup_under_load_restores_acknowledged_commands(daemon_factory,
     loader = Loader(source, keys)
     loader.start()
     try:
-        loader.wait_acked(400)   # several view snapshots taken meanwhile
+        loader.wait_acked(400)
+        wait_snapshots(c)   # saved (and synced) by the views' own threads
         target = tmp_path / "backups" / "b1"
         target.parent.mkdir()
         rep = assert_ok(backup(c, target))
