@@ -21,7 +21,8 @@
 //  Append one event to stream, its body a ZCQ/1 event map (what the store
 //  indexes the log from when a restored store opens).
 static void
-s_append (zcq_store_t *store, zcq_writer_t *writer, const char *stream, uint64_t position)
+s_append (zcq_store_t *store, zcq_writer_t *writer, const char *stream, uint64_t position,
+          uint64_t version)
 {
     char command[32];
     snprintf (command, sizeof command, "c%llu", (unsigned long long) position);
@@ -40,7 +41,7 @@ s_append (zcq_store_t *store, zcq_writer_t *writer, const char *stream, uint64_t
     zcq_writer_str (writer, "key");
     zcq_writer_str (writer, strchr (stream, '/') + 1);
     zcq_writer_str (writer, "version");
-    zcq_writer_uint (writer, 0); //  any: the store keeps its own
+    zcq_writer_uint (writer, version);
     zcq_writer_str (writer, "type");
     zcq_writer_str (writer, "deposited");
     zcq_writer_str (writer, "command");
@@ -101,7 +102,8 @@ test_backup_walkthrough (void **state)
     zcq_store_t *store = zcq_test_store (data);
     zcq_writer_t *writer = zcq_writer_new ();
     for (uint64_t position = 1; position <= 20; position++)
-        s_append (store, writer, position % 2 ? "account/a" : "account/b", position);
+        s_append (store, writer, position % 2 ? "account/a" : "account/b", position,
+                  (position + 1) / 2);
 
     zcq_backup_info_t info;
     char error[512] = "";
@@ -118,7 +120,7 @@ test_backup_walkthrough (void **state)
     assert_int_equal (stat (backup, &status), 0);
     assert_int_equal (status.st_mode & 0777, 0700);
     //  the store goes on; the backup stays at 20
-    s_append (store, writer, "account/a", 21);
+    s_append (store, writer, "account/a", 21, 11);
     zcq_store_close (&store);
 
     rc = zcq_backup_restore (backup, restored, &info, error, sizeof error);
@@ -155,9 +157,10 @@ s_writer (void *args)
     s_writer_t *self = args;
     zcq_writer_t *writer = zcq_writer_new ();
     char stream[32];
+    uint64_t versions[50] = { 0 };
     for (uint64_t position = 1; !atomic_load (&self->stop) && position <= 200000; position++) {
         snprintf (stream, sizeof stream, "account/%llu", (unsigned long long) position % 50);
-        s_append (self->store, writer, stream, position);
+        s_append (self->store, writer, stream, position, ++versions[position % 50]);
         pthread_mutex_lock (&self->mutex);
         self->appended = position;
         pthread_cond_broadcast (&self->cond);
@@ -229,7 +232,7 @@ test_backup_refusals (void **state)
     char *keep = s_path (busy, "keep");
     zcq_store_t *store = zcq_test_store (data);
     zcq_writer_t *writer = zcq_writer_new ();
-    s_append (store, writer, "account/a", 1);
+    s_append (store, writer, "account/a", 1, 1);
     zcq_backup_info_t info;
     char error[512];
     assert_int_equal (
