@@ -232,9 +232,10 @@ main (int argc, char *argv[])
     sigaddset (&signals, SIGTERM);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
+    const char *restore = NULL; //  --restore DIR
+
     zcq_config_t *config = zcq_config_new ();
     char error[512];
-    const char *restore = NULL; //  --restore DIR
     for (int index = 1; index < argc; index++) {
         const char *flag = argv[index];
         if (strcmp (flag, "--version") == 0) {
