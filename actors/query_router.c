@@ -9,8 +9,9 @@
     2.  Node queries (views, health, stats, cluster) are answered here from
         the counters. Log reads (read, stream) are answered from the store
         by a thread of their own, the clients in turn (log_reader.c), so a
-        client's large reads never hold up another client's queries. None
-        of them touches the write path.
+        client's large reads never hold up another client's queries. A
+        `backup` is taken by a thread of its own too, one at a time
+        (backup.c). None of them touches the write path.
     3.  A reply that meets a client's full pipe (a burst of answered
         queries is faster than the I/O thread) waits in a backlog, retried
         every few ms, and a client's later replies queue behind it. A client
@@ -163,6 +164,7 @@ typedef struct {
     zhashx_t *forwards; //  sequence (hex) -> zcq_query_t sent
     uint64_t sequence;
     zcq_log_reads_t *reads; //  DESIGN 2: read and stream
+    zcq_backups_t *backups; //  DESIGN 2: backup (backup.c)
 } self_t;
 
 static void
@@ -182,6 +184,7 @@ s_destroy (self_t **self_p)
     }
     free (self->hosts);
     zcq_log_reads_destroy (&self->reads);
+    zcq_backups_destroy (&self->backups);
     if (self->backlog) {
         zcq_query_t *query;
         while ((query = zlistx_detach (self->backlog, NULL)))
@@ -234,8 +237,9 @@ s_new (zsock_t *pipe, const zcq_query_args_t *args)
     if (self->queued)
         zhashx_set_destructor (self->queued, s_free_item);
     self->reads = zcq_log_reads_new (self->env);
+    self->backups = zcq_backups_new (self->env);
     if (!self->writer || !self->hosts || !self->clients || !self->backlog || !self->queued
-        || !self->reads) {
+        || !self->reads || !self->backups) {
         zcq_actor_failed (pipe, "out of memory");
         s_destroy (&self);
         return NULL;
@@ -922,6 +926,8 @@ s_dispatch (self_t *self, zcq_query_t *query, size_t envelope_bytes)
     };
     if (streq (query->op, "read") || streq (query->op, "stream"))
         return zcq_log_reads_add (self->reads, query); //  log_reader.c
+    if (streq (query->op, "backup"))
+        return zcq_backups_add (self->backups, query); //  backup.c
     for (size_t index = 0; index < sizeof local / sizeof local[0]; index++)
         if (streq (query->op, local[index].op)) {
             local[index].handler (self, query);
@@ -1034,8 +1040,9 @@ zcq_query_actor (zsock_t *pipe, void *args)
     if (!self)
         return;
     zsock_send (pipe, "is", 0, "");
-    //  the pipe, the clients, the reads answered, the hosts, the forwards
-    size_t item_count = 3 + self->host_count + (self->forward ? 1 : 0);
+    //  the pipe, the clients, the reads answered, the hosts, the backups,
+    //  the forwards
+    size_t item_count = 4 + self->host_count + (self->forward ? 1 : 0);
     zmq_pollitem_t *items = calloc (item_count, sizeof (zmq_pollitem_t));
     if (!items) {
         s_destroy (&self);
@@ -1047,6 +1054,9 @@ zcq_query_actor (zsock_t *pipe, void *args)
         = (zmq_pollitem_t) { zsock_resolve (zcq_log_reads_socket (self->reads)), 0, ZMQ_POLLIN, 0 };
     for (uint32_t host = 0; host < self->host_count; host++)
         items[3 + host] = (zmq_pollitem_t) { zsock_resolve (self->hosts[host]), 0, ZMQ_POLLIN, 0 };
+    zmq_pollitem_t *backups = &items[3 + self->host_count];
+    *backups
+        = (zmq_pollitem_t) { zsock_resolve (zcq_backups_socket (self->backups)), 0, ZMQ_POLLIN, 0 };
     if (self->forward)
         items[item_count - 1]
             = (zmq_pollitem_t) { zsock_resolve (self->forward), 0, ZMQ_POLLIN, 0 };
@@ -1068,6 +1078,11 @@ zcq_query_actor (zsock_t *pipe, void *args)
         if (items[2].revents & ZMQ_POLLIN) {
             zcq_query_t *query;
             while ((query = zcq_log_reads_take (self->reads)))
+                s_reply (self, &query);
+        }
+        if (backups->revents & ZMQ_POLLIN) {
+            zcq_query_t *query = zcq_backups_take (self->backups);
+            if (query)
                 s_reply (self, &query);
         }
         if (items[1].revents & ZMQ_POLLIN)

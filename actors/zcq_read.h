@@ -124,6 +124,19 @@ zsock_t *zcq_log_reads_socket (zcq_log_reads_t *self);
 zcq_query_t *zcq_log_reads_take (zcq_log_reads_t *self);
 size_t zcq_log_reads_waiting (const zcq_log_reads_t *self);
 
+//  Backups (`backup`), taken by a thread of their own, one at a time
+//  (backup.c). Used by the query router's thread only.
+typedef struct zcq_backups_t zcq_backups_t;
+zcq_backups_t *zcq_backups_new (const zcq_node_env_t *env);
+//  Waits for a running backup to end, then stops the thread.
+void zcq_backups_destroy (zcq_backups_t **self_p);
+//  Hand a backup to the thread; false when one runs (the query is failed
+//  `unavailable` and stays the caller's, to reply).
+bool zcq_backups_add (zcq_backups_t *self, zcq_query_t *query);
+//  Readable when the backup is answered; take it with _take, then reply.
+zsock_t *zcq_backups_socket (zcq_backups_t *self);
+zcq_query_t *zcq_backups_take (zcq_backups_t *self);
+
 //  View host: keeps views, applies events, answers view queries.
 //  Data socket (PAIR, inproc host endpoint): query pointers in and out.
 void zcq_host_actor (zsock_t *pipe, void *args);

@@ -117,6 +117,7 @@ static int s_views (void);
 static int s_health (void);
 static int s_stats (void);
 static int s_rebuild (void);
+static int s_backup (void);
 static int s_cluster (void);
 static int s_help (void);
 
@@ -184,6 +185,13 @@ static const s_subcommand_t s_subcommands[] = {
     { "rebuild", s_rebuild, 1, 1, 0, "rebuild VIEW",
       "Rebuild VIEW from the log while the old copy keeps answering; `zcqrs\n"
       "views` shows it live again when done." },
+    { "backup", s_backup, 1, 1, 0, "backup DIR",
+      "Back up the node while it serves into DIR, a new directory (made\n"
+      "absolute here; the node writes it, so DIR is on the node's machine): a\n"
+      "checkpoint of its store and its view snapshots, consistent with one log\n"
+      "position. Restore with `zcqrsd --restore DIR --data NEW_DIR`. Waits up to\n"
+      "--timeout (default here 600000 ms). One backup at a time: a second is\n"
+      "refused (unavailable, exit 1)." },
     { "cluster", s_cluster, 0, 0, 0,
       "cluster\n"
       "  cluster create --zk HOST:PORT[,...]/PATH --groups G [--replicas R]\n"
@@ -1123,6 +1131,46 @@ s_rebuild (void)
         fputs ("rebuilding ", stdout);
         s_print_text (stdout, s_args.words[0], strlen (s_args.words[0]));
         printf (" (the old copy answers meanwhile; `zcqrs views` shows when it is live)\n");
+    }
+    return 0;
+}
+
+#define S_BACKUP_TIMEOUT 600000 //  ms: a backup of a large store takes a while
+
+static int
+s_backup (void)
+{
+    const char *dir = s_args.words[0];
+    char absolute[4096];
+    if (dir[0] != '/') {
+        char cwd[4096];
+        if (!getcwd (cwd, sizeof cwd)
+            || snprintf (absolute, sizeof absolute, "%s/%s", cwd, dir) >= (int) sizeof absolute) {
+            fprintf (stderr, "zcqrs backup: cannot make %s an absolute path\n", dir);
+            return 2;
+        }
+        dir = absolute;
+    }
+    if (!s_args.timeout_text)
+        s_args.timeout = S_BACKUP_TIMEOUT;
+    size_t count;
+    size_t mark = s_query_open ("backup", &count);
+    s_query_str ("dir", dir, &count);
+    zcq_writer_map_close (s_writer, mark, count);
+    const zcq_value_t *reply;
+    int rc = s_call (ZCQ_ENDPOINT_QUERY, &reply);
+    if (rc || (rc = s_query_reply (reply)))
+        return rc;
+    if (s_args.json)
+        zcq_json_print (stdout, reply, false);
+    else {
+        const zcq_value_t *views = zcq_value_get (reply, "views");
+        fputs ("backup ", stdout);
+        s_print_text (stdout, dir, strlen (dir));
+        printf (" at log position %lld: %zu view snapshot%s, %lld bytes\n",
+                (long long) zcq_value_get_int (reply, "position", 0), zcq_value_size (views),
+                zcq_value_size (views) == 1 ? "" : "s",
+                (long long) zcq_value_get_int (reply, "bytes", 0));
     }
     return 0;
 }

@@ -4,6 +4,8 @@
 
     Exit codes: 0 after a clean stop, 1 when the node fails at run time,
     2 for bad flags, an unreadable config or a node that cannot start.
+    With --restore DIR it starts no node: it makes the data dir of --data
+    from the backup in DIR and exits 0, or 1 when it cannot.
 */
 #include <dlfcn.h>
 #include <limits.h>
@@ -68,6 +70,9 @@ s_usage (FILE *out)
              "  --replication EP      replication endpoint\n"
              "  --zk-session-ms MS    ZooKeeper session timeout (default 4000)\n"
              "\n"
+             "  --restore DIR         restore the backup in DIR (made by `zcqrs backup`)\n"
+             "                        into the data dir given by --data, which must not\n"
+             "                        exist or be empty, check it, and exit\n"
              "  --config FILE         settings from a ZPL file (flags after it override);\n"
              "                        every flag with a value is a setting there, e.g.\n"
              "                        `domain = bank` (examples/zcqrsd.conf)\n"
@@ -180,6 +185,29 @@ s_load_domain (const char *name, void **handle_p)
     return NULL;
 }
 
+//  --restore: make the data dir of config from the backup in dir, check
+//  it, and say so. Returns the exit code: 0 done, 1 refused or failed.
+static int
+s_restore (const char *dir, zcq_config_t *config)
+{
+    const char *data = zcq_config_get (config, "data");
+    zcq_backup_info_t info;
+    char error[1024];
+    zcq_err_t err = zcq_backup_restore (dir, data, &info, error, sizeof error);
+    if (err != ZCQ_OK) {
+        fprintf (stderr, "zcqrsd: cannot restore %s: %s\n", dir, error);
+        zcq_config_destroy (&config);
+        return 1;
+    }
+    printf ("zcqrsd: restored %s into %s: log position %llu (node %s, domain %s, taken %s), "
+            "%llu bytes\n",
+            dir, data, (unsigned long long) info.position, info.node, info.domain, info.time,
+            (unsigned long long) info.bytes);
+    zcq_backup_info_clear (&info);
+    zcq_config_destroy (&config);
+    return 0;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -204,6 +232,8 @@ main (int argc, char *argv[])
     sigaddset (&signals, SIGTERM);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
+    const char *restore = NULL; //  --restore DIR
+
     zcq_config_t *config = zcq_config_new ();
     char error[512];
     for (int index = 1; index < argc; index++) {
@@ -223,6 +253,10 @@ main (int argc, char *argv[])
             bool verbose = flag[2] == 'v';
             zcq_config_set (config, verbose ? "log-level" : "allow-domain-change",
                             verbose ? "debug" : "true", error, sizeof error);
+            continue;
+        }
+        if (strcmp (flag, "--restore") == 0 && index + 1 < argc) {
+            restore = argv[++index];
             continue;
         }
         if (strncmp (flag, "--", 2) != 0 || index + 1 >= argc) {
@@ -252,6 +286,8 @@ main (int argc, char *argv[])
     zcq_log_set_level (level);
     for (const char *const *name = zcq_config_names (); *name; name++)
         zsys_debug ("zcqrsd: setting %s = %s", *name, zcq_config_get (config, *name));
+    if (restore)
+        return s_restore (restore, config);
     void *plugin = NULL;
     const zcq_domain_t *domain = s_load_domain (zcq_config_get (config, "domain"), &plugin);
     if (!domain) {

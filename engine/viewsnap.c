@@ -386,7 +386,8 @@ s_header_positions (const zcq_value_t *root, zcq_viewsnap_t *snap)
 //  Parse and check the header; the rows start at *rows_at.
 static zcq_err_t
 s_header (const uint8_t *bytes, size_t length, const char *path, const char *view,
-          zcq_viewsnap_t *snap, uint64_t *rows, size_t *rows_at, char *error, size_t size)
+          zcq_viewsnap_t *snap, uint64_t *rows, size_t *rows_at, char *error, size_t size,
+          char *named, size_t named_size)
 {
     if (length < S_MAGIC_SIZE + 4 + S_TRAILER
         || (memcmp (bytes, S_MAGIC, S_MAGIC_SIZE) != 0
@@ -417,13 +418,15 @@ s_header (const uint8_t *bytes, size_t length, const char *path, const char *vie
         || !zcq_value_uint (zcq_value_get (root, "check"), &snap->check)
         || !zcq_value_uint (zcq_value_get (root, "rows"), rows))
         err = s_corrupt (path, "bad header", error, size);
-    else if (!zcq_value_streq (zcq_value_get (root, "view"), view)) {
+    else if (view && !zcq_value_streq (zcq_value_get (root, "view"), view)) {
         snprintf (error, size, "view snapshot %s is not of view %s", path, view);
         err = ZCQ_INVALID;
     }
     else if (cluster_wide && s_header_positions (root, snap) != ZCQ_OK)
         err = s_corrupt (path, "bad cluster or positions in the header", error, size);
     snap->version = (uint32_t) version;
+    if (err == ZCQ_OK && named)
+        snprintf (named, named_size, "%.*s", (int) name_len, name);
     zcq_doc_destroy (&doc);
     *rows_at = S_MAGIC_SIZE + 4 + header_len;
     return err;
@@ -442,7 +445,8 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
     ZCQ_TRY (s_read_file (path, &bytes, &length, error, size));
     uint64_t rows = 0;
     size_t cursor = 0;
-    zcq_err_t err = s_header (bytes, length, path, view, snap, &rows, &cursor, error, size);
+    zcq_err_t err
+        = s_header (bytes, length, path, view, snap, &rows, &cursor, error, size, NULL, 0);
     zcq_viewtable_t *table = NULL;
     //  the header's row count sizes the hash table once (bounded by what
     //  the file can hold: 8 bytes a row at least)
@@ -531,4 +535,33 @@ zcq_viewtable_load (zcq_viewtable_t **self_p, const char *const *indexes, const 
     }
     *self_p = table;
     return err;
+}
+
+//  --------------------------------------------------------------------------
+//  Reading a snapshot whole, of any view (backups copy them)
+
+zcq_err_t
+zcq_viewsnap_read (const char *path, uint8_t **bytes_p, size_t *length_p, char *view,
+                   size_t view_size, zcq_viewsnap_t *snap, char *error, size_t size)
+{
+    *bytes_p = NULL;
+    *length_p = 0;
+    snap->cluster[0] = 0;
+    snap->groups = 0;
+    snap->positions = NULL;
+    uint8_t *bytes;
+    size_t length;
+    ZCQ_TRY (s_read_file (path, &bytes, &length, error, size));
+    uint64_t rows = 0;
+    size_t cursor = 0;
+    zcq_err_t err
+        = s_header (bytes, length, path, NULL, snap, &rows, &cursor, error, size, view, view_size);
+    if (err != ZCQ_OK) {
+        free (bytes);
+        zcq_viewsnap_clear (snap);
+        return err;
+    }
+    *bytes_p = bytes;
+    *length_p = length;
+    return ZCQ_OK;
 }

@@ -239,6 +239,11 @@ zcq_viewimage_t *zcq_viewimage_new (const zcq_viewtable_t *table, const char *vi
 void zcq_viewimage_destroy (zcq_viewimage_t **self_p);
 zcq_err_t zcq_viewimage_write (const zcq_viewimage_t *self, const char *path, char *error,
                                size_t size);
+//  Read the view snapshot at path whole, checked (checksum, header) but of
+//  any view: its bytes (the caller frees them), its view's name in view,
+//  its header in snap (zcq_viewsnap_clear it).
+zcq_err_t zcq_viewsnap_read (const char *path, uint8_t **bytes_p, size_t *length_p, char *view,
+                             size_t view_size, zcq_viewsnap_t *snap, char *error, size_t size);
 
 //  --------------------------------------------------------------------------
 //  Decisions

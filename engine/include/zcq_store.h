@@ -195,6 +195,17 @@ ZCQ_EXPORT void zcq_store_hold_index (zcq_store_t *self, bool hold);
 //  Stream index entries and command ids held in memory, not yet indexed.
 ZCQ_EXPORT size_t zcq_store_recent (zcq_store_t *self);
 
+//  ---------------------------------------------------------------------
+//  Online backups
+
+//  Write a consistent copy of the store into dir (RocksDB's checkpoint:
+//  .sst files hard-linked on the same filesystem, copied otherwise, and
+//  the WAL copied), while commits go on. dir must not exist; it is made
+//  owner-only. *position is the head the copy holds: read from the copy
+//  itself, so it is exactly the last commit it contains. Any thread.
+ZCQ_EXPORT zcq_err_t zcq_store_checkpoint (zcq_store_t *self, const char *dir, uint64_t *position,
+                                           char *error, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

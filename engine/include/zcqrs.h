@@ -14,6 +14,7 @@
 #include "zcq_domain.h"
 #include "zcq_fixture.h"
 #include "zcq_store.h"
+#include "zcq_backup.h"
 #include "zcq_config.h"
 #include "zcq_node.h"
 #include "zcq_client.h"

@@ -135,6 +135,16 @@ def test_rebuild(client):
     assert client.get("accounts", key, min_position=result.position)["owner"] == "f"
 
 
+def test_backup(client, tmp_path):
+    result = client.send("account", uniq(), "open", {"owner": "b"})
+    reply = client.backup(str(tmp_path / "backup"))
+    assert reply["dir"] == str(tmp_path / "backup")
+    assert reply["position"] >= result.position and reply["bytes"] > 0
+    assert (tmp_path / "backup" / "manifest").exists()
+    with pytest.raises(zcqrs.Invalid):
+        client.backup(str(tmp_path / "backup"))
+
+
 def test_totals(client):
     result = client.send("account", uniq(), "open", {"owner": "g"})
     totals = client.get("totals", "bank", min_position=result.position)
