@@ -68,6 +68,46 @@ s_add_event (void *arg, uint64_t position, uint64_t version, const void *body, s
     return 0;
 }
 
+//  The type of an event body the node wrote, as a C string in type[size]
+//  ("" when it has none).
+static void
+s_event_type (const void *body, size_t len, char *type, size_t size)
+{
+    const void *value;
+    size_t value_len;
+    type[0] = 0;
+    if (!zcq_msgpack_peek (body, len, "type", &value, &value_len) || value_len == 0)
+        return;
+    const uint8_t *bytes = value;
+    size_t start, count;
+    if ((bytes[0] & 0xe0) == 0xa0) {
+        start = 1;
+        count = bytes[0] & 0x1f;
+    }
+    else if (bytes[0] == 0xd9 && value_len >= 2) {
+        start = 2;
+        count = bytes[1];
+    }
+    else
+        return;
+    if (start + count > value_len || count >= size)
+        return;
+    memcpy (type, bytes + start, count);
+    type[count] = 0;
+}
+
+//  The stream's last event is `$deleted`: its version is the stream's.
+static int
+s_last_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    (void) position;
+    (void) version;
+    char type[ZCQ_TYPE_MAX + 1];
+    s_event_type (body, len, type, sizeof type);
+    *(bool *) arg = strcmp (type, ZCQ_EVENT_DELETED) == 0;
+    return 1;
+}
+
 //  `next`: where to ask from for what this reply did not hold (a position
 //  or a version), or nil when it reached the end.
 static void
@@ -130,13 +170,20 @@ s_op_stream (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query
         || !zcq_query_int (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
         return;
     uint64_t version = 0;
+    bool deleted = false;
     zcq_err_t err = zcq_store_stream_version (env->store, stream, &version);
+    if (err == ZCQ_OK && version)
+        err = zcq_store_read_stream (env->store, stream, version, 1, s_last_event, &deleted);
     size_t count;
     size_t mark = zcq_query_reply_open (query, writer, &count);
     zcq_writer_str (writer, "version");
     zcq_writer_uint (writer, version);
     zcq_writer_str (writer, "head");
     zcq_writer_uint (writer, zcq_store_head (env->store));
+    if (deleted) {
+        zcq_writer_str (writer, "deleted");
+        zcq_writer_bool (writer, true);
+    }
     zcq_writer_str (writer, "events");
     size_t events_mark = zcq_writer_array_open (writer);
     s_events_t events = { writer, 0, 0, 0 };
@@ -149,7 +196,7 @@ s_op_stream (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query
     }
     zcq_writer_array_close (writer, events_mark, events.count);
     s_write_next (writer, events.last_version, version, events.count);
-    zcq_query_reply_close (query, writer, mark, count + 4);
+    zcq_query_reply_close (query, writer, mark, count + 4 + (deleted ? 1 : 0));
 }
 
 //  The reader thread: take a query, answer it, send it back (DESIGN 4).

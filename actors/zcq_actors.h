@@ -105,7 +105,8 @@ struct zcq_command_t {
     //  for the log writer: event bodies, each prefixed by its u32 length
     uint8_t *events;
     size_t events_size;
-    uint8_t *snapshot; //  encoded snapshot, or NULL
+    uint64_t truncate_before; //  `$truncate`: remove the stream's versions below this
+    uint8_t *snapshot;        //  encoded snapshot, or NULL
     size_t snapshot_size;
     uint32_t snapshot_schema;
 

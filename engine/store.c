@@ -155,6 +155,17 @@
         they hold. An older record of a reused id is expired (that is when
         an id can be used again), and expired records are neither ingested
         nor rebuilt (DESIGN 3), so it never covers the newer one.
+    14. Truncation (a stream's `$truncate`, or retention) removes a stream's
+        events below a version from the log: zcq_batch_truncate stages the
+        deletes of their log entries in the commit that writes the
+        stream's `$truncated` event, with the stream's first kept version
+        (default family, first/<stream>) and the count of removed entries
+        (`removed`), so removal and its record are one atomic batch. The
+        stream index keeps its entries (a version is still found by
+        probing 1, 2, 4, ...: DESIGN 10); stream reads start at the first
+        kept version. The log's only holes are removed entries: the check
+        after open (DESIGN 9) accepts as many holes as `removed` counts.
+        RocksDB's deletes are tombstones: compaction reclaims the space.
 */
 #include "zcq_internal.h"
 #include <assert.h>
@@ -183,6 +194,7 @@ static const char *s_cf_names[S_CF_COUNT]
 //  DESIGN 10: formats 1 (head records) and 2 (index in the commit) are
 //  read too, and moved to 3 when opened for writing
 #define S_FORMAT             "3"
+#define S_META_REMOVED       "removed" //  DESIGN 14
 #define S_DEFAULT_WINDOW     (24 * 3600)
 #define S_MULTIGET_CHUNK     256
 #define S_BLOOM_MIN_BITS     (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
@@ -256,6 +268,7 @@ struct zcq_store_t {
     pthread_rwlock_t recent_lock;           //  the segments and the markers
     zcq_recent_t *segments[S_SEGMENTS_MAX]; //  oldest first; commits add to the last
     size_t segment_count;
+    _Atomic uint64_t removed; //  log entries removed by truncation (DESIGN 14)
     uint64_t streams_through; //  the markers in RocksDB
     uint64_t commands_through;
     pthread_mutex_t active;      //  a commit's reservation to its merge; sealing
@@ -304,6 +317,7 @@ struct zcq_batch_t {
     size_t bytes_used;
     size_t bytes_size;
     size_t unclaimed; //  events staged since the last command id (DESIGN 13)
+    uint64_t removed; //  log entries staged for removal (DESIGN 14)
 };
 
 static zcq_err_t s_read_begin (zcq_store_t *self);
@@ -550,6 +564,7 @@ s_verify_log (void *args)
     rocksdb_iterator_t *iterator
         = rocksdb_create_iterator_cf (self->db, options, self->cf[S_CF_LOG]);
     uint64_t expected = 1;
+    uint64_t holes = 0, removed = atomic_load (&self->removed);
     zcq_err_t err = ZCQ_OK;
     for (rocksdb_iter_seek_to_first (iterator);
          rocksdb_iter_valid (iterator) && !atomic_load (&self->closing);
@@ -557,6 +572,11 @@ s_verify_log (void *args)
         size_t key_len;
         const char *key = rocksdb_iter_key (iterator, &key_len);
         uint64_t position = key_len == 8 ? zcq_get_be64 ((const uint8_t *) key) : 0;
+        if (position > expected && position - expected <= removed - holes) {
+            //  DESIGN 14: entries removed by truncation, as many as recorded
+            holes += position - expected;
+            expected = position;
+        }
         if (position != expected) {
             snprintf (self->verify_error, sizeof self->verify_error,
                       "the log has %s at position %llu: events are missing",
@@ -571,7 +591,7 @@ s_verify_log (void *args)
     if (rocks_error)
         err = s_error (rocks_error, self->verify_error, sizeof self->verify_error,
                        "verifying the log");
-    else if (err == ZCQ_OK && !interrupted && expected - 1 < head) {
+    else if (err == ZCQ_OK && !interrupted && expected - 1 < head && head > 0) {
         snprintf (self->verify_error, sizeof self->verify_error,
                   "the log ends at position %llu, its head is %llu: events are missing",
                   (unsigned long long) (expected - 1), (unsigned long long) head);
@@ -1286,6 +1306,12 @@ s_load_index (zcq_store_t *self, char *error, size_t size)
         snprintf (error, size, "reading the format: %s", zcq_strerror (err));
         return err;
     }
+    void *removed;
+    if (s_get (self, S_CF_DEFAULT, S_META_REMOVED, strlen (S_META_REMOVED), &removed, &len)
+        == ZCQ_OK) {
+        atomic_store (&self->removed, len == 8 ? zcq_get_be64 (removed) : 0);
+        free (removed);
+    }
     if (current) {
         err = s_load_marker (self, S_CF_STREAMS, &self->streams_through);
         if (err == ZCQ_OK)
@@ -1804,6 +1830,7 @@ zcq_batch_clear (zcq_batch_t *self)
     self->count = 0;
     self->failed = self->invalid = false;
     self->event_count = self->command_count = self->bytes_used = self->unclaimed = 0;
+    self->removed = 0;
 }
 
 size_t
@@ -1934,6 +1961,108 @@ zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value, size_t l
     self->count++;
 }
 
+//  DESIGN 14: the first version a stream keeps, under first/<stream>
+static size_t
+s_first_key (char *key, const char *stream, size_t stream_len)
+{
+    memcpy (key, "first/", 6);
+    memcpy (key + 6, stream, stream_len);
+    return stream_len + 6;
+}
+
+typedef struct {
+    uint64_t *positions;
+    size_t count;
+    size_t slots;
+    bool nomem;
+} s_positions_t;
+
+static int
+s_collect_position (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    (void) version;
+    (void) body;
+    (void) len;
+    s_positions_t *positions = arg;
+    if (!s_stage_slot ((void **) &positions->positions, &positions->slots, positions->count,
+                       sizeof (uint64_t))) {
+        positions->nomem = true;
+        return 1;
+    }
+    positions->positions[positions->count++] = position;
+    return 0;
+}
+
+zcq_err_t
+zcq_batch_truncate (zcq_batch_t *self, const char *stream, size_t stream_len, uint64_t before)
+{
+    if (stream_len > ZCQ_STREAM_MAX)
+        return ZCQ_INVALID;
+    char name[ZCQ_STREAM_MAX + 1];
+    memcpy (name, stream, stream_len);
+    name[stream_len] = 0;
+    uint64_t first;
+    ZCQ_TRY (zcq_store_stream_first (self->store, name, &first));
+    if (before <= first)
+        return ZCQ_OK;
+    s_positions_t positions = { 0 };
+    zcq_err_t err = zcq_store_read_stream (self->store, name, first, (size_t) (before - first),
+                                           s_collect_position, &positions);
+    if (err == ZCQ_OK && positions.nomem)
+        err = ZCQ_NOMEM;
+    if (err == ZCQ_OK) {
+        for (size_t index = 0; index < positions.count; index++) {
+            uint8_t key[8];
+            zcq_put_be64 (key, positions.positions[index]);
+            rocksdb_writebatch_delete_cf (self->batch, self->store->cf[S_CF_LOG],
+                                          (const char *) key, 8);
+        }
+        self->removed += positions.count;
+        char key[ZCQ_STREAM_MAX + 6];
+        uint8_t value[8];
+        zcq_put_be64 (value, before);
+        rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_DEFAULT], key,
+                                   s_first_key (key, stream, stream_len), (const char *) value, 8);
+        self->count++;
+    }
+    free (positions.positions);
+    if (err != ZCQ_OK)
+        self->failed = true; //  the commit fails whole
+    return err;
+}
+
+zcq_err_t
+zcq_store_stream_first (zcq_store_t *self, const char *stream, uint64_t *first)
+{
+    size_t stream_len = strlen (stream);
+    *first = 1;
+    if (stream_len > ZCQ_STREAM_MAX)
+        return ZCQ_INVALID;
+    char key[ZCQ_STREAM_MAX + 6];
+    size_t key_len = s_first_key (key, stream, stream_len);
+    ZCQ_TRY (s_read_begin (self));
+    void *value;
+    size_t len;
+    zcq_err_t err = s_get (self, S_CF_DEFAULT, key, key_len, &value, &len);
+    s_read_end (self);
+    if (err == ZCQ_NOT_FOUND)
+        return ZCQ_OK;
+    if (err != ZCQ_OK)
+        return err;
+    if (len == 8)
+        *first = zcq_get_be64 (value);
+    else
+        err = ZCQ_CORRUPT;
+    free (value);
+    return err;
+}
+
+uint64_t
+zcq_store_removed (const zcq_store_t *self)
+{
+    return atomic_load (&((zcq_store_t *) self)->removed);
+}
+
 //  Add what a batch staged to a segment (reserved for: it cannot fail).
 static bool
 s_merge (zcq_recent_t *segment, const zcq_batch_t *batch, uint64_t head)
@@ -1994,6 +2123,14 @@ zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head)
     uint64_t before = atomic_load (&self->head);
     zcq_err_t err = s_reserve (self, batch);
     size_t newest_entries = 0;
+    uint64_t removed = atomic_load (&self->removed) + batch->removed;
+    if (err == ZCQ_OK && batch->removed) {
+        //  DESIGN 14: the count of removed entries goes with the removal
+        uint8_t value[8];
+        zcq_put_be64 (value, removed);
+        rocksdb_writebatch_put_cf (batch->batch, self->cf[S_CF_DEFAULT], S_META_REMOVED,
+                                   strlen (S_META_REMOVED), (const char *) value, 8);
+    }
     if (err == ZCQ_OK) {
         char *rocks_error = NULL;
         rocksdb_write (self->db, self->write_options, batch->batch, &rocks_error);
@@ -2017,6 +2154,7 @@ zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head)
             newest_entries = zcq_recent_entries (newest);
             if (head > before)
                 atomic_store (&self->head, head);
+            atomic_store (&self->removed, removed);
             pthread_rwlock_unlock (&self->recent_lock);
         }
     }
@@ -2282,6 +2420,10 @@ zcq_store_read_stream (zcq_store_t *self, const char *stream, uint64_t from, siz
         return ZCQ_INVALID;
     if (!from)
         from = 1;
+    uint64_t first;
+    ZCQ_TRY (zcq_store_stream_first (self, stream, &first));
+    if (from < first)
+        from = first; //  DESIGN 14: the versions below were removed
     char start[ZCQ_STREAM_MAX + 9];
     size_t start_len = s_stream_key (start, stream, stream_len, from);
     ZCQ_TRY (s_read_begin (self));
