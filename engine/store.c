@@ -321,6 +321,8 @@ struct zcq_batch_t {
 };
 
 static zcq_err_t s_read_begin (zcq_store_t *self);
+static zcq_err_t s_get (zcq_store_t *self, int cf, const char *key, size_t key_len, void **value,
+                        size_t *len);
 static void s_read_end (zcq_store_t *self);
 static void s_broken (zcq_store_t *self, const char *doing, const char *rocks_error);
 static size_t s_stream_key (char *key, const char *stream, size_t stream_len, uint64_t version);
@@ -480,8 +482,16 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
         }
         else
             head = zcq_get_be64 ((const uint8_t *) key);
-        //  the log starts at 1: anything else means lost files
-        if (err == ZCQ_OK && first != 1) {
+        //  the log starts at 1: anything else means lost files, or
+        //  entries removed by truncation (DESIGN 14)
+        void *removed;
+        size_t len;
+        if (s_get (self, S_CF_DEFAULT, S_META_REMOVED, strlen (S_META_REMOVED), &removed, &len)
+            == ZCQ_OK) {
+            atomic_store (&self->removed, len == 8 ? zcq_get_be64 (removed) : 0);
+            free (removed);
+        }
+        if (err == ZCQ_OK && first != 1 && first - 1 > atomic_load (&self->removed)) {
             snprintf (error, size, "the log starts at position %llu, not 1: files are missing",
                       (unsigned long long) first);
             err = ZCQ_CORRUPT;
@@ -1305,12 +1315,6 @@ s_load_index (zcq_store_t *self, char *error, size_t size)
     else if (err != ZCQ_NOT_FOUND) {
         snprintf (error, size, "reading the format: %s", zcq_strerror (err));
         return err;
-    }
-    void *removed;
-    if (s_get (self, S_CF_DEFAULT, S_META_REMOVED, strlen (S_META_REMOVED), &removed, &len)
-        == ZCQ_OK) {
-        atomic_store (&self->removed, len == 8 ? zcq_get_be64 (removed) : 0);
-        free (removed);
     }
     if (current) {
         err = s_load_marker (self, S_CF_STREAMS, &self->streams_through);
