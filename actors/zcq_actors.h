@@ -377,6 +377,16 @@ int zcq_gate_watch (const zcq_node_env_t *env, zsock_t *socket, const char *name
 //  it (safe on a socket never watched, and on NULL).
 void zcq_gate_unwatch (zsock_t *socket);
 
+//  Retention (retention.c): applies the aggregate types' max_count and
+//  max_age_s every retention-interval-ms, sending `$truncate` commands to
+//  the node's command endpoint. Pipe: zsock_send (actor, "s", "RETAIN") /
+//  reply "i" the streams truncated, once a pass is done.
+typedef struct {
+    const zcq_node_env_t *env;
+    char command[ZCQ_ENDPOINT_MAX]; //  the node's command endpoint, as bound
+} zcq_retention_args_t;
+void zcq_retention_actor (zsock_t *pipe, void *args);
+
 //  Start an actor and wait for its start-up status: the actor signals 0
 //  when ready, or sends "s" reason and signals 1.
 zactor_t *zcq_actor_start (zactor_fn *actor, void *args, char *error, size_t size);

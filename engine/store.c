@@ -321,6 +321,7 @@ struct zcq_batch_t {
 };
 
 static zcq_err_t s_read_begin (zcq_store_t *self);
+static zcq_err_t s_iter_status (rocksdb_iterator_t *iterator);
 static zcq_err_t s_get (zcq_store_t *self, int cf, const char *key, size_t key_len, void **value,
                         size_t *len);
 static void s_read_end (zcq_store_t *self);
@@ -2058,6 +2059,80 @@ zcq_store_stream_first (zcq_store_t *self, const char *stream, uint64_t *first)
     else
         err = ZCQ_CORRUPT;
     free (value);
+    return err;
+}
+
+typedef struct {
+    const char *prefix;
+    size_t prefix_len;
+    int (*fn) (void *arg, const char *stream, size_t len);
+    void *arg;
+    char last[ZCQ_STREAM_MAX + 1]; //  the stream last handed to fn
+    size_t last_len;
+    bool any;
+} s_each_stream_t;
+
+static zcq_err_t
+s_each_recent_stream (void *arg, const char *key, size_t key_len, const void *value,
+                      size_t value_len)
+{
+    (void) value;
+    (void) value_len;
+    s_each_stream_t *each = arg;
+    size_t len = key_len - 9; //  stream NUL version
+    if (key_len < 9 || len > ZCQ_STREAM_MAX || len < each->prefix_len
+        || memcmp (key, each->prefix, each->prefix_len) != 0)
+        return ZCQ_OK;
+    if (each->any && len == each->last_len && memcmp (key, each->last, len) == 0)
+        return ZCQ_OK;
+    memcpy (each->last, key, len);
+    each->last_len = len;
+    each->any = true;
+    return each->fn (each->arg, key, len) ? ZCQ_NOT_FOUND : ZCQ_OK;
+}
+
+zcq_err_t
+zcq_store_each_stream (zcq_store_t *self, const char *prefix,
+                       int (*fn) (void *arg, const char *stream, size_t len), void *arg)
+{
+    size_t prefix_len = strlen (prefix);
+    if (prefix_len > ZCQ_STREAM_MAX)
+        return ZCQ_INVALID;
+    ZCQ_TRY (s_read_begin (self));
+    rocksdb_iterator_t *iterator
+        = rocksdb_create_iterator_cf (self->db, self->scan_options, self->cf[S_CF_STREAMS]);
+    char next[ZCQ_STREAM_MAX + 2];
+    rocksdb_iter_seek (iterator, prefix, prefix_len);
+    while (rocksdb_iter_valid (iterator)) {
+        size_t key_len;
+        const char *key = rocksdb_iter_key (iterator, &key_len);
+        if (key_len < prefix_len || memcmp (key, prefix, prefix_len) != 0)
+            break;
+        const char *nul = memchr (key, 0, key_len);
+        size_t len = nul ? (size_t) (nul - key) : key_len;
+        if (len > ZCQ_STREAM_MAX || fn (arg, key, len))
+            break;
+        //  past every key of this stream: name, then a byte above NUL
+        memcpy (next, key, len);
+        next[len] = 1;
+        rocksdb_iter_seek (iterator, next, len + 1);
+    }
+    zcq_err_t err = s_iter_status (iterator);
+    rocksdb_iter_destroy (iterator);
+    //  and the recent part, segment by segment (DESIGN 11)
+    s_each_stream_t each = { prefix, prefix_len, fn, arg, "", 0, false };
+    pthread_rwlock_rdlock (&self->recent_lock);
+    for (size_t index = 0; index < self->segment_count && err == ZCQ_OK; index++) {
+        each.any = false;
+        zcq_err_t stop
+            = zcq_recent_sorted_streams (self->segments[index], s_each_recent_stream, &each);
+        if (stop == ZCQ_NOMEM)
+            err = stop;
+        else if (stop != ZCQ_OK)
+            break;
+    }
+    pthread_rwlock_unlock (&self->recent_lock);
+    s_read_end (self);
     return err;
 }
 

@@ -105,6 +105,13 @@ typedef struct {
     //  optional: the state's fields, ends with { NULL }; without it the
     //  fingerprint of a default snapshot covers state_size only
     const zcq_state_field_t *state_fields;
+    //  Retention, applied by the node every retention-interval-ms: keep at
+    //  most the last max_count events of each stream (0: all), and no
+    //  event older than max_age_s seconds (0: forever). Removed events
+    //  leave the log; the stream gets ZCQ_EVENT_TRUNCATED, and its state
+    //  lives on in a snapshot (docs/domain.md, "Deleting streams").
+    uint64_t max_count;
+    uint64_t max_age_s;
 } zcq_aggregate_def_t;
 
 //  System types, written by the node itself, never by a domain (type

@@ -152,6 +152,13 @@ ZCQ_EXPORT zcq_err_t zcq_store_stream_version (zcq_store_t *self, const char *st
 //  of the stream start there.
 ZCQ_EXPORT zcq_err_t zcq_store_stream_first (zcq_store_t *self, const char *stream,
                                              uint64_t *first);
+//  Call fn with the name of every stream whose name starts with prefix:
+//  those of the index in RocksDB in name order, then those of the recent
+//  part (so a stream may come more than once). fn returns non-zero to
+//  stop; it must not call the store.
+ZCQ_EXPORT zcq_err_t zcq_store_each_stream (zcq_store_t *self, const char *prefix,
+                                            int (*fn) (void *arg, const char *stream, size_t len),
+                                            void *arg);
 //  How many log entries truncation has removed: the log's holes.
 ZCQ_EXPORT uint64_t zcq_store_removed (const zcq_store_t *self);
 //  The latest snapshot of stream; caller frees *state. ZCQ_NOT_FOUND when
