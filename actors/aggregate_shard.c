@@ -47,7 +47,11 @@
         The event is the truth: evolving it marks the cached aggregate
         deleted (the domain's evolve never sees it), a reload replays it
         (the `$delete` command writes no snapshot, so a snapshot never
-        hides it), and every later command on the stream is rejected.
+        hides it), and every later command on the stream is rejected. A
+        hard delete (`{hard: true}`) truncates the stream below its
+        `$deleted` too (DESIGN 10), with a snapshot at the head: a stream
+        loaded from a snapshot with no event after it checks whether its
+        last event is `$deleted`.
     10. Truncation: `$truncate` (zcq_truncate_command, also what retention
         sends) is decided here too. It removes the stream's versions below
         `before` (store.c DESIGN 14) and appends `$truncated`; its commit
@@ -268,6 +272,20 @@ s_replay_event (void *arg, uint64_t position, uint64_t version, const void *body
     return 0;
 }
 
+//  Mark the aggregate deleted when the event is `$deleted`.
+static int
+s_check_deleted (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    (void) position;
+    (void) version;
+    s_replay_t *replay = arg;
+    zcq_doc_t *doc = replay->self->doc;
+    if (zcq_doc_decode_trusted (doc, body, len) == ZCQ_OK
+        && zcq_value_streq (zcq_value_get (zcq_doc_root (doc), "type"), ZCQ_EVENT_DELETED))
+        replay->cached->deleted = true;
+    return 1;
+}
+
 //  A default snapshot (the state struct's bytes) starts with a header that
 //  says which layout the bytes have (DESIGN 8).
 #define S_SNAPSHOT_MAGIC  0x5a435153u //  "ZCQS"
@@ -361,10 +379,16 @@ s_load (self_t *self, zcq_command_t *command, zcq_cached_t **cached_p)
         return ZCQ_CORRUPT;
     }
     s_replay_t replay = { self, cached, ZCQ_OK };
+    uint64_t restored = cached->version;
     err = zcq_store_read_stream (self->env->store, cached->stream, cached->version + 1, 0,
                                  s_replay_event, &replay);
     if (err == ZCQ_OK)
         err = replay.err;
+    if (err == ZCQ_OK && restored && cached->version == restored)
+        //  DESIGN 9: a snapshot at the head may be a hard delete's, taken
+        //  with `$deleted` applied: the last event says
+        err = zcq_store_read_stream (self->env->store, cached->stream, restored, 1, s_check_deleted,
+                                     &replay);
     if (err != ZCQ_OK) {
         s_cached_free (&cached);
         return err;
@@ -570,14 +594,6 @@ s_decide (self_t *self, zcq_command_t *command)
         zcq_command_fail (command, ZCQ_REJECTED, "stream %s is deleted", command->stream);
         return S_REPLY;
     }
-    if (command->handler == &zcq_truncate_command && cached->inflight) {
-        //  DESIGN 10: the events to remove must be committed
-        command->reason = "overloaded";
-        zcq_command_fail (command, ZCQ_UNAVAILABLE,
-                          "stream %s has commands being committed; retry the truncation",
-                          command->stream);
-        return S_REPLY;
-    }
     zcq_decide_t *decide = self->decide;
     zcq_decide_reset (decide, cached->def, command->data, command->meta, command->key,
                       command->id_copy, cached->version);
@@ -603,6 +619,14 @@ s_decide (self_t *self, zcq_command_t *command)
             err = ZCQ_INTERNAL;
         zcq_command_fail (command, err, "%s",
                           decide->message[0] ? decide->message : zcq_strerror (err));
+        return S_REPLY;
+    }
+    if (decide->truncate_before && cached->inflight) {
+        //  DESIGN 10: the events to remove must be committed
+        command->reason = "overloaded";
+        zcq_command_fail (command, ZCQ_UNAVAILABLE,
+                          "stream %s has commands being committed; retry the truncation",
+                          command->stream);
         return S_REPLY;
     }
     if (!s_take_reply (self, command)) {

@@ -187,13 +187,17 @@ s_decide_delete (zcq_decide_t *decide, const void *state)
         return zcq_invalid (decide, "'data' of %s must be a map", ZCQ_COMMAND_DELETE);
     const zcq_value_t *hard = data ? zcq_value_get (data, "hard") : NULL;
     bool flag = false;
-    if (hard && zcq_value_type (hard) != ZCQ_TYPE_NIL && (!zcq_value_bool (hard, &flag) || flag))
-        return zcq_invalid (decide, "a hard delete is not supported: omit 'hard'");
+    if (hard && zcq_value_type (hard) != ZCQ_TYPE_NIL && !zcq_value_bool (hard, &flag))
+        return zcq_invalid (decide, "'hard' must be a boolean");
     if (decide->version == 0)
         return zcq_reject (decide, "stream %s/%s does not exist", decide->aggregate->name,
                            decide->key);
     zcq_fields_t *event = zcq_emit (decide, ZCQ_EVENT_DELETED);
-    return event ? ZCQ_OK : ZCQ_INTERNAL;
+    if (!event)
+        return ZCQ_INTERNAL;
+    if (flag && decide->version + 1 > decide->first)
+        decide->truncate_before = decide->version + 1; //  a hard delete: only $deleted stays
+    return ZCQ_OK;
 }
 
 //  The decision of a `$truncate`: remove the versions below `before`,

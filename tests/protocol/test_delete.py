@@ -59,8 +59,36 @@ def test_delete_checks_expect_and_payload(client):
     assert_error(reply, "conflict")
     assert reply["version"] == 1
     assert_error(delete(client, k, data=[1]), "invalid")
-    assert_error(delete(client, k, data={"hard": True}), "invalid")
+    assert_error(delete(client, k, data={"hard": "yes"}), "invalid")
     assert_ok(delete(client, k, expect=1))
+
+
+def test_hard_delete_removes_the_events(daemon):
+    d = daemon
+    c = d.client()
+    k = uniq("delh")
+    positions = [assert_ok(c.open(k))["position"],
+                 assert_ok(c.deposit(k, 5))["position"]]
+    rep = assert_ok(delete(c, k, data={"hard": True}))
+    assert rep["version"] == 3
+    s = assert_ok(c.query("stream", stream="account/" + k))
+    assert s["deleted"] is True and s["first"] == 3 and s["version"] == 3
+    assert [e["type"] for e in s["events"]] == ["$deleted"]
+    log = assert_ok(c.query("read", **{"from": 1}))
+    assert [e["position"] for e in log["events"]][-1] == rep["position"]
+    assert log["removed"] == [[positions[0], positions[1]]]
+    assert assert_ok(c.get("accounts", k,
+                           min_position=rep["position"]))["row"] is None
+    c.close()
+    d.restart()
+    c = d.client()
+    try:
+        reply = c.deposit(k, 1)
+        assert_error(reply, "rejected")
+        assert "is deleted" in reply["message"]
+        assert assert_ok(c.query("stream", stream="account/" + k))["deleted"]
+    finally:
+        c.close()
 
 
 def test_other_dollar_types_are_unknown(client):
