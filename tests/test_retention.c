@@ -84,7 +84,18 @@ static const zcq_projection_def_t s_tallies = {
     .handlers = s_tallies_handlers,
 };
 
-static const zcq_aggregate_def_t *const s_aggregates[] = { &s_tally, NULL };
+//  `aged`: the same, keeping no event older than a second
+static const zcq_aggregate_def_t s_aged = {
+    .name = "aged",
+    .state_size = sizeof (tally_t),
+    .state_fields = s_tally_fields,
+    .schema = 1,
+    .commands = s_tally_commands,
+    .events = s_tally_events,
+    .max_age_s = 1,
+};
+
+static const zcq_aggregate_def_t *const s_aggregates[] = { &s_tally, &s_aged, NULL };
 static const zcq_projection_def_t *const s_projections[] = { &s_tallies, NULL };
 
 static const zcq_domain_t s_domain = {
@@ -153,16 +164,16 @@ s_teardown (void **state)
     return 0;
 }
 
-//  add {amount} to tally/key; the reply's position.
+//  add {amount} to aggregate/key; the reply's position.
 static uint64_t
-s_add_to (s_fixture_t *self, const char *key, int64_t amount)
+s_send_add (s_fixture_t *self, const char *aggregate, const char *key, int64_t amount)
 {
     zcq_writer_reset (self->writer);
     zcq_writer_map (self->writer, 1);
     zcq_writer_str (self->writer, "amount");
     zcq_writer_int (self->writer, amount);
     zcq_command_req_t command = {
-        .aggregate = "tally",
+        .aggregate = aggregate,
         .key = key,
         .type = "add",
         .data = zcq_writer_data (self->writer),
@@ -177,6 +188,12 @@ s_add_to (s_fixture_t *self, const char *key, int64_t amount)
 }
 
 static uint64_t
+s_add_to (s_fixture_t *self, const char *key, int64_t amount)
+{
+    return s_send_add (self, "tally", key, amount);
+}
+
+static uint64_t
 s_uint (const zcq_value_t *map, const char *key)
 {
     uint64_t value = 0;
@@ -185,12 +202,12 @@ s_uint (const zcq_value_t *map, const char *key)
     return value;
 }
 
-//  The versions of stream tally/key from version 1, and its `first`.
+//  The versions of a stream from version 1, and its `first`.
 static void
-s_check_stream (s_fixture_t *self, const char *key, uint64_t first, uint64_t version)
+s_check_stream (s_fixture_t *self, const char *name, uint64_t first, uint64_t version)
 {
     char stream[64];
-    snprintf (stream, sizeof stream, "s:tally/%s", key);
+    snprintf (stream, sizeof stream, "s:%s", name);
     const zcq_value_t *reply
         = zcq_test_query (self->client, "op", "s:stream", "stream", stream, "from", "i:1", NULL);
     assert_string_equal (zcq_test_code (reply), "ok");
@@ -243,8 +260,8 @@ test_max_count (void **state)
     assert_int_equal (zcq_node_retain (self->node), 2);
     //  idempotent: nothing more to do
     assert_int_equal (zcq_node_retain (self->node), 0);
-    s_check_stream (self, "a", 4, 6);
-    s_check_stream (self, "b", 2, 4);
+    s_check_stream (self, "tally/a", 4, 6);
+    s_check_stream (self, "tally/b", 2, 4);
 
     //  the state lives on: 1+2+3+4+5, and one more
     uint64_t position = s_add_to (self, "a", 100);
@@ -298,14 +315,35 @@ test_max_count (void **state)
     //  aggregate loads from the truncation's snapshot
     s_node_stop (self);
     s_node_start (self);
-    s_check_stream (self, "b", 2, 4);
+    s_check_stream (self, "tally/b", 2, 4);
     position = s_add_to (self, "b", 1);
     row = s_row (self, "b", position);
     assert_int_equal (zcq_value_get_int (row, "total", 0), 31);
     //  the retention goes on from where it was: a holds 4, 5, $truncated, 7
     assert_int_equal (zcq_node_retain (self->node), 2);
-    s_check_stream (self, "a", 6, 8);
-    s_check_stream (self, "b", 4, 6);
+    s_check_stream (self, "tally/a", 6, 8);
+    s_check_stream (self, "tally/b", 4, 6);
+}
+
+static void
+test_max_age (void **state)
+{
+    s_fixture_t *self = *state;
+    s_node_start (self);
+    s_send_add (self, "aged", "x", 1);
+    s_send_add (self, "aged", "x", 2);
+    assert_int_equal (zcq_node_retain (self->node), 0); //  nothing is a second old yet
+    //  the retention is about time: the events must be over a second old
+    zclock_sleep (1200);
+    uint64_t position = s_send_add (self, "aged", "x", 3);
+    assert_int_equal (zcq_node_retain (self->node), 1);
+    assert_int_equal (zcq_node_retain (self->node), 0); //  the fresh `$truncated` does not count
+    s_check_stream (self, "aged/x", 3, 4);
+    //  the state lives on
+    assert_int_equal (s_send_add (self, "aged", "x", 4), position + 2);
+    const zcq_value_t *reply
+        = zcq_test_query (self->client, "op", "s:stream", "stream", "s:aged/x", NULL);
+    assert_int_equal (s_uint (reply, "version"), 5);
 }
 
 int
@@ -313,6 +351,7 @@ main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_max_count, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_max_age, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
