@@ -160,7 +160,10 @@
         deletes of their log entries in the commit that writes the
         stream's `$truncated` event, with the stream's first kept version
         (default family, first/<stream>) and the count of removed entries
-        (`removed`), so removal and its record are one atomic batch. The
+        (`removed`), so removal and its record are one atomic batch. Before
+        that, the recent part is indexed to RocksDB when it holds entries
+        of the versions removed: after a crash the recent part is rebuilt
+        from the log, which no longer has them. The
         stream index keeps its entries (a version is still found by
         probing 1, 2, 4, ...: DESIGN 10); stream reads start at the first
         kept version. The log's only holes are removed entries: the check
@@ -2010,9 +2013,26 @@ zcq_batch_truncate (zcq_batch_t *self, const char *stream, size_t stream_len, ui
     ZCQ_TRY (zcq_store_stream_first (self->store, name, &first));
     if (before <= first)
         return ZCQ_OK;
+    //  the index entries of the events to remove must be in RocksDB first:
+    //  after a crash the recent part is rebuilt from the log, which will
+    //  not have them (DESIGN 14)
+    uint64_t lowest = 0;
+    pthread_rwlock_rdlock (&self->store->recent_lock);
+    for (size_t index = 0; index < self->store->segment_count; index++) {
+        uint64_t low, high;
+        if (zcq_recent_find_stream (self->store->segments[index], stream, stream_len, &low, &high)
+            && (!lowest || low < lowest))
+            lowest = low;
+    }
+    pthread_rwlock_unlock (&self->store->recent_lock);
+    zcq_err_t err = lowest && lowest < before ? zcq_store_index (self->store) : ZCQ_OK;
+    if (err != ZCQ_OK) {
+        self->failed = true;
+        return err;
+    }
     s_positions_t positions = { 0 };
-    zcq_err_t err = zcq_store_read_stream (self->store, name, first, (size_t) (before - first),
-                                           s_collect_position, &positions);
+    err = zcq_store_read_stream (self->store, name, first, (size_t) (before - first),
+                                 s_collect_position, &positions);
     if (err == ZCQ_OK && positions.nomem)
         err = ZCQ_NOMEM;
     if (err == ZCQ_OK) {
