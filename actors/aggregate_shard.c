@@ -59,7 +59,9 @@
         snapshot_every says, since the removed events can no longer be
         replayed. So a stream loads from a snapshot at or above its first
         kept version; when none of the running schema and layout is there,
-        loading fails with a message that says so. A truncation waits
+        loading fails with a message that says so. A clustered node
+        refuses truncations (`invalid`): its replicas and the cluster-wide
+        views follow a group's log as one without holes. A truncation waits
         (`unavailable`) while the stream has commands being committed: the
         events it removes must be in the store.
 */
@@ -619,6 +621,13 @@ s_decide (self_t *self, zcq_command_t *command)
             err = ZCQ_INTERNAL;
         zcq_command_fail (command, err, "%s",
                           decide->message[0] ? decide->message : zcq_strerror (err));
+        return S_REPLY;
+    }
+    if (decide->truncate_before && self->env->config->cluster[0]) {
+        //  DESIGN 10: replicas and cluster-wide views follow a log without holes
+        zcq_command_fail (command, ZCQ_INVALID,
+                          "removing events (truncation, hard delete) is not available in a "
+                          "cluster in this release");
         return S_REPLY;
     }
     if (decide->truncate_before && cached->inflight) {
