@@ -41,6 +41,29 @@
         the running code's; any other is ignored with a warning (a schema
         change alone is ordinary and quiet) and the stream replayed from
         version 1.
+    9.  Deletion: `$delete` (zcq_delete_command) is decided here for every
+        aggregate, never by the domain: the id, `expect` and the checks
+        above apply, then a stream that exists gets one `$deleted` event.
+        The event is the truth: evolving it marks the cached aggregate
+        deleted (the domain's evolve never sees it), a reload replays it
+        (the `$delete` command writes no snapshot, so a snapshot never
+        hides it), and every later command on the stream is rejected. A
+        hard delete (`{hard: true}`) truncates the stream below its
+        `$deleted` too (DESIGN 10), with a snapshot at the head: a stream
+        loaded from a snapshot with no event after it checks whether its
+        last event is `$deleted`.
+    10. Truncation: `$truncate` (zcq_truncate_command, also what retention
+        sends) is decided here too. It removes the stream's versions below
+        `before` (store.c DESIGN 14) and appends `$truncated`; its commit
+        carries a snapshot of the state at that point, whatever
+        snapshot_every says, since the removed events can no longer be
+        replayed. So a stream loads from a snapshot at or above its first
+        kept version; when none of the running schema and layout is there,
+        loading fails with a message that says so. A clustered node
+        refuses truncations (`invalid`): its replicas and the cluster-wide
+        views follow a group's log as one without holes. A truncation waits
+        (`unavailable`) while the stream has commands being committed: the
+        events it removes must be in the store.
 */
 #include "zcq_actors.h"
 #include <stdio.h>
@@ -56,6 +79,8 @@ struct zcq_cached_t {
     uint32_t generation; //  of the latest command decided on it (F4)
     bool dead;           //  dropped from the map, freed when idle
     bool broken;         //  state unusable, commands in flight (F8)
+    bool deleted;        //  the stream holds `$deleted` (DESIGN 9)
+    uint64_t first;      //  the first version the log keeps (DESIGN 10)
     void *state;
 };
 
@@ -150,6 +175,7 @@ s_state_reset (zcq_cached_t *cached)
     if (cached->def->init)
         cached->def->init (cached->state);
     cached->version = 0;
+    cached->deleted = false;
 }
 
 //  Drop an aggregate from the cache; freed now or when its last command
@@ -203,6 +229,8 @@ s_evolve (self_t *self, zcq_cached_t *cached, const void *body, size_t len)
         err = zcq_event_parse (&self->event, zcq_doc_root (self->doc));
     if (err != ZCQ_OK)
         return ZCQ_CORRUPT;
+    if (strcmp (self->event.type, ZCQ_EVENT_DELETED) == 0)
+        cached->deleted = true; //  DESIGN 9: a system event, no evolve
     const zcq_event_def_t *handler = zcq_domain_event (cached->def, self->event.type);
     if (handler && handler->evolve) {
         self->event.context = handler->context;
@@ -244,6 +272,20 @@ s_replay_event (void *arg, uint64_t position, uint64_t version, const void *body
         return 1;
     replay->cached->version = version;
     return 0;
+}
+
+//  Mark the aggregate deleted when the event is `$deleted`.
+static int
+s_check_deleted (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    (void) position;
+    (void) version;
+    s_replay_t *replay = arg;
+    zcq_doc_t *doc = replay->self->doc;
+    if (zcq_doc_decode_trusted (doc, body, len) == ZCQ_OK
+        && zcq_value_streq (zcq_value_get (zcq_doc_root (doc), "type"), ZCQ_EVENT_DELETED))
+        replay->cached->deleted = true;
+    return 1;
 }
 
 //  A default snapshot (the state struct's bytes) starts with a header that
@@ -323,12 +365,32 @@ s_load (self_t *self, zcq_command_t *command, zcq_cached_t **cached_p)
         return ZCQ_NOMEM;
     //  the latest snapshot, then every later event: the stream's version is
     //  the last one read (versions have no holes: s_replay_event checks)
+    zcq_err_t err = zcq_store_stream_first (self->env->store, cached->stream, &cached->first);
+    if (err != ZCQ_OK) {
+        s_cached_free (&cached);
+        return err;
+    }
     s_restore_snapshot (self, cached);
+    if (cached->version + 1 < cached->first) {
+        //  DESIGN 10
+        snprintf (self->failure, sizeof self->failure,
+                  "the events of %s below version %llu were removed, and no snapshot of this "
+                  "schema and layout holds their state",
+                  cached->stream, (unsigned long long) cached->first);
+        s_cached_free (&cached);
+        return ZCQ_CORRUPT;
+    }
     s_replay_t replay = { self, cached, ZCQ_OK };
-    zcq_err_t err = zcq_store_read_stream (self->env->store, cached->stream, cached->version + 1, 0,
-                                           s_replay_event, &replay);
+    uint64_t restored = cached->version;
+    err = zcq_store_read_stream (self->env->store, cached->stream, cached->version + 1, 0,
+                                 s_replay_event, &replay);
     if (err == ZCQ_OK)
         err = replay.err;
+    if (err == ZCQ_OK && restored && cached->version == restored)
+        //  DESIGN 9: a snapshot at the head may be a hard delete's, taken
+        //  with `$deleted` applied: the last event says
+        err = zcq_store_read_stream (self->env->store, cached->stream, restored, 1, s_check_deleted,
+                                     &replay);
     if (err != ZCQ_OK) {
         s_cached_free (&cached);
         return err;
@@ -397,11 +459,11 @@ s_apply_events (self_t *self, zcq_command_t *command, zcq_cached_t *cached)
 //  Encode a snapshot of the state when the command crossed a multiple of
 //  snapshot_every.
 static zcq_err_t
-s_snapshot (self_t *self, zcq_command_t *command, zcq_cached_t *cached, uint64_t before)
+s_snapshot (self_t *self, zcq_command_t *command, zcq_cached_t *cached, uint64_t before, bool force)
 {
     const zcq_aggregate_def_t *def = cached->def;
     uint32_t every = zcq_aggregate_snapshot_every (def);
-    if (before / every == cached->version / every)
+    if (!force && before / every == cached->version / every)
         return ZCQ_OK;
     if (def->snapshot_encode) {
         zcq_fields_reset (self->snapshot);
@@ -529,10 +591,18 @@ s_decide (self_t *self, zcq_command_t *command)
                           (long long) command->expect);
         return S_REPLY;
     }
+    if (cached->deleted) {
+        //  DESIGN 9
+        zcq_command_fail (command, ZCQ_REJECTED, "stream %s is deleted", command->stream);
+        return S_REPLY;
+    }
     zcq_decide_t *decide = self->decide;
     zcq_decide_reset (decide, cached->def, command->data, command->meta, command->key,
                       command->id_copy, cached->version);
     decide->context = command->handler->context;
+    decide->system = command->handler == &zcq_delete_command
+                  || command->handler == &zcq_truncate_command;
+    decide->first = cached->first;
     err = command->handler->decide (decide, cached->state);
     if (decide->nomem) {
         zcq_command_fail (command, ZCQ_INTERNAL, "out of memory deciding");
@@ -553,6 +623,21 @@ s_decide (self_t *self, zcq_command_t *command)
                           decide->message[0] ? decide->message : zcq_strerror (err));
         return S_REPLY;
     }
+    if (decide->truncate_before && self->env->config->cluster[0]) {
+        //  DESIGN 10: replicas and cluster-wide views follow a log without holes
+        zcq_command_fail (command, ZCQ_INVALID,
+                          "removing events (truncation, hard delete) is not available in a "
+                          "cluster in this release");
+        return S_REPLY;
+    }
+    if (decide->truncate_before && cached->inflight) {
+        //  DESIGN 10: the events to remove must be committed
+        command->reason = "overloaded";
+        zcq_command_fail (command, ZCQ_UNAVAILABLE,
+                          "stream %s has commands being committed; retry the truncation",
+                          command->stream);
+        return S_REPLY;
+    }
     if (!s_take_reply (self, command)) {
         zsys_error ("shard: %s %.*s: %s", command->stream, (int) command->type_len, command->type,
                     self->failure);
@@ -564,8 +649,15 @@ s_decide (self_t *self, zcq_command_t *command)
     if (err == ZCQ_OK) {
         err = s_apply_events (self, command, cached);
         cached->version = before + decide->event_count;
-        if (err == ZCQ_OK)
-            err = s_snapshot (self, command, cached, before);
+        //  no snapshot of a deleted state: `$deleted` is replayed (DESIGN 9)
+        //  a truncation's snapshot holds what the removed events made
+        //  (DESIGN 10)
+        if (err == ZCQ_OK && (!decide->system || decide->truncate_before))
+            err = s_snapshot (self, command, cached, before, decide->truncate_before != 0);
+        if (err == ZCQ_OK && decide->truncate_before) {
+            command->truncate_before = decide->truncate_before;
+            cached->first = decide->truncate_before;
+        }
         if (err != ZCQ_OK && cached->inflight)
             cached->broken = true; //  F8: reloaded once its commands are back
         else if (err != ZCQ_OK)

@@ -1080,7 +1080,18 @@ s_parse (self_t *self, zcq_command_t *command, size_t envelope_bytes)
                           (int) aggregate_len, aggregate);
         return false;
     }
-    command->handler = zcq_domain_command (command->aggregate, command->type, command->type_len);
+    //  `$delete` and `$truncate` are the node's own commands on every
+    //  aggregate; no other
+    //  name starting with '$' is a command (zcq_domain_check refuses them)
+    if (command->type_len == strlen (ZCQ_COMMAND_DELETE)
+        && memcmp (command->type, ZCQ_COMMAND_DELETE, command->type_len) == 0)
+        command->handler = &zcq_delete_command;
+    else if (command->type_len == strlen (ZCQ_COMMAND_TRUNCATE)
+             && memcmp (command->type, ZCQ_COMMAND_TRUNCATE, command->type_len) == 0)
+        command->handler = &zcq_truncate_command;
+    else
+        command->handler
+            = zcq_domain_command (command->aggregate, command->type, command->type_len);
     if (!command->handler) {
         zcq_command_fail (command, ZCQ_UNKNOWN, "unknown command '%.*s' for aggregate '%s'",
                           (int) command->type_len, command->type, command->aggregate->name);

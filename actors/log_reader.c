@@ -50,6 +50,11 @@ typedef struct {
     size_t count;
     uint64_t last_position; //  of the last event added
     uint64_t last_version;
+    uint64_t expected; //  `read`: the position the next event should have
+    uint64_t *removed; //  `read`: [from, to] pairs of positions skipped
+    size_t removed_count;
+    size_t removed_slots;
+    bool nomem;
 } s_events_t;
 
 //  Add an event to a read or stream reply; stop once the reply is large
@@ -61,11 +66,69 @@ s_add_event (void *arg, uint64_t position, uint64_t version, const void *body, s
     s_events_t *events = arg;
     if (events->count && zcq_writer_size (events->writer) + len > S_REPLY_BYTES)
         return 1;
+    if (events->expected && position > events->expected) {
+        //  the log's only holes are removed events (store.c DESIGN 14)
+        if (events->removed_count == events->removed_slots) {
+            size_t slots = events->removed_slots ? events->removed_slots * 2 : 16;
+            uint64_t *removed = realloc (events->removed, slots * 2 * sizeof (uint64_t));
+            if (!removed) {
+                events->nomem = true;
+                return 1;
+            }
+            events->removed = removed;
+            events->removed_slots = slots;
+        }
+        events->removed[2 * events->removed_count] = events->expected;
+        events->removed[2 * events->removed_count + 1] = position - 1;
+        events->removed_count++;
+    }
+    if (events->expected)
+        events->expected = position + 1;
     zcq_writer_raw (events->writer, body, len);
     events->count++;
     events->last_position = position;
     events->last_version = version;
     return 0;
+}
+
+//  The type of an event body the node wrote, as a C string in type[size]
+//  ("" when it has none).
+static void
+s_event_type (const void *body, size_t len, char *type, size_t size)
+{
+    const void *value;
+    size_t value_len;
+    type[0] = 0;
+    if (!zcq_msgpack_peek (body, len, "type", &value, &value_len) || value_len == 0)
+        return;
+    const uint8_t *bytes = value;
+    size_t start, count;
+    if ((bytes[0] & 0xe0) == 0xa0) {
+        start = 1;
+        count = bytes[0] & 0x1f;
+    }
+    else if (bytes[0] == 0xd9 && value_len >= 2) {
+        start = 2;
+        count = bytes[1];
+    }
+    else
+        return;
+    if (start + count > value_len || count >= size)
+        return;
+    memcpy (type, bytes + start, count);
+    type[count] = 0;
+}
+
+//  The stream's last event is `$deleted`: its version is the stream's.
+static int
+s_last_event (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    (void) position;
+    (void) version;
+    char type[ZCQ_TYPE_MAX + 1];
+    s_event_type (body, len, type, sizeof type);
+    *(bool *) arg = strcmp (type, ZCQ_EVENT_DELETED) == 0;
+    return 1;
 }
 
 //  `next`: where to ask from for what this reply did not hold (a position
@@ -99,16 +162,30 @@ s_op_read (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query)
     zcq_writer_uint (writer, head);
     zcq_writer_str (writer, "events");
     size_t events_mark = zcq_writer_array_open (writer);
-    s_events_t events = { writer, 0, 0, 0 };
+    s_events_t events = { writer, 0, 0, 0, (uint64_t) from, NULL, 0, 0, false };
     zcq_err_t err
         = zcq_store_read_log (env->store, (uint64_t) from, (size_t) limit, s_add_event, &events);
+    if (err == ZCQ_OK && events.nomem)
+        err = ZCQ_NOMEM;
     if (err != ZCQ_OK) {
+        free (events.removed);
         zcq_query_fail (query, ZCQ_INTERNAL, "reading the log: %s", zcq_strerror (err));
         return;
     }
     zcq_writer_array_close (writer, events_mark, events.count);
     s_write_next (writer, events.last_position, head, events.count);
-    zcq_query_reply_close (query, writer, mark, count + 3);
+    if (events.removed_count) {
+        //  extension: the removed ranges the reply skipped
+        zcq_writer_str (writer, "removed");
+        zcq_writer_array (writer, events.removed_count);
+        for (size_t index = 0; index < events.removed_count; index++) {
+            zcq_writer_array (writer, 2);
+            zcq_writer_uint (writer, events.removed[2 * index]);
+            zcq_writer_uint (writer, events.removed[2 * index + 1]);
+        }
+    }
+    free (events.removed);
+    zcq_query_reply_close (query, writer, mark, count + 3 + (events.removed_count ? 1 : 0));
 }
 
 //  op stream: events of one stream from a version
@@ -130,16 +207,30 @@ s_op_stream (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query
         || !zcq_query_int (query, "limit", 1, S_READ_MAX, S_READ_DEFAULT, &limit))
         return;
     uint64_t version = 0;
+    bool deleted = false;
+    uint64_t first = 1;
     zcq_err_t err = zcq_store_stream_version (env->store, stream, &version);
+    if (err == ZCQ_OK)
+        err = zcq_store_stream_first (env->store, stream, &first);
+    if (err == ZCQ_OK && version)
+        err = zcq_store_read_stream (env->store, stream, version, 1, s_last_event, &deleted);
     size_t count;
     size_t mark = zcq_query_reply_open (query, writer, &count);
     zcq_writer_str (writer, "version");
     zcq_writer_uint (writer, version);
     zcq_writer_str (writer, "head");
     zcq_writer_uint (writer, zcq_store_head (env->store));
+    if (deleted) {
+        zcq_writer_str (writer, "deleted");
+        zcq_writer_bool (writer, true);
+    }
+    if (first > 1) {
+        zcq_writer_str (writer, "first");
+        zcq_writer_uint (writer, first);
+    }
     zcq_writer_str (writer, "events");
     size_t events_mark = zcq_writer_array_open (writer);
-    s_events_t events = { writer, 0, 0, 0 };
+    s_events_t events = { writer, 0, 0, 0, 0, NULL, 0, 0, false };
     if (err == ZCQ_OK)
         err = zcq_store_read_stream (env->store, stream, (uint64_t) from, (size_t) limit,
                                      s_add_event, &events);
@@ -149,7 +240,8 @@ s_op_stream (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query
     }
     zcq_writer_array_close (writer, events_mark, events.count);
     s_write_next (writer, events.last_version, version, events.count);
-    zcq_query_reply_close (query, writer, mark, count + 4);
+    zcq_query_reply_close (query, writer, mark,
+                           count + 4 + (deleted ? 1 : 0) + (first > 1 ? 1 : 0));
 }
 
 //  The reader thread: take a query, answer it, send it back (DESIGN 4).

@@ -191,6 +191,10 @@ s_stage (zcq_committer_t *self, zcq_command_t *command, uint64_t *head, int64_t 
     uint64_t version = command->version - command->event_count + 1;
     size_t offset = 0, size;
     uint8_t *body;
+    //  store.c DESIGN 14: a failure fails the whole commit
+    if (command->truncate_before)
+        zcq_batch_truncate (self->batch, command->stream, command->stream_len,
+                            command->truncate_before);
     while ((body = zcq_command_next_event (command, &offset, &size))) {
         ++*head;
         zcq_put_be64 (body + ZCQ_EVENT_POSITION_OFFSET, *head);

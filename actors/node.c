@@ -80,7 +80,19 @@ struct zcq_node_t {
     zactor_t *publisher; //  the events endpoint (actors/publisher.c)
     zcq_gate_args_t gate_args;
     char endpoints[3][ZCQ_ENDPOINT_MAX];
+    zactor_t *retention; //  actors/retention.c; NULL when no aggregate has one
+    zcq_retention_args_t retention_args;
 };
+
+//  True when an aggregate type of the domain has a retention.
+static bool
+s_has_retention (const zcq_domain_t *domain)
+{
+    for (size_t index = 0; domain->aggregates && domain->aggregates[index]; index++)
+        if (domain->aggregates[index]->max_count || domain->aggregates[index]->max_age_s)
+            return true;
+    return false;
+}
 
 static char *
 s_ask_endpoint (zactor_t *actor, const char *which)
@@ -382,14 +394,39 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     zstr_free (&endpoint);
     snprintf (self->endpoints[ZCQ_ENDPOINT_QUERY], ZCQ_ENDPOINT_MAX, "%s",
               zcq_reader_endpoint (self->reader));
+    //  retention sends its truncations to the node's own command endpoint;
+    //  a clustered node does not run it (this release)
+    if (s_has_retention (self->env.domain) && !self->config->cluster[0]) {
+        self->retention_args.env = &self->env;
+        snprintf (self->retention_args.command, ZCQ_ENDPOINT_MAX, "%s",
+                  self->endpoints[ZCQ_ENDPOINT_COMMAND]);
+        self->retention = zcq_actor_start (zcq_retention_actor, &self->retention_args, error, size);
+        if (!self->retention) {
+            zcq_node_destroy (&self);
+            return ZCQ_UNAVAILABLE;
+        }
+    }
     *node_p = self;
     return ZCQ_OK;
+}
+
+int
+zcq_node_retain (zcq_node_t *self)
+{
+    if (!self->retention)
+        return -1;
+    int truncated = -1;
+    zsock_send (self->retention, "s", "RETAIN");
+    if (zsock_recv (self->retention, "i", &truncated) != 0)
+        return -1;
+    return truncated;
 }
 
 int
 zcq_node_drain (zcq_node_t *self)
 {
     int left = 0;
+    zactor_destroy (&self->retention); //  it sends commands: stopped first
     if (self->router) {
         zsock_send (self->router, "s", "DRAIN");
         if (zsock_recv (self->router, "i", &left) == 0 && left)

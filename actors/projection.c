@@ -396,16 +396,22 @@ s_apply (self_t *self, const void *body, size_t len, uint64_t position)
     self->position = position;
 }
 
+//  A read of the log up to `until`: the positions it skips were removed
+//  by truncation (store.c DESIGN 14), the log's only holes.
+typedef struct {
+    self_t *self;
+    uint64_t until;
+    size_t read;
+} s_fill_t;
+
 static int
 s_apply_stored (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
 {
-    self_t *self = arg;
-    if (position != self->position + 1) {
-        zsys_error ("view host: the log jumps from %llu to %llu",
-                    (unsigned long long) self->position, (unsigned long long) position);
+    s_fill_t *fill = arg;
+    if (position <= fill->self->position || position > fill->until)
         return 1;
-    }
-    s_apply (self, body, len, position);
+    fill->read++;
+    s_apply (fill->self, body, len, position);
     return 0;
 }
 
@@ -661,22 +667,29 @@ s_fill (self_t *self, uint64_t until, size_t limit)
     uint64_t wanted = until - before;
     if (limit && wanted > limit)
         wanted = limit;
+    s_fill_t fill = { self, until, 0 };
     zcq_err_t err
-        = zcq_store_read_log (self->env->store, before + 1, (size_t) wanted, s_apply_stored, self);
+        = zcq_store_read_log (self->env->store, before + 1, (size_t) wanted, s_apply_stored, &fill);
     if (err != ZCQ_OK)
         zsys_error ("view host: reading the log: %s", zcq_strerror (err));
+    else if (fill.read < wanted && until <= zcq_store_head (self->env->store))
+        self->position = until; //  the rest up to until was removed
     return self->position - before;
 }
 
 typedef struct {
     self_t *self;
     s_view_t *view;
+    size_t read; //  events of the local log read
 } s_rebuild_t;
 
 static int
 s_rebuild_stored (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
 {
     s_rebuild_t *rebuild = arg;
+    if (position > rebuild->self->position)
+        return 1; //  past a removed range: the live table has not applied it yet
+    rebuild->read++;
     if (s_decode (rebuild->self, body, len))
         s_apply_to (rebuild->self, rebuild->view, rebuild->view->rebuild, &rebuild->self->event);
     rebuild->view->rebuild_position = position;
@@ -752,12 +765,16 @@ s_rebuild_reached (const self_t *self, const s_view_t *view)
 static void
 s_rebuild_step (self_t *self, s_view_t *view)
 {
-    s_rebuild_t rebuild = { self, view };
+    s_rebuild_t rebuild = { self, view, 0 };
     if (view->rebuild_position < self->position) {
         uint64_t wanted = self->position - view->rebuild_position;
-        zcq_store_read_log (self->env->store, view->rebuild_position + 1,
-                            (size_t) (wanted < S_CHUNK ? wanted : S_CHUNK), s_rebuild_stored,
-                            &rebuild);
+        if (wanted > S_CHUNK)
+            wanted = S_CHUNK;
+        if (zcq_store_read_log (self->env->store, view->rebuild_position + 1, (size_t) wanted,
+                                s_rebuild_stored, &rebuild)
+                == ZCQ_OK
+            && rebuild.read < wanted)
+            view->rebuild_position = self->position; //  the rest was removed
     }
     for (size_t group = 0; view->readers && group < self->groups; group++)
         if (view->readers[group]) {

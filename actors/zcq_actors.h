@@ -105,7 +105,8 @@ struct zcq_command_t {
     //  for the log writer: event bodies, each prefixed by its u32 length
     uint8_t *events;
     size_t events_size;
-    uint8_t *snapshot; //  encoded snapshot, or NULL
+    uint64_t truncate_before; //  `$truncate`: remove the stream's versions below this
+    uint8_t *snapshot;        //  encoded snapshot, or NULL
     size_t snapshot_size;
     uint32_t snapshot_schema;
 
@@ -375,6 +376,16 @@ int zcq_gate_watch (const zcq_node_env_t *env, zsock_t *socket, const char *name
 //  Stop reporting a socket; call it in the socket's thread before closing
 //  it (safe on a socket never watched, and on NULL).
 void zcq_gate_unwatch (zsock_t *socket);
+
+//  Retention (retention.c): applies the aggregate types' max_count and
+//  max_age_s every retention-interval-ms, sending `$truncate` commands to
+//  the node's command endpoint. Pipe: zsock_send (actor, "s", "RETAIN") /
+//  reply "i" the streams truncated, once a pass is done.
+typedef struct {
+    const zcq_node_env_t *env;
+    char command[ZCQ_ENDPOINT_MAX]; //  the node's command endpoint, as bound
+} zcq_retention_args_t;
+void zcq_retention_actor (zsock_t *pipe, void *args);
 
 //  Start an actor and wait for its start-up status: the actor signals 0
 //  when ready, or sends "s" reason and signals 1.

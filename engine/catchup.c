@@ -14,6 +14,10 @@
         the copy of its `events` array, a live event in its message. A live
         body is checked by the codec's rules first (it comes from the
         network); a page was, when the client decoded the reply.
+    4.  A page may jump over positions the node removed (truncation,
+        retention): its reply lists them in `removed`, and a jump is
+        accepted when a listed range covers it exactly. Any other jump is
+        corrupt, never retried: asking again would get the same page.
 */
 #include "zcq_internal.h"
 #include <string.h>
@@ -37,6 +41,9 @@ struct zcq_catchup_t {
     char *topic;
     size_t topic_len;
     uint64_t rid;
+    uint64_t *removed; //  the last page's removed ranges, [from, to] pairs (DESIGN 4)
+    size_t removed_count;
+    size_t removed_slots;
 };
 
 zcq_catchup_t *
@@ -80,6 +87,7 @@ zcq_catchup_destroy (zcq_catchup_t **self_p)
     zcq_doc_destroy (&self->live);
     zmq_msg_close (&self->live_body);
     zcq_event_release (&self->event);
+    free (self->removed);
     free (self->topic);
     free (self);
     *self_p = NULL;
@@ -126,6 +134,27 @@ s_read_page (zcq_catchup_t *self, uint64_t until)
     uint64_t head;
     if (zcq_value_uint (zcq_value_get (reply, "head"), &head) && head > self->head)
         self->head = head;
+    //  DESIGN 4
+    const zcq_value_t *removed = zcq_value_get (reply, "removed");
+    self->removed_count = 0;
+    for (size_t index = 0; index < zcq_value_size (removed); index++) {
+        const zcq_value_t *range = zcq_value_at (removed, index);
+        uint64_t from, to;
+        if (!zcq_value_uint (zcq_value_at (range, 0), &from)
+            || !zcq_value_uint (zcq_value_at (range, 1), &to) || to < from)
+            continue;
+        if (self->removed_count == self->removed_slots) {
+            size_t slots = self->removed_slots ? self->removed_slots * 2 : 16;
+            uint64_t *bigger = realloc (self->removed, slots * 2 * sizeof (uint64_t));
+            if (!bigger)
+                return ZCQ_NOMEM;
+            self->removed = bigger;
+            self->removed_slots = slots;
+        }
+        self->removed[2 * self->removed_count] = from;
+        self->removed[2 * self->removed_count + 1] = to;
+        self->removed_count++;
+    }
     //  keep a copy: the client's reply lives only until its next call
     zcq_writer_reset (self->page);
     zcq_writer_value (self->page, zcq_value_get (reply, "events"));
@@ -139,6 +168,16 @@ s_read_page (zcq_catchup_t *self, uint64_t until)
     if (zcq_mp_read (&self->page_reader, &array) && array.type == ZCQ_TYPE_ARRAY)
         self->page_size = array.len;
     return ZCQ_OK;
+}
+
+//  True when the last page listed [from, to] as removed (DESIGN 4).
+static bool
+s_removed (const zcq_catchup_t *self, uint64_t from, uint64_t to)
+{
+    for (size_t index = 0; index < self->removed_count; index++)
+        if (self->removed[2 * index] == from && self->removed[2 * index + 1] == to)
+            return true;
+    return false;
 }
 
 static bool
@@ -166,7 +205,8 @@ s_from_page (zcq_catchup_t *self, const zcq_event_t **event)
         ZCQ_TRY (zcq_event_read (&self->event, body, (size_t) (self->page_reader.cursor - body)));
         if (self->event.position <= self->position)
             continue;
-        if (self->event.position != self->position + 1)
+        if (self->event.position != self->position + 1
+            && !s_removed (self, self->position + 1, self->event.position - 1))
             return ZCQ_CORRUPT;
         self->position = self->event.position;
         if (s_wanted (self)) {

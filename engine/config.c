@@ -191,6 +191,7 @@ S_NUMBER (max_inflight, "max-inflight", 16, 100000000)
 S_NUMBER (max_inflight_per_client, "max-inflight-per-client", 1, 100000000)
 S_NUMBER (max_connections, "max-connections", 0, 10000000)
 S_NUMBER (view_snapshot_every, "view-snapshot-every", 0, 1LL << 40)
+S_NUMBER (retention_interval_ms, "retention-interval-ms", 0, 1LL << 40)
 S_NUMBER (view_threads, "view-threads", 0, 256)
 
 static zcq_err_t
@@ -303,6 +304,7 @@ static const s_setting_t s_settings[] = {
       s_format_max_inflight_per_client },
     { "max-connections", s_parse_max_connections, s_format_max_connections },
     { "view-snapshot-every", s_parse_view_snapshot_every, s_format_view_snapshot_every },
+    { "retention-interval-ms", s_parse_retention_interval_ms, s_format_retention_interval_ms },
     { "view-threads", s_parse_view_threads, s_format_view_threads },
     { "write-plan", s_parse_write_plan, s_format_write_plan },
     { "cluster", s_parse_cluster, s_format_cluster },
@@ -352,6 +354,7 @@ zcq_config_new (void)
     self->max_inflight_per_client = 4096;
     self->max_connections = 0; //  0: from the file limit, when the node starts
     self->view_snapshot_every = 1000000;
+    self->retention_interval_ms = 60000;
     self->view_threads = 0; //  one per asynchronous view
     self->group = -1;
     self->views = ZCQ_VIEWS_CLUSTER;

@@ -19,10 +19,20 @@ s_valid_aggregate_name (const char *name)
     return true;
 }
 
-//  True when aggregate (NULL: any aggregate) declares event type.
+bool
+zcq_system_event (const char *type)
+{
+    return type
+        && (strcmp (type, ZCQ_EVENT_DELETED) == 0 || strcmp (type, ZCQ_EVENT_TRUNCATED) == 0);
+}
+
+//  True when aggregate (NULL: any aggregate) declares event type. Every
+//  aggregate has the system events.
 static bool
 s_declared (const zcq_domain_t *domain, const char *aggregate, const char *type)
 {
+    if (zcq_system_event (type))
+        return !aggregate || zcq_domain_aggregate (domain, aggregate, strlen (aggregate));
     for (size_t index = 0; domain->aggregates && domain->aggregates[index]; index++) {
         const zcq_aggregate_def_t *candidate = domain->aggregates[index];
         if ((!aggregate || strcmp (candidate->name, aggregate) == 0)
@@ -68,12 +78,18 @@ zcq_domain_check (const zcq_domain_t *domain, char *error, size_t size)
             if (len == 0 || len > ZCQ_TYPE_MAX || !command->decide)
                 S_FAIL ("aggregate %s: command '%s' needs a 1-64 byte name and decide",
                         aggregate->name, command->type);
+            if (command->type[0] == '$')
+                S_FAIL ("aggregate %s: command '%s': names starting with '$' are the node's",
+                        aggregate->name, command->type);
         }
         for (const zcq_event_def_t *event = aggregate->events; event && event->type; event++) {
             size_t len = strlen (event->type);
             if (len == 0 || len > ZCQ_TYPE_MAX)
                 S_FAIL ("aggregate %s: event '%s' needs a 1-64 byte name", aggregate->name,
                         event->type);
+            if (event->type[0] == '$')
+                S_FAIL ("aggregate %s: event '%s': names starting with '$' are the node's",
+                        aggregate->name, event->type);
             if (zcq_domain_event (aggregate, event->type) != event)
                 S_FAIL ("aggregate %s: event '%s' declared twice", aggregate->name, event->type);
             if (event->version > 1 && !event->upcast)
@@ -159,3 +175,61 @@ zcq_aggregate_fingerprint (const zcq_aggregate_def_t *aggregate)
     }
     return hash;
 }
+
+//  The decision of a `$delete`: a stream that exists gets `$deleted`. (A
+//  stream already deleted never gets here: the shard rejects it first.)
+static zcq_err_t
+s_decide_delete (zcq_decide_t *decide, const void *state)
+{
+    (void) state;
+    const zcq_value_t *data = decide->data;
+    if (data && zcq_value_type (data) != ZCQ_TYPE_NIL && zcq_value_type (data) != ZCQ_TYPE_MAP)
+        return zcq_invalid (decide, "'data' of %s must be a map", ZCQ_COMMAND_DELETE);
+    const zcq_value_t *hard = data ? zcq_value_get (data, "hard") : NULL;
+    bool flag = false;
+    if (hard && zcq_value_type (hard) != ZCQ_TYPE_NIL && !zcq_value_bool (hard, &flag))
+        return zcq_invalid (decide, "'hard' must be a boolean");
+    if (decide->version == 0)
+        return zcq_reject (decide, "stream %s/%s does not exist", decide->aggregate->name,
+                           decide->key);
+    zcq_fields_t *event = zcq_emit (decide, ZCQ_EVENT_DELETED);
+    if (!event)
+        return ZCQ_INTERNAL;
+    if (flag && decide->version + 1 > decide->first)
+        decide->truncate_before = decide->version + 1; //  a hard delete: only $deleted stays
+    return ZCQ_OK;
+}
+
+//  The decision of a `$truncate`: remove the versions below `before`,
+//  when any is still kept (store.c DESIGN 14).
+static zcq_err_t
+s_decide_truncate (zcq_decide_t *decide, const void *state)
+{
+    (void) state;
+    int64_t before;
+    ZCQ_TRY (zcq_arg_int (decide, "before", 1, INT64_MAX, &before));
+    if (decide->version == 0)
+        return zcq_reject (decide, "stream %s/%s does not exist", decide->aggregate->name,
+                           decide->key);
+    if ((uint64_t) before > decide->version + 1)
+        return zcq_invalid (decide, "'before' must be at most the stream's version + 1 (%llu)",
+                            (unsigned long long) decide->version + 1);
+    if ((uint64_t) before <= decide->first)
+        return ZCQ_OK; //  already removed: nothing to do
+    zcq_fields_t *event = zcq_emit (decide, ZCQ_EVENT_TRUNCATED);
+    if (!event)
+        return ZCQ_INTERNAL;
+    zcq_set_int (event, "before", before);
+    decide->truncate_before = (uint64_t) before;
+    return ZCQ_OK;
+}
+
+const zcq_command_def_t zcq_truncate_command = {
+    .type = ZCQ_COMMAND_TRUNCATE,
+    .decide = s_decide_truncate,
+};
+
+const zcq_command_def_t zcq_delete_command = {
+    .type = ZCQ_COMMAND_DELETE,
+    .decide = s_decide_delete,
+};

@@ -526,6 +526,9 @@ zcq_decide_reset (zcq_decide_t *self, const zcq_aggregate_def_t *aggregate, cons
     self->event_count = 0;
     self->nomem = false;
     self->internal = false;
+    self->system = false;
+    self->first = 1;
+    self->truncate_before = 0;
     if (self->reply)
         zcq_fields_reset (self->reply);
     zcq_arena_reset (self->arena);
@@ -629,7 +632,7 @@ zcq_emit (zcq_decide_t *self, const char *type)
     //  an event no evolve knows would be stored and never applied
     const zcq_event_def_t *def = type && self->aggregate ? zcq_domain_event (self->aggregate, type)
                                                          : NULL;
-    if (!def) {
+    if (!def && !(self->system && zcq_system_event (type))) {
         s_internal (self, "event type '%s' is not declared by aggregate %s", type ? type : "(null)",
                     self->aggregate ? self->aggregate->name : "?");
         return NULL;
@@ -653,7 +656,7 @@ zcq_emit (zcq_decide_t *self, const char *type)
     }
     zcq_fields_reset (event->fields);
     event->type = zcq_arena_strndup (self->arena, type, strlen (type));
-    event->type_version = def->version ? def->version : 1;
+    event->type_version = def && def->version ? def->version : 1;
     if (!event->type) {
         self->nomem = true;
         return NULL;

@@ -155,6 +155,20 @@
         they hold. An older record of a reused id is expired (that is when
         an id can be used again), and expired records are neither ingested
         nor rebuilt (DESIGN 3), so it never covers the newer one.
+    14. Truncation (a stream's `$truncate`, or retention) removes a stream's
+        events below a version from the log: zcq_batch_truncate stages the
+        deletes of their log entries in the commit that writes the
+        stream's `$truncated` event, with the stream's first kept version
+        (default family, first/<stream>) and the count of removed entries
+        (`removed`), so removal and its record are one atomic batch. Before
+        that, the recent part is indexed to RocksDB when it holds entries
+        of the versions removed: after a crash the recent part is rebuilt
+        from the log, which no longer has them. The
+        stream index keeps its entries (a version is still found by
+        probing 1, 2, 4, ...: DESIGN 10); stream reads start at the first
+        kept version. The log's only holes are removed entries: the check
+        after open (DESIGN 9) accepts as many holes as `removed` counts.
+        RocksDB's deletes are tombstones: compaction reclaims the space.
 */
 #include "zcq_internal.h"
 #include <assert.h>
@@ -183,6 +197,7 @@ static const char *s_cf_names[S_CF_COUNT]
 //  DESIGN 10: formats 1 (head records) and 2 (index in the commit) are
 //  read too, and moved to 3 when opened for writing
 #define S_FORMAT             "3"
+#define S_META_REMOVED       "removed" //  DESIGN 14
 #define S_DEFAULT_WINDOW     (24 * 3600)
 #define S_MULTIGET_CHUNK     256
 #define S_BLOOM_MIN_BITS     (1ULL << 26) //  8 MiB: 1% false hits up to ~6.7M ids
@@ -256,6 +271,7 @@ struct zcq_store_t {
     pthread_rwlock_t recent_lock;           //  the segments and the markers
     zcq_recent_t *segments[S_SEGMENTS_MAX]; //  oldest first; commits add to the last
     size_t segment_count;
+    _Atomic uint64_t removed; //  log entries removed by truncation (DESIGN 14)
     uint64_t streams_through; //  the markers in RocksDB
     uint64_t commands_through;
     pthread_mutex_t active;      //  a commit's reservation to its merge; sealing
@@ -304,9 +320,13 @@ struct zcq_batch_t {
     size_t bytes_used;
     size_t bytes_size;
     size_t unclaimed; //  events staged since the last command id (DESIGN 13)
+    uint64_t removed; //  log entries staged for removal (DESIGN 14)
 };
 
 static zcq_err_t s_read_begin (zcq_store_t *self);
+static zcq_err_t s_iter_status (rocksdb_iterator_t *iterator);
+static zcq_err_t s_get (zcq_store_t *self, int cf, const char *key, size_t key_len, void **value,
+                        size_t *len);
 static void s_read_end (zcq_store_t *self);
 static void s_broken (zcq_store_t *self, const char *doing, const char *rocks_error);
 static size_t s_stream_key (char *key, const char *stream, size_t stream_len, uint64_t version);
@@ -466,8 +486,16 @@ s_load_head (zcq_store_t *self, char *error, size_t size)
         }
         else
             head = zcq_get_be64 ((const uint8_t *) key);
-        //  the log starts at 1: anything else means lost files
-        if (err == ZCQ_OK && first != 1) {
+        //  the log starts at 1: anything else means lost files, or
+        //  entries removed by truncation (DESIGN 14)
+        void *removed;
+        size_t len;
+        if (s_get (self, S_CF_DEFAULT, S_META_REMOVED, strlen (S_META_REMOVED), &removed, &len)
+            == ZCQ_OK) {
+            atomic_store (&self->removed, len == 8 ? zcq_get_be64 (removed) : 0);
+            free (removed);
+        }
+        if (err == ZCQ_OK && first != 1 && first - 1 > atomic_load (&self->removed)) {
             snprintf (error, size, "the log starts at position %llu, not 1: files are missing",
                       (unsigned long long) first);
             err = ZCQ_CORRUPT;
@@ -550,6 +578,7 @@ s_verify_log (void *args)
     rocksdb_iterator_t *iterator
         = rocksdb_create_iterator_cf (self->db, options, self->cf[S_CF_LOG]);
     uint64_t expected = 1;
+    uint64_t holes = 0, removed = atomic_load (&self->removed);
     zcq_err_t err = ZCQ_OK;
     for (rocksdb_iter_seek_to_first (iterator);
          rocksdb_iter_valid (iterator) && !atomic_load (&self->closing);
@@ -557,6 +586,11 @@ s_verify_log (void *args)
         size_t key_len;
         const char *key = rocksdb_iter_key (iterator, &key_len);
         uint64_t position = key_len == 8 ? zcq_get_be64 ((const uint8_t *) key) : 0;
+        if (position > expected && position - expected <= removed - holes) {
+            //  DESIGN 14: entries removed by truncation, as many as recorded
+            holes += position - expected;
+            expected = position;
+        }
         if (position != expected) {
             snprintf (self->verify_error, sizeof self->verify_error,
                       "the log has %s at position %llu: events are missing",
@@ -571,7 +605,7 @@ s_verify_log (void *args)
     if (rocks_error)
         err = s_error (rocks_error, self->verify_error, sizeof self->verify_error,
                        "verifying the log");
-    else if (err == ZCQ_OK && !interrupted && expected - 1 < head) {
+    else if (err == ZCQ_OK && !interrupted && expected - 1 < head && head > 0) {
         snprintf (self->verify_error, sizeof self->verify_error,
                   "the log ends at position %llu, its head is %llu: events are missing",
                   (unsigned long long) (expected - 1), (unsigned long long) head);
@@ -1804,6 +1838,7 @@ zcq_batch_clear (zcq_batch_t *self)
     self->count = 0;
     self->failed = self->invalid = false;
     self->event_count = self->command_count = self->bytes_used = self->unclaimed = 0;
+    self->removed = 0;
 }
 
 size_t
@@ -1934,6 +1969,199 @@ zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value, size_t l
     self->count++;
 }
 
+//  DESIGN 14: the first version a stream keeps, under first/<stream>
+static size_t
+s_first_key (char *key, const char *stream, size_t stream_len)
+{
+    memcpy (key, "first/", 6);
+    memcpy (key + 6, stream, stream_len);
+    return stream_len + 6;
+}
+
+typedef struct {
+    uint64_t *positions;
+    size_t count;
+    size_t slots;
+    bool nomem;
+} s_positions_t;
+
+static int
+s_collect_position (void *arg, uint64_t position, uint64_t version, const void *body, size_t len)
+{
+    (void) version;
+    (void) body;
+    (void) len;
+    s_positions_t *positions = arg;
+    if (!s_stage_slot ((void **) &positions->positions, &positions->slots, positions->count,
+                       sizeof (uint64_t))) {
+        positions->nomem = true;
+        return 1;
+    }
+    positions->positions[positions->count++] = position;
+    return 0;
+}
+
+zcq_err_t
+zcq_batch_truncate (zcq_batch_t *self, const char *stream, size_t stream_len, uint64_t before)
+{
+    if (stream_len > ZCQ_STREAM_MAX)
+        return ZCQ_INVALID;
+    char name[ZCQ_STREAM_MAX + 1];
+    memcpy (name, stream, stream_len);
+    name[stream_len] = 0;
+    uint64_t first;
+    ZCQ_TRY (zcq_store_stream_first (self->store, name, &first));
+    if (before <= first)
+        return ZCQ_OK;
+    //  the index entries of the events to remove must be in RocksDB first:
+    //  after a crash the recent part is rebuilt from the log, which will
+    //  not have them (DESIGN 14)
+    uint64_t lowest = 0;
+    pthread_rwlock_rdlock (&self->store->recent_lock);
+    for (size_t index = 0; index < self->store->segment_count; index++) {
+        uint64_t low, high;
+        if (zcq_recent_find_stream (self->store->segments[index], stream, stream_len, &low, &high)
+            && (!lowest || low < lowest))
+            lowest = low;
+    }
+    pthread_rwlock_unlock (&self->store->recent_lock);
+    zcq_err_t err = lowest && lowest < before ? zcq_store_index (self->store) : ZCQ_OK;
+    if (err != ZCQ_OK) {
+        self->failed = true;
+        return err;
+    }
+    s_positions_t positions = { 0 };
+    err = zcq_store_read_stream (self->store, name, first, (size_t) (before - first),
+                                 s_collect_position, &positions);
+    if (err == ZCQ_OK && positions.nomem)
+        err = ZCQ_NOMEM;
+    if (err == ZCQ_OK) {
+        for (size_t index = 0; index < positions.count; index++) {
+            uint8_t key[8];
+            zcq_put_be64 (key, positions.positions[index]);
+            rocksdb_writebatch_delete_cf (self->batch, self->store->cf[S_CF_LOG],
+                                          (const char *) key, 8);
+        }
+        self->removed += positions.count;
+        char key[ZCQ_STREAM_MAX + 6];
+        uint8_t value[8];
+        zcq_put_be64 (value, before);
+        rocksdb_writebatch_put_cf (self->batch, self->store->cf[S_CF_DEFAULT], key,
+                                   s_first_key (key, stream, stream_len), (const char *) value, 8);
+        self->count++;
+    }
+    free (positions.positions);
+    if (err != ZCQ_OK)
+        self->failed = true; //  the commit fails whole
+    return err;
+}
+
+zcq_err_t
+zcq_store_stream_first (zcq_store_t *self, const char *stream, uint64_t *first)
+{
+    size_t stream_len = strlen (stream);
+    *first = 1;
+    if (stream_len > ZCQ_STREAM_MAX)
+        return ZCQ_INVALID;
+    char key[ZCQ_STREAM_MAX + 6];
+    size_t key_len = s_first_key (key, stream, stream_len);
+    ZCQ_TRY (s_read_begin (self));
+    void *value;
+    size_t len;
+    zcq_err_t err = s_get (self, S_CF_DEFAULT, key, key_len, &value, &len);
+    s_read_end (self);
+    if (err == ZCQ_NOT_FOUND)
+        return ZCQ_OK;
+    if (err != ZCQ_OK)
+        return err;
+    if (len == 8)
+        *first = zcq_get_be64 (value);
+    else
+        err = ZCQ_CORRUPT;
+    free (value);
+    return err;
+}
+
+typedef struct {
+    const char *prefix;
+    size_t prefix_len;
+    int (*fn) (void *arg, const char *stream, size_t len);
+    void *arg;
+    char last[ZCQ_STREAM_MAX + 1]; //  the stream last handed to fn
+    size_t last_len;
+    bool any;
+} s_each_stream_t;
+
+static zcq_err_t
+s_each_recent_stream (void *arg, const char *key, size_t key_len, const void *value,
+                      size_t value_len)
+{
+    (void) value;
+    (void) value_len;
+    s_each_stream_t *each = arg;
+    size_t len = key_len - 9; //  stream NUL version
+    if (key_len < 9 || len > ZCQ_STREAM_MAX || len < each->prefix_len
+        || memcmp (key, each->prefix, each->prefix_len) != 0)
+        return ZCQ_OK;
+    if (each->any && len == each->last_len && memcmp (key, each->last, len) == 0)
+        return ZCQ_OK;
+    memcpy (each->last, key, len);
+    each->last_len = len;
+    each->any = true;
+    return each->fn (each->arg, key, len) ? ZCQ_NOT_FOUND : ZCQ_OK;
+}
+
+zcq_err_t
+zcq_store_each_stream (zcq_store_t *self, const char *prefix,
+                       int (*fn) (void *arg, const char *stream, size_t len), void *arg)
+{
+    size_t prefix_len = strlen (prefix);
+    if (prefix_len > ZCQ_STREAM_MAX)
+        return ZCQ_INVALID;
+    ZCQ_TRY (s_read_begin (self));
+    rocksdb_iterator_t *iterator
+        = rocksdb_create_iterator_cf (self->db, self->scan_options, self->cf[S_CF_STREAMS]);
+    char next[ZCQ_STREAM_MAX + 2];
+    rocksdb_iter_seek (iterator, prefix, prefix_len);
+    while (rocksdb_iter_valid (iterator)) {
+        size_t key_len;
+        const char *key = rocksdb_iter_key (iterator, &key_len);
+        if (key_len < prefix_len || memcmp (key, prefix, prefix_len) != 0)
+            break;
+        const char *nul = memchr (key, 0, key_len);
+        size_t len = nul ? (size_t) (nul - key) : key_len;
+        if (len > ZCQ_STREAM_MAX || fn (arg, key, len))
+            break;
+        //  past every key of this stream: name, then a byte above NUL
+        memcpy (next, key, len);
+        next[len] = 1;
+        rocksdb_iter_seek (iterator, next, len + 1);
+    }
+    zcq_err_t err = s_iter_status (iterator);
+    rocksdb_iter_destroy (iterator);
+    //  and the recent part, segment by segment (DESIGN 11)
+    s_each_stream_t each = { prefix, prefix_len, fn, arg, "", 0, false };
+    pthread_rwlock_rdlock (&self->recent_lock);
+    for (size_t index = 0; index < self->segment_count && err == ZCQ_OK; index++) {
+        each.any = false;
+        zcq_err_t stop
+            = zcq_recent_sorted_streams (self->segments[index], s_each_recent_stream, &each);
+        if (stop == ZCQ_NOMEM)
+            err = stop;
+        else if (stop != ZCQ_OK)
+            break;
+    }
+    pthread_rwlock_unlock (&self->recent_lock);
+    s_read_end (self);
+    return err;
+}
+
+uint64_t
+zcq_store_removed (const zcq_store_t *self)
+{
+    return atomic_load (&((zcq_store_t *) self)->removed);
+}
+
 //  Add what a batch staged to a segment (reserved for: it cannot fail).
 static bool
 s_merge (zcq_recent_t *segment, const zcq_batch_t *batch, uint64_t head)
@@ -1994,6 +2222,14 @@ zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head)
     uint64_t before = atomic_load (&self->head);
     zcq_err_t err = s_reserve (self, batch);
     size_t newest_entries = 0;
+    uint64_t removed = atomic_load (&self->removed) + batch->removed;
+    if (err == ZCQ_OK && batch->removed) {
+        //  DESIGN 14: the count of removed entries goes with the removal
+        uint8_t value[8];
+        zcq_put_be64 (value, removed);
+        rocksdb_writebatch_put_cf (batch->batch, self->cf[S_CF_DEFAULT], S_META_REMOVED,
+                                   strlen (S_META_REMOVED), (const char *) value, 8);
+    }
     if (err == ZCQ_OK) {
         char *rocks_error = NULL;
         rocksdb_write (self->db, self->write_options, batch->batch, &rocks_error);
@@ -2017,6 +2253,7 @@ zcq_store_commit (zcq_store_t *self, zcq_batch_t *batch, uint64_t head)
             newest_entries = zcq_recent_entries (newest);
             if (head > before)
                 atomic_store (&self->head, head);
+            atomic_store (&self->removed, removed);
             pthread_rwlock_unlock (&self->recent_lock);
         }
     }
@@ -2282,6 +2519,10 @@ zcq_store_read_stream (zcq_store_t *self, const char *stream, uint64_t from, siz
         return ZCQ_INVALID;
     if (!from)
         from = 1;
+    uint64_t first;
+    ZCQ_TRY (zcq_store_stream_first (self, stream, &first));
+    if (from < first)
+        from = first; //  DESIGN 14: the versions below were removed
     char start[ZCQ_STREAM_MAX + 9];
     size_t start_len = s_stream_key (start, stream, stream_len, from);
     ZCQ_TRY (s_read_begin (self));

@@ -39,6 +39,7 @@ struct zcq_config_t {
     size_t max_inflight_per_client;
     size_t max_connections; //  0: derived from RLIMIT_NOFILE at start
     uint64_t view_snapshot_every;
+    uint64_t retention_interval_ms; //  0: retention runs on demand only
     int view_threads;
     zcq_write_plan_t write_plan;
     //  the cluster (docs/cluster.md); cluster[0] == 0: a single node

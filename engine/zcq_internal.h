@@ -268,7 +268,10 @@ struct zcq_decide_t {
     size_t event_count;
     size_t event_capacity;
     bool nomem;
-    bool internal; //  a domain bug (message says which): the command fails `internal`
+    bool internal;            //  a domain bug (message says which): the command fails `internal`
+    bool system;              //  the node's own decision: may emit system events
+    uint64_t first;           //  the stream's first kept version (set by the shard)
+    uint64_t truncate_before; //  `$truncate`: remove the versions below this
     zcq_arena_t *arena;
     zcq_fields_t *reply; //  zcq_decide_reply's; created on first use
 };
@@ -376,6 +379,13 @@ const zcq_aggregate_def_t *zcq_domain_aggregate (const zcq_domain_t *domain, con
 const zcq_command_def_t *zcq_domain_command (const zcq_aggregate_def_t *aggregate, const char *type,
                                              size_t len);
 const zcq_event_def_t *zcq_domain_event (const zcq_aggregate_def_t *aggregate, const char *type);
+//  The command definition of `$delete`, decided by the node for every
+//  aggregate (ZCQ_COMMAND_DELETE).
+extern const zcq_command_def_t zcq_delete_command;
+//  `$truncate` (ZCQ_COMMAND_TRUNCATE), likewise.
+extern const zcq_command_def_t zcq_truncate_command;
+//  True for the types of the events the node writes itself ($deleted).
+bool zcq_system_event (const char *type);
 uint32_t zcq_aggregate_snapshot_every (const zcq_aggregate_def_t *aggregate);
 //  The layout fingerprint of an aggregate's state (zcq_state_field_t):
 //  of its state_size and every declared field's name, offset and size.

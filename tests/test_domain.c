@@ -285,6 +285,41 @@ test_check_refuses_unknown_handler_events (void **state)
     typo.handlers = wrong_aggregate;
     assert_int_equal (zcq_domain_check (&domain, error, sizeof error), ZCQ_INVALID);
     assert_non_null (strstr (error, "account"));
+
+    //  the node's $deleted: for any aggregate the domain has, declared or not
+    static const zcq_handler_def_t deleted_handlers[] = {
+        { "counter", ZCQ_EVENT_DELETED, s_count_added, (void *) &s_plus },
+        { NULL, ZCQ_EVENT_DELETED, s_count_added, (void *) &s_plus },
+        { NULL },
+    };
+    typo.handlers = deleted_handlers;
+    assert_int_equal (zcq_domain_check (&domain, error, sizeof error), ZCQ_OK);
+    static const zcq_handler_def_t deleted_nowhere[] = {
+        { "nosuch", ZCQ_EVENT_DELETED, s_count_added, (void *) &s_plus },
+        { NULL },
+    };
+    typo.handlers = deleted_nowhere;
+    assert_int_equal (zcq_domain_check (&domain, error, sizeof error), ZCQ_INVALID);
+
+    //  names starting with '$' are the node's, for commands and events
+    static const zcq_event_def_t dollar_events[] = {
+        { .type = "$deleted", .evolve = s_added, .context = (void *) &s_plus },
+        { NULL },
+    };
+    static const zcq_command_def_t dollar_commands[] = {
+        { "$delete", s_bad, NULL },
+        { NULL },
+    };
+    zcq_aggregate_def_t dollar = s_counter;
+    dollar.events = dollar_events;
+    const zcq_aggregate_def_t *aggregates[] = { &dollar, NULL };
+    zcq_domain_t reserved = { .name = "reserved", .aggregates = aggregates };
+    assert_int_equal (zcq_domain_check (&reserved, error, sizeof error), ZCQ_INVALID);
+    assert_non_null (strstr (error, "'$deleted'"));
+    dollar.events = s_counter_events;
+    dollar.commands = dollar_commands;
+    assert_int_equal (zcq_domain_check (&reserved, error, sizeof error), ZCQ_INVALID);
+    assert_non_null (strstr (error, "'$delete'"));
 }
 
 //  Each definition's context reaches its handler: add and sub share a

@@ -22,6 +22,9 @@
         max-inflight     commands in flight per node     65536
         view-snapshot-every  events between view snapshots   1000000
                          (0: never; also saved at a clean stop)
+        retention-interval-ms  ms between retention passes  60000
+                         (max_count, max_age_s; 0: on
+                         demand only)
         view-threads     threads hosting the asynchronous  0
                          views, 0: one per view
         write-plan       auto | one-loop | split         auto

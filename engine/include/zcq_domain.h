@@ -105,7 +105,29 @@ typedef struct {
     //  optional: the state's fields, ends with { NULL }; without it the
     //  fingerprint of a default snapshot covers state_size only
     const zcq_state_field_t *state_fields;
+    //  Retention, applied by the node every retention-interval-ms: keep at
+    //  most the last max_count events of each stream (0: all), and no
+    //  event older than max_age_s seconds (0: forever). Removed events
+    //  leave the log; the stream gets ZCQ_EVENT_TRUNCATED, and its state
+    //  lives on in a snapshot (docs/domain.md, "Deleting streams").
+    uint64_t max_count;
+    uint64_t max_age_s;
 } zcq_aggregate_def_t;
+
+//  System types, written by the node itself, never by a domain (type
+//  names starting with '$' are reserved). A command of type
+//  ZCQ_COMMAND_DELETE on any aggregate deletes its stream: the node
+//  appends a ZCQ_EVENT_DELETED event (data {}) and rejects every later
+//  command on the stream. Evolve never sees system events; a projection
+//  handler may declare ZCQ_EVENT_DELETED (with its aggregate, or NULL) to
+//  drop a deleted stream's rows (docs/domain.md, "Deleting streams").
+#define ZCQ_COMMAND_DELETE "$delete"
+#define ZCQ_EVENT_DELETED  "$deleted"
+//  Truncation (`$truncate`, or the aggregate's retention: max_count,
+//  max_age_s) removes a stream's earlier events from the log and appends
+//  ZCQ_EVENT_TRUNCATED, data {before: the first version kept}.
+#define ZCQ_COMMAND_TRUNCATE "$truncate"
+#define ZCQ_EVENT_TRUNCATED  "$truncated"
 
 typedef struct {
     const char *aggregate; //  NULL = events of every aggregate type

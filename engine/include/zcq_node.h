@@ -49,6 +49,11 @@ ZCQ_EXPORT int zcq_node_drain (zcq_node_t *self);
 //  Stop taking commands, finish the commits in flight, stop every actor and
 //  close the store. Safe on NULL; nulls the pointer.
 ZCQ_EXPORT void zcq_node_destroy (zcq_node_t **self_p);
+//  Run a retention pass now (the aggregate types' max_count and
+//  max_age_s) and wait for it: the number of streams it truncated, or -1
+//  when the node runs no retention (no aggregate type has one, or the
+//  node is clustered).
+ZCQ_EXPORT int zcq_node_retain (zcq_node_t *self);
 //  The endpoint actually bound (after port resolution).
 ZCQ_EXPORT const char *zcq_node_endpoint (const zcq_node_t *self, zcq_endpoint_t which);
 ZCQ_EXPORT const char *zcq_node_id (const zcq_node_t *self);

@@ -8,7 +8,8 @@
                                                     (u64 BE), state
         commands     command id                  -> commit time (u64 BE), result, and
                      (empty key)                 -> indexed through (u64 BE)
-        default      metadata: format version, view checkpoints, ...
+        default      metadata: format version, view checkpoints, the first
+                     kept version of truncated streams, ...
     Data dirs of earlier versions also hold records that are no longer
     written: `streams` stream NUL -> version (format 1; never read), and
     the family `expiry`, commit time (u64 BE) id -> (empty), which
@@ -107,6 +108,14 @@ ZCQ_EXPORT void zcq_batch_snapshot (zcq_batch_t *self, const char *stream, size_
 ZCQ_EXPORT void zcq_batch_command (zcq_batch_t *self, const char *id, size_t id_len,
                                    int64_t time_us, const void *result, size_t len);
 ZCQ_EXPORT void zcq_batch_meta (zcq_batch_t *self, const char *name, const void *value, size_t len);
+//  Remove the stream's events of versions below `before` from the log, in
+//  this commit: their log entries are deleted (the stream index keeps its
+//  entries) and `before` becomes the stream's first kept version. Stage it
+//  with the commit that writes the stream's `$truncated` event. Nothing
+//  when before is not above the first kept version. Reads the store: call
+//  it from the committing thread, once the events to remove are committed.
+ZCQ_EXPORT zcq_err_t zcq_batch_truncate (zcq_batch_t *self, const char *stream, size_t stream_len,
+                                         uint64_t before);
 //  Commit the batch; head becomes the highest event position in it (the
 //  caller assigns positions head+1, head+2, ... without holes).
 //  ZCQ_INVALID when a command id was empty, ZCQ_NOMEM when staging failed.
@@ -139,6 +148,19 @@ ZCQ_EXPORT zcq_err_t zcq_store_read_stream (zcq_store_t *self, const char *strea
 //  The stream's current version (0 when it has no events).
 ZCQ_EXPORT zcq_err_t zcq_store_stream_version (zcq_store_t *self, const char *stream,
                                                uint64_t *version);
+//  The first version of stream the log keeps (1 unless truncated): reads
+//  of the stream start there.
+ZCQ_EXPORT zcq_err_t zcq_store_stream_first (zcq_store_t *self, const char *stream,
+                                             uint64_t *first);
+//  Call fn with the name of every stream whose name starts with prefix:
+//  those of the index in RocksDB in name order, then those of the recent
+//  part (so a stream may come more than once). fn returns non-zero to
+//  stop; it must not call the store.
+ZCQ_EXPORT zcq_err_t zcq_store_each_stream (zcq_store_t *self, const char *prefix,
+                                            int (*fn) (void *arg, const char *stream, size_t len),
+                                            void *arg);
+//  How many log entries truncation has removed: the log's holes.
+ZCQ_EXPORT uint64_t zcq_store_removed (const zcq_store_t *self);
 //  The latest snapshot of stream; caller frees *state. ZCQ_NOT_FOUND when
 //  there is none.
 ZCQ_EXPORT zcq_err_t zcq_store_snapshot (zcq_store_t *self, const char *stream, uint32_t *schema,

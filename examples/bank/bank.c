@@ -174,6 +174,13 @@ s_account_closed (zcq_view_t *view, const zcq_event_t *event)
     zcq_set_int (row, "version", (int64_t) zcq_event_version (event));
 }
 
+//  A deleted account ($delete, ZCQ/1) leaves the view.
+static void
+s_account_deleted (zcq_view_t *view, const zcq_event_t *event)
+{
+    zcq_view_delete (view, zcq_event_key (event));
+}
+
 static const char *const s_accounts_indexes[] = { "owner", NULL };
 
 static const zcq_handler_def_t s_accounts_handlers[] = {
@@ -181,6 +188,7 @@ static const zcq_handler_def_t s_accounts_handlers[] = {
     { "account", "deposited", s_account_moved, (void *) &s_credit },
     { "account", "withdrawn", s_account_moved, (void *) &s_debit },
     { "account", "closed", s_account_closed, NULL },
+    { "account", ZCQ_EVENT_DELETED, s_account_deleted, NULL },
     { NULL },
 };
 

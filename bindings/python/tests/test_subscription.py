@@ -141,3 +141,19 @@ def test_from_beyond_the_head_waits_for_new_events(client):
         result = client.send("account", uniq(), "open", {"owner": "j"})
         event = drain_until(sub, result.position)[-1]
         assert event["command"] == result.id
+
+
+def test_subscription_crosses_removed_events(client):
+    # a truncation removes events from the log: a subscription reading the
+    # range crosses the positions the `read` reply lists as removed
+    key = uniq()
+    opened = client.send("account", key, "open", {"owner": "t"})
+    deposits = burst(client, key, 5)
+    truncated = client.send("account", key, "$truncate", {"before": 5})
+    with zcqrs.Subscription(client, from_position=opened.position,
+                            topics=["account/%s/" % key]) as sub:
+        events = drain_until(sub, truncated.position)
+    assert [e["version"] for e in events] == [5, 6, 7]
+    assert events[-1]["type"] == "$truncated"
+    assert events[-1]["data"] == {"before": 5}
+    assert events[0]["position"] == deposits[3].position

@@ -173,7 +173,17 @@ class Subscription:
         head = reply.get("head")
         if isinstance(head, int) and head > self.head:
             self.head = head
+        # positions the node removed (truncation, retention): the reply
+        # lists the ones it skipped, and only those are crossed
+        removed = set()
+        for entry in reply.get("removed") or []:
+            if isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, int) for x in entry):
+                removed.add((entry[0], entry[1]))
         for event in events:
+            position = event.get("position")
+            if (isinstance(position, int) and position > self._fetched + 1
+                    and (self._fetched + 1, position - 1) in removed):
+                self._fetched = position - 1
             self._accept(event)
         # a page may be cut short by the node's reply size cap: reading from
         # the log ends on an empty page or at the head, not on a short page
