@@ -140,7 +140,7 @@ s_write_views (zcq_http_t *self, FILE *out, uint64_t head)
     //  gather each view's figures once, then write them family by family
     typedef struct {
         uint64_t position, rows, memory, applied, snapshot, lag;
-        double lag_seconds; //  < 0: not known (a cluster-wide view)
+        double lag_seconds; //  < 0: not known (a cluster-wide view, a failed read)
         int state;
     } s_view_t;
     s_view_t *figures = calloc (self->view_count, sizeof (s_view_t));
@@ -167,8 +167,10 @@ s_write_views (zcq_http_t *self, FILE *out, uint64_t head)
             //  the age of the oldest event it has not applied
             s_time_t found = { -1 };
             zcq_store_read_log (self->env->store, figure->position + 1, 1, s_event_time, &found);
-            figure->lag_seconds
-                = found.time_us >= 0 && now_us > found.time_us ? (now_us - found.time_us) / 1e6 : 0;
+            //  -1 (not given) when the store could not say, e.g. while it reopens
+            figure->lag_seconds = found.time_us < 0      ? -1
+                                : now_us > found.time_us ? (now_us - found.time_us) / 1e6
+                                                         : 0;
         }
     }
 #define S_VIEWS(name, type, help, format, expression)           \
