@@ -4,11 +4,11 @@
         start: [coordinator] -> store -> gate -> log writer -> shards
                -> publisher -> projections -> query router -> the store's
                log check passed -> command router (last: commands arrive
-               only when all the rest is ready)
+               only when all the rest is ready) -> [HTTP endpoint, /metrics]
         stop:  command router drains (new commands get `unavailable`, the
                ones in flight are committed and answered) -> command router
-               -> shards -> publisher -> log writer -> query side -> gate
-               -> store -> [coordinator]
+               -> shards -> [HTTP endpoint] -> publisher -> log writer
+               -> query side -> gate -> store -> [coordinator]
 
     The data dir is claimed before the store opens it: created owner-only
     (0700) when missing, refused when it holds anything a zcqrs data dir
