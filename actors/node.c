@@ -427,8 +427,8 @@ zcq_node_destroy (zcq_node_t **self_p)
     if (!self_p || !*self_p)
         return;
     zcq_node_t *self = *self_p;
-    zcq_http_destroy (&self->http); //  first: a scrape reads every part below
     zcq_node_drain (self);
+    zcq_http_destroy (&self->http); //  before what a scrape reads: store, views
     zactor_destroy (&self->publisher);
     free (self->shards);
     free (self->shard_args);
