@@ -558,6 +558,10 @@ s_count_outcome (self_t *self, const zcq_command_t *command)
         case ZCQ_UNAVAILABLE: ZCQ_STAT_ADD (stats, commands_unavailable, 1); break;
         default: ZCQ_STAT_ADD (stats, commands_failed, 1); break;
     }
+    if (self->env->metrics)
+        zcq_metrics_command (self->env->metrics, command->aggregate, command->handler,
+                             zcq_outcome_of (command->outcome, command->duplicate),
+                             zcq_mono_ns () - command->received_ns);
 }
 
 //  The client a request came from, found or made by its routing identity
@@ -1317,6 +1321,8 @@ s_take_request (self_t *self)
     ZCQ_STAT_ADD (self->env->stats, commands_received, 1);
     zcq_command_t *command = zcq_command_new ();
     bool fits = command != NULL;
+    if (command)
+        command->received_ns = zcq_mono_ns ();
     //  every frame but the last is envelope; the last is the body. The
     //  first is the identity our ROUTER added; the peer sent the others
     //  (DESIGN 5)

@@ -4,11 +4,11 @@
         start: [coordinator] -> store -> gate -> log writer -> shards
                -> publisher -> projections -> query router -> the store's
                log check passed -> command router (last: commands arrive
-               only when all the rest is ready)
+               only when all the rest is ready) -> [HTTP endpoint, /metrics]
         stop:  command router drains (new commands get `unavailable`, the
                ones in flight are committed and answered) -> command router
-               -> shards -> publisher -> log writer -> query side -> gate
-               -> store -> [coordinator]
+               -> shards -> [HTTP endpoint] -> publisher -> log writer
+               -> query side -> gate -> store -> [coordinator]
 
     The data dir is claimed before the store opens it: created owner-only
     (0700) when missing, refused when it holds anything a zcqrs data dir
@@ -47,6 +47,7 @@
     the router, which owns it from then on.
 */
 #include "zcq_actors.h"
+#include "zcq_http.h"
 #include "zcq_read.h"
 #include <dirent.h>
 #include <fcntl.h>
@@ -79,6 +80,7 @@ struct zcq_node_t {
     zactor_t *gate;      //  counts connections (actors/gate.c)
     zactor_t *publisher; //  the events endpoint (actors/publisher.c)
     zcq_gate_args_t gate_args;
+    zcq_http_t *http; //  /metrics (actors/http.c); NULL when `http` is none
     char endpoints[3][ZCQ_ENDPOINT_MAX];
     zactor_t *retention; //  actors/retention.c; NULL when no aggregate has one
     zcq_retention_args_t retention_args;
@@ -300,7 +302,14 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
     self->env.config = self->config;
     self->env.domain = domain;
     self->env.stats = &self->stats;
+    self->env.metrics = zcq_metrics_new (domain);
     self->env.started_us = zcq_now_us ();
+    if (!self->env.metrics) {
+        self->data_lock = -1;
+        zcq_node_destroy (&self);
+        snprintf (error, size, "out of memory");
+        return ZCQ_NOMEM;
+    }
     //  unique in the process, even for a node made where a freed one was:
     //  inproc names of a node being torn down may still be bound
     static atomic_uint nodes_made;
@@ -382,6 +391,11 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         if (!self->router)
             err = ZCQ_UNAVAILABLE;
     }
+    if (err == ZCQ_OK && self->config->http[0]) {
+        size_t view_count;
+        const zcq_view_info_t *views = zcq_reader_views (self->reader, &view_count);
+        err = zcq_http_start (&self->http, &self->env, views, view_count, error, size);
+    }
     if (err != ZCQ_OK) {
         zcq_node_destroy (&self);
         return err;
@@ -451,6 +465,7 @@ zcq_node_destroy (zcq_node_t **self_p)
         return;
     zcq_node_t *self = *self_p;
     zcq_node_drain (self);
+    zcq_http_destroy (&self->http); //  before what a scrape reads: store, views
     zactor_destroy (&self->publisher);
     free (self->shards);
     free (self->shard_args);
@@ -462,6 +477,7 @@ zcq_node_destroy (zcq_node_t **self_p)
     if (self->data_lock >= 0)
         close (self->data_lock); //  and with it the flock
     zcq_coordinator_destroy (&self->coordinator);
+    zcq_metrics_destroy (&self->env.metrics);
     zcq_config_destroy (&self->config);
     free (self);
     *self_p = NULL;
@@ -485,4 +501,10 @@ uint64_t
 zcq_node_head (const zcq_node_t *self)
 {
     return zcq_store_head (self->store);
+}
+
+const char *
+zcq_node_http (const zcq_node_t *self)
+{
+    return self->http ? zcq_http_address (self->http) : NULL;
 }

@@ -1241,3 +1241,10 @@ zcq_reader_endpoint (const zcq_reader_t *self)
 {
     return self->endpoint;
 }
+
+const zcq_view_info_t *
+zcq_reader_views (const zcq_reader_t *self, size_t *count)
+{
+    *count = self->view_count;
+    return self->views;
+}

@@ -58,6 +58,7 @@
 
 #include "zcq_config_impl.h"
 #include "zcq_coordinator.h"
+#include "zcq_metrics.h"
 #include <stdatomic.h>
 
 //  --------------------------------------------------------------------------
@@ -115,6 +116,7 @@ struct zcq_command_t {
     zcq_command_t *next;  //  router: next command with this id, held
     void *client;         //  router: the connection it came from
     bool counted;         //  router: counted in its client's in-flight
+    int64_t received_ns;  //  router: when it arrived (zcq_mono_ns), for its latency
     const char *reason;   //  `unavailable`, `timeout`: why, as cluster.md names it
     //  router, in a cluster (command_router.c DESIGN 7)
     int group;         //  the group of the stream's slot; -1: not known
@@ -245,6 +247,7 @@ typedef struct {
     const zcq_domain_t *domain;
     zcq_store_t *store;
     zcq_stats_t *stats;
+    zcq_metrics_t *metrics; //  commands by aggregate, type, outcome; latency (zcq_metrics.h)
     int64_t started_us;
     bool synchronous_views; //  committed batches pass the sync host first
     bool gate;              //  the connection gate runs (actors/gate.c)

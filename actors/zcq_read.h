@@ -184,5 +184,8 @@ void zcq_query_actor (zsock_t *pipe, void *args);
 zcq_err_t zcq_reader_start (zcq_reader_t **reader_p, zcq_node_env_t *env, char *error, size_t size);
 void zcq_reader_destroy (zcq_reader_t **self_p);
 const char *zcq_reader_endpoint (const zcq_reader_t *self);
+//  The views the reader keeps, for the HTTP endpoint to read (their infos
+//  live as long as the reader).
+const zcq_view_info_t *zcq_reader_views (const zcq_reader_t *self, size_t *count);
 
 #endif

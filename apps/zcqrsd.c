@@ -33,6 +33,8 @@ s_usage (FILE *out)
              "  --command EP          command endpoint (default tcp://127.0.0.1:7400)\n"
              "  --events EP           events endpoint (default tcp://127.0.0.1:7401)\n"
              "  --query EP            query endpoint (default tcp://127.0.0.1:7402)\n"
+             "  --http HOST:PORT      serve /metrics (Prometheus) there (default\n"
+             "                        127.0.0.1:7480; none: no HTTP endpoint)\n"
              "  --domain NAME|PATH    domain plugin: a name (NAME.so in $ZCQRS_PLUGIN_DIR or\n"
              "                        the plugin dir; `bank` is also built in), or a .so\n"
              "                        exporting zcq_domain_plugin (default bank)\n"
@@ -236,6 +238,10 @@ main (int argc, char *argv[])
 
     zcq_config_t *config = zcq_config_new ();
     char error[512];
+    //  the daemon serves /metrics by default (docs/operations.md); the
+    //  library's nodes only when told
+    if (config)
+        zcq_config_set (config, "http", "127.0.0.1:7480", error, sizeof error);
     for (int index = 1; index < argc; index++) {
         const char *flag = argv[index];
         if (strcmp (flag, "--version") == 0) {
@@ -308,6 +314,8 @@ main (int argc, char *argv[])
     printf ("command %s\nevents %s\nquery %s\n", zcq_node_endpoint (node, ZCQ_ENDPOINT_COMMAND),
             zcq_node_endpoint (node, ZCQ_ENDPOINT_EVENTS),
             zcq_node_endpoint (node, ZCQ_ENDPOINT_QUERY));
+    if (zcq_node_http (node))
+        printf ("http %s\n", zcq_node_http (node));
     fflush (stdout);
 
     int signal_number = 0;

@@ -219,12 +219,11 @@ s_node_start (s_node_t *node, const char *connect, zcq_durability_t durability, 
     const char *argv[32];
     int count = 0;
     argv[count++] = s_zcqrsd ();
-    const char *pairs[][2] = { { "--data", node->data },
-                               { "--command", node->command },
-                               { "--events", node->events },
-                               { "--query", node->query },
-                               { "--durability", zcq_durability_name (durability) },
-                               { "--shards", shards_text } };
+    const char *pairs[][2]
+        = { { "--data", node->data },     { "--command", node->command },
+            { "--events", node->events }, { "--query", node->query },
+            { "--http", "none" },         { "--durability", zcq_durability_name (durability) },
+            { "--shards", shards_text } };
     for (size_t index = 0; index < sizeof pairs / sizeof pairs[0]; index++) {
         argv[count++] = pairs[index][0];
         argv[count++] = pairs[index][1];

@@ -23,8 +23,14 @@
 */
 #include "bench.h"
 #include "bank.h"
+#include <arpa/inet.h>
 #include <czmq.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -89,6 +95,7 @@ typedef struct {
     int groups;              //  the cluster section's
     const char *cluster_views;
     bool keep;
+    bool scrape; //  nodes serve /metrics, read every second (s_scraper)
 } s_options_t;
 
 static void
@@ -140,6 +147,9 @@ s_usage (FILE *out)
              "  --workdir DIR        where the temporary data dirs go (default /tmp)\n"
              "  --label TEXT         a label for the report (e.g. the git revision)\n"
              "  --keep               keep the temporary data dirs\n"
+             "  --scrape             the nodes under test serve /metrics (setting http) and a\n"
+             "                       thread reads it every second, as Prometheus would: the\n"
+             "                       cost of metrics on the write path\n"
              "  --from-json FILE     run nothing: write --md, --plots and the headline of an\n"
              "                       earlier run's JSON\n"
              "  --groups N           groups of the cluster section (default 3)\n"
@@ -224,6 +234,7 @@ s_parse (int argc, char **argv, s_options_t *options)
                                            { "workdir", required_argument, NULL, 'D' },
                                            { "label", required_argument, NULL, 'l' },
                                            { "keep", no_argument, NULL, 'k' },
+                                           { "scrape", no_argument, NULL, 'X' },
                                            { "from-json", required_argument, NULL, 'F' },
                                            { "rebuild-dir", required_argument, NULL, 'R' },
                                            { "groups", required_argument, NULL, 'C' },
@@ -269,6 +280,7 @@ s_parse (int argc, char **argv, s_options_t *options)
             case 'D': options->workdir = optarg; break;
             case 'l': options->label = optarg; break;
             case 'k': options->keep = true; break;
+            case 'X': options->scrape = true; break;
             case 'F': options->from_json = optarg; break;
             case 'R': options->rebuild_dir = optarg; break;
             case 'C': options->groups = atoi (optarg); break;
@@ -360,6 +372,86 @@ s_loadavg (void)
 }
 
 //  --------------------------------------------------------------------------
+//  The scraper (--scrape): the latest node's /metrics, every second, over
+//  plain HTTP/1.0 on loopback
+
+static struct {
+    bool enabled;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    char address[64]; //  HOST:PORT of the latest node; "" when none
+    atomic_bool stop;
+    atomic_uint_fast64_t scrapes; //  whole 200 answers
+    atomic_uint_fast64_t bytes;
+    atomic_uint_fast64_t failures; //  a node was there and did not answer 200
+} s_scraper = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+//  One GET /metrics; the bytes of a 200 answer, 0 when refused, -1 on
+//  another failure.
+static int64_t
+s_scrape_once (const char *address)
+{
+    char host[64];
+    snprintf (host, sizeof host, "%s", address);
+    char *colon = strrchr (host, ':');
+    if (!colon)
+        return -1;
+    *colon = 0;
+    struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons (atoi (colon + 1)) };
+    if (inet_pton (AF_INET, host, &peer.sin_addr) != 1)
+        return -1;
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval timeout = { 5, 0 };
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    if (connect (fd, (struct sockaddr *) &peer, sizeof peer) != 0) {
+        close (fd);
+        return errno == ECONNREFUSED ? 0 : -1;
+    }
+    const char *request = "GET /metrics HTTP/1.0\r\nHost: zcqrs\r\n\r\n";
+    int64_t total = 0;
+    char buffer[16384], head[16] = "";
+    if (send (fd, request, strlen (request), MSG_NOSIGNAL) == (ssize_t) strlen (request)) {
+        ssize_t got;
+        while ((got = recv (fd, buffer, sizeof buffer, 0)) > 0) {
+            if (total == 0)
+                snprintf (head, sizeof head, "%.12s", buffer);
+            total += got;
+        }
+    }
+    close (fd);
+    return strncmp (head, "HTTP/1.1 200", 12) == 0 || strncmp (head, "HTTP/1.0 200", 12) == 0
+             ? total
+             : -1;
+}
+
+static void *
+s_scraper_run (void *arg)
+{
+    while (!atomic_load (&s_scraper.stop)) {
+        char address[64];
+        pthread_mutex_lock (&s_scraper.lock);
+        snprintf (address, sizeof address, "%s", s_scraper.address);
+        pthread_mutex_unlock (&s_scraper.lock);
+        if (address[0]) {
+            int64_t bytes = s_scrape_once (address);
+            if (bytes > 0) {
+                atomic_fetch_add (&s_scraper.scrapes, 1);
+                atomic_fetch_add (&s_scraper.bytes, (uint64_t) bytes);
+            }
+            else if (bytes < 0)
+                atomic_fetch_add (&s_scraper.failures, 1);
+        }
+        for (int tick = 0; tick < 10 && !atomic_load (&s_scraper.stop); tick++) {
+            struct timespec pause = { 0, 100 * 1000000 };
+            nanosleep (&pause, NULL);
+        }
+    }
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
 //  The node under test
 
 zcq_node_t *
@@ -375,7 +467,8 @@ bench_node_start (const char *dir, const bench_node_options_t *options)
                                   { "events", "tcp://127.0.0.1:*" },
                                   { "query", "tcp://127.0.0.1:*" },
                                   { "durability", zcq_durability_name (options->durability) },
-                                  { "shards", shards } };
+                                  { "shards", shards },
+                                  { "http", s_scraper.enabled ? "127.0.0.1:0" : "none" } };
     for (size_t index = 0; index < sizeof settings / sizeof settings[0]; index++)
         if (zcq_config_set (config, settings[index][0], settings[index][1], error, sizeof error)
             != ZCQ_OK) {
@@ -389,6 +482,11 @@ bench_node_start (const char *dir, const bench_node_options_t *options)
         != ZCQ_OK)
         fprintf (stderr, "zcqrs-bench: cannot start a node on %s: %s\n", dir, error);
     zcq_config_destroy (&config);
+    if (node && zcq_node_http (node)) {
+        pthread_mutex_lock (&s_scraper.lock);
+        snprintf (s_scraper.address, sizeof s_scraper.address, "%s", zcq_node_http (node));
+        pthread_mutex_unlock (&s_scraper.lock);
+    }
     return node;
 }
 
@@ -1613,6 +1711,11 @@ main (int argc, char **argv)
     bench_dir_keep (options.keep);
     zsys_init ();
     zsys_set_logstream (stderr);
+    s_scraper.enabled = options.scrape;
+    if (options.scrape && pthread_create (&s_scraper.thread, NULL, s_scraper_run, NULL) != 0) {
+        fprintf (stderr, "zcqrs-bench: cannot start the scraper\n");
+        return 1;
+    }
 
     s_suite_t suite = { .options = &options, .results = json_object (), .notes = json_array () };
     suite.headline_shards = options.shards[0];
@@ -1704,6 +1807,17 @@ main (int argc, char **argv)
         s_note (&suite,
                 "the hypervisor took up to %.2f cores from this machine during a run (steal)",
                 steal_max);
+    if (options.scrape) {
+        atomic_store (&s_scraper.stop, true);
+        pthread_join (s_scraper.thread, NULL);
+        uint64_t scrapes = atomic_load (&s_scraper.scrapes);
+        s_note (&suite,
+                "--scrape: every node under test served /metrics, read once a second: %" PRIu64
+                " scrapes of %" PRIu64 " bytes on average, %" PRIu64 " failed",
+                scrapes, scrapes ? (uint64_t) atomic_load (&s_scraper.bytes) / scrapes : 0,
+                (uint64_t) atomic_load (&s_scraper.failures));
+        json_object_set_new (results, "scrapes", json_integer ((json_int_t) scrapes));
+    }
     json_object_set_new (results, "elapsed_s",
                          json_real ((double) (bench_now_ns () - started) / 1e9));
 

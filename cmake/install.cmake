@@ -89,7 +89,7 @@ set (CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set (CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set (CPACK_DEBIAN_PACKAGE_SECTION "database")
 set (CPACK_DEBIAN_PACKAGE_DEPENDS
-     "libczmq4 (>= 4.2), libzmq5 (>= 4.3), libmsgpackc2, librocksdb7.8, libjansson4, libzookeeper-mt2")
+     "libczmq4 (>= 4.2), libzmq5 (>= 4.3), libmsgpackc2, librocksdb7.8, libjansson4, libmicrohttpd12, libzookeeper-mt2")
 set (CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3, python3-zmq, python3-msgpack")
 set (CPACK_DEBIAN_PACKAGE_SUGGESTS
      "pkg-config, cmake, libczmq-dev, libzmq3-dev, libmsgpack-dev, librocksdb-dev")

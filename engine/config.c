@@ -286,6 +286,36 @@ s_format_allow_domain_change (zcq_config_t *self)
     return self->allow_domain_change ? "true" : "false";
 }
 
+//  `http`: HOST:PORT (a name or an address; an IPv6 address in brackets;
+//  port 0 lets the system choose), or none (or empty): no HTTP endpoint.
+static zcq_err_t
+s_parse_http (zcq_config_t *self, const char *value, char *error, size_t size)
+{
+    if (*value == 0 || strcmp (value, "none") == 0) {
+        self->http[0] = 0;
+        return ZCQ_OK;
+    }
+    const char *colon = strrchr (value, ':');
+    size_t host_len = colon ? (size_t) (colon - value) : 0;
+    bool bracketed = host_len >= 2 && value[0] == '[' && value[host_len - 1] == ']';
+    bool host_ok = host_len > 0 && (bracketed || !memchr (value, ':', host_len))
+                && !strpbrk (value, " /\t");
+    char *end = NULL;
+    errno = 0;
+    long port = colon && colon[1] >= '0' && colon[1] <= '9' ? strtol (colon + 1, &end, 10) : -1;
+    if (!host_ok || errno || !end || *end || port < 0 || port > 65535) {
+        snprintf (error, size, "http: '%s' is not HOST:PORT (port 0 to 65535) or none", value);
+        return ZCQ_INVALID;
+    }
+    return s_copy (self->http, sizeof self->http, "http", value, error, size);
+}
+
+static const char *
+s_format_http (zcq_config_t *self)
+{
+    return self->http[0] ? self->http : "none";
+}
+
 static const s_setting_t s_settings[] = {
     { "data", s_parse_data, s_format_data },
     { "command", s_parse_COMMAND, s_format_COMMAND },
@@ -314,6 +344,7 @@ static const s_setting_t s_settings[] = {
     { "replication", s_parse_replication, s_format_replication },
     { "zk-session-ms", s_parse_zk_session_ms, s_format_zk_session_ms },
     { "log-level", s_parse_log_level, s_format_log_level },
+    { "http", s_parse_http, s_format_http },
     { "domain", s_parse_domain, s_format_domain },
     { "allow-domain-change", s_parse_allow_domain_change, s_format_allow_domain_change },
 };

@@ -2799,6 +2799,22 @@ zcq_store_meta (zcq_store_t *self, const char *name, void **value, size_t *len)
     return err;
 }
 
+zcq_err_t
+zcq_store_property (zcq_store_t *self, const char *name, uint64_t *value)
+{
+    *value = 0;
+    ZCQ_TRY (s_read_begin (self));
+    zcq_err_t err = ZCQ_OK;
+    for (int index = 0; err == ZCQ_OK && index < S_CF_COUNT; index++) {
+        uint64_t family = 0;
+        if (rocksdb_property_int_cf (self->db, self->cf[index], name, &family) != 0)
+            err = ZCQ_NOT_FOUND;
+        *value += family;
+    }
+    s_read_end (self);
+    return err;
+}
+
 uint64_t
 zcq_store_disk_bytes (zcq_store_t *self)
 {

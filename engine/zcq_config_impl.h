@@ -52,10 +52,11 @@ struct zcq_config_t {
     int zk_session_ms;
     zcq_log_level_t log_level; //  applied by the node only when given
     bool log_level_given;
-    char domain[1024];        //  the plugin zcqrsd loads (name or path); the library's
-                              //  nodes take their domain as an argument
-    bool allow_domain_change; //  open a data dir recorded with another domain
-    char text[64];            //  scratch for zcq_config_get
+    char http[ZCQ_ENDPOINT_MAX]; //  HOST:PORT of the /metrics endpoint; "" when off
+    char domain[1024];           //  the plugin zcqrsd loads (name or path); the library's
+                                 //  nodes take their domain as an argument
+    bool allow_domain_change;    //  open a data dir recorded with another domain
+    char text[64];               //  scratch for zcq_config_get
 };
 
 #endif

@@ -237,7 +237,7 @@ start_node() {   # MACHINE GROUP
     local prefix=()
     [[ $mode == netns ]] && prefix=(ip netns exec "$tag-$where")
     "${prefix[@]}" "$build/zcqrsd" --cluster "$cluster" --node "n$group" --group "$group" \
-        --data "$tmp/$where/data" --domain bank --zk-session-ms 2000 \
+        --data "$tmp/$where/data" --domain bank --zk-session-ms 2000 --http none \
         --command "${endpoint[$where.command]}" --events "${endpoint[$where.events]}" \
         --query "${endpoint[$where.query]}" \
         >"$tmp/$where.out" 2>>"$tmp/$where.log" &

@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> starting: $build/zcqrsd --domain bank --data $tmp/data (ports chosen by the system)"
-"$build/zcqrsd" --domain bank --data "$tmp/data" \
+"$build/zcqrsd" --domain bank --data "$tmp/data" --http none \
     --command 'tcp://127.0.0.1:*' --events 'tcp://127.0.0.1:*' --query 'tcp://127.0.0.1:*' \
     >"$tmp/daemon.out" 2>"$tmp/daemon.log" &
 daemon_pid=$!

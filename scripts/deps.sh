@@ -10,8 +10,12 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config git
     libczmq-dev libzmq3-dev libmsgpack-dev librocksdb-dev libcmocka-dev libjansson-dev
+    # zcqrsd's /metrics endpoint (actors/http.c)
+    libmicrohttpd-dev
     python3 python3-dev python3-zmq python3-msgpack python3-pytest
     clang-format
+    # promtool, which the metrics tests run over the /metrics exposition
+    prometheus
     # the cluster: ZooKeeper's C client, a private server for the tests and
     # demos (zookeeper depends on default-jre), and kazoo for the tests
     libzookeeper-mt-dev zookeeper python3-kazoo

@@ -34,6 +34,11 @@
                          on 1-2 cores); split: a thread
                          each, batches passed between them
 
+        http             HOST:PORT of the HTTP endpoint  none
+                         that serves /metrics (Prometheus
+                         text format; docs/operations.md);
+                         none: no endpoint (zcqrsd's
+                         default is 127.0.0.1:7480)
         log-level        error | warn | info | debug      info
                          (the process's log, zcq_log.h:
                          a node applies it when given)

@@ -57,6 +57,9 @@ ZCQ_EXPORT int zcq_node_retain (zcq_node_t *self);
 //  The endpoint actually bound (after port resolution).
 ZCQ_EXPORT const char *zcq_node_endpoint (const zcq_node_t *self, zcq_endpoint_t which);
 ZCQ_EXPORT const char *zcq_node_id (const zcq_node_t *self);
+//  The HTTP endpoint's address bound (HOST:PORT, setting `http`), serving
+//  /metrics; NULL when the node has none.
+ZCQ_EXPORT const char *zcq_node_http (const zcq_node_t *self);
 //  The node's log head: the position of the last durable event.
 ZCQ_EXPORT uint64_t zcq_node_head (const zcq_node_t *self);
 

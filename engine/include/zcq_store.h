@@ -180,6 +180,11 @@ ZCQ_EXPORT zcq_err_t zcq_store_compact_commands (zcq_store_t *self);
 //  A metadata value; caller frees. ZCQ_NOT_FOUND when absent.
 ZCQ_EXPORT zcq_err_t zcq_store_meta (zcq_store_t *self, const char *name, void **value,
                                      size_t *len);
+//  A RocksDB integer property (e.g. rocksdb.cur-size-all-mem-tables),
+//  summed over the store's column families; ZCQ_NOT_FOUND when RocksDB
+//  has no such integer property, ZCQ_IO while the store is closed for a
+//  reopen. Safe from any thread.
+ZCQ_EXPORT zcq_err_t zcq_store_property (zcq_store_t *self, const char *name, uint64_t *value);
 //  Approximate bytes the store takes on disk.
 ZCQ_EXPORT uint64_t zcq_store_disk_bytes (zcq_store_t *self);
 

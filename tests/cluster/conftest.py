@@ -184,7 +184,7 @@ class Node:
         self.stderr_path = None
 
     def argv(self):
-        argv = [ZCQRSD, "--cluster", self.connect, "--node", self.node,
+        argv = [ZCQRSD, "--http", "none", "--cluster", self.connect, "--node", self.node,
                 "--data", self.data, "--zk-session-ms", str(SESSION_MS)]
         if self.group is None:
             argv += ["--role", "views"]

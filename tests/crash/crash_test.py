@@ -178,7 +178,7 @@ class Daemon:
         self.stderr_path = os.path.join(self.workdir, "zcqrsd-%03d.stderr" % self.starts)
         err = open(self.stderr_path, "wb")
         endpoint = "tcp://%s:*" % HOST      # fresh ephemeral ports every start
-        argv = [self.binary, "--data", self.data, "--durability", self.durability,
+        argv = [self.binary, "--data", self.data, "--http", "none", "--durability", self.durability,
                 "--command", endpoint, "--events", endpoint, "--query", endpoint]
         env = None
         if self.env or extra_env:

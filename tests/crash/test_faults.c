@@ -276,10 +276,10 @@ s_daemon_start_args (s_daemon_t *d, const char *workdir, const char *data, const
             unsetenv ("LD_PRELOAD");
             unsetenv ("ZCQ_FAULT_FILE");
         }
-        const char *argv[64] = { s_zcqrsd,   "--data",    data,       "--durability",
-                                 durability, "--command", s_endpoint, "--events",
-                                 s_endpoint, "--query",   s_endpoint };
-        size_t count = 11;
+        const char *argv[64] = { s_zcqrsd,   "--data",  data,        "--durability", durability,
+                                 "--http",   "none",    "--command", s_endpoint,     "--events",
+                                 s_endpoint, "--query", s_endpoint };
+        size_t count = 13;
         for (size_t index = 0; extra && extra[index] && count < 63; index++)
             argv[count++] = extra[index];
         argv[count] = NULL;

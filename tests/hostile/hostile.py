@@ -142,7 +142,7 @@ def sock(kind, endpoint=None, **options):
 class Node:
     def __init__(self, extra=()):
         self.dir = tempfile.mkdtemp(prefix="zcq-hostile-")
-        args = [ZCQRSD, "--data", self.dir, "--command", "tcp://127.0.0.1:*",
+        args = [ZCQRSD, "--data", self.dir, "--http", "none", "--command", "tcp://127.0.0.1:*",
                 "--events", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*",
                 "--max-inflight", str(MAX_INFLIGHT),
                 "--max-inflight-per-client", str(MAX_INFLIGHT_PER_CLIENT),

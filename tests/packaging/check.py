@@ -33,7 +33,7 @@ class Daemon:
         for _ in range(20):
             self.url = "tcp://127.0.0.1:%d" % random.randrange(17400, 18997)
             self.endpoints = zcqrs.endpoints_from_url(self.url)
-            argv = [exe, "--data", data, *extra]
+            argv = [exe, "--data", data, "--http", "none", *extra]
             for name, endpoint in self.endpoints.items():
                 argv += ["--" + name, endpoint]
             if self._start(argv):

@@ -147,6 +147,11 @@ class Daemon:
         # the suite runs once per write plan (tests/CMakeLists.txt)
         if os.environ.get("ZCQ_TEST_WRITE_PLAN"):
             argv += ["--write-plan", os.environ["ZCQ_TEST_WRITE_PLAN"]]
+        # zcqrsd serves /metrics on 127.0.0.1:7480 unless told otherwise:
+        # the suite's daemons run side by side, so none serves it unless a
+        # test asks (test_metrics.py)
+        if "--http" not in self.extra:
+            argv += ["--http", "none"]
         return argv + self.extra
 
     def start(self):

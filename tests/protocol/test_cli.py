@@ -63,7 +63,7 @@ def test_cli_send_get(node):
 # ------------------------------------------------------------ zcqrsd
 
 def run_daemon(*args, timeout=20):
-    return subprocess.run([ZCQRSD] + list(args), capture_output=True,
+    return subprocess.run([ZCQRSD, "--http", "none"] + list(args), capture_output=True,
                           text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 

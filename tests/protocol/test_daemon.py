@@ -19,7 +19,7 @@ WARN_LINE = re.compile(r"^(\S+: )?W: ", re.M)
 
 def run_zcqrsd(*args, env=None):
     """zcqrsd that is expected to exit by itself (a refusal): its result."""
-    return subprocess.run([ZCQRSD, "--command", "tcp://127.0.0.1:*",
+    return subprocess.run([ZCQRSD, "--http", "none", "--command", "tcp://127.0.0.1:*",
                            "--events", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*",
                            *args], capture_output=True, text=True, timeout=60,
                           env=env, stdin=subprocess.DEVNULL)
@@ -240,7 +240,7 @@ def test_example_config_names_every_setting_and_loads(daemon_factory, tmp_path):
     # (the cluster settings would join a ZooKeeper, and the suite picks the
     # write plan: left out)
     left_out = {"data", "command", "events", "query", "cluster", "group", "role", "views",
-                "replication", "zk-session-ms", "write-plan"}
+                "replication", "zk-session-ms", "write-plan", "http"}
     config = tmp_path / "uncommented.conf"
     config.write_text("".join("%s = %s\n" % (name, value) for name, value in example.items()
                               if name not in left_out))

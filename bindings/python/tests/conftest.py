@@ -68,7 +68,7 @@ class Daemon:
         exe = zcqrsd_path()
         if not exe:
             pytest.skip("zcqrsd not found (set ZCQRSD)")
-        argv = [exe, "--data", data, "--command", "tcp://127.0.0.1:*",
+        argv = [exe, "--data", data, "--http", "none", "--command", "tcp://127.0.0.1:*",
                 "--events", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*",
                 "--domain", "bank", *extra]
         self.stderr = open(os.path.join(data + ".stderr"), "w+")
