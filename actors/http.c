@@ -449,8 +449,8 @@ s_listen (const char *address, bool *loopback, bool *ipv6, char *bound, size_t b
 }
 
 zcq_err_t
-zcq_http_start (zcq_http_t **self_p, const zcq_node_env_t *env, const zcq_view_info_t *views,
-                size_t view_count, char *error, size_t size)
+zcq_http_start (zcq_http_t **self_p, const zcq_node_env_t *env, const char *address,
+                const zcq_view_info_t *views, size_t view_count, char *error, size_t size)
 {
     *self_p = NULL;
     zcq_http_t *self = calloc (1, sizeof (zcq_http_t));
@@ -462,8 +462,7 @@ zcq_http_start (zcq_http_t **self_p, const zcq_node_env_t *env, const zcq_view_i
     self->views = views;
     self->view_count = view_count;
     bool loopback = false, ipv6 = false;
-    int fd = s_listen (env->config->http, &loopback, &ipv6, self->address, sizeof self->address,
-                       error, size);
+    int fd = s_listen (address, &loopback, &ipv6, self->address, sizeof self->address, error, size);
     if (fd < 0) {
         free (self);
         return ZCQ_UNAVAILABLE;

@@ -279,6 +279,33 @@ s_max_connections (const zcq_config_t *config)
     return max > 100000 ? 100000 : max;
 }
 
+//  The HTTP endpoint. `auto` is loopback at the command endpoint's port +
+//  80 (7400: 7480), or a port the system picks when that one is not a
+//  number; a node on the same host as another takes its own this way, and
+//  one whose port is taken anyway runs without the endpoint, with a
+//  warning. An address given is bound or the start fails.
+static zcq_err_t
+s_start_http (zcq_node_t *self, char *error, size_t size)
+{
+    size_t view_count;
+    const zcq_view_info_t *views = zcq_reader_views (self->reader, &view_count);
+    if (strcmp (self->config->http, "auto") != 0)
+        return zcq_http_start (&self->http, &self->env, self->config->http, views, view_count,
+                               error, size);
+    const char *command = self->config->endpoints[ZCQ_ENDPOINT_COMMAND];
+    const char *colon = strrchr (command, ':');
+    char *end = NULL;
+    long port = colon ? strtol (colon + 1, &end, 10) : 0;
+    if (!colon || !end || *end || port <= 0 || port + 80 > 65535)
+        port = -80; //  the system picks
+    char address[32], reason[256];
+    snprintf (address, sizeof address, "127.0.0.1:%ld", port + 80);
+    if (zcq_http_start (&self->http, &self->env, address, views, view_count, reason, sizeof reason)
+        != ZCQ_OK)
+        zsys_warning ("node: no HTTP endpoint: %s", reason);
+    return ZCQ_OK;
+}
+
 zcq_err_t
 zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domain_t *domain,
                 char *error, size_t size)
@@ -391,11 +418,8 @@ zcq_node_start (zcq_node_t **node_p, const zcq_config_t *config, const zcq_domai
         if (!self->router)
             err = ZCQ_UNAVAILABLE;
     }
-    if (err == ZCQ_OK && self->config->http[0]) {
-        size_t view_count;
-        const zcq_view_info_t *views = zcq_reader_views (self->reader, &view_count);
-        err = zcq_http_start (&self->http, &self->env, views, view_count, error, size);
-    }
+    if (err == ZCQ_OK && self->config->http[0])
+        err = s_start_http (self, error, size);
     if (err != ZCQ_OK) {
         zcq_node_destroy (&self);
         return err;

@@ -9,11 +9,11 @@
 
 typedef struct zcq_http_t zcq_http_t;
 
-//  Bind env->config->http and serve it from a thread of libmicrohttpd's.
+//  Bind address (HOST:PORT) and serve it from a thread of libmicrohttpd's.
 //  views (view_count of them) are the reader's, read at each scrape; they
 //  and env must outlive the endpoint. Fails, with the reason in error,
 //  when the address does not resolve or cannot be bound.
-zcq_err_t zcq_http_start (zcq_http_t **self_p, const zcq_node_env_t *env,
+zcq_err_t zcq_http_start (zcq_http_t **self_p, const zcq_node_env_t *env, const char *address,
                           const zcq_view_info_t *views, size_t view_count, char *error,
                           size_t size);
 //  Stop serving: a scrape in progress ends first.

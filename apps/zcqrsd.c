@@ -33,8 +33,9 @@ s_usage (FILE *out)
              "  --command EP          command endpoint (default tcp://127.0.0.1:7400)\n"
              "  --events EP           events endpoint (default tcp://127.0.0.1:7401)\n"
              "  --query EP            query endpoint (default tcp://127.0.0.1:7402)\n"
-             "  --http HOST:PORT      serve /metrics (Prometheus) there (default\n"
-             "                        127.0.0.1:7480; none: no HTTP endpoint)\n"
+             "  --http HOST:PORT      serve /metrics (Prometheus) there (default auto:\n"
+             "                        127.0.0.1 at the command port + 80, 7480 for 7400,\n"
+             "                        skipped with a warning when taken; none: no HTTP)\n"
              "  --domain NAME|PATH    domain plugin: a name (NAME.so in $ZCQRS_PLUGIN_DIR or\n"
              "                        the plugin dir; `bank` is also built in), or a .so\n"
              "                        exporting zcq_domain_plugin (default bank)\n"
@@ -241,7 +242,7 @@ main (int argc, char *argv[])
     //  the daemon serves /metrics by default (docs/operations.md); the
     //  library's nodes only when told
     if (config)
-        zcq_config_set (config, "http", "127.0.0.1:7480", error, sizeof error);
+        zcq_config_set (config, "http", "auto", error, sizeof error);
     for (int index = 1; index < argc; index++) {
         const char *flag = argv[index];
         if (strcmp (flag, "--version") == 0) {

@@ -295,6 +295,8 @@ s_parse_http (zcq_config_t *self, const char *value, char *error, size_t size)
         self->http[0] = 0;
         return ZCQ_OK;
     }
+    if (strcmp (value, "auto") == 0)
+        return s_copy (self->http, sizeof self->http, "http", value, error, size);
     const char *colon = strrchr (value, ':');
     size_t host_len = colon ? (size_t) (colon - value) : 0;
     bool bracketed = host_len >= 2 && value[0] == '[' && value[host_len - 1] == ']';
@@ -304,7 +306,8 @@ s_parse_http (zcq_config_t *self, const char *value, char *error, size_t size)
     errno = 0;
     long port = colon && colon[1] >= '0' && colon[1] <= '9' ? strtol (colon + 1, &end, 10) : -1;
     if (!host_ok || errno || !end || *end || port < 0 || port > 65535) {
-        snprintf (error, size, "http: '%s' is not HOST:PORT (port 0 to 65535) or none", value);
+        snprintf (error, size, "http: '%s' is not HOST:PORT (port 0 to 65535), auto or none",
+                  value);
         return ZCQ_INVALID;
     }
     return s_copy (self->http, sizeof self->http, "http", value, error, size);

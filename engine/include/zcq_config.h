@@ -37,8 +37,10 @@
         http             HOST:PORT of the HTTP endpoint  none
                          that serves /metrics (Prometheus
                          text format; docs/operations.md);
-                         none: no endpoint (zcqrsd's
-                         default is 127.0.0.1:7480)
+                         auto: 127.0.0.1 at the command
+                         port + 80, skipped with a warning
+                         when taken (zcqrsd's default);
+                         none: no endpoint
         log-level        error | warn | info | debug      info
                          (the process's log, zcq_log.h:
                          a node applies it when given)

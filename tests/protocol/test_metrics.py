@@ -3,6 +3,8 @@
 workload, by promtool, and for what it refuses."""
 
 import os
+import random
+import socket as socketlib
 import re
 import shutil
 import subprocess
@@ -12,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from conftest import assert_error, assert_ok, uniq
+from conftest import Client, assert_error, assert_ok, uniq
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -243,3 +245,58 @@ def test_an_ipv6_loopback_address_is_served(daemon_factory):
     assert address.startswith("[::1]:")
     assert get(address)[0] == 200
     assert "not a loopback address" not in d.stderr()
+
+
+def free_port_block(offsets):
+    """A port P (below the ephemeral range) with P + each offset free now."""
+    for _ in range(200):
+        base = random.randint(20000, 30000)
+        held = []
+        try:
+            for offset in offsets:
+                s = socketlib.socket()
+                s.bind(("127.0.0.1", base + offset))
+                held.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise AssertionError("no free block of ports")
+
+
+def test_auto_takes_the_command_port_plus_80(daemon_factory):
+    """zcqrsd's default: loopback at the command port + 80, so that nodes
+    on one host each get their own."""
+    base = free_port_block((0, 1, 2, 80))
+    d = daemon_factory(extra=["--http", "auto", "--command", "tcp://127.0.0.1:%d" % base,
+                              "--events", "tcp://127.0.0.1:%d" % (base + 1),
+                              "--query", "tcp://127.0.0.1:%d" % (base + 2)])
+    assert http_address(d) == "127.0.0.1:%d" % (base + 80)
+    assert get(http_address(d))[0] == 200
+    # with system-picked command ports, auto lets the system pick too
+    other = daemon_factory(extra=["--http", "auto"])
+    assert get(http_address(other))[0] == 200
+
+
+def test_auto_skips_a_taken_port_with_a_warning(daemon_factory):
+    base = free_port_block((0, 1, 2, 80))
+    squatter = socketlib.socket()
+    squatter.bind(("127.0.0.1", base + 80))
+    squatter.listen(1)
+    try:
+        d = daemon_factory(extra=["--http", "auto", "--command", "tcp://127.0.0.1:%d" % base,
+                                  "--events", "tcp://127.0.0.1:%d" % (base + 1),
+                                  "--query", "tcp://127.0.0.1:%d" % (base + 2)])
+        # it serves its endpoints, without the HTTP one
+        client = Client(d)
+        try:
+            assert assert_ok(client.query("health"))["node"]
+        finally:
+            client.close()
+        assert not any(line.startswith("http ") for line in d.stdout_lines)
+        assert "no HTTP endpoint" in d.stderr()
+        assert base + 80 not in listening_ports(d.proc.pid)
+    finally:
+        squatter.close()
