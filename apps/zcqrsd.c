@@ -7,7 +7,6 @@
     With --restore DIR it starts no node: it makes the data dir of --data
     from the backup in DIR and exits 0, or 1 when it cannot.
 */
-#include <dlfcn.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <pthread.h>
@@ -158,23 +157,13 @@ s_load_domain (const char *name, void **handle_p)
             zsys_debug ("zcqrsd: no plugin at %s", path);
             continue;
         }
-        void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
-        if (!handle) {
-            fprintf (stderr, "zcqrsd: cannot load %s: %s\n", path, dlerror ());
-            return NULL;
-        }
-        zcq_domain_plugin_fn *entry
-            = (zcq_domain_plugin_fn *) dlsym (handle, ZCQ_DOMAIN_PLUGIN_SYMBOL);
-        const zcq_domain_t *domain = entry ? entry () : NULL;
+        char error[1024];
+        const zcq_domain_t *domain = zcq_domain_open (path, handle_p, error, sizeof error);
         if (!domain) {
-            fprintf (stderr, "zcqrsd: %s %s\n", path,
-                     entry ? "returned no domain from " ZCQ_DOMAIN_PLUGIN_SYMBOL
-                           : "has no " ZCQ_DOMAIN_PLUGIN_SYMBOL " function");
-            dlclose (handle);
+            fprintf (stderr, "zcqrsd: %s\n", error);
             return NULL;
         }
         zsys_debug ("zcqrsd: domain %s from %s", domain->name, path);
-        *handle_p = handle;
         return domain;
     }
     if (strcmp (name, "bank") == 0) {
@@ -307,7 +296,7 @@ main (int argc, char *argv[])
         fprintf (stderr, "zcqrsd: cannot start: %s\n", error);
         zcq_config_destroy (&config);
         if (plugin)
-            dlclose (plugin);
+            zcq_domain_close (&plugin);
         return 2;
     }
     printf ("zcqrsd: node %s ready (domain %s, durability %s, data %s)\n", zcq_node_id (node),
@@ -330,6 +319,6 @@ main (int argc, char *argv[])
         fprintf (stderr, "zcqrsd: stopped cleanly at log head %llu\n", (unsigned long long) head);
     zcq_config_destroy (&config);
     if (plugin)
-        dlclose (plugin);
+        zcq_domain_close (&plugin);
     return 0;
 }

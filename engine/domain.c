@@ -1,5 +1,6 @@
 /*  domain.c: checks and look-ups over a domain's constant tables. */
 #include "zcq_internal.h"
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -233,3 +234,48 @@ const zcq_command_def_t zcq_delete_command = {
     .type = ZCQ_COMMAND_DELETE,
     .decide = s_decide_delete,
 };
+
+//  --------------------------------------------------------------------------
+//  Plugins
+
+const zcq_domain_t *
+zcq_domain_open (const char *path, void **handle_p, char *error, size_t size)
+{
+    *handle_p = NULL;
+    void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+        snprintf (error, size, "cannot load %s: %s", path, dlerror ());
+        return NULL;
+    }
+    zcq_domain_plugin_fn *entry = (zcq_domain_plugin_fn *) dlsym (handle, ZCQ_DOMAIN_PLUGIN_SYMBOL);
+    unsigned (*abi) (void) = (unsigned (*) (void)) dlsym (handle, "zcq_domain_plugin_abi");
+    const zcq_domain_t *domain = NULL;
+    if (!entry)
+        snprintf (error, size, "%s has no " ZCQ_DOMAIN_PLUGIN_SYMBOL " function", path);
+    else if (!abi)
+        snprintf (error, size,
+                  "%s was built against an older zcqrs (no domain ABI; this one reads ABI %d): "
+                  "rebuild it",
+                  path, ZCQ_DOMAIN_ABI);
+    else if (abi () != ZCQ_DOMAIN_ABI)
+        snprintf (error, size,
+                  "%s was built for domain ABI %u, this zcqrs reads ABI %d: rebuild it", path,
+                  abi (), ZCQ_DOMAIN_ABI);
+    else if (!(domain = entry ()))
+        snprintf (error, size, "%s returned no domain from " ZCQ_DOMAIN_PLUGIN_SYMBOL, path);
+    if (!domain) {
+        dlclose (handle);
+        return NULL;
+    }
+    *handle_p = handle;
+    return domain;
+}
+
+void
+zcq_domain_close (void **handle_p)
+{
+    if (handle_p && *handle_p) {
+        dlclose (*handle_p);
+        *handle_p = NULL;
+    }
+}

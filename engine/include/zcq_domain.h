@@ -151,15 +151,35 @@ typedef struct {
 } zcq_domain_t;
 
 //  A shared object that the daemon loads with --domain PATH.so exports
-//  this function; ZCQ_DOMAIN_PLUGIN (&my_domain) defines it.
+//  this function; ZCQ_DOMAIN_PLUGIN (&my_domain) defines it, and with it
+//  zcq_domain_plugin_abi, the ZCQ_DOMAIN_ABI the plugin was built with.
 typedef const zcq_domain_t *(zcq_domain_plugin_fn) (void);
 #define ZCQ_DOMAIN_PLUGIN_SYMBOL "zcq_domain_plugin"
+//  The layout of the structs above, as a number. It moves whenever one of
+//  them changes (2: zcq_aggregate_def_t gained max_count and max_age_s),
+//  and a plugin built with another is refused: the node would read its
+//  tables with the wrong layout. Rebuild the plugin against this header.
+#define ZCQ_DOMAIN_ABI 2
 #define ZCQ_DOMAIN_PLUGIN(domain)                                                          \
     __attribute__ ((visibility ("default"))) const zcq_domain_t *zcq_domain_plugin (void); \
     const zcq_domain_t *zcq_domain_plugin (void)                                           \
     {                                                                                      \
         return (domain);                                                                   \
+    }                                                                                      \
+    __attribute__ ((visibility ("default"))) unsigned zcq_domain_plugin_abi (void);        \
+    unsigned zcq_domain_plugin_abi (void)                                                  \
+    {                                                                                      \
+        return ZCQ_DOMAIN_ABI;                                                             \
     }
+
+//  Load a domain plugin from the shared object at path: its domain, and
+//  in *handle_p what zcq_domain_close takes; NULL with the reason in error
+//  when it cannot be loaded, has no zcq_domain_plugin, was built with
+//  another ZCQ_DOMAIN_ABI (or before there was one), or returns no domain.
+ZCQ_EXPORT const zcq_domain_t *zcq_domain_open (const char *path, void **handle_p, char *error,
+                                                size_t size);
+//  Unload a plugin (only once no node uses its domain).
+ZCQ_EXPORT void zcq_domain_close (void **handle_p);
 
 //  Check a domain's tables (names, sizes, duplicates; every projection
 //  handler names an event type that its aggregate, or with aggregate NULL

@@ -6,6 +6,7 @@ The `counter` domain is the build's plugins/counter.so (examples/counter).
 
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -218,6 +219,49 @@ def test_domain_plugin_that_does_not_load_says_why(tmp_path):
     assert str(plugins / "broken.so") in r.stderr and "cannot load" in r.stderr
     r = run_zcqrsd("--data", str(tmp_path / "d"), "--domain", str(tmp_path / "absent.so"))
     assert r.returncode == 2 and "absent.so" in r.stderr
+
+
+INCLUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "engine",
+                       "include")
+PLUGIN_SOURCE = """
+#include <zcqrs.h>
+static const zcq_aggregate_def_t *const s_aggregates[] = { NULL };
+static const zcq_projection_def_t *const s_projections[] = { NULL };
+static const zcq_domain_t s_domain = { "old", s_aggregates, s_projections };
+__attribute__ ((visibility ("default"))) const zcq_domain_t *zcq_domain_plugin (void);
+const zcq_domain_t *zcq_domain_plugin (void) { return &s_domain; }
+%s
+"""
+
+
+def build_plugin(tmp_path, name, extra):
+    """A plugin that defines its entry by hand, as one built against an
+    older header did, plus extra C."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        pytest.skip("no C compiler to build a test plugin")
+    source = tmp_path / (name + ".c")
+    source.write_text(PLUGIN_SOURCE % extra)
+    target = tmp_path / (name + ".so")
+    subprocess.run([compiler, "-shared", "-fPIC", "-I", INCLUDE, str(source), "-o", str(target)],
+                   check=True, capture_output=True)
+    return target
+
+
+def test_a_plugin_of_another_domain_abi_is_refused(tmp_path):
+    """A plugin built against another layout of the domain structs would be
+    read wrongly: it is refused, with what to do."""
+    older = build_plugin(tmp_path, "older", "")
+    r = run_zcqrsd("--data", str(tmp_path / "d"), "--domain", str(older))
+    assert r.returncode == 2, r
+    assert "built against an older zcqrs" in r.stderr and "rebuild it" in r.stderr, r.stderr
+    other = build_plugin(tmp_path, "other", "unsigned zcq_domain_plugin_abi (void) "
+                                            "{ return ZCQ_DOMAIN_ABI + 7; }")
+    r = run_zcqrsd("--data", str(tmp_path / "d"), "--domain", str(other))
+    assert r.returncode == 2, r
+    assert "built for domain ABI" in r.stderr and "rebuild it" in r.stderr, r.stderr
+    # plugins built with ZCQ_DOMAIN_PLUGIN carry the ABI and load: every
+    # test of the bank, counter and inventory plugins shows it
 
 
 # --------------------------------------------------------------------------

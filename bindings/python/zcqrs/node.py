@@ -93,6 +93,8 @@ def _library() -> ctypes.CDLL:
         lib.zcq_node_start.restype = c_int
         lib.zcq_node_start.argtypes = [ctypes.POINTER(c_void_p), c_void_p, c_void_p,
                                        c_char_p, c_size_t]
+        lib.zcq_domain_open.restype = c_void_p
+        lib.zcq_domain_open.argtypes = [c_char_p, ctypes.POINTER(c_void_p), c_char_p, c_size_t]
         lib.zcq_node_destroy.restype = None
         lib.zcq_node_destroy.argtypes = [ctypes.POINTER(c_void_p)]
         lib.zcq_node_endpoint.restype = c_char_p
@@ -175,19 +177,15 @@ class Node:
             values[name.replace("_", "-")] = str(value)
 
         path = plugin_path(domain)
-        try:
-            self._plugin = ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL)
-        except OSError as error:
-            raise OSError("cannot load the domain plugin %s: %s" % (path, error)) from None
-        try:
-            entry = self._plugin.zcq_domain_plugin
-        except AttributeError:
-            raise OSError("%s has no zcq_domain_plugin function" % path) from None
-        entry.restype = ctypes.c_void_p
-        entry.argtypes = []
-        domain_pointer = entry()
+        # the library loads it, and refuses one built for another domain ABI;
+        # the plugin stays loaded for the life of the process, as ctypes does
+        self._plugin = ctypes.c_void_p()
+        reason = ctypes.create_string_buffer(1024)
+        domain_pointer = lib.zcq_domain_open(path.encode(), ctypes.byref(self._plugin), reason,
+                                             len(reason))
         if not domain_pointer:
-            raise InternalError("%s: zcq_domain_plugin returned NULL" % path)
+            raise OSError("cannot load the domain plugin: %s"
+                          % reason.value.decode(errors="replace"))
 
         config = ctypes.c_void_p(lib.zcq_config_new())
         if not config.value:
