@@ -17,10 +17,17 @@ static const char *const s_bounds_text[ZCQ_LATENCY_BUCKETS]
     = { "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
         "0.05",   "0.1",     "0.25",   "0.5",   "1",      "2.5",   "5",    "10" };
 
+//  The node's own commands, counted on every aggregate after its domain
+//  commands (zcq_delete_command, zcq_truncate_command: not in its table).
+static const zcq_command_def_t *const s_system_commands[]
+    = { &zcq_delete_command, &zcq_truncate_command };
+#define S_SYSTEM_COUNT (sizeof s_system_commands / sizeof s_system_commands[0])
+
 struct zcq_metrics_t {
     const zcq_domain_t *domain;
     size_t aggregate_count;
-    size_t *first; //  by aggregate: its first row (row 0 is `other`)
+    size_t *first; //  by aggregate: its first row (row 0 is `other`); then
+                   //  its domain commands, then the S_SYSTEM_COUNT system ones
     size_t rows;
     atomic_uint_fast64_t *counts; //  rows x ZCQ_OUTCOME_COUNT
     atomic_uint_fast64_t buckets[ZCQ_LATENCY_BUCKETS + 1];
@@ -43,6 +50,7 @@ zcq_metrics_new (const zcq_domain_t *domain)
         for (const zcq_command_def_t *command = domain->aggregates[index]->commands;
              command && command->type; command++)
             self->rows++;
+        self->rows += S_SYSTEM_COUNT;
     }
     self->counts = calloc (self->rows * ZCQ_OUTCOME_COUNT, sizeof (atomic_uint_fast64_t));
     if (!self->first || !self->counts) {
@@ -98,11 +106,20 @@ zcq_metrics_command (zcq_metrics_t *self, const zcq_aggregate_def_t *aggregate,
                      const zcq_command_def_t *handler, zcq_outcome_t outcome, int64_t latency_ns)
 {
     size_t row = 0;
-    for (size_t index = 0; aggregate && handler && index < self->aggregate_count; index++)
-        if (self->domain->aggregates[index] == aggregate) {
+    for (size_t index = 0; aggregate && handler && index < self->aggregate_count; index++) {
+        if (self->domain->aggregates[index] != aggregate)
+            continue;
+        //  a domain command is in the aggregate's table; a system one not
+        size_t rows = (index + 1 < self->aggregate_count ? self->first[index + 1] : self->rows)
+                    - self->first[index];
+        size_t domain_rows = rows - S_SYSTEM_COUNT;
+        if (handler >= aggregate->commands && handler < aggregate->commands + domain_rows)
             row = self->first[index] + (size_t) (handler - aggregate->commands);
-            break;
-        }
+        for (size_t system = 0; system < S_SYSTEM_COUNT; system++)
+            if (handler == s_system_commands[system])
+                row = self->first[index] + domain_rows + system;
+        break;
+    }
     if ((unsigned) outcome >= ZCQ_OUTCOME_COUNT)
         outcome = ZCQ_OUTCOME_INTERNAL;
     s_bump (&self->counts[row * ZCQ_OUTCOME_COUNT + outcome], 1);
@@ -157,6 +174,8 @@ zcq_metrics_write (const zcq_metrics_t *self, FILE *out)
         for (const zcq_command_def_t *command = aggregate->commands; command && command->type;
              command++)
             s_write_row (self, out, row++, aggregate->name, command->type);
+        for (size_t system = 0; system < S_SYSTEM_COUNT; system++)
+            s_write_row (self, out, row++, aggregate->name, s_system_commands[system]->type);
     }
     fputs ("# HELP zcqrs_command_ack_seconds Time from a command's arrival to its reply.\n"
            "# TYPE zcqrs_command_ack_seconds histogram\n",

@@ -300,3 +300,23 @@ def test_auto_skips_a_taken_port_with_a_warning(daemon_factory):
         assert base + 80 not in listening_ports(d.proc.pid)
     finally:
         squatter.close()
+
+
+def test_the_nodes_own_commands_are_counted_per_aggregate(metered):
+    """`$delete` and `$truncate` are no domain's commands: they have rows of
+    their own on every aggregate."""
+    c = Client(metered)
+    try:
+        k = uniq()
+        assert_ok(c.open(k))
+        assert_ok(c.deposit(k, 5))
+        assert_ok(c.send("account", k, "$truncate", {"before": 2}))
+        assert_ok(c.send("account", k, "$delete"))
+        assert_error(c.send("account", k, "$delete"), "rejected")
+    finally:
+        c.close()
+    samples = parse(get(http_address(metered))[2])
+    for type_, outcome, count in (("$truncate", "ok", 1), ("$delete", "ok", 1),
+                                  ("$delete", "rejected", 1), ("open", "ok", 1)):
+        assert value(samples, "zcqrs_commands_total", aggregate="account", type=type_,
+                     outcome=outcome) == count, (type_, outcome)
