@@ -34,7 +34,7 @@ has_libfuzzer () {
 }
 
 missing_dev () {
-    pkg-config --exists libczmq libzmq msgpack rocksdb jansson 2>/dev/null || return 0
+    pkg-config --exists libczmq libzmq msgpack rocksdb jansson libmicrohttpd 2>/dev/null || return 0
     return 1
 }
 
@@ -45,7 +45,8 @@ if ! has_libfuzzer "$cc" || missing_dev; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq clang-14 libclang-rt-14-dev pkg-config \
-            libczmq-dev libzmq3-dev libmsgpack-dev librocksdb-dev >&2
+            libczmq-dev libzmq3-dev libmsgpack-dev librocksdb-dev libjansson-dev \
+            libmicrohttpd-dev >&2
         cc=$(find_clang || true)
     fi
 fi
@@ -63,8 +64,8 @@ common=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -DZCQ_BUILDING
 #  past a known finding while exploring (use another BUILD_DIR then).
 #  They come last, after the -fsanitize flags they may refine.
 read -r -a extra <<< "${ZCQ_FUZZ_CFLAGS:-}"
-read -r -a pkg_cflags <<< "$(pkg-config --cflags libczmq libzmq msgpack rocksdb jansson)"
-read -r -a pkg_libs <<< "$(pkg-config --libs libczmq libzmq msgpack rocksdb jansson)"
+read -r -a pkg_cflags <<< "$(pkg-config --cflags libczmq libzmq msgpack rocksdb jansson libmicrohttpd)"
+read -r -a pkg_libs <<< "$(pkg-config --libs libczmq libzmq msgpack rocksdb jansson libmicrohttpd)"
 #  the cluster's ZooKeeper client (engine/zk.c) has no pkg-config file
 libs=("${pkg_libs[@]}" -lzookeeper_mt -lpthread -ldl)
 
