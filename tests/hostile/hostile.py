@@ -51,16 +51,19 @@ Throughout, the node's VmRSS is sampled; at the end the probe's latency
 per phase (p50/p99/max), the peak RSS and the node's stats are printed.
 
 Asserts: the node stays up and exits cleanly on SIGTERM; every probe
-request is answered correctly within 10 s and its p99 stays under 2 s in
-every phase; in the fairness phases (hot-key, deaf-invalid, park-flood,
-conn-flood) the probe is never answered `unavailable`; every hostile request that should be answered is answered
-with the right code; peak RSS stays under RSS_BOUND_MB (default 1024).
+request is answered correctly within 10 s and its p99 stays under
+P99_BOUND_MS (default 250 ms) in every phase; in the fairness phases
+(hot-key, deaf-invalid, park-flood, sub-flood, conn-flood) the probe is
+never answered `unavailable`; every hostile request that should be
+answered is answered with the right code; peak RSS stays under
+RSS_BOUND_MB (default 1024).
 The phases deaf-query, big-events, big-read, parked and deaf-echo measure
 what the node's bounds in bytes hold (replies, a subscriber's queue,
 parked queries) against RSS_BOUND_MB. Each session of phases runs on a
 fresh node, so that each measurement stands alone.
 
-Environment: ZCQRSD (path to zcqrsd, required), RSS_BOUND_MB, HOSTILE_SCALE
+Environment: ZCQRSD (path to zcqrsd, required), RSS_BOUND_MB, P99_BOUND_MS
+(raise it for a build that is slow by design, a sanitizer's), HOSTILE_SCALE
 (a factor on the phase sizes, default 1; the documented sizes are at 1),
 HOSTILE_PHASES (comma-separated subset to run).
 """
@@ -84,7 +87,7 @@ import zmq
 ZCQRSD = os.environ.get("ZCQRSD")
 RSS_BOUND_MB = int(os.environ.get("RSS_BOUND_MB", "1024"))
 SCALE = float(os.environ.get("HOSTILE_SCALE", "1"))
-P99_BOUND_S = 2.0
+P99_BOUND_S = int(os.environ.get("P99_BOUND_MS", "250")) / 1000
 REPLY_TIMEOUT_S = 10.0
 MAX_INFLIGHT = 4000
 MAX_INFLIGHT_PER_CLIENT = 500
