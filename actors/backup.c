@@ -26,6 +26,7 @@
 #define S_HOLD_MS 60000 //  DESIGN 4
 
 struct zcq_backups_t {
+    zcq_query_worker_t args; //  the backup thread's (zcq_query_worker)
     zactor_t *worker;
     bool busy; //  DESIGN 2: a backup is on the thread
 };
@@ -82,41 +83,6 @@ s_op_backup (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query
     zcq_backup_info_clear (&info);
 }
 
-//  The backup thread: take a query, answer it, send it back (DESIGN 3).
-//  A message of a pointer's size is a query; anything else ($TERM) stops.
-static void
-s_backup_actor (zsock_t *pipe, void *args)
-{
-    const zcq_node_env_t *env = args;
-    zcq_writer_t *writer = zcq_writer_new ();
-    zsock_signal (pipe, 0);
-    zcq_actor_name ("zcq-backup");
-    void *socket = zsock_resolve (pipe);
-    while (true) {
-        zmq_msg_t msg;
-        zmq_msg_init (&msg);
-        if (zmq_msg_recv (&msg, socket, 0) < 0) {
-            zmq_msg_close (&msg);
-            if (zmq_errno () == EINTR)
-                continue;
-            break;
-        }
-        zcq_query_t *query = NULL;
-        if (zmq_msg_size (&msg) == sizeof query)
-            memcpy (&query, zmq_msg_data (&msg), sizeof query);
-        zmq_msg_close (&msg);
-        if (!query)
-            break;
-        if (!writer)
-            zcq_query_fail (query, ZCQ_INTERNAL, "out of memory");
-        else
-            s_op_backup (env, writer, query);
-        if (zmq_send (socket, &query, sizeof query, 0) != sizeof query)
-            zcq_query_destroy (&query);
-    }
-    zcq_writer_destroy (&writer);
-}
-
 //  --------------------------------------------------------------------------
 //  On the query router's thread
 
@@ -126,7 +92,9 @@ zcq_backups_new (const zcq_node_env_t *env)
     zcq_backups_t *self = calloc (1, sizeof (zcq_backups_t));
     if (!self)
         return NULL;
-    self->worker = zactor_new (s_backup_actor, (void *) env);
+    //  DESIGN 3: a thread of its own, answering with s_op_backup
+    self->args = (zcq_query_worker_t) { env, "zcq-backup", s_op_backup };
+    self->worker = zactor_new (zcq_query_worker, &self->args);
     if (!self->worker) {
         free (self);
         return NULL;

@@ -244,42 +244,14 @@ s_op_stream (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query
                            count + 4 + (deleted ? 1 : 0) + (first > 1 ? 1 : 0));
 }
 
-//  The reader thread: take a query, answer it, send it back (DESIGN 4).
-//  A message of a pointer's size is a query; anything else is a command
-//  of the pipe ($TERM).
+//  The reader thread's answer (zcq_query_worker: DESIGN 4).
 static void
-s_reader_actor (zsock_t *pipe, void *args)
+s_answer (const zcq_node_env_t *env, zcq_writer_t *writer, zcq_query_t *query)
 {
-    const zcq_node_env_t *env = args;
-    zcq_writer_t *writer = zcq_writer_new ();
-    zsock_signal (pipe, 0);
-    zcq_actor_name ("zcq-reads");
-    void *socket = zsock_resolve (pipe);
-    while (true) {
-        zmq_msg_t msg;
-        zmq_msg_init (&msg);
-        if (zmq_msg_recv (&msg, socket, 0) < 0) {
-            zmq_msg_close (&msg);
-            if (zmq_errno () == EINTR)
-                continue;
-            break;
-        }
-        zcq_query_t *query = NULL;
-        if (zmq_msg_size (&msg) == sizeof query)
-            memcpy (&query, zmq_msg_data (&msg), sizeof query);
-        zmq_msg_close (&msg);
-        if (!query)
-            break; //  $TERM
-        if (!writer)
-            zcq_query_fail (query, ZCQ_INTERNAL, "out of memory");
-        else if (streq (query->op, "stream"))
-            s_op_stream (env, writer, query);
-        else
-            s_op_read (env, writer, query);
-        if (zmq_send (socket, &query, sizeof query, 0) != sizeof query)
-            zcq_query_destroy (&query);
-    }
-    zcq_writer_destroy (&writer);
+    if (streq (query->op, "stream"))
+        s_op_stream (env, writer, query);
+    else
+        s_op_read (env, writer, query);
 }
 
 //  --------------------------------------------------------------------------
@@ -292,6 +264,7 @@ typedef struct {
 } s_client_t;
 
 struct zcq_log_reads_t {
+    zcq_query_worker_t worker; //  the reader thread's arguments
     zactor_t *reader;
     zhashx_t *clients; //  peer -> s_client_t, while it has reads waiting
     zlistx_t *turns;   //  s_client_t with reads waiting, next first (DESIGN 2)
@@ -335,7 +308,8 @@ zcq_log_reads_new (const zcq_node_env_t *env)
     self->turns = zlistx_new ();
     if (self->clients)
         zhashx_set_destructor (self->clients, s_client_destroy);
-    self->reader = zactor_new (s_reader_actor, (void *) env);
+    self->worker = (zcq_query_worker_t) { env, "zcq-reads", s_answer };
+    self->reader = zactor_new (zcq_query_worker, &self->worker);
     if (!self->clients || !self->turns || !self->reader) {
         zcq_log_reads_destroy (&self);
         return NULL;

@@ -139,6 +139,39 @@ zcq_query_reply_close (zcq_query_t *self, zcq_writer_t *writer, size_t mark, siz
     s_query_set_reply (self, writer);
 }
 
+void
+zcq_query_worker (zsock_t *pipe, void *args)
+{
+    const zcq_query_worker_t *worker = args;
+    zcq_writer_t *writer = zcq_writer_new ();
+    zsock_signal (pipe, 0);
+    zcq_actor_name ("%s", worker->name);
+    void *socket = zsock_resolve (pipe);
+    while (true) {
+        zmq_msg_t msg;
+        zmq_msg_init (&msg);
+        if (zmq_msg_recv (&msg, socket, 0) < 0) {
+            zmq_msg_close (&msg);
+            if (zmq_errno () == EINTR)
+                continue;
+            break;
+        }
+        zcq_query_t *query = NULL;
+        if (zmq_msg_size (&msg) == sizeof query)
+            memcpy (&query, zmq_msg_data (&msg), sizeof query);
+        zmq_msg_close (&msg);
+        if (!query)
+            break; //  $TERM
+        if (!writer)
+            zcq_query_fail (query, ZCQ_INTERNAL, "out of memory");
+        else
+            worker->answer (worker->env, writer, query);
+        if (zmq_send (socket, &query, sizeof query, 0) != sizeof query)
+            zcq_query_destroy (&query);
+    }
+    zcq_writer_destroy (&writer);
+}
+
 //  --------------------------------------------------------------------------
 //  The router
 

@@ -104,6 +104,20 @@ size_t zcq_host_groups (const zcq_node_env_t *env);
 //  query into it; false when the query failed (invalid, with its reply).
 bool zcq_host_parse_wait (zcq_query_t *query, const zcq_node_env_t *env);
 
+//  A thread that answers queries handed to it as pointers on its zactor
+//  pipe, each with answer, and sends each back; any other message ($TERM)
+//  stops it. It owns a query from the moment it takes it until it sends it
+//  back, and answers in order every query sent before $TERM. args (a
+//  zcq_query_worker_t) must outlive the thread.
+typedef void (zcq_query_answer_fn) (const zcq_node_env_t *env, zcq_writer_t *writer,
+                                    zcq_query_t *query);
+typedef struct {
+    const zcq_node_env_t *env;
+    const char *name; //  of the thread, for top -H
+    zcq_query_answer_fn *answer;
+} zcq_query_worker_t;
+void zcq_query_worker (zsock_t *pipe, void *args);
+
 //  Log reads (`read`, `stream`), answered by a thread of their own, the
 //  clients in turn (log_reader.c). Used by the query router's thread only.
 typedef struct zcq_log_reads_t zcq_log_reads_t;
